@@ -1,0 +1,231 @@
+//! National identifiers: practitioner codes (R1), institution codes (R2) and
+//! violation ids.
+//!
+//! Codes are packed losslessly into integers: two different codes never pack
+//! to the same value, and the text is recovered exactly from the packing. That
+//! keeps them `Copy`, cheap to hash and compact in the index, without ever
+//! trusting a lossy hash to tell two practitioners apart.
+
+use super::FieldError;
+use serde::{Serialize, Serializer};
+use std::fmt;
+
+/// Digits after the category letters of a practitioner code (R1).
+const PRACTITIONER_DIGITS: std::ops::RangeInclusive<usize> = 12..=18;
+/// Longest practitioner code in characters (R1).
+const PRACTITIONER_MAX_LEN: usize = 20;
+/// Digits after the letter of an institution code (R2).
+const INSTITUTION_DIGITS: usize = 11;
+/// Longest violation id accepted, in bytes.
+pub const MAX_VIOLATION_ID_BYTES: usize = 128;
+
+const VALUE_BITS: u32 = 60; // 10^18 - 1 < 2^60
+const COUNT_BITS: u32 = 5;
+const LETTER_BITS: u32 = 5;
+
+/// A national medical-insurance personnel code (R1): one or two uppercase
+/// ASCII letters, then 12 to 18 digits, at most 20 characters.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PractitionerCode(u128);
+
+impl PractitionerCode {
+    /// Parses and validates a code (R1).
+    pub fn parse(text: &str) -> Result<PractitionerCode, FieldError> {
+        let bad = |why: &str| {
+            FieldError(format!(
+                "`{}` is not a practitioner code ({why}); expected 1-2 uppercase letters then 12-18 digits, e.g. D110105000123",
+                text.escape_debug()
+            ))
+        };
+        let b = text.as_bytes();
+        if b.len() > PRACTITIONER_MAX_LEN {
+            return Err(bad("longer than 20 characters"));
+        }
+        let letters = b.iter().take_while(|c| c.is_ascii_uppercase()).count();
+        if !(1..=2).contains(&letters) {
+            return Err(bad("must start with one or two uppercase letters"));
+        }
+        let digits = &b[letters..];
+        if !digits.iter().all(u8::is_ascii_digit) {
+            return Err(bad("letters must be followed by digits only"));
+        }
+        if !PRACTITIONER_DIGITS.contains(&digits.len()) {
+            return Err(bad("needs 12 to 18 digits"));
+        }
+        let value = digits.iter().fold(0u64, |acc, &c| acc * 10 + u64::from(c - b'0'));
+        let l1 = u128::from(b[0] - b'A' + 1);
+        let l2 = if letters == 2 { u128::from(b[1] - b'A' + 1) } else { 0 };
+        let packed = (l1 << (VALUE_BITS + COUNT_BITS + LETTER_BITS))
+            | (l2 << (VALUE_BITS + COUNT_BITS))
+            | ((digits.len() as u128) << VALUE_BITS)
+            | u128::from(value);
+        Ok(PractitionerCode(packed))
+    }
+
+    /// The lossless packed form (for index keys and storage).
+    pub fn packed(self) -> u128 {
+        self.0
+    }
+
+    /// Rebuilds a code from [`PractitionerCode::packed`], if it is one.
+    pub fn from_packed(packed: u128) -> Option<PractitionerCode> {
+        let code = PractitionerCode(packed);
+        PractitionerCode::parse(&code.to_string()).ok().filter(|c| *c == code)
+    }
+}
+
+impl fmt::Display for PractitionerCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = self.0;
+        let value = (p & ((1u128 << VALUE_BITS) - 1)) as u64;
+        let count = ((p >> VALUE_BITS) & ((1 << COUNT_BITS) - 1)) as usize;
+        let l2 = ((p >> (VALUE_BITS + COUNT_BITS)) & ((1 << LETTER_BITS) - 1)) as u8;
+        let l1 = ((p >> (VALUE_BITS + COUNT_BITS + LETTER_BITS)) & ((1 << LETTER_BITS) - 1)) as u8;
+        write!(f, "{}", char::from(b'A' + l1.wrapping_sub(1)))?;
+        if l2 != 0 {
+            write!(f, "{}", char::from(b'A' + l2 - 1))?;
+        }
+        write!(f, "{value:0count$}")
+    }
+}
+
+/// A national institution code (R2): one uppercase letter, then 11 digits.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct InstitutionCode(u64);
+
+const INSTITUTION_VALUE_BITS: u32 = 37; // 10^11 - 1 < 2^37
+
+impl InstitutionCode {
+    /// Parses and validates a code (R2).
+    pub fn parse(text: &str) -> Result<InstitutionCode, FieldError> {
+        let b = text.as_bytes();
+        let ok = b.len() == 1 + INSTITUTION_DIGITS
+            && b[0].is_ascii_uppercase()
+            && b[1..].iter().all(u8::is_ascii_digit);
+        if !ok {
+            return Err(FieldError(format!(
+                "`{}` is not an institution code; expected one uppercase letter then 11 digits, e.g. H11010500001",
+                text.escape_debug()
+            )));
+        }
+        let value = b[1..].iter().fold(0u64, |acc, &c| acc * 10 + u64::from(c - b'0'));
+        Ok(InstitutionCode((u64::from(b[0] - b'A' + 1) << INSTITUTION_VALUE_BITS) | value))
+    }
+
+    /// The lossless packed form.
+    pub fn packed(self) -> u64 {
+        self.0
+    }
+
+    /// Rebuilds a code from [`InstitutionCode::packed`], if it is one.
+    pub fn from_packed(packed: u64) -> Option<InstitutionCode> {
+        let code = InstitutionCode(packed);
+        InstitutionCode::parse(&code.to_string()).ok().filter(|c| *c == code)
+    }
+}
+
+impl fmt::Display for InstitutionCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let letter = (self.0 >> INSTITUTION_VALUE_BITS) as u8;
+        let value = self.0 & ((1 << INSTITUTION_VALUE_BITS) - 1);
+        write!(f, "{}{value:011}", char::from(b'A' + letter.wrapping_sub(1)))
+    }
+}
+
+macro_rules! debug_and_serialize_as_text {
+    ($($t:ty),*) => {$(
+        impl fmt::Debug for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(self, f)
+            }
+        }
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+    )*};
+}
+debug_and_serialize_as_text!(PractitionerCode, InstitutionCode);
+
+/// The agency's identifier of one violation decision: 1 to 128 bytes of
+/// text without control characters.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct ViolationId(String);
+
+impl ViolationId {
+    /// Validates an id.
+    pub fn parse(text: &str) -> Result<ViolationId, FieldError> {
+        if text.is_empty() || text.len() > MAX_VIOLATION_ID_BYTES {
+            return Err(FieldError(format!(
+                "a violation id must be 1 to {MAX_VIOLATION_ID_BYTES} bytes long"
+            )));
+        }
+        if text.chars().any(char::is_control) {
+            return Err(FieldError("a violation id must not contain control characters".into()));
+        }
+        Ok(ViolationId(text.to_owned()))
+    }
+
+    /// The id's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ViolationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn practitioner_codes_follow_r1_and_round_trip() {
+        for s in ["D110105000123", "HY110000000001", "HJ310115000003", "Y440305000009",
+                  "D000000000000", "AB999999999999999999", "Z123456789012345678"] {
+            let code = PractitionerCode::parse(s).unwrap();
+            assert_eq!(code.to_string(), s);
+            assert_eq!(PractitionerCode::from_packed(code.packed()), Some(code));
+        }
+        for s in ["d110105000123", "D11010500012", "DXY110105000123", "110105000123",
+                  "D1101050001234567890", "ABC11010500012", "D110105000123 ", "D11010500012X", ""] {
+            assert!(PractitionerCode::parse(s).is_err(), "{s} should be refused");
+        }
+    }
+
+    #[test]
+    fn leading_zeros_and_digit_counts_keep_codes_distinct() {
+        let a = PractitionerCode::parse("D000000000001").unwrap();
+        let b = PractitionerCode::parse("D0000000000001").unwrap();
+        let c = PractitionerCode::parse("DA00000000001").unwrap_err();
+        assert_ne!(a, b);
+        assert_ne!(a.packed(), b.packed());
+        assert!(c.0.contains("digits"));
+    }
+
+    #[test]
+    fn institution_codes_follow_r2_and_round_trip() {
+        for s in ["H11010500001", "P44030500012", "A00000000000", "Z99999999999"] {
+            let code = InstitutionCode::parse(s).unwrap();
+            assert_eq!(code.to_string(), s);
+            assert_eq!(InstitutionCode::from_packed(code.packed()), Some(code));
+        }
+        for s in ["h11010500001", "H1101050000", "H110105000011", "HH1010500001", ""] {
+            assert!(InstitutionCode::parse(s).is_err(), "{s} should be refused");
+        }
+    }
+
+    #[test]
+    fn violation_ids_are_bounded_and_printable() {
+        assert!(ViolationId::parse("V-2026-0001").is_ok());
+        assert!(ViolationId::parse("违规-1").is_ok());
+        assert!(ViolationId::parse("").is_err());
+        assert!(ViolationId::parse("a\nb").is_err());
+        assert!(ViolationId::parse(&"x".repeat(MAX_VIOLATION_ID_BYTES + 1)).is_err());
+    }
+}

@@ -1,0 +1,360 @@
+//! The embedded ledger: one SQLite file, `ledger.sqlite3`, under the data
+//! directory. Appends are serialised by a mutex and a `BEGIN IMMEDIATE`
+//! transaction; validation (R8) reads the same transaction, so what it sees is
+//! exactly what was accepted before.
+
+use super::{AppendError, Appended, LedgerError};
+use crate::domain::{CivilDate, InstitutionCode, PractitionerCode, Seq, ViolationId};
+use crate::event::{Event, RecordedEvent};
+use crate::policy::Policy;
+use crate::refusal::Refusal;
+use crate::rules::file::{InstitutionFile, PractitionerFile};
+use crate::rules::validate::{self, Admission, KnownViolation, LedgerFacts};
+use crate::rules::{institution, practitioner};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The ledger's file name inside the data directory.
+pub const LEDGER_FILE: &str = "ledger.sqlite3";
+/// Most events one [`Ledger::append_batch`] takes.
+pub const MAX_APPEND_BATCH: usize = 10_000;
+/// Most events one [`Ledger::events_since`] returns.
+pub const MAX_TAIL_BATCH: usize = 10_000;
+
+/// Marks the SQLite file as ours ("ClGt"), so a foreign database is refused.
+const APPLICATION_ID: i64 = 0x436C_4774;
+/// The schema this build writes and reads.
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
+CREATE TABLE events (
+    seq          INTEGER PRIMARY KEY,
+    kind         TEXT NOT NULL,
+    effective    TEXT NOT NULL,
+    practitioner TEXT,
+    institution  TEXT,
+    violation_id TEXT,
+    body         TEXT NOT NULL
+) STRICT;
+CREATE INDEX events_by_practitioner ON events(practitioner, kind) WHERE practitioner IS NOT NULL;
+CREATE INDEX events_by_institution ON events(institution, kind) WHERE institution IS NOT NULL;
+CREATE INDEX events_by_violation ON events(violation_id, kind) WHERE violation_id IS NOT NULL;
+";
+
+/// The append-only event ledger on an embedded SQLite file.
+pub struct Ledger {
+    conn: Mutex<Connection>,
+    policy: Policy,
+    path: PathBuf,
+}
+
+fn storage(doing: &'static str) -> impl FnOnce(rusqlite::Error) -> LedgerError {
+    move |source| LedgerError::Storage { doing, source }
+}
+
+impl Ledger {
+    /// Opens the ledger in `data_dir`, creating the directory and an empty
+    /// ledger if there is none. An existing file that is not a claimgate
+    /// ledger, or one created under another policy, is refused untouched.
+    pub fn open(data_dir: &Path, policy: &Policy) -> Result<Ledger, LedgerError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|source| LedgerError::CreateDir { path: data_dir.to_owned(), source })?;
+        let path = data_dir.join(LEDGER_FILE);
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&path, flags).map_err(|e| not_a_ledger(&path, e))?;
+        Ledger::init(conn, path, policy)
+    }
+
+    /// A ledger that lives in memory only (for tests and throwaway runs).
+    pub fn open_in_memory(policy: &Policy) -> Result<Ledger, LedgerError> {
+        let conn = Connection::open_in_memory().map_err(storage("opening an in-memory ledger"))?;
+        Ledger::init(conn, PathBuf::from(":memory:"), policy)
+    }
+
+    fn init(mut conn: Connection, path: PathBuf, policy: &Policy) -> Result<Ledger, LedgerError> {
+        // Reading the header is the first touch: a non-SQLite file fails here.
+        let app_id: i64 = conn
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .map_err(|e| not_a_ledger(&path, e))?;
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+            .map_err(|e| not_a_ledger(&path, e))?;
+        let policy_json = serde_json::to_string(policy).expect("policy serializes");
+        if app_id == 0 && tables == 0 {
+            // A new, empty file: make it a ledger.
+            conn.pragma_update(None, "journal_mode", "WAL").map_err(storage("enabling the write-ahead log"))?;
+            let tx = conn.transaction().map_err(storage("creating the schema"))?;
+            tx.execute_batch(SCHEMA).map_err(storage("creating the schema"))?;
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?1), ('policy', ?2)",
+                params![SCHEMA_VERSION.to_string(), policy_json],
+            )
+            .map_err(storage("creating the schema"))?;
+            tx.pragma_update(None, "application_id", APPLICATION_ID).map_err(storage("creating the schema"))?;
+            tx.commit().map_err(storage("creating the schema"))?;
+        } else if app_id != APPLICATION_ID {
+            return Err(LedgerError::NotALedger {
+                path,
+                detail: format!("it is an SQLite database of another application (application_id {app_id:#x})"),
+            });
+        }
+        let meta = |key: &str| -> Result<Option<String>, LedgerError> {
+            conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                .optional()
+                .map_err(storage("reading ledger metadata"))
+        };
+        let version: i64 = meta("schema_version")?.and_then(|v| v.parse().ok()).ok_or_else(|| {
+            LedgerError::NotALedger { path: path.clone(), detail: "it has no schema version".into() }
+        })?;
+        if version > SCHEMA_VERSION {
+            return Err(LedgerError::SchemaTooNew { path, found: version, supported: SCHEMA_VERSION });
+        }
+        let stored_policy = meta("policy")?.unwrap_or_default();
+        if serde_json::from_str::<Policy>(&stored_policy).ok().as_ref() != Some(policy) {
+            return Err(LedgerError::PolicyMismatch { stored: stored_policy });
+        }
+        // R5: an acknowledged event survives a crash or power loss.
+        conn.pragma_update(None, "synchronous", "FULL").map_err(storage("setting synchronous commits"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(storage("setting the busy timeout"))?;
+        Ok(Ledger { conn: Mutex::new(conn), policy: policy.clone(), path })
+    }
+
+    /// Where the ledger lives (`:memory:` for an in-memory one).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The policy the ledger validates with.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave a half-written event:
+        // the open transaction rolls back when dropped.
+        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Validates `event` (R8) and, if accepted, appends it durably.
+    pub fn append(&self, event: &Event) -> Result<Appended, AppendError> {
+        let mut results = self.append_batch(std::slice::from_ref(event))?;
+        results.pop().expect("one result per event").map_err(AppendError::Refused)
+    }
+
+    /// Validates and appends each event in order, in one durable transaction;
+    /// each is judged against everything accepted before it, earlier events of
+    /// the batch included. Returns one outcome per event.
+    pub fn append_batch(&self, events: &[Event]) -> Result<Vec<Result<Appended, Refusal>>, LedgerError> {
+        if events.len() > MAX_APPEND_BATCH {
+            return Err(LedgerError::BatchTooLarge { len: events.len(), max: MAX_APPEND_BATCH });
+        }
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(storage("starting an append"))?;
+        let mut head: Seq = head_of(&tx)?;
+        let mut outcomes = Vec::with_capacity(events.len());
+        for event in events {
+            let mut facts = Facts { tx: &tx, policy: &self.policy };
+            let outcome = match validate::validate(event, &self.policy, &mut facts)? {
+                Err(refusal) => Err(refusal),
+                Ok(Admission::AlreadyRecorded(seq)) => Ok(Appended { seq, already_recorded: true }),
+                Ok(Admission::Append) => {
+                    head += 1;
+                    insert(&tx, head, event)?;
+                    Ok(Appended { seq: head, already_recorded: false })
+                }
+            };
+            outcomes.push(outcome);
+        }
+        tx.commit().map_err(storage("committing an append"))?;
+        Ok(outcomes)
+    }
+
+    /// The highest `seq` accepted (0 for an empty ledger).
+    pub fn head(&self) -> Result<Seq, LedgerError> {
+        head_of(&self.lock())
+    }
+
+    /// Accepted events with `seq > after`, ascending, at most `limit`
+    /// (capped at [`MAX_TAIL_BATCH`]).
+    pub fn events_since(&self, after: Seq, limit: usize) -> Result<Vec<RecordedEvent>, LedgerError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached("SELECT seq, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")
+            .map_err(storage("reading events"))?;
+        let rows = stmt
+            .query_map(params![after as i64, limit.min(MAX_TAIL_BATCH) as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(storage("reading events"))?;
+        decode_rows(rows, &self.policy)
+    }
+
+    /// Every accepted event, ascending (for rebuilding derived state).
+    pub fn all_events(&self) -> Result<Vec<RecordedEvent>, LedgerError> {
+        let mut all = Vec::new();
+        loop {
+            let after = all.last().map_or(0, |r: &RecordedEvent| r.seq);
+            let batch = self.events_since(after, MAX_TAIL_BATCH)?;
+            if batch.is_empty() {
+                return Ok(all);
+            }
+            all.extend(batch);
+        }
+    }
+
+    /// Every accepted event about a practitioner, revocations of their
+    /// violations included, ascending by `seq`.
+    pub fn practitioner_history(&self, code: PractitionerCode) -> Result<Vec<RecordedEvent>, LedgerError> {
+        practitioner_history(&self.lock(), code, &self.policy)
+    }
+
+    /// Every accepted institution event (designation, suspension,
+    /// termination, rating) about an institution, ascending by `seq`.
+    pub fn institution_history(&self, code: InstitutionCode) -> Result<Vec<RecordedEvent>, LedgerError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT seq, body FROM events WHERE institution = ?1 AND kind LIKE 'institution_%' ORDER BY seq",
+            )
+            .map_err(storage("reading an institution's history"))?;
+        let rows = stmt
+            .query_map([code.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(storage("reading an institution's history"))?;
+        decode_rows(rows, &self.policy)
+    }
+
+    /// The integrity file of a practitioner (R22), status as of `as_of`;
+    /// `None` if the ledger never names them.
+    pub fn practitioner_file(&self, code: PractitionerCode, as_of: CivilDate) -> Result<Option<PractitionerFile>, LedgerError> {
+        let history = self.practitioner_history(code)?;
+        Ok((!history.is_empty())
+            .then(|| PractitionerFile::new(&practitioner::derive(code, &history, &self.policy), as_of)))
+    }
+
+    /// The integrity file of an institution (R22), status as of `as_of`;
+    /// `None` if it was never designated.
+    pub fn institution_file(&self, code: InstitutionCode, as_of: CivilDate) -> Result<Option<InstitutionFile>, LedgerError> {
+        let history = self.institution_history(code)?;
+        Ok((!history.is_empty()).then(|| InstitutionFile::new(&institution::derive(code, &history), as_of)))
+    }
+}
+
+fn not_a_ledger(path: &Path, e: rusqlite::Error) -> LedgerError {
+    LedgerError::NotALedger { path: path.to_owned(), detail: e.to_string() }
+}
+
+fn head_of(conn: &Connection) -> Result<Seq, LedgerError> {
+    conn.query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get::<_, i64>(0))
+        .map(|s| s as Seq)
+        .map_err(storage("reading the ledger head"))
+}
+
+fn insert(tx: &Transaction, seq: Seq, event: &Event) -> Result<(), LedgerError> {
+    let (practitioner, violation_id) = match event {
+        Event::ViolationScored(v) => (Some(v.practitioner), Some(v.violation_id.clone())),
+        Event::ViolationRevoked { violation_id, .. } => {
+            // Filed under the practitioner the revoked violation belongs to.
+            let owner = find_violation(tx, violation_id)?.map(|(_, v)| v.practitioner);
+            (owner, Some(violation_id.clone()))
+        }
+        other => (other.practitioner(), None),
+    };
+    tx.prepare_cached(
+        "INSERT INTO events (seq, kind, effective, practitioner, institution, violation_id, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            seq as i64,
+            event.kind(),
+            event.effective().to_string(),
+            practitioner.map(|p| p.to_string()),
+            event.institution().map(|i| i.to_string()),
+            violation_id.as_ref().map(ViolationId::as_str),
+            event.to_json(),
+        ])
+    })
+    .map_err(storage("appending an event"))?;
+    Ok(())
+}
+
+fn decode(seq: i64, body: &str, policy: &Policy) -> Result<RecordedEvent, LedgerError> {
+    let seq = seq as Seq;
+    let value: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| LedgerError::Corrupt { seq, message: e.to_string() })?;
+    let event = Event::parse(&value, policy).map_err(|e| LedgerError::Corrupt { seq, message: e.to_string() })?;
+    Ok(RecordedEvent { seq, event })
+}
+
+fn decode_rows(
+    rows: impl Iterator<Item = rusqlite::Result<(i64, String)>>,
+    policy: &Policy,
+) -> Result<Vec<RecordedEvent>, LedgerError> {
+    rows.map(|row| {
+        let (seq, body) = row.map_err(storage("reading events"))?;
+        decode(seq, &body, policy)
+    })
+    .collect()
+}
+
+fn practitioner_history(conn: &Connection, code: PractitionerCode, policy: &Policy) -> Result<Vec<RecordedEvent>, LedgerError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT seq, body FROM events WHERE practitioner = ?1 ORDER BY seq")
+        .map_err(storage("reading a practitioner's history"))?;
+    let rows = stmt
+        .query_map([code.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(storage("reading a practitioner's history"))?;
+    decode_rows(rows, policy)
+}
+
+fn find_violation(conn: &Connection, id: &ViolationId) -> Result<Option<(Seq, crate::event::Violation)>, LedgerError> {
+    let row: Option<(i64, String)> = conn
+        .prepare_cached("SELECT seq, body FROM events WHERE violation_id = ?1 AND kind = 'violation_scored'")
+        .and_then(|mut stmt| stmt.query_row([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+        .map_err(storage("looking up a violation"))?;
+    let Some((seq, body)) = row else { return Ok(None) };
+    // The policy does not affect how a violation parses.
+    match decode(seq, &body, &Policy::default())?.event {
+        Event::ViolationScored(v) => Ok(Some((seq as Seq, v))),
+        _ => Err(LedgerError::Corrupt { seq: seq as Seq, message: "indexed as a violation but is not one".into() }),
+    }
+}
+
+/// [`LedgerFacts`] read from the append transaction.
+struct Facts<'a> {
+    tx: &'a Transaction<'a>,
+    policy: &'a Policy,
+}
+
+impl Facts<'_> {
+    fn exists(&self, sql: &str, key: String) -> Result<bool, LedgerError> {
+        self.tx
+            .prepare_cached(sql)
+            .and_then(|mut stmt| stmt.exists([key]))
+            .map_err(storage("validating an event"))
+    }
+}
+
+impl LedgerFacts for Facts<'_> {
+    type Error = LedgerError;
+
+    fn institution_designated(&mut self, code: InstitutionCode) -> Result<bool, LedgerError> {
+        self.exists("SELECT 1 FROM events WHERE institution = ?1 AND kind = 'institution_designated'", code.to_string())
+    }
+
+    fn practitioner_registered(&mut self, code: PractitionerCode) -> Result<bool, LedgerError> {
+        self.exists("SELECT 1 FROM events WHERE practitioner = ?1 AND kind = 'practitioner_registered'", code.to_string())
+    }
+
+    fn violation(&mut self, id: &ViolationId) -> Result<Option<KnownViolation>, LedgerError> {
+        let Some((seq, violation)) = find_violation(self.tx, id)? else { return Ok(None) };
+        let revoked = self.exists("SELECT 1 FROM events WHERE violation_id = ?1 AND kind = 'violation_revoked'", id.to_string())?;
+        Ok(Some(KnownViolation { seq, violation, revoked }))
+    }
+
+    fn practitioner_history(&mut self, code: PractitionerCode) -> Result<Vec<RecordedEvent>, LedgerError> {
+        practitioner_history(self.tx, code, self.policy)
+    }
+}

@@ -1,0 +1,35 @@
+//! Errors at the ledger boundary.
+
+use crate::domain::Seq;
+use crate::refusal::Refusal;
+use std::path::PathBuf;
+
+/// The store cannot be used: nothing about the event's validity.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("cannot create the data directory {path}: {source}")]
+    CreateDir { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not a claimgate ledger ({detail}); refusing to open it. Point --data at the directory claimgate created, or at an empty one for a new ledger")]
+    NotALedger { path: PathBuf, detail: String },
+    #[error("{path} has ledger schema version {found}, newer than this build supports ({supported}); upgrade claimgate")]
+    SchemaTooNew { path: PathBuf, found: i64, supported: i64 },
+    #[error("the ledger was created with a different policy than the one given; derived state would change retroactively. Stored policy: {stored}")]
+    PolicyMismatch { stored: String },
+    #[error("ledger event at seq {seq} cannot be read back: {message}; the ledger file is damaged")]
+    Corrupt { seq: Seq, message: String },
+    #[error("ledger storage failed while {doing}: {source}")]
+    Storage { doing: &'static str, source: rusqlite::Error },
+    #[error("a batch of {len} events is more than the {max} one append takes")]
+    BatchTooLarge { len: usize, max: usize },
+}
+
+/// Why an append did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// The event is invalid (R4, R8); nothing was stored.
+    #[error("refused: {0}")]
+    Refused(Refusal),
+    /// The store failed; nothing was acknowledged.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}

@@ -1,0 +1,21 @@
+//! claimgate: the claim-settlement gate for China's medical-insurance
+//! practitioner scoring. See ARCHITECTURE.md for the map; RULES.md (R1–R22)
+//! for the law this crate enforces.
+//!
+//! Layers, each depending only on those above it:
+//! - [`domain`]: values that cannot be invalid (codes, dates, grades).
+//! - [`event`], [`refusal`], [`policy`]: the ledger's vocabulary (R7, R8).
+//! - [`rules`]: pure derivation, validation and the claim check.
+//! - [`ledger`]: the authoritative, append-only event store (R5).
+//! - [`scenario`]: the conformance runner behind `claimgate replay`.
+
+pub mod claim;
+pub mod clock;
+pub mod domain;
+pub mod event;
+mod json_fields;
+pub mod ledger;
+pub mod policy;
+pub mod refusal;
+pub mod rules;
+pub mod scenario;

@@ -1,0 +1,99 @@
+//! Why the ledger refused an event: the named errors of R8, in R8's order.
+//!
+//! This is the error type of the validation boundary. A refusal changes
+//! nothing; its `code` is the wire name clients match on.
+
+use serde::Serialize;
+use std::fmt;
+
+/// The R8 error codes, declared in the order validation checks them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalCode {
+    /// R4: a missing or malformed field, unknown type or code, empty interval.
+    InvalidRequest,
+    /// An event naming an institution never designated.
+    UnknownInstitution,
+    /// A deregistration, violation or repair for a code never registered.
+    UnknownPractitioner,
+    /// Points outside the severity band (R9).
+    PointsOutOfBand,
+    /// `suspension_months` not 1-6 (R14).
+    InvalidSuspensionMonths,
+    /// A revocation of a violation id never scored.
+    UnknownViolation,
+    /// A second revocation of one violation.
+    AlreadyRevoked,
+    /// A violation id already used for different content.
+    DuplicateViolation,
+    /// A registration dated inside a termination ban (R15).
+    RegistrationBanned,
+    /// A credit score outside 0-100 (R20).
+    InvalidScore,
+    /// A repair that would pass the yearly cap (R13).
+    RepairLimitExceeded,
+}
+
+impl RefusalCode {
+    /// The wire name, e.g. `duplicate_violation`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalCode::InvalidRequest => "invalid_request",
+            RefusalCode::UnknownInstitution => "unknown_institution",
+            RefusalCode::UnknownPractitioner => "unknown_practitioner",
+            RefusalCode::PointsOutOfBand => "points_out_of_band",
+            RefusalCode::InvalidSuspensionMonths => "invalid_suspension_months",
+            RefusalCode::UnknownViolation => "unknown_violation",
+            RefusalCode::AlreadyRevoked => "already_revoked",
+            RefusalCode::DuplicateViolation => "duplicate_violation",
+            RefusalCode::RegistrationBanned => "registration_banned",
+            RefusalCode::InvalidScore => "invalid_score",
+            RefusalCode::RepairLimitExceeded => "repair_limit_exceeded",
+        }
+    }
+}
+
+impl fmt::Display for RefusalCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A refused event: the code, the field at fault if one is, and a sentence
+/// for the person who sent it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Refusal {
+    #[serde(rename = "error")]
+    pub code: RefusalCode,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl Refusal {
+    /// A refusal not tied to one field.
+    pub fn new(code: RefusalCode, message: impl Into<String>) -> Refusal {
+        Refusal { code, field: None, message: message.into() }
+    }
+
+    /// A refusal naming the field at fault.
+    pub fn at(code: RefusalCode, field: &str, message: impl Into<String>) -> Refusal {
+        Refusal { code, field: Some(field.to_owned()), message: message.into() }
+    }
+
+    /// `invalid_request` for a field (R4).
+    pub fn invalid(field: &str, message: impl Into<String>) -> Refusal {
+        Refusal::at(RefusalCode::InvalidRequest, field, message)
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.field {
+            Some(field) => write!(f, "{} (field `{field}`): {}", self.code, self.message),
+            None => write!(f, "{}: {}", self.code, self.message),
+        }
+    }
+}
+
+impl std::error::Error for Refusal {}

@@ -1,0 +1,85 @@
+//! The whole derived state of a ledger, held naively in hash maps.
+//!
+//! This is the reference the compact index is tested against, and what
+//! `replay` checks with: simple enough to trust, not built for 20 million.
+
+use super::{check, institution, practitioner, Claim, Decision, InstitutionStanding, PractitionerStanding};
+use crate::domain::{InstitutionCode, PractitionerCode, Seq, ViolationId};
+use crate::event::{Event, RecordedEvent};
+use crate::policy::Policy;
+use std::collections::HashMap;
+
+/// Every practitioner's and institution's standing at one ledger `seq`.
+#[derive(Debug, Clone, Default)]
+pub struct World {
+    seq: Seq,
+    institutions: HashMap<InstitutionCode, InstitutionStanding>,
+    practitioners: HashMap<PractitionerCode, PractitionerStanding>,
+}
+
+impl World {
+    /// Derives the state from accepted events, in any order (R6).
+    pub fn from_events(events: &[RecordedEvent], policy: &Policy) -> World {
+        let mut owner: HashMap<&ViolationId, PractitionerCode> = HashMap::new();
+        for r in events {
+            if let Event::ViolationScored(v) = &r.event {
+                owner.entry(&v.violation_id).or_insert(v.practitioner);
+            }
+        }
+        let mut by_practitioner: HashMap<PractitionerCode, Vec<RecordedEvent>> = HashMap::new();
+        let mut by_institution: HashMap<InstitutionCode, Vec<RecordedEvent>> = HashMap::new();
+        for r in events {
+            let practitioner = match &r.event {
+                Event::ViolationRevoked { violation_id, .. } => owner.get(violation_id).copied(),
+                Event::ViolationScored(_) => r.event.practitioner(),
+                other => {
+                    if let (None, Some(i)) = (other.practitioner(), other.institution()) {
+                        by_institution.entry(i).or_default().push(r.clone());
+                    }
+                    other.practitioner()
+                }
+            };
+            if let Some(p) = practitioner {
+                by_practitioner.entry(p).or_default().push(r.clone());
+            }
+        }
+        World {
+            seq: events.iter().map(|r| r.seq).max().unwrap_or(0),
+            institutions: by_institution.into_iter().map(|(code, ev)| (code, institution::derive(code, &ev))).collect(),
+            practitioners: by_practitioner
+                .into_iter()
+                .map(|(code, ev)| (code, practitioner::derive(code, &ev, policy)))
+                .collect(),
+        }
+    }
+
+    /// The highest `seq` reflected.
+    pub fn seq(&self) -> Seq {
+        self.seq
+    }
+
+    /// Judges one claim (R17–R19).
+    pub fn decide(&self, claim: &Claim) -> Decision {
+        check::decide(self.institutions.get(&claim.institution), self.practitioners.get(&claim.practitioner), claim)
+    }
+
+    /// A practitioner's standing, if the ledger names them.
+    pub fn practitioner(&self, code: PractitionerCode) -> Option<&PractitionerStanding> {
+        self.practitioners.get(&code)
+    }
+
+    /// An institution's standing, if the ledger names it.
+    pub fn institution(&self, code: InstitutionCode) -> Option<&InstitutionStanding> {
+        self.institutions.get(&code)
+    }
+
+    /// All practitioners with any event.
+    pub fn practitioners(&self) -> impl Iterator<Item = &PractitionerStanding> {
+        self.practitioners.values()
+    }
+
+    /// All institutions with any institution event.
+    pub fn institutions(&self) -> impl Iterator<Item = &InstitutionStanding> {
+        self.institutions.values()
+    }
+}
