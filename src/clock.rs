@@ -18,9 +18,7 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn today(&self) -> CivilDate {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
         let days = (now + CST_OFFSET_SECONDS).div_euclid(SECONDS_PER_DAY);
         CivilDate::from_day_number(days as i32).expect("the system clock is within years 1-9999")
     }

@@ -108,7 +108,10 @@ impl Event {
                 let effective = f.date("effective")?;
                 let until = f.date("until")?;
                 if until <= effective {
-                    return Err(Refusal::invalid("until", format!("`until` ({until}) must be after `effective` ({effective})")));
+                    return Err(Refusal::invalid(
+                        "until",
+                        format!("`until` ({until}) must be after `effective` ({effective})"),
+                    ));
                 }
                 Event::InstitutionSuspended { institution, effective, until }
             }
@@ -134,7 +137,10 @@ impl Event {
                         _ => {
                             return Err(Refusal::invalid(
                                 "direct_e",
-                                format!("unknown circumstance code {code}; known: {}", policy.direct_e_codes.join(", ")),
+                                format!(
+                                    "unknown circumstance code {code}; known: {}",
+                                    policy.direct_e_codes.join(", ")
+                                ),
                             ))
                         }
                     }
@@ -188,12 +194,7 @@ impl Event {
                 }
                 Event::PointsRepaired { practitioner, points, effective: f.date("effective")? }
             }
-            other => {
-                return Err(Refusal::invalid(
-                    "type",
-                    format!("unknown event type `{}`", other.escape_debug()),
-                ))
-            }
+            other => return Err(Refusal::invalid("type", format!("unknown event type `{}`", other.escape_debug()))),
         })
     }
 
@@ -303,22 +304,55 @@ mod tests {
             (json!("not an object"), "event"),
             (json!({"institution": "H11010500001"}), "type"),
             (json!({"type": "institution_exploded", "institution": "H11010500001"}), "type"),
-            (json!({"type": "institution_designated", "institution": "h11010500001", "effective": "2024-01-01"}), "institution"),
-            (json!({"type": "institution_designated", "institution": "H11010500001", "effective": "2024-02-30"}), "effective"),
+            (
+                json!({"type": "institution_designated", "institution": "h11010500001", "effective": "2024-01-01"}),
+                "institution",
+            ),
+            (
+                json!({"type": "institution_designated", "institution": "H11010500001", "effective": "2024-02-30"}),
+                "effective",
+            ),
             (json!({"type": "institution_designated", "institution": "H11010500001"}), "effective"),
-            (json!({"type": "institution_suspended", "institution": "H11010500001", "effective": "2026-07-01", "until": "2026-07-01"}), "until"),
-            (json!({"type": "violation_scored", "violation_id": "V1", "practitioner": "D110105000001", "institution": "H11010500001",
-                    "effective": "2026-03-10", "points": 9, "severity": "grave", "responsibility": "primary"}), "severity"),
-            (json!({"type": "violation_scored", "violation_id": "V1", "practitioner": "D110105000001", "institution": "H11010500001",
-                    "effective": "2026-03-10", "points": 9, "severity": "serious", "responsibility": "boss"}), "responsibility"),
-            (json!({"type": "violation_scored", "violation_id": "V1", "practitioner": "D110105000001", "institution": "H11010500001",
-                    "effective": "2026-03-10", "points": 8.5, "severity": "serious", "responsibility": "primary"}), "points"),
-            (json!({"type": "violation_scored", "violation_id": "", "practitioner": "D110105000001", "institution": "H11010500001",
-                    "effective": "2026-03-10", "points": 8, "severity": "serious", "responsibility": "primary"}), "violation_id"),
-            (json!({"type": "institution_rated", "institution": "H11010500001", "year": 2025, "score": 91, "direct_e": ["bribed_auditor"]}), "direct_e"),
-            (json!({"type": "institution_rated", "institution": "H11010500001", "year": 2025, "score": "91", "direct_e": []}), "score"),
-            (json!({"type": "points_repaired", "practitioner": "D110105000001", "points": 0, "effective": "2026-03-01"}), "points"),
-            (json!({"type": "points_repaired", "practitioner": "D110105000001", "points": -2, "effective": "2026-03-01"}), "points"),
+            (
+                json!({"type": "institution_suspended", "institution": "H11010500001", "effective": "2026-07-01", "until": "2026-07-01"}),
+                "until",
+            ),
+            (
+                json!({"type": "violation_scored", "violation_id": "V1", "practitioner": "D110105000001", "institution": "H11010500001",
+                    "effective": "2026-03-10", "points": 9, "severity": "grave", "responsibility": "primary"}),
+                "severity",
+            ),
+            (
+                json!({"type": "violation_scored", "violation_id": "V1", "practitioner": "D110105000001", "institution": "H11010500001",
+                    "effective": "2026-03-10", "points": 9, "severity": "serious", "responsibility": "boss"}),
+                "responsibility",
+            ),
+            (
+                json!({"type": "violation_scored", "violation_id": "V1", "practitioner": "D110105000001", "institution": "H11010500001",
+                    "effective": "2026-03-10", "points": 8.5, "severity": "serious", "responsibility": "primary"}),
+                "points",
+            ),
+            (
+                json!({"type": "violation_scored", "violation_id": "", "practitioner": "D110105000001", "institution": "H11010500001",
+                    "effective": "2026-03-10", "points": 8, "severity": "serious", "responsibility": "primary"}),
+                "violation_id",
+            ),
+            (
+                json!({"type": "institution_rated", "institution": "H11010500001", "year": 2025, "score": 91, "direct_e": ["bribed_auditor"]}),
+                "direct_e",
+            ),
+            (
+                json!({"type": "institution_rated", "institution": "H11010500001", "year": 2025, "score": "91", "direct_e": []}),
+                "score",
+            ),
+            (
+                json!({"type": "points_repaired", "practitioner": "D110105000001", "points": 0, "effective": "2026-03-01"}),
+                "points",
+            ),
+            (
+                json!({"type": "points_repaired", "practitioner": "D110105000001", "points": -2, "effective": "2026-03-01"}),
+                "points",
+            ),
         ];
         for (value, field) in cases {
             let refusal = parse(value.clone()).unwrap_err();

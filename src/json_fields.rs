@@ -11,10 +11,7 @@ pub(crate) struct Fields<'a>(pub &'a Map<String, Value>);
 impl<'a> Fields<'a> {
     /// Reads `value` as an object, or refuses it.
     pub fn of(value: &'a Value, what: &str) -> Result<Fields<'a>, Refusal> {
-        value
-            .as_object()
-            .map(Fields)
-            .ok_or_else(|| Refusal::invalid(what, format!("{what} must be a JSON object")))
+        value.as_object().map(Fields).ok_or_else(|| Refusal::invalid(what, format!("{what} must be a JSON object")))
     }
 
     fn get(&self, field: &str) -> Result<&'a Value, Refusal> {
@@ -30,9 +27,7 @@ impl<'a> Fields<'a> {
     }
 
     pub fn str(&self, field: &str) -> Result<&'a str, Refusal> {
-        self.get(field)?
-            .as_str()
-            .ok_or_else(|| Refusal::invalid(field, format!("`{field}` must be a string")))
+        self.get(field)?.as_str().ok_or_else(|| Refusal::invalid(field, format!("`{field}` must be a string")))
     }
 
     pub fn parsed<T>(&self, field: &str, parse: impl FnOnce(&str) -> Result<T, FieldError>) -> Result<T, Refusal> {
@@ -62,20 +57,14 @@ impl<'a> Fields<'a> {
     }
 
     pub fn number(&self, field: &str) -> Result<f64, Refusal> {
-        self.get(field)?
-            .as_f64()
-            .ok_or_else(|| Refusal::invalid(field, format!("`{field}` must be a number")))
+        self.get(field)?.as_f64().ok_or_else(|| Refusal::invalid(field, format!("`{field}` must be a number")))
     }
 
     pub fn bool(&self, field: &str) -> Result<bool, Refusal> {
-        self.get(field)?
-            .as_bool()
-            .ok_or_else(|| Refusal::invalid(field, format!("`{field}` must be true or false")))
+        self.get(field)?.as_bool().ok_or_else(|| Refusal::invalid(field, format!("`{field}` must be true or false")))
     }
 
     pub fn array(&self, field: &str) -> Result<&'a Vec<Value>, Refusal> {
-        self.get(field)?
-            .as_array()
-            .ok_or_else(|| Refusal::invalid(field, format!("`{field}` must be an array")))
+        self.get(field)?.as_array().ok_or_else(|| Refusal::invalid(field, format!("`{field}` must be an array")))
     }
 }

@@ -1,6 +1,5 @@
 //! The `claimgate` command line.
 
-use clap::{Parser, Subcommand, ValueEnum};
 use claimgate::claim::parse_claim;
 use claimgate::clock::{Clock, SystemClock};
 use claimgate::domain::{CivilDate, InstitutionCode, PractitionerCode};
@@ -9,6 +8,7 @@ use claimgate::ledger::{Ledger, MAX_APPEND_BATCH};
 use claimgate::policy::Policy;
 use claimgate::rules::World;
 use claimgate::scenario::{self, ReplayLine, Scenario};
+use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::Value;
 use std::io::{BufWriter, Read, Write};
 use std::path::PathBuf;
@@ -18,7 +18,11 @@ use std::process::ExitCode;
 const MAX_APPEND_INPUT_BYTES: u64 = 256 * 1024 * 1024;
 
 #[derive(Parser)]
-#[command(name = "claimgate", version, about = "Claim-settlement gate for medical-insurance practitioner scoring (RULES.md R1-R22)")]
+#[command(
+    name = "claimgate",
+    version,
+    about = "Claim-settlement gate for medical-insurance practitioner scoring (RULES.md R1-R22)"
+)]
 struct Cli {
     /// A JSON policy file (R13, R14, R20); absent keys keep their defaults.
     #[arg(long, global = true, value_name = "FILE")]
@@ -34,7 +38,7 @@ enum Command {
         /// The scenario file (SCENARIOS.md).
         file: PathBuf,
     },
-    /// Append events (a JSON array, or one JSON object per line) to the ledger.
+    /// Append events to the ledger: a JSON array, a scenario file, or one JSON object per line.
     Append {
         /// Data directory holding the ledger (created if absent).
         #[arg(long, default_value = "data")]
@@ -138,7 +142,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
                 let mut appended = ledger.append_batch(&parsed)?.into_iter();
                 for outcome in outcomes {
-                    let outcome = outcome.unwrap_or_else(|| appended.next().expect("one per parsed event").map(|a| a.seq));
+                    let outcome =
+                        outcome.unwrap_or_else(|| appended.next().expect("one per parsed event").map(|a| a.seq));
                     let line = match outcome {
                         Ok(seq) => ReplayLine::Accepted { event: index, seq },
                         Err(refusal) => {
@@ -184,7 +189,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     file.map(|f| serde_json::to_string_pretty(&f)).transpose()?
                 }
             };
-            let json = json.ok_or_else(|| Failure(format!("the ledger in {} has no events for {code}", data.display()), 1))?;
+            let json =
+                json.ok_or_else(|| Failure(format!("the ledger in {} has no events for {code}", data.display()), 1))?;
             writeln!(out, "{json}")?;
         }
     }
@@ -204,7 +210,8 @@ fn open_existing(data: &std::path::Path, policy: &Policy) -> Result<Ledger, Fail
     Ok(Ledger::open(data, policy)?)
 }
 
-/// Reads events as a JSON array or as JSON Lines.
+/// Reads events as a JSON array, a scenario file's `events`, one JSON object,
+/// or JSON Lines (one event per line).
 fn read_events(file: Option<PathBuf>) -> Result<Vec<Value>, Failure> {
     let mut text = String::new();
     match file.filter(|f| f.as_os_str() != "-") {
@@ -214,8 +221,17 @@ fn read_events(file: Option<PathBuf>) -> Result<Vec<Value>, Failure> {
             .read_to_string(&mut text)?,
         None => std::io::stdin().take(MAX_APPEND_INPUT_BYTES).read_to_string(&mut text)?,
     };
-    if text.trim_start().starts_with('[') {
-        return serde_json::from_str(&text).map_err(|e| bad_input(format!("the events are not a valid JSON array: {e}")));
+    match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Array(events)) => return Ok(events),
+        Ok(Value::Object(mut doc)) => {
+            return Ok(match doc.remove("events") {
+                Some(Value::Array(events)) => events,
+                Some(_) => return Err(bad_input("`events` is not an array")),
+                None => vec![Value::Object(doc)],
+            })
+        }
+        Ok(_) => return Err(bad_input("expected events: a JSON array, an object, or one object per line")),
+        Err(_) => {}
     }
     text.lines()
         .enumerate()

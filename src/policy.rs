@@ -77,11 +77,7 @@ impl Policy {
 
     /// Checks the policy's own bounds.
     pub fn validate(&self) -> Result<(), String> {
-        if let Some(m) = self
-            .suspension_months_at_total
-            .iter()
-            .find(|m| !(1..=MAX_SUSPENSION_MONTHS).contains(m))
-        {
+        if let Some(m) = self.suspension_months_at_total.iter().find(|m| !(1..=MAX_SUSPENSION_MONTHS).contains(m)) {
             return Err(format!(
                 "suspension_months_at_total has {m}; each entry must be 1 to {MAX_SUSPENSION_MONTHS} (R14)"
             ));
@@ -98,8 +94,7 @@ impl Policy {
     /// Loads a policy from a JSON file; absent keys keep their defaults.
     pub fn load(path: &Path) -> Result<Policy, PolicyError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| PolicyError::Read { path: shown.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read { path: shown.clone(), source })?;
         let policy: Policy = serde_json::from_str(&text)
             .map_err(|e| PolicyError::Invalid { path: shown.clone(), message: e.to_string() })?;
         policy.validate().map_err(|message| PolicyError::Invalid { path: shown, message })?;

@@ -34,7 +34,9 @@ pub enum ScenarioError {
     TooLarge { path: PathBuf },
     #[error("scenario {path} is not valid JSON: {source}")]
     Json { path: PathBuf, source: serde_json::Error },
-    #[error("scenario {path} is not a scenario: {message} (see SCENARIOS.md: an object with `events` and `checks` arrays)")]
+    #[error(
+        "scenario {path} is not a scenario: {message} (see SCENARIOS.md: an object with `events` and `checks` arrays)"
+    )]
     Shape { path: PathBuf, message: String },
 }
 
@@ -71,10 +73,28 @@ impl Scenario {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum ReplayLine {
-    Accepted { event: usize, seq: Seq },
-    Refused { event: usize, error: RefusalCode, #[serde(skip)] refusal: Refusal },
-    Answered { check: usize, verdict: Verdict, reason: Reason, waived: Waivers },
-    BadCheck { check: usize, error: RefusalCode, #[serde(skip)] refusal: Refusal },
+    Accepted {
+        event: usize,
+        seq: Seq,
+    },
+    Refused {
+        event: usize,
+        error: RefusalCode,
+        #[serde(skip)]
+        refusal: Refusal,
+    },
+    Answered {
+        check: usize,
+        verdict: Verdict,
+        reason: Reason,
+        waived: Waivers,
+    },
+    BadCheck {
+        check: usize,
+        error: RefusalCode,
+        #[serde(skip)]
+        refusal: Refusal,
+    },
 }
 
 impl ReplayLine {

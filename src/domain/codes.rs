@@ -99,9 +99,8 @@ impl InstitutionCode {
     /// Parses and validates a code (R2).
     pub fn parse(text: &str) -> Result<InstitutionCode, FieldError> {
         let b = text.as_bytes();
-        let ok = b.len() == 1 + INSTITUTION_DIGITS
-            && b[0].is_ascii_uppercase()
-            && b[1..].iter().all(u8::is_ascii_digit);
+        let ok =
+            b.len() == 1 + INSTITUTION_DIGITS && b[0].is_ascii_uppercase() && b[1..].iter().all(u8::is_ascii_digit);
         if !ok {
             return Err(FieldError(format!(
                 "`{}` is not an institution code; expected one uppercase letter then 11 digits, e.g. H11010500001",
@@ -158,9 +157,7 @@ impl ViolationId {
     /// Validates an id.
     pub fn parse(text: &str) -> Result<ViolationId, FieldError> {
         if text.is_empty() || text.len() > MAX_VIOLATION_ID_BYTES {
-            return Err(FieldError(format!(
-                "a violation id must be 1 to {MAX_VIOLATION_ID_BYTES} bytes long"
-            )));
+            return Err(FieldError(format!("a violation id must be 1 to {MAX_VIOLATION_ID_BYTES} bytes long")));
         }
         if text.chars().any(char::is_control) {
             return Err(FieldError("a violation id must not contain control characters".into()));
@@ -186,14 +183,30 @@ mod tests {
 
     #[test]
     fn practitioner_codes_follow_r1_and_round_trip() {
-        for s in ["D110105000123", "HY110000000001", "HJ310115000003", "Y440305000009",
-                  "D000000000000", "AB999999999999999999", "Z123456789012345678"] {
+        for s in [
+            "D110105000123",
+            "HY110000000001",
+            "HJ310115000003",
+            "Y440305000009",
+            "D000000000000",
+            "AB999999999999999999",
+            "Z123456789012345678",
+        ] {
             let code = PractitionerCode::parse(s).unwrap();
             assert_eq!(code.to_string(), s);
             assert_eq!(PractitionerCode::from_packed(code.packed()), Some(code));
         }
-        for s in ["d110105000123", "D11010500012", "DXY110105000123", "110105000123",
-                  "D1101050001234567890", "ABC11010500012", "D110105000123 ", "D11010500012X", ""] {
+        for s in [
+            "d110105000123",
+            "D11010500012",
+            "DXY110105000123",
+            "110105000123",
+            "D1101050001234567890",
+            "ABC11010500012",
+            "D110105000123 ",
+            "D11010500012X",
+            "",
+        ] {
             assert!(PractitionerCode::parse(s).is_err(), "{s} should be refused");
         }
     }

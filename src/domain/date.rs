@@ -42,15 +42,12 @@ impl CivilDate {
             return Err(bad());
         }
         let digits = |r: std::ops::Range<usize>| -> Option<u32> {
-            b[r].iter().try_fold(0u32, |acc, &c| {
-                c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
-            })
+            b[r].iter().try_fold(0u32, |acc, &c| c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0')))
         };
         let (Some(y), Some(m), Some(d)) = (digits(0..4), digits(5..7), digits(8..10)) else {
             return Err(bad());
         };
-        CivilDate::from_ymd(y as i32, m, d)
-            .ok_or_else(|| FieldError(format!("`{text}` is not a day of the calendar")))
+        CivilDate::from_ymd(y as i32, m, d).ok_or_else(|| FieldError(format!("`{text}` is not a day of the calendar")))
     }
 
     /// Days since 1970-01-01 (negative before).
@@ -60,9 +57,7 @@ impl CivilDate {
 
     /// The date for a day number, if in range.
     pub fn from_day_number(days: i32) -> Option<CivilDate> {
-        (CivilDate::MIN.0..=CivilDate::MAX.0)
-            .contains(&days)
-            .then_some(CivilDate(days))
+        (CivilDate::MIN.0..=CivilDate::MAX.0).contains(&days).then_some(CivilDate(days))
     }
 
     /// (year, month, day).
@@ -203,8 +198,19 @@ mod tests {
         for s in ["2026-01-31", "2024-02-29", "0001-01-01", "9999-12-31", "1970-01-01"] {
             assert_eq!(d(s).to_string(), s);
         }
-        for s in ["2026-02-30", "2025-02-29", "2026-13-01", "2026-00-10", "2026-1-01", "26-01-01",
-                  "2026/01/01", "2026-01-01T00:00", "0000-01-01", "+2026-01-0", ""] {
+        for s in [
+            "2026-02-30",
+            "2025-02-29",
+            "2026-13-01",
+            "2026-00-10",
+            "2026-1-01",
+            "26-01-01",
+            "2026/01/01",
+            "2026-01-01T00:00",
+            "0000-01-01",
+            "+2026-01-0",
+            "",
+        ] {
             assert!(CivilDate::parse(s).is_err(), "{s} should be refused");
         }
     }

@@ -75,9 +75,8 @@ impl Ledger {
 
     fn init(mut conn: Connection, path: PathBuf, policy: &Policy) -> Result<Ledger, LedgerError> {
         // Reading the header is the first touch: a non-SQLite file fails here.
-        let app_id: i64 = conn
-            .query_row("PRAGMA application_id", [], |r| r.get(0))
-            .map_err(|e| not_a_ledger(&path, e))?;
+        let app_id: i64 =
+            conn.query_row("PRAGMA application_id", [], |r| r.get(0)).map_err(|e| not_a_ledger(&path, e))?;
         let tables: i64 = conn
             .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
             .map_err(|e| not_a_ledger(&path, e))?;
@@ -105,9 +104,9 @@ impl Ledger {
                 .optional()
                 .map_err(storage("reading ledger metadata"))
         };
-        let version: i64 = meta("schema_version")?.and_then(|v| v.parse().ok()).ok_or_else(|| {
-            LedgerError::NotALedger { path: path.clone(), detail: "it has no schema version".into() }
-        })?;
+        let version: i64 = meta("schema_version")?
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| LedgerError::NotALedger { path: path.clone(), detail: "it has no schema version".into() })?;
         if version > SCHEMA_VERSION {
             return Err(LedgerError::SchemaTooNew { path, found: version, supported: SCHEMA_VERSION });
         }
@@ -151,9 +150,8 @@ impl Ledger {
             return Err(LedgerError::BatchTooLarge { len: events.len(), max: MAX_APPEND_BATCH });
         }
         let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(storage("starting an append"))?;
+        let tx =
+            conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(storage("starting an append"))?;
         let mut head: Seq = head_of(&tx)?;
         let mut outcomes = Vec::with_capacity(events.len());
         for event in events {
@@ -227,7 +225,11 @@ impl Ledger {
 
     /// The integrity file of a practitioner (R22), status as of `as_of`;
     /// `None` if the ledger never names them.
-    pub fn practitioner_file(&self, code: PractitionerCode, as_of: CivilDate) -> Result<Option<PractitionerFile>, LedgerError> {
+    pub fn practitioner_file(
+        &self,
+        code: PractitionerCode,
+        as_of: CivilDate,
+    ) -> Result<Option<PractitionerFile>, LedgerError> {
         let history = self.practitioner_history(code)?;
         Ok((!history.is_empty())
             .then(|| PractitionerFile::new(&practitioner::derive(code, &history, &self.policy), as_of)))
@@ -235,7 +237,11 @@ impl Ledger {
 
     /// The integrity file of an institution (R22), status as of `as_of`;
     /// `None` if it was never designated.
-    pub fn institution_file(&self, code: InstitutionCode, as_of: CivilDate) -> Result<Option<InstitutionFile>, LedgerError> {
+    pub fn institution_file(
+        &self,
+        code: InstitutionCode,
+        as_of: CivilDate,
+    ) -> Result<Option<InstitutionFile>, LedgerError> {
         let history = self.institution_history(code)?;
         Ok((!history.is_empty()).then(|| InstitutionFile::new(&institution::derive(code, &history), as_of)))
     }
@@ -299,7 +305,11 @@ fn decode_rows(
     .collect()
 }
 
-fn practitioner_history(conn: &Connection, code: PractitionerCode, policy: &Policy) -> Result<Vec<RecordedEvent>, LedgerError> {
+fn practitioner_history(
+    conn: &Connection,
+    code: PractitionerCode,
+    policy: &Policy,
+) -> Result<Vec<RecordedEvent>, LedgerError> {
     let mut stmt = conn
         .prepare_cached("SELECT seq, body FROM events WHERE practitioner = ?1 ORDER BY seq")
         .map_err(storage("reading a practitioner's history"))?;
@@ -330,10 +340,7 @@ struct Facts<'a> {
 
 impl Facts<'_> {
     fn exists(&self, sql: &str, key: String) -> Result<bool, LedgerError> {
-        self.tx
-            .prepare_cached(sql)
-            .and_then(|mut stmt| stmt.exists([key]))
-            .map_err(storage("validating an event"))
+        self.tx.prepare_cached(sql).and_then(|mut stmt| stmt.exists([key])).map_err(storage("validating an event"))
     }
 }
 
@@ -345,12 +352,16 @@ impl LedgerFacts for Facts<'_> {
     }
 
     fn practitioner_registered(&mut self, code: PractitionerCode) -> Result<bool, LedgerError> {
-        self.exists("SELECT 1 FROM events WHERE practitioner = ?1 AND kind = 'practitioner_registered'", code.to_string())
+        self.exists(
+            "SELECT 1 FROM events WHERE practitioner = ?1 AND kind = 'practitioner_registered'",
+            code.to_string(),
+        )
     }
 
     fn violation(&mut self, id: &ViolationId) -> Result<Option<KnownViolation>, LedgerError> {
         let Some((seq, violation)) = find_violation(self.tx, id)? else { return Ok(None) };
-        let revoked = self.exists("SELECT 1 FROM events WHERE violation_id = ?1 AND kind = 'violation_revoked'", id.to_string())?;
+        let revoked =
+            self.exists("SELECT 1 FROM events WHERE violation_id = ?1 AND kind = 'violation_revoked'", id.to_string())?;
         Ok(Some(KnownViolation { seq, violation, revoked }))
     }
 

@@ -11,7 +11,9 @@ pub enum LedgerError {
     CreateDir { path: PathBuf, source: std::io::Error },
     #[error("{path} is not a claimgate ledger ({detail}); refusing to open it. Point --data at the directory claimgate created, or at an empty one for a new ledger")]
     NotALedger { path: PathBuf, detail: String },
-    #[error("{path} has ledger schema version {found}, newer than this build supports ({supported}); upgrade claimgate")]
+    #[error(
+        "{path} has ledger schema version {found}, newer than this build supports ({supported}); upgrade claimgate"
+    )]
     SchemaTooNew { path: PathBuf, found: i64, supported: i64 },
     #[error("the ledger was created with a different policy than the one given; derived state would change retroactively. Stored policy: {stored}")]
     PolicyMismatch { stored: String },

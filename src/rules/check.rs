@@ -59,7 +59,8 @@ impl Reason {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Waivers(u8);
 
-const WAIVABLE: [Reason; 3] = [Reason::PractitionerTerminated, Reason::PractitionerSuspended, Reason::InstitutionSuspended];
+const WAIVABLE: [Reason; 3] =
+    [Reason::PractitionerTerminated, Reason::PractitionerSuspended, Reason::InstitutionSuspended];
 
 impl Waivers {
     /// Adds a waivable reason.
@@ -135,10 +136,18 @@ pub fn decide(
         failing.insert(Reason::InstitutionSuspended);
     }
     match failing.iter().next() {
-        None => Decision { verdict: Verdict::Settle, reason: Reason::Ok, waived: Waivers::default(), institution_grade: grade },
-        Some(_) if claim.emergency => {
-            Decision { verdict: Verdict::Settle, reason: Reason::EmergencyExemption, waived: failing, institution_grade: grade }
-        }
+        None => Decision {
+            verdict: Verdict::Settle,
+            reason: Reason::Ok,
+            waived: Waivers::default(),
+            institution_grade: grade,
+        },
+        Some(_) if claim.emergency => Decision {
+            verdict: Verdict::Settle,
+            reason: Reason::EmergencyExemption,
+            waived: failing,
+            institution_grade: grade,
+        },
         Some(first) => Decision::reject(first, grade),
     }
 }

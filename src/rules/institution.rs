@@ -90,10 +90,9 @@ pub fn derive(code: InstitutionCode, events: &[RecordedEvent]) -> InstitutionSta
                     }
                 }
             }
-            Event::InstitutionSuspended { effective, until, .. } => standing.suspensions.push(AgreementSuspension {
-                interval: DateInterval::new(*effective, Some(*until)),
-                seq: r.seq,
-            }),
+            Event::InstitutionSuspended { effective, until, .. } => standing
+                .suspensions
+                .push(AgreementSuspension { interval: DateInterval::new(*effective, Some(*until)), seq: r.seq }),
             Event::InstitutionRated { year, score, direct_e, .. } => {
                 let grade = Grade::from_score(Score::new(*score).expect("validated score"), !direct_e.is_empty());
                 let rating = Rating { year: *year, score: *score, direct_e: direct_e.clone(), grade, seq: r.seq };

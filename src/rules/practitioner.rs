@@ -4,8 +4,7 @@
 use crate::domain::{CivilDate, DateInterval, InstitutionCode, PractitionerCode, Seq, ViolationId};
 use crate::event::{Event, RecordedEvent, Violation};
 use crate::policy::{
-    Policy, BAN_YEARS, SINGLE_INCIDENT_BAN_YEARS, SINGLE_INCIDENT_POINTS, SUSPENSION_THRESHOLD,
-    TERMINATION_THRESHOLD,
+    Policy, BAN_YEARS, SINGLE_INCIDENT_BAN_YEARS, SINGLE_INCIDENT_POINTS, SUSPENSION_THRESHOLD, TERMINATION_THRESHOLD,
 };
 use serde::Serialize;
 
@@ -97,9 +96,7 @@ pub struct PractitionerStanding {
 impl PractitionerStanding {
     /// Whether the practitioner was filed at `institution` on `day`.
     pub fn registered_at(&self, institution: InstitutionCode, day: CivilDate) -> bool {
-        self.registrations
-            .iter()
-            .any(|r| r.institution == institution && r.interval.contains(day))
+        self.registrations.iter().any(|r| r.institution == institution && r.interval.contains(day))
     }
 
     /// The sanction of `kind` in force on `day`, if any.
@@ -152,7 +149,8 @@ pub fn derive(code: PractitionerCode, events: &[RecordedEvent], policy: &Policy)
             Event::PointsRepaired { practitioner, points, effective } if *practitioner == code => {
                 repairs.push(RepairRecord { seq: r.seq, points: *points, effective: *effective })
             }
-            Event::PractitionerRegistered { practitioner, .. } | Event::PractitionerDeregistered { practitioner, .. }
+            Event::PractitionerRegistered { practitioner, .. }
+            | Event::PractitionerDeregistered { practitioner, .. }
                 if *practitioner == code =>
             {
                 registration_events.push(*r)
@@ -174,8 +172,7 @@ pub fn derive(code: PractitionerCode, events: &[RecordedEvent], policy: &Policy)
 
     let registrations = registrations(&registration_events);
     let sanctions = sanctions(&violations, &repairs, &registration_events, policy);
-    let registered_ever =
-        registration_events.iter().any(|r| matches!(r.event, Event::PractitionerRegistered { .. }));
+    let registered_ever = registration_events.iter().any(|r| matches!(r.event, Event::PractitionerRegistered { .. }));
     PractitionerStanding { code, registered_ever, registrations, violations, repairs, sanctions }
 }
 
@@ -183,10 +180,8 @@ pub fn derive(code: PractitionerCode, events: &[RecordedEvent], policy: &Policy)
 /// (`effective`, `seq`). Registering while filed, or deregistering while not
 /// filed, changes nothing.
 fn registrations(events: &[&RecordedEvent]) -> Vec<Registration> {
-    let mut by_institution: Vec<(InstitutionCode, &RecordedEvent)> = events
-        .iter()
-        .filter_map(|r| r.event.institution().map(|i| (i, *r)))
-        .collect();
+    let mut by_institution: Vec<(InstitutionCode, &RecordedEvent)> =
+        events.iter().filter_map(|r| r.event.institution().map(|i| (i, *r))).collect();
     by_institution.sort_by_key(|(i, r)| (*i, r.event.effective(), r.seq));
 
     let mut out: Vec<Registration> = Vec::new();
@@ -194,7 +189,12 @@ fn registrations(events: &[&RecordedEvent]) -> Vec<Registration> {
     for (institution, r) in by_institution {
         if open.is_some_and(|(i, _, _)| i != institution) {
             let (i, from, seq) = open.take().expect("checked above");
-            out.push(Registration { institution: i, interval: DateInterval::new(from, None), registered_seq: seq, deregistered_seq: None });
+            out.push(Registration {
+                institution: i,
+                interval: DateInterval::new(from, None),
+                registered_seq: seq,
+                deregistered_seq: None,
+            });
         }
         match (&r.event, open) {
             (Event::PractitionerRegistered { effective, .. }, None) => open = Some((institution, *effective, r.seq)),
@@ -213,7 +213,12 @@ fn registrations(events: &[&RecordedEvent]) -> Vec<Registration> {
         }
     }
     if let Some((i, from, seq)) = open {
-        out.push(Registration { institution: i, interval: DateInterval::new(from, None), registered_seq: seq, deregistered_seq: None });
+        out.push(Registration {
+            institution: i,
+            interval: DateInterval::new(from, None),
+            registered_seq: seq,
+            deregistered_seq: None,
+        });
     }
     out
 }
@@ -256,7 +261,11 @@ fn sanctions(
                 let total = u32::try_from(after).unwrap_or(u32::MAX);
                 let threshold = |t: u32| before < u64::from(t) && after >= u64::from(t);
                 if threshold(TERMINATION_THRESHOLD) {
-                    let years = if v.violation.points >= SINGLE_INCIDENT_POINTS { SINGLE_INCIDENT_BAN_YEARS } else { BAN_YEARS };
+                    let years = if v.violation.points >= SINGLE_INCIDENT_POINTS {
+                        SINGLE_INCIDENT_BAN_YEARS
+                    } else {
+                        BAN_YEARS
+                    };
                     let ban_until = day.add_months(12 * years);
                     // R15: the termination holds until the first registration
                     // dated on or after the end of the ban.
@@ -277,7 +286,8 @@ fn sanctions(
                         ban_until,
                     });
                 } else if threshold(SUSPENSION_THRESHOLD) {
-                    let months = v.violation.suspension_months.unwrap_or_else(|| policy.default_suspension_months(total));
+                    let months =
+                        v.violation.suspension_months.unwrap_or_else(|| policy.default_suspension_months(total));
                     out.push(Sanction {
                         kind: SanctionKind::Suspension,
                         interval: DateInterval::new(day, day.add_months(months)),

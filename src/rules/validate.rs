@@ -77,7 +77,13 @@ pub fn validate<F: LedgerFacts>(
             return Ok(Err(Refusal::at(
                 C::PointsOutOfBand,
                 "points",
-                format!("{} points is outside the {:?} band {}-{} (R9)", v.points, v.severity, band.start(), band.end()),
+                format!(
+                    "{} points is outside the {:?} band {}-{} (R9)",
+                    v.points,
+                    v.severity,
+                    band.start(),
+                    band.end()
+                ),
             )));
         }
         if let Some(m) = v.suspension_months.filter(|m| !(1..=MAX_SUSPENSION_MONTHS).contains(m)) {

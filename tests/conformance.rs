@@ -1,0 +1,162 @@
+//! Every conformance scenario in ../shared/spec/cases (SCENARIOS.md), run
+//! twice: through the library and through the built binary's `replay`. Each
+//! event outcome and each check must match its `expect*` fields.
+
+use claimgate::ledger::Ledger;
+use claimgate::policy::Policy;
+use claimgate::scenario::{self, Scenario};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The spec's case directory; `CLAIMGATE_SPEC_CASES` overrides it.
+fn cases_dir() -> PathBuf {
+    std::env::var_os("CLAIMGATE_SPEC_CASES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/spec/cases"))
+}
+
+fn case_files() -> Vec<PathBuf> {
+    let dir = cases_dir();
+    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| {
+        panic!(
+            "the conformance cases are missing: cannot read {} ({e}). Clone the project with ../shared beside it, \
+             or set CLAIMGATE_SPEC_CASES to the cases directory",
+            dir.display()
+        )
+    });
+    let mut files: Vec<PathBuf> = entries
+        .map(|e| e.expect("readable directory entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no *.json cases in {}: the conformance suite would prove nothing", dir.display());
+    files
+}
+
+/// Compares replay output lines with the scenario's `expect*` fields and
+/// returns every mismatch.
+fn mismatches(file: &PathBuf, lines: &[Value]) -> Vec<String> {
+    let doc: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    let events = doc["events"].as_array().unwrap();
+    let checks = doc["checks"].as_array().unwrap();
+    let mut problems = Vec::new();
+    if lines.len() != events.len() + checks.len() {
+        problems.push(format!("{} lines for {} events and {} checks", lines.len(), events.len(), checks.len()));
+        return problems;
+    }
+    for (i, event) in events.iter().enumerate() {
+        let line = &lines[i];
+        if line["event"] != i {
+            problems.push(format!("line {i} is {line}, expected event {i}"));
+        }
+        match event.get("expect_error") {
+            Some(code) if line["error"] != *code => {
+                problems.push(format!("event {i}: expected error {code}, got {line}"))
+            }
+            None if !line["seq"].is_u64() => problems.push(format!("event {i}: expected acceptance, got {line}")),
+            _ => {}
+        }
+    }
+    for (j, check) in checks.iter().enumerate() {
+        let line = &lines[events.len() + j];
+        let expect = &check["expect"];
+        let waived = expect.get("waived").cloned().unwrap_or(Value::Array(vec![]));
+        if line["check"] != j
+            || line["verdict"] != expect["verdict"]
+            || line["reason"] != expect["reason"]
+            || line["waived"] != waived
+        {
+            problems.push(format!("check {j} {check}: got {line}"));
+        }
+    }
+    problems
+}
+
+#[test]
+fn every_case_passes_through_the_library() {
+    let mut failures = Vec::new();
+    for file in case_files() {
+        let scenario = Scenario::load(&file).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path(), &Policy::default()).unwrap();
+        let lines: Vec<Value> = scenario::run(&scenario, &ledger)
+            .unwrap()
+            .iter()
+            .map(|l| serde_json::from_str(&l.to_json()).unwrap())
+            .collect();
+        failures.extend(mismatches(&file, &lines).into_iter().map(|m| format!("{}: {m}", file.display())));
+    }
+    assert!(failures.is_empty(), "conformance failures:\n{}", failures.join("\n"));
+}
+
+#[test]
+fn every_case_passes_through_the_replay_command() {
+    let mut failures = Vec::new();
+    for file in case_files() {
+        let output = Command::new(env!("CARGO_BIN_EXE_claimgate")).arg("replay").arg(&file).output().unwrap();
+        assert!(
+            output.status.success(),
+            "replay {} failed: {}",
+            file.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let lines: Vec<Value> = String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("replay printed a non-JSON line {l:?}: {e}")))
+            .collect();
+        failures.extend(mismatches(&file, &lines).into_iter().map(|m| format!("{}: {m}", file.display())));
+    }
+    assert!(failures.is_empty(), "conformance failures:\n{}", failures.join("\n"));
+}
+
+#[test]
+fn replay_refuses_a_file_that_is_not_a_scenario() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("not_json.json", "{ this is not json"),
+        ("array.json", "[1, 2, 3]"),
+        ("no_checks.json", r#"{"events": []}"#),
+        ("events_object.json", r#"{"events": {}, "checks": []}"#),
+    ];
+    for (name, text) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_claimgate")).arg("replay").arg(&path).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{name}");
+        assert!(output.stdout.is_empty(), "{name}: printed {:?}", String::from_utf8_lossy(&output.stdout));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(&path.display().to_string()), "{name}: message does not name the file: {stderr}");
+    }
+    let missing =
+        Command::new(env!("CARGO_BIN_EXE_claimgate")).args(["replay", "/nonexistent/case.json"]).output().unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read scenario"));
+}
+
+#[test]
+fn replay_answers_malformed_events_and_checks_with_named_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("odd.json");
+    std::fs::write(
+        &path,
+        r#"{"events": ["a string", {"type": "institution_designated", "institution": "H11010500001", "effective": "2024-01-01"}],
+            "checks": [{"practitioner_id": "D1", "institution_id": "H11010500001", "service_date": "2026-01-01", "emergency": false}]}"#,
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_claimgate")).arg("replay").arg(&path).output().unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            r#"{"event":0,"error":"invalid_request"}"#,
+            r#"{"event":1,"seq":1}"#,
+            r#"{"check":0,"error":"invalid_request"}"#,
+        ]
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("practitioner_id"), "the message names the field: {stderr}");
+}
