@@ -1,0 +1,773 @@
+//! Property tests: laws of RULES.md that must hold for *every* history, not
+//! only for the hand-written conformance scenarios.
+//!
+//! - R6: derived state is a pure function of the events ordered by
+//!   (`effective`, `seq`), so the order in which events arrive does not matter.
+//! - R12: a revoked violation is as if it had never been scored.
+//! - R10/R11: the year total is the clamped yearly sum, cleared on 1 January.
+//! - R18/R19: an emergency only ever waives reasons 5-7.
+//!
+//! Histories are generated as raw random choices and turned into valid events
+//! by a deterministic builder ([`build`]), which also keeps an independent
+//! model of the points (for R11) and the constraints that make the histories
+//! order-independent by construction: per practitioner and per institution
+//! every body event has its own effective date (R6 breaks same-day ties by
+//! `seq`, which legitimately depends on arrival order), at most one rating per
+//! institution and year, and at most 6 repaired points per practitioner and
+//! year (R13's default cap), so every event is accepted in any order.
+
+use claimgate::domain::{CivilDate, InstitutionCode, PractitionerCode};
+use claimgate::event::Event;
+use claimgate::ledger::{AppendError, Ledger};
+use claimgate::policy::Policy;
+use claimgate::rules::practitioner;
+use claimgate::rules::{Claim, Reason, SanctionKind, Verdict, World};
+use proptest::prelude::*;
+use proptest::sample::Index;
+use proptest::test_runner::{Config, TestCaseError};
+use serde_json::{json, Value};
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+// ---------------------------------------------------------------------------
+// Codes and dates
+// ---------------------------------------------------------------------------
+
+const INSTITUTIONS: [&str; 3] = ["H11010500001", "H44030500002", "P11010500003"];
+const PRACTITIONERS: [&str; 4] = ["D110105000001", "HY110000000002", "HJ4403050000000003", "D440305000000000004"];
+/// Never designated: claims naming it must be `unknown_institution` (R18 test 1).
+const STRANGER_INSTITUTION: &str = "H31000000099";
+/// Never registered: claims naming it must be `unknown_practitioner` (R18 test 2).
+const STRANGER_PRACTITIONER: &str = "D310000000099";
+
+const SEVERITIES: [(&str, u32); 4] = [("minor", 1), ("moderate", 4), ("serious", 7), ("fraud", 10)];
+const RESPONSIBILITIES: [&str; 3] = ["primary", "important", "general"];
+/// R13 default policy cap.
+const REPAIR_CAP: u32 = 6;
+/// Body events are dated in 2025-2028 (day offsets from 2025-01-01).
+const BODY_DAYS: i32 = 4 * 365 + 1;
+
+fn ymd(y: i32, m: u32, d: u32) -> CivilDate {
+    CivilDate::from_ymd(y, m, d).expect("valid test date")
+}
+
+fn setup_start() -> CivilDate {
+    ymd(2024, 1, 1)
+}
+
+fn body_start() -> CivilDate {
+    ymd(2025, 1, 1)
+}
+
+fn offset(base: CivilDate, days: i32) -> CivilDate {
+    CivilDate::from_day_number(base.day_number() + days).expect("test dates stay in range")
+}
+
+/// Late registrations are dated from here on (see [`RawOp::LateRegister`]).
+fn late_start() -> CivilDate {
+    ymd(2032, 6, 1)
+}
+
+fn body_offset(date: CivilDate) -> i32 {
+    date.day_number() - body_start().day_number()
+}
+
+fn inst_code(i: usize) -> InstitutionCode {
+    InstitutionCode::parse(INSTITUTIONS[i]).unwrap()
+}
+
+fn prac_code(p: usize) -> PractitionerCode {
+    PractitionerCode::parse(PRACTITIONERS[p]).unwrap()
+}
+
+// ---------------------------------------------------------------------------
+// Raw generated choices
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+struct RawPractitioner {
+    /// Bit mask of the institutions registered at (0 means "the first").
+    sites: u8,
+    /// Registration day offsets from 2024-01-01, one per institution.
+    registered: Vec<i32>,
+    /// Optionally deregister from one of the sites some days later.
+    deregister: Option<(Index, i32)>,
+}
+
+#[derive(Debug, Clone)]
+struct RawSetup {
+    institutions: usize,
+    /// Designation day offsets from 2024-01-01, one per institution.
+    designated: Vec<i32>,
+    practitioners: Vec<RawPractitioner>,
+}
+
+#[derive(Debug, Clone)]
+struct RawViolation {
+    prac: Index,
+    inst: Index,
+    day: i32,
+    severity: usize,
+    step: u32,
+    months: Option<u32>,
+    responsibility: usize,
+}
+
+#[derive(Debug, Clone)]
+enum RawOp {
+    Violation(RawViolation),
+    Repair {
+        prac: Index,
+        day: i32,
+        points: u32,
+    },
+    Revoke {
+        pick: Index,
+        day: i32,
+    },
+    Suspend {
+        inst: Index,
+        day: i32,
+        len: i32,
+    },
+    Terminate {
+        inst: Index,
+        day: i32,
+    },
+    Designate {
+        inst: Index,
+        day: i32,
+    },
+    Rate {
+        inst: Index,
+        year: i32,
+        half_points: u32,
+        direct_e: bool,
+    },
+    /// Deregistration in 2025-2028 (from anywhere, filed there or not).
+    Deregister {
+        prac: Index,
+        inst: Index,
+        day: i32,
+    },
+    /// Registration dated 2032-06-01 or later: after the end of every ban a
+    /// body violation can cause (R15), so it is accepted in any order, and it
+    /// ends the terminations whose ban is over by then.
+    LateRegister {
+        prac: Index,
+        inst: Index,
+        day: i32,
+    },
+}
+
+/// Relative weights of the body event kinds.
+#[derive(Debug, Clone, Copy)]
+struct Mix {
+    violation: u32,
+    repair: u32,
+    revoke: u32,
+    institution: u32,
+    rate: u32,
+    registration: u32,
+}
+
+const BALANCED: Mix = Mix { violation: 8, repair: 3, revoke: 2, institution: 3, rate: 1, registration: 2 };
+const REPAIR_HEAVY: Mix = Mix { violation: 5, repair: 6, revoke: 2, institution: 1, rate: 1, registration: 1 };
+
+fn setup_strategy() -> impl Strategy<Value = RawSetup> {
+    let practitioner = (1u8..8, prop::collection::vec(0i32..600, 3), prop::option::of((any::<Index>(), 1i32..=120)))
+        .prop_map(|(sites, registered, deregister)| RawPractitioner { sites, registered, deregister });
+    (2usize..=3, prop::collection::vec(0i32..366, 3), prop::collection::vec(practitioner, 2..=4))
+        .prop_map(|(institutions, designated, practitioners)| RawSetup { institutions, designated, practitioners })
+}
+
+/// A body day offset, biased towards year ends (R10's 1 January boundary).
+fn body_day() -> impl Strategy<Value = i32> {
+    prop_oneof![
+        6 => 0..BODY_DAYS,
+        1 => (2025i32..=2028).prop_map(|y| body_offset(ymd(y, 1, 1))),
+        1 => (2025i32..=2028).prop_map(|y| body_offset(ymd(y, 12, 31))),
+    ]
+}
+
+fn violation_strategy() -> impl Strategy<Value = RawViolation> {
+    (any::<Index>(), any::<Index>(), body_day(), 0usize..4, 0u32..3, prop::option::of(1u32..=6), 0usize..3).prop_map(
+        |(prac, inst, day, severity, step, months, responsibility)| RawViolation {
+            prac,
+            inst,
+            day,
+            severity,
+            step,
+            months,
+            responsibility,
+        },
+    )
+}
+
+fn op_strategy(mix: Mix) -> impl Strategy<Value = RawOp> {
+    let institution_op = prop_oneof![
+        (any::<Index>(), body_day(), 1i32..=120).prop_map(|(inst, day, len)| RawOp::Suspend { inst, day, len }),
+        (any::<Index>(), body_day()).prop_map(|(inst, day)| RawOp::Terminate { inst, day }),
+        (any::<Index>(), body_day()).prop_map(|(inst, day)| RawOp::Designate { inst, day }),
+    ];
+    prop_oneof![
+        mix.violation => violation_strategy().prop_map(RawOp::Violation),
+        mix.repair => (any::<Index>(), body_day(), 1u32..=3)
+            .prop_map(|(prac, day, points)| RawOp::Repair { prac, day, points }),
+        mix.revoke => (any::<Index>(), body_day()).prop_map(|(pick, day)| RawOp::Revoke { pick, day }),
+        mix.institution => institution_op,
+        mix.registration => prop_oneof![
+            (any::<Index>(), any::<Index>(), body_day())
+                .prop_map(|(prac, inst, day)| RawOp::Deregister { prac, inst, day }),
+            (any::<Index>(), any::<Index>(), 0i32..730)
+                .prop_map(|(prac, inst, day)| RawOp::LateRegister { prac, inst, day }),
+        ],
+        mix.rate => (any::<Index>(), 2025i32..=2028, 0u32..=200, any::<bool>()).prop_map(
+            |(inst, year, half_points, direct_e)| RawOp::Rate { inst, year, half_points, direct_e }
+        ),
+    ]
+}
+
+fn ops_strategy(mix: Mix) -> impl Strategy<Value = Vec<RawOp>> {
+    prop::collection::vec(op_strategy(mix), 0..40)
+}
+
+// ---------------------------------------------------------------------------
+// The builder: raw choices -> valid events plus an independent model
+// ---------------------------------------------------------------------------
+
+/// What a body event means to the independent model.
+#[derive(Debug, Clone, PartialEq)]
+enum Fact {
+    Violation {
+        prac: usize,
+        points: u32,
+    },
+    /// Revokes the violation at this body index.
+    Revocation {
+        of: usize,
+    },
+    Repair {
+        prac: usize,
+        points: u32,
+    },
+    Registration,
+    Institution,
+}
+
+#[derive(Debug, Clone)]
+struct BodyEvent {
+    json: Value,
+    effective: CivilDate,
+    fact: Fact,
+}
+
+#[derive(Debug, Clone)]
+struct Built {
+    institutions: usize,
+    practitioners: usize,
+    setup: Vec<Value>,
+    body: Vec<BodyEvent>,
+}
+
+/// Options of [`build`].
+#[derive(Debug, Clone, Copy)]
+struct BuildOptions {
+    /// Give every body event of one practitioner (one institution) its own date.
+    distinct_dates: bool,
+    /// Keep `Revoke` choices (otherwise they are dropped).
+    revocations: bool,
+    /// Keep `LateRegister` choices (otherwise they are dropped).
+    late_registrations: bool,
+}
+
+fn violation_json(id: &str, prac: usize, inst: usize, effective: CivilDate, raw: &RawViolation) -> (Value, u32) {
+    let (severity, band_start) = SEVERITIES[raw.severity];
+    let points = band_start + raw.step;
+    let mut json = json!({
+        "type": "violation_scored", "violation_id": id,
+        "practitioner": PRACTITIONERS[prac], "institution": INSTITUTIONS[inst],
+        "effective": effective.to_string(), "points": points, "severity": severity,
+        "responsibility": RESPONSIBILITIES[raw.responsibility],
+    });
+    if let Some(m) = raw.months {
+        json["suspension_months"] = json!(m);
+    }
+    (json, points)
+}
+
+/// Picks the first free day at or after `day` (when dates must be distinct).
+fn free_day(used: &HashSet<i32>, mut day: i32, distinct: bool) -> i32 {
+    while distinct && used.contains(&day) {
+        day += 1;
+    }
+    day
+}
+
+fn build(setup: &RawSetup, ops: &[RawOp], options: BuildOptions) -> Built {
+    let n_inst = setup.institutions;
+    let n_prac = setup.practitioners.len();
+    let mut events = Vec::new();
+    for (code, day) in INSTITUTIONS.iter().zip(&setup.designated).take(n_inst) {
+        events.push(json!({"type": "institution_designated", "institution": code,
+                           "effective": offset(setup_start(), *day).to_string()}));
+    }
+    let mut deregistrations = Vec::new();
+    for (p, raw) in setup.practitioners.iter().enumerate() {
+        let mask = raw.sites & ((1u8 << n_inst) - 1);
+        let sites: Vec<usize> = (0..n_inst).filter(|i| (mask == 0 && *i == 0) || mask & (1 << i) != 0).collect();
+        for &i in &sites {
+            events.push(json!({"type": "practitioner_registered", "practitioner": PRACTITIONERS[p],
+                               "institution": INSTITUTIONS[i],
+                               "effective": offset(setup_start(), raw.registered[i]).to_string()}));
+        }
+        if let Some((pick, len)) = &raw.deregister {
+            let i = sites[pick.index(sites.len())];
+            deregistrations.push(json!({"type": "practitioner_deregistered", "practitioner": PRACTITIONERS[p],
+                                        "institution": INSTITUTIONS[i],
+                                        "effective": offset(setup_start(), raw.registered[i] + len).to_string()}));
+        }
+    }
+    events.extend(deregistrations);
+
+    let distinct = options.distinct_dates;
+    let mut prac_days: Vec<HashSet<i32>> = vec![HashSet::new(); n_prac];
+    let mut inst_days: Vec<HashSet<i32>> = vec![HashSet::new(); n_inst];
+    let mut repaired: HashMap<(usize, i32), u32> = HashMap::new();
+    let mut rated: HashSet<(usize, i32)> = HashSet::new();
+    // Body indices of violations not revoked yet.
+    let mut revocable: Vec<usize> = Vec::new();
+    let mut body: Vec<BodyEvent> = Vec::new();
+    for op in ops {
+        match op {
+            RawOp::Violation(raw) => {
+                let prac = raw.prac.index(n_prac);
+                let inst = raw.inst.index(n_inst);
+                let day = free_day(&prac_days[prac], raw.day, distinct);
+                prac_days[prac].insert(day);
+                let effective = offset(body_start(), day);
+                let (json, points) = violation_json(&format!("V{}", body.len()), prac, inst, effective, raw);
+                revocable.push(body.len());
+                body.push(BodyEvent { json, effective, fact: Fact::Violation { prac, points } });
+            }
+            RawOp::Repair { prac, day, points } => {
+                let prac = prac.index(n_prac);
+                let day = free_day(&prac_days[prac], *day, distinct);
+                let effective = offset(body_start(), day);
+                let sum = repaired.entry((prac, effective.year())).or_default();
+                let points = (*points).min(REPAIR_CAP - *sum);
+                if points == 0 {
+                    continue;
+                }
+                *sum += points;
+                prac_days[prac].insert(day);
+                body.push(BodyEvent {
+                    json: json!({"type": "points_repaired", "practitioner": PRACTITIONERS[prac],
+                                 "points": points, "effective": effective.to_string()}),
+                    effective,
+                    fact: Fact::Repair { prac, points },
+                });
+            }
+            RawOp::Revoke { pick, day } => {
+                if !options.revocations || revocable.is_empty() {
+                    continue;
+                }
+                let of = revocable.remove(pick.index(revocable.len()));
+                let Fact::Violation { prac, .. } = body[of].fact else { unreachable!("only violations are revocable") };
+                let day = free_day(&prac_days[prac], *day, distinct);
+                prac_days[prac].insert(day);
+                let effective = offset(body_start(), day);
+                body.push(BodyEvent {
+                    json: json!({"type": "violation_revoked", "violation_id": body[of].json["violation_id"],
+                                 "effective": effective.to_string()}),
+                    effective,
+                    fact: Fact::Revocation { of },
+                });
+            }
+            RawOp::Suspend { inst, day, .. } | RawOp::Terminate { inst, day } | RawOp::Designate { inst, day } => {
+                let inst = inst.index(n_inst);
+                let day = free_day(&inst_days[inst], *day, distinct);
+                inst_days[inst].insert(day);
+                let effective = offset(body_start(), day);
+                let json = match op {
+                    RawOp::Suspend { len, .. } => {
+                        json!({"type": "institution_suspended", "institution": INSTITUTIONS[inst],
+                        "effective": effective.to_string(), "until": offset(effective, *len).to_string()})
+                    }
+                    RawOp::Terminate { .. } => {
+                        json!({"type": "institution_terminated", "institution": INSTITUTIONS[inst],
+                        "effective": effective.to_string()})
+                    }
+                    _ => json!({"type": "institution_designated", "institution": INSTITUTIONS[inst],
+                        "effective": effective.to_string()}),
+                };
+                body.push(BodyEvent { json, effective, fact: Fact::Institution });
+            }
+            RawOp::Deregister { prac, inst, day } | RawOp::LateRegister { prac, inst, day } => {
+                let late = matches!(op, RawOp::LateRegister { .. });
+                if late && !options.late_registrations {
+                    continue;
+                }
+                let (prac, inst) = (prac.index(n_prac), inst.index(n_inst));
+                let base = if late { late_start() } else { body_start() };
+                let day = free_day(&prac_days[prac], *day + base.day_number() - body_start().day_number(), distinct);
+                prac_days[prac].insert(day);
+                let effective = offset(body_start(), day);
+                let kind = if late { "practitioner_registered" } else { "practitioner_deregistered" };
+                body.push(BodyEvent {
+                    json: json!({"type": kind, "practitioner": PRACTITIONERS[prac], "institution": INSTITUTIONS[inst],
+                                 "effective": effective.to_string()}),
+                    effective,
+                    fact: Fact::Registration,
+                });
+            }
+            RawOp::Rate { inst, year, half_points, direct_e } => {
+                let inst = inst.index(n_inst);
+                if !rated.insert((inst, *year)) {
+                    continue;
+                }
+                let codes: Vec<&str> = if *direct_e { vec!["refused_rectification"] } else { vec![] };
+                body.push(BodyEvent {
+                    json: json!({"type": "institution_rated", "institution": INSTITUTIONS[inst], "year": year,
+                                 "score": f64::from(*half_points) / 2.0, "direct_e": codes}),
+                    effective: ymd(*year, 1, 1),
+                    fact: Fact::Institution,
+                });
+            }
+        }
+    }
+    Built { institutions: n_inst, practitioners: n_prac, setup: events, body }
+}
+
+/// A permutation of the body in which every revocation still comes after the
+/// violation it revokes (otherwise it would be refused as `unknown_violation`).
+fn permutation(built: &Built, keys: &[u32]) -> Vec<usize> {
+    let mut key: Vec<u32> = (0..built.body.len()).map(|i| keys[i % keys.len()]).collect();
+    for i in 0..built.body.len() {
+        if let Fact::Revocation { of } = built.body[i].fact {
+            key[i] = key[i].max(key[of]);
+        }
+    }
+    let mut order: Vec<usize> = (0..built.body.len()).collect();
+    order.sort_by_key(|&i| (key[i], matches!(built.body[i].fact, Fact::Revocation { .. }), i));
+    order
+}
+
+// ---------------------------------------------------------------------------
+// Ledger and world helpers
+// ---------------------------------------------------------------------------
+
+/// Appends every event in order to a fresh in-memory ledger, requiring each to
+/// be accepted and newly stored, and derives the world from it.
+fn ledger_of<'a>(
+    policy: &Policy,
+    events: impl IntoIterator<Item = &'a Value>,
+) -> Result<(Ledger, World), TestCaseError> {
+    let ledger = Ledger::open_in_memory(policy).expect("in-memory ledger");
+    for (n, value) in events.into_iter().enumerate() {
+        let event = Event::parse(value, policy).map_err(|e| TestCaseError::fail(format!("event {n} {value}: {e}")))?;
+        match ledger.append(&event) {
+            Ok(appended) => prop_assert!(!appended.already_recorded, "event {n} {value} was already recorded"),
+            Err(AppendError::Refused(r)) => return Err(TestCaseError::fail(format!("event {n} {value} refused: {r}"))),
+            Err(AppendError::Ledger(e)) => panic!("ledger failure: {e}"),
+        }
+    }
+    let world = World::from_events(&ledger.all_events().expect("read back"), policy);
+    Ok((ledger, world))
+}
+
+fn practitioner_codes(built: &Built) -> Vec<PractitionerCode> {
+    (0..built.practitioners).map(prac_code).chain([PractitionerCode::parse(STRANGER_PRACTITIONER).unwrap()]).collect()
+}
+
+fn institution_codes(built: &Built) -> Vec<InstitutionCode> {
+    (0..built.institutions).map(inst_code).chain([InstitutionCode::parse(STRANGER_INSTITUTION).unwrap()]).collect()
+}
+
+fn with_day_before(dates: &mut BTreeSet<CivilDate>, d: CivilDate) {
+    dates.insert(d);
+    if let Some(p) = d.pred() {
+        dates.insert(p);
+    }
+}
+
+/// Service dates to check: every 2 weeks over 2024-2034, every year end,
+/// every event date and interval end, every sanction boundary, each with the
+/// day before.
+fn grid_dates<'a>(events: impl IntoIterator<Item = &'a Value>, worlds: &[&World]) -> BTreeSet<CivilDate> {
+    let mut dates = BTreeSet::new();
+    let mut d = ymd(2024, 1, 1);
+    while d <= ymd(2034, 12, 31) {
+        dates.insert(d);
+        d = offset(d, 14);
+    }
+    for y in 2024..=2035 {
+        with_day_before(&mut dates, ymd(y, 1, 1));
+    }
+    for v in events {
+        for field in ["effective", "until"] {
+            if let Some(s) = v[field].as_str() {
+                with_day_before(&mut dates, CivilDate::parse(s).unwrap());
+            }
+        }
+    }
+    for w in worlds {
+        for p in w.practitioners() {
+            for s in &p.sanctions {
+                for d in [Some(s.interval.from), s.interval.until, s.ban_until].into_iter().flatten() {
+                    with_day_before(&mut dates, d);
+                }
+            }
+        }
+    }
+    dates
+}
+
+/// A sanction without its `seq` fields, which depend on arrival order.
+type SanctionShape = (SanctionKind, CivilDate, Option<CivilDate>, String, u32, Option<CivilDate>);
+
+fn sanctions_of(world: &World, code: PractitionerCode) -> Vec<SanctionShape> {
+    let mut out: Vec<SanctionShape> = world
+        .practitioner(code)
+        .map(|p| {
+            p.sanctions
+                .iter()
+                .map(|s| {
+                    (s.kind, s.interval.from, s.interval.until, s.cause.as_str().to_owned(), s.year_total, s.ban_until)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort_by(|a, b| (a.1, a.0, &a.3).cmp(&(b.1, b.0, &b.3)));
+    out
+}
+
+/// Both worlds decide every claim of the grid alike, give the same year totals
+/// on every grid date and the same sanctions (seq fields aside), and agree on
+/// every institution's agreements, suspensions and latest grade.
+fn assert_same_outcomes(built: &Built, a: &World, b: &World, dates: &BTreeSet<CivilDate>) -> Result<(), TestCaseError> {
+    let practitioners = practitioner_codes(built);
+    let institutions = institution_codes(built);
+    for &p in &practitioners {
+        prop_assert_eq!(sanctions_of(a, p), sanctions_of(b, p), "sanctions of {}", p);
+        for &d in dates {
+            let total = |w: &World| w.practitioner(p).map(|s| s.year_total_on(d));
+            prop_assert_eq!(total(a), total(b), "year total of {} on {}", p, d);
+            for &i in &institutions {
+                for emergency in [false, true] {
+                    let claim = Claim { practitioner: p, institution: i, service_date: d, emergency };
+                    prop_assert_eq!(a.decide(&claim), b.decide(&claim), "claim {:?}", claim);
+                }
+            }
+        }
+    }
+    for &i in &institutions {
+        let shape = |w: &World| {
+            w.institution(i).map(|s| {
+                let mut suspensions: Vec<_> =
+                    s.suspensions.iter().map(|x| (x.interval.from, x.interval.until)).collect();
+                suspensions.sort();
+                let agreements: Vec<_> = s.agreements.iter().map(|x| (x.from, x.until)).collect();
+                (agreements, suspensions, s.latest_grade())
+            })
+        };
+        prop_assert_eq!(shape(a), shape(b), "institution {}", i);
+    }
+    Ok(())
+}
+
+/// R11 recomputed from the builder's model, not from the library: points of
+/// non-revoked violations in `day`'s year dated on or before `day`, minus
+/// repairs in that year on or before `day`, never below 0. With `only_on_day`,
+/// only events dated exactly `day` count.
+fn model_total(body: &[BodyEvent], prac: usize, day: CivilDate, only_on_day: bool) -> u32 {
+    let revoked: HashSet<usize> = body
+        .iter()
+        .filter_map(|e| match e.fact {
+            Fact::Revocation { of } => Some(of),
+            _ => None,
+        })
+        .collect();
+    let counts = |d: CivilDate| if only_on_day { d == day } else { d.year() == day.year() && d <= day };
+    let (mut scored, mut repaired) = (0i64, 0i64);
+    for (n, e) in body.iter().enumerate() {
+        match e.fact {
+            Fact::Violation { prac: p, points } if p == prac && !revoked.contains(&n) && counts(e.effective) => {
+                scored += i64::from(points)
+            }
+            Fact::Repair { prac: p, points } if p == prac && counts(e.effective) => repaired += i64::from(points),
+            _ => {}
+        }
+    }
+    (scored - repaired).max(0) as u32
+}
+
+fn config() -> Config {
+    // `failure_persistence: None`: a failure is reported with its minimal
+    // input, but no regression file is written into the source tree.
+    Config { cases: 64, failure_persistence: None, max_shrink_iters: 4096, ..Config::default() }
+}
+
+// ---------------------------------------------------------------------------
+// The properties
+// ---------------------------------------------------------------------------
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// R6: derived state depends on (`effective`, `seq`) order only, so the
+    /// same events arriving in another order (back-dated, late) give the same
+    /// decisions, year totals and sanctions.
+    #[test]
+    fn r6_arrival_order_does_not_change_any_decision(
+        setup in setup_strategy(),
+        ops in ops_strategy(BALANCED),
+        keys in prop::collection::vec(any::<u32>(), 40),
+    ) {
+        let policy = Policy::default();
+        let built = build(&setup, &ops, BuildOptions { distinct_dates: true, revocations: true, late_registrations: true });
+        let order = permutation(&built, &keys);
+        let (ledger_a, a) = ledger_of(&policy, built.setup.iter().chain(built.body.iter().map(|e| &e.json)))?;
+        let (_ledger_b, b) =
+            ledger_of(&policy, built.setup.iter().chain(order.iter().map(|&i| &built.body[i].json)))?;
+        let dates = grid_dates(built.setup.iter().chain(built.body.iter().map(|e| &e.json)), &[&a, &b]);
+        assert_same_outcomes(&built, &a, &b, &dates)?;
+
+        // The per-practitioner history the ledger serves (R22) derives the
+        // same standing as the whole ledger does.
+        for p in 0..built.practitioners {
+            let code = prac_code(p);
+            let own = practitioner::derive(code, &ledger_a.practitioner_history(code).unwrap(), &policy);
+            prop_assert_eq!(Some(&own), a.practitioner(code), "standing of {}", code);
+        }
+    }
+
+    /// R12: a violation scored and later revoked leaves no trace in any
+    /// decision, year total or sanction, wherever it falls in the history.
+    #[test]
+    fn r12_revoked_violation_is_as_if_never_scored(
+        setup in setup_strategy(),
+        ops in ops_strategy(BALANCED),
+        extra in violation_strategy(),
+        at in any::<Index>(),
+        then in any::<Index>(),
+        revoke_day in body_day(),
+    ) {
+        let policy = Policy::default();
+        // H: no revocations, and no registrations outside the setup (body
+        // deregistrations only), so V cannot make R15's `registration_banned`
+        // refuse anything in ledger A that ledger B accepts.
+        let built = build(&setup, &ops, BuildOptions { distinct_dates: true, revocations: false, late_registrations: false });
+        let prac = extra.prac.index(built.practitioners);
+        let inst = extra.inst.index(built.institutions);
+        let (v, _) = violation_json("VX", prac, inst, offset(body_start(), extra.day), &extra);
+        let revoke = json!({"type": "violation_revoked", "violation_id": "VX",
+                            "effective": offset(body_start(), revoke_day).to_string()});
+        let n = built.body.len();
+        let i = at.index(n + 1);
+        let j = i + then.index(n - i + 1);
+        let body: Vec<&Value> = built.body.iter().map(|e| &e.json).collect();
+        let with_v: Vec<&Value> = built
+            .setup
+            .iter()
+            .chain(body[..i].iter().copied())
+            .chain([&v])
+            .chain(body[i..j].iter().copied())
+            .chain([&revoke])
+            .chain(body[j..].iter().copied())
+            .collect();
+        let (_la, a) = ledger_of(&policy, with_v.iter().copied())?;
+        let (_lb, b) = ledger_of(&policy, built.setup.iter().chain(body.iter().copied()))?;
+        let dates = grid_dates(with_v.iter().copied(), &[&a, &b]);
+        assert_same_outcomes(&built, &a, &b, &dates)?;
+        let standing = a.practitioner(prac_code(prac)).unwrap();
+        let record = standing.violations.iter().find(|r| r.violation.violation_id.as_str() == "VX");
+        prop_assert!(record.is_some_and(|r| r.revoked.is_some()), "VX is on file, marked revoked (R22)");
+    }
+
+    /// R10/R11: the year total on any day is the independently recomputed
+    /// clamped sum of that year's non-revoked points and repairs up to that
+    /// day, even when repairs exceed the points scored; on 1 January only
+    /// events dated that very day count.
+    #[test]
+    fn r10_r11_year_total_is_clamped_yearly_sum_cleared_on_1_january(
+        setup in setup_strategy(),
+        ops in ops_strategy(REPAIR_HEAVY),
+        distinct_dates in any::<bool>(),
+    ) {
+        let policy = Policy::default();
+        let built = build(&setup, &ops, BuildOptions { distinct_dates, revocations: true, late_registrations: true });
+        let (_ledger, world) = ledger_of(&policy, built.setup.iter().chain(built.body.iter().map(|e| &e.json)))?;
+        let dates = grid_dates(built.setup.iter().chain(built.body.iter().map(|e| &e.json)), &[&world]);
+        for (p, code) in PRACTITIONERS.iter().enumerate().take(built.practitioners) {
+            let standing = world.practitioner(prac_code(p)).unwrap();
+            for &d in &dates {
+                prop_assert_eq!(
+                    standing.year_total_on(d),
+                    model_total(&built.body, p, d, false),
+                    "year total of {} on {}", code, d
+                );
+            }
+            for y in 2024..=2035 {
+                let jan1 = ymd(y, 1, 1);
+                prop_assert_eq!(
+                    standing.year_total_on(jan1),
+                    model_total(&built.body, p, jan1, true),
+                    "year total of {} on {} counts only that day's events", code, jan1
+                );
+            }
+        }
+    }
+
+    /// R18/R19: an emergency never waives reasons 1-4, and it changes the
+    /// decision only when the ordinary reason is 5-7, into `settle` with
+    /// `emergency_exemption`, waiving exactly the reasons 5-7 that apply, the
+    /// ordinary reason first.
+    #[test]
+    fn r18_r19_emergency_only_waives_sanctions_and_institution_suspension(
+        setup in setup_strategy(),
+        ops in ops_strategy(BALANCED),
+        distinct_dates in any::<bool>(),
+    ) {
+        let policy = Policy::default();
+        let built = build(&setup, &ops, BuildOptions { distinct_dates, revocations: true, late_registrations: true });
+        let (_ledger, world) = ledger_of(&policy, built.setup.iter().chain(built.body.iter().map(|e| &e.json)))?;
+        let dates = grid_dates(built.setup.iter().chain(built.body.iter().map(|e| &e.json)), &[&world]);
+        let waivable = [Reason::PractitionerTerminated, Reason::PractitionerSuspended, Reason::InstitutionSuspended];
+        for &p in &practitioner_codes(&built) {
+            for &i in &institution_codes(&built) {
+                for &d in &dates {
+                    let claim = Claim { practitioner: p, institution: i, service_date: d, emergency: false };
+                    let ordinary = world.decide(&claim);
+                    let urgent = world.decide(&Claim { emergency: true, ..claim });
+                    prop_assert!(ordinary.waived.is_empty(), "{:?}: {:?}", claim, ordinary);
+                    prop_assert_ne!(ordinary.reason, Reason::EmergencyExemption);
+                    prop_assert_eq!(ordinary.verdict == Verdict::Settle, ordinary.reason == Reason::Ok);
+                    let waived: Vec<Reason> = urgent.waived.iter().collect();
+                    prop_assert!(waived.iter().all(|r| waivable.contains(r)), "{:?}: {:?}", claim, urgent);
+                    prop_assert_eq!(!waived.is_empty(), urgent.reason == Reason::EmergencyExemption);
+                    if waivable.contains(&ordinary.reason) {
+                        // Every reason 5-7 that applies, in R18 order.
+                        let standing = world.practitioner(p).unwrap();
+                        let expected: Vec<Reason> = [
+                            standing.sanction_on(SanctionKind::Termination, d).is_some(),
+                            standing.sanction_on(SanctionKind::Suspension, d).is_some(),
+                            world.institution(i).unwrap().suspended_on(d),
+                        ]
+                        .into_iter()
+                        .zip(waivable)
+                        .filter_map(|(applies, r)| applies.then_some(r))
+                        .collect();
+                        prop_assert_eq!(ordinary.verdict, Verdict::Reject);
+                        prop_assert_eq!(urgent.verdict, Verdict::Settle, "{:?}", claim);
+                        prop_assert_eq!(urgent.reason, Reason::EmergencyExemption);
+                        prop_assert_eq!(waived.first(), Some(&ordinary.reason));
+                        prop_assert_eq!(&waived, &expected, "{:?}", claim);
+                        prop_assert_eq!(urgent.institution_grade, ordinary.institution_grade);
+                    } else {
+                        prop_assert_eq!(urgent, ordinary, "{:?}", claim);
+                    }
+                }
+            }
+        }
+    }
+}
