@@ -13,6 +13,7 @@ pub mod claim;
 pub mod clock;
 pub mod domain;
 pub mod event;
+pub mod index;
 mod json_fields;
 pub mod ledger;
 pub mod policy;

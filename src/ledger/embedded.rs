@@ -48,6 +48,7 @@ pub struct Ledger {
     conn: Mutex<Connection>,
     policy: Policy,
     path: PathBuf,
+    id: u64,
 }
 
 fn storage(doing: &'static str) -> impl FnOnce(rusqlite::Error) -> LedgerError {
@@ -87,8 +88,8 @@ impl Ledger {
             let tx = conn.transaction().map_err(storage("creating the schema"))?;
             tx.execute_batch(SCHEMA).map_err(storage("creating the schema"))?;
             tx.execute(
-                "INSERT INTO meta (key, value) VALUES ('schema_version', ?1), ('policy', ?2)",
-                params![SCHEMA_VERSION.to_string(), policy_json],
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?1), ('policy', ?2), ('ledger_id', ?3)",
+                params![SCHEMA_VERSION.to_string(), policy_json, new_ledger_id().to_string()],
             )
             .map_err(storage("creating the schema"))?;
             tx.pragma_update(None, "application_id", APPLICATION_ID).map_err(storage("creating the schema"))?;
@@ -114,10 +115,17 @@ impl Ledger {
         if serde_json::from_str::<Policy>(&stored_policy).ok().as_ref() != Some(policy) {
             return Err(LedgerError::PolicyMismatch { stored: stored_policy });
         }
+        let id = meta("ledger_id")?.and_then(|v| v.parse().ok()).unwrap_or(0);
         // R5: an acknowledged event survives a crash or power loss.
         conn.pragma_update(None, "synchronous", "FULL").map_err(storage("setting synchronous commits"))?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(storage("setting the busy timeout"))?;
-        Ok(Ledger { conn: Mutex::new(conn), policy: policy.clone(), path })
+        Ok(Ledger { conn: Mutex::new(conn), policy: policy.clone(), path, id })
+    }
+
+    /// A number chosen when the ledger was created, so that index snapshots
+    /// of one ledger are never loaded over another.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// Where the ledger lives (`:memory:` for an in-memory one).
@@ -223,6 +231,80 @@ impl Ledger {
         decode_rows(rows, &self.policy)
     }
 
+    /// The practitioner a violation belongs to, if it was ever scored.
+    pub fn violation_owner(&self, id: &ViolationId) -> Result<Option<PractitionerCode>, LedgerError> {
+        Ok(find_violation(&self.lock(), id)?.map(|(_, v)| v.practitioner))
+    }
+
+    /// Streams every entity's history at one consistent `seq` (returned): each
+    /// practitioner's events (revocations of their violations included), then
+    /// each institution's own events, grouped by code. A file ledger is read
+    /// on a separate read-only connection, so appends go on meanwhile (WAL).
+    pub fn scan_histories(
+        &self,
+        mut on_practitioner: impl FnMut(PractitionerCode, &[RecordedEvent]),
+        mut on_institution: impl FnMut(InstitutionCode, &[RecordedEvent]),
+    ) -> Result<Seq, LedgerError> {
+        let separate;
+        let shared;
+        let conn: &Connection = if self.path.as_os_str() == ":memory:" {
+            shared = self.lock();
+            &shared
+        } else {
+            separate = Connection::open_with_flags(
+                &self.path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(storage("opening a read connection"))?;
+            &separate
+        };
+        // One read transaction: the head and both scans see the same snapshot.
+        conn.execute_batch("BEGIN").map_err(storage("starting a scan"))?;
+        let head = head_of(conn)?;
+        let scan = |sql: &str, on: &mut GroupSink| {
+            let mut stmt = conn.prepare(sql).map_err(storage("scanning the ledger"))?;
+            let mut rows = stmt.query([head as i64]).map_err(storage("scanning the ledger"))?;
+            let mut current: Option<String> = None;
+            let mut group: Vec<RecordedEvent> = Vec::new();
+            while let Some(row) = rows.next().map_err(storage("scanning the ledger"))? {
+                let key: String = row.get(0).map_err(storage("scanning the ledger"))?;
+                if current.as_deref() != Some(key.as_str()) {
+                    if let Some(done) = current.replace(key) {
+                        on(done, &group)?;
+                    }
+                    group.clear();
+                }
+                let (seq, body): (i64, String) = (
+                    row.get(1).map_err(storage("scanning the ledger"))?,
+                    row.get(2).map_err(storage("scanning the ledger"))?,
+                );
+                group.push(decode(seq, &body, &self.policy)?);
+            }
+            if let Some(done) = current {
+                on(done, &group)?;
+            }
+            Ok::<(), LedgerError>(())
+        };
+        let bad_code =
+            |key: &str| LedgerError::Corrupt { seq: 0, message: format!("indexed code `{key}` is not valid") };
+        scan(
+            "SELECT practitioner, seq, body FROM events WHERE practitioner IS NOT NULL AND seq <= ?1 ORDER BY practitioner, seq",
+            &mut |key, events| {
+                on_practitioner(PractitionerCode::parse(&key).map_err(|_| bad_code(&key))?, events);
+                Ok(())
+            },
+        )?;
+        scan(
+            "SELECT institution, seq, body FROM events WHERE institution IS NOT NULL AND kind LIKE 'institution_%' AND seq <= ?1 ORDER BY institution, seq",
+            &mut |key, events| {
+                on_institution(InstitutionCode::parse(&key).map_err(|_| bad_code(&key))?, events);
+                Ok(())
+            },
+        )?;
+        conn.execute_batch("COMMIT").map_err(storage("ending a scan"))?;
+        Ok(head)
+    }
+
     /// The integrity file of a practitioner (R22), status as of `as_of`;
     /// `None` if the ledger never names them.
     pub fn practitioner_file(
@@ -245,6 +327,16 @@ impl Ledger {
         let history = self.institution_history(code)?;
         Ok((!history.is_empty()).then(|| InstitutionFile::new(&institution::derive(code, &history), as_of)))
     }
+}
+
+/// Receives one entity's history during a scan: its code as stored, events.
+type GroupSink<'a> = dyn FnMut(String, &[RecordedEvent]) -> Result<(), LedgerError> + 'a;
+
+/// A ledger identity: time and process mixed, unique enough to tell two
+/// ledgers' snapshots apart.
+fn new_ledger_id() -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    xxhash_rust::xxh3::xxh3_64(format!("{nanos}:{}", std::process::id()).as_bytes()) >> 1
 }
 
 fn not_a_ledger(path: &Path, e: rusqlite::Error) -> LedgerError {

@@ -74,6 +74,11 @@ impl Waivers {
         self.0 == 0
     }
 
+    /// The first reason in R18 order.
+    pub fn first(self) -> Option<Reason> {
+        (self.0 != 0).then(|| WAIVABLE[self.0.trailing_zeros() as usize])
+    }
+
     /// The reasons in R18 order.
     pub fn iter(self) -> impl Iterator<Item = Reason> {
         WAIVABLE.into_iter().enumerate().filter(move |(i, _)| self.0 & (1 << i) != 0).map(|(_, r)| r)
@@ -102,40 +107,86 @@ impl Decision {
     }
 }
 
+/// What the check needs to know about an institution on a service date.
+/// Implemented by the reference standings and by the compact index, so both
+/// are judged by the one [`decide`].
+pub trait InstitutionOnDate {
+    /// An agreement was in force on `day` (R18 test 3).
+    fn designated_on(&self, day: CivilDate) -> bool;
+    /// The agreement was suspended for services on `day` (R18 test 7).
+    fn suspended_on(&self, day: CivilDate) -> bool;
+    /// The grade of the latest rated year (R21).
+    fn latest_grade(&self) -> Option<Grade>;
+}
+
+/// What the check needs to know about a practitioner on a service date.
+pub trait PractitionerOnDate {
+    /// Filed at `institution` on `day` (R18 test 4).
+    fn registered_at(&self, institution: InstitutionCode, day: CivilDate) -> bool;
+    /// A termination in force on `day` (R15, R18 test 5).
+    fn terminated_on(&self, day: CivilDate) -> bool;
+    /// A suspension in force on `day` (R14, R18 test 6).
+    fn suspended_on(&self, day: CivilDate) -> bool;
+}
+
+impl InstitutionOnDate for &InstitutionStanding {
+    fn designated_on(&self, day: CivilDate) -> bool {
+        InstitutionStanding::designated_on(self, day)
+    }
+    fn suspended_on(&self, day: CivilDate) -> bool {
+        InstitutionStanding::suspended_on(self, day)
+    }
+    fn latest_grade(&self) -> Option<Grade> {
+        InstitutionStanding::latest_grade(self)
+    }
+}
+
+impl PractitionerOnDate for &PractitionerStanding {
+    fn registered_at(&self, institution: InstitutionCode, day: CivilDate) -> bool {
+        PractitionerStanding::registered_at(self, institution, day)
+    }
+    fn terminated_on(&self, day: CivilDate) -> bool {
+        self.sanction_on(SanctionKind::Termination, day).is_some()
+    }
+    fn suspended_on(&self, day: CivilDate) -> bool {
+        self.sanction_on(SanctionKind::Suspension, day).is_some()
+    }
+}
+
 /// Judges a claim by its service date (R17), taking the first failing test in
-/// R18's order; an emergency waives tests 5–7 (R19). `institution` and
-/// `practitioner` are the standings of the claim's codes, `None` when the
-/// ledger never designated or registered them.
-pub fn decide(
-    institution: Option<&InstitutionStanding>,
-    practitioner: Option<&PractitionerStanding>,
+/// R18's order; an emergency waives tests 5–7 (R19). `institution` is `None`
+/// when the ledger never designated the claim's institution, `practitioner`
+/// when it never registered the claim's practitioner.
+pub fn decide<I: InstitutionOnDate, P: PractitionerOnDate>(
+    institution: Option<I>,
+    practitioner: Option<P>,
     claim: &Claim,
 ) -> Decision {
     let day = claim.service_date;
-    let Some(institution) = institution.filter(|i| !i.designations.is_empty()) else {
+    let Some(institution) = institution else {
         return Decision::reject(Reason::UnknownInstitution, None);
     };
     let grade = institution.latest_grade();
-    let Some(practitioner) = practitioner.filter(|p| p.registered_ever) else {
+    let Some(practitioner) = practitioner else {
         return Decision::reject(Reason::UnknownPractitioner, grade);
     };
     if !institution.designated_on(day) {
         return Decision::reject(Reason::InstitutionNotDesignated, grade);
     }
-    if !practitioner.registered_at(institution.code, day) {
+    if !practitioner.registered_at(claim.institution, day) {
         return Decision::reject(Reason::NotRegisteredAtInstitution, grade);
     }
     let mut failing = Waivers::default();
-    if practitioner.sanction_on(SanctionKind::Termination, day).is_some() {
+    if practitioner.terminated_on(day) {
         failing.insert(Reason::PractitionerTerminated);
     }
-    if practitioner.sanction_on(SanctionKind::Suspension, day).is_some() {
+    if practitioner.suspended_on(day) {
         failing.insert(Reason::PractitionerSuspended);
     }
     if institution.suspended_on(day) {
         failing.insert(Reason::InstitutionSuspended);
     }
-    match failing.iter().next() {
+    match failing.first() {
         None => Decision {
             verdict: Verdict::Settle,
             reason: Reason::Ok,

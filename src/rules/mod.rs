@@ -13,7 +13,7 @@ pub mod practitioner;
 pub mod validate;
 mod world;
 
-pub use check::{decide, Claim, Decision, Reason, Verdict, Waivers};
+pub use check::{decide, Claim, Decision, InstitutionOnDate, PractitionerOnDate, Reason, Verdict, Waivers};
 pub use institution::InstitutionStanding;
 pub use practitioner::{PractitionerStanding, Sanction, SanctionKind};
 pub use world::World;

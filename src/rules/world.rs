@@ -60,7 +60,11 @@ impl World {
 
     /// Judges one claim (R17–R19).
     pub fn decide(&self, claim: &Claim) -> Decision {
-        check::decide(self.institutions.get(&claim.institution), self.practitioners.get(&claim.practitioner), claim)
+        check::decide(
+            self.institutions.get(&claim.institution).filter(|i| !i.designations.is_empty()),
+            self.practitioners.get(&claim.practitioner).filter(|p| p.registered_ever),
+            claim,
+        )
     }
 
     /// A practitioner's standing, if the ledger names them.

@@ -1,0 +1,42 @@
+//! Building a whole index version: from the ledger (streaming, one entity at
+//! a time, so memory is the index plus one history) or from a reference World.
+
+use super::base::BaseBuilder;
+use super::compact::{CompactInstitution, CompactPractitioner};
+use super::IndexVersion;
+use crate::ledger::{Ledger, LedgerError};
+use crate::rules::{institution, practitioner, World};
+use std::sync::Arc;
+
+/// Builds the index of everything the ledger holds now.
+pub fn from_ledger(ledger: &Ledger) -> Result<IndexVersion, LedgerError> {
+    let builder = std::cell::RefCell::new(BaseBuilder::default());
+    let policy = ledger.policy().clone();
+    let seq = ledger.scan_histories(
+        |code, events| {
+            let standing = practitioner::derive(code, events, &policy);
+            if standing.registered_ever {
+                builder.borrow_mut().add_practitioner(code, &CompactPractitioner::from_standing(&standing));
+            }
+        },
+        |code, events| {
+            let standing = institution::derive(code, events);
+            if !standing.designations.is_empty() {
+                builder.borrow_mut().add_institution(code, &CompactInstitution::from_standing(&standing));
+            }
+        },
+    )?;
+    Ok(IndexVersion::new(Arc::new(builder.into_inner().finish(seq))))
+}
+
+/// Builds the index of a reference World.
+pub fn from_world(world: &World) -> IndexVersion {
+    let mut builder = BaseBuilder::default();
+    for p in world.practitioners().filter(|p| p.registered_ever) {
+        builder.add_practitioner(p.code, &CompactPractitioner::from_standing(p));
+    }
+    for i in world.institutions().filter(|i| !i.designations.is_empty()) {
+        builder.add_institution(i.code, &CompactInstitution::from_standing(i));
+    }
+    IndexVersion::new(Arc::new(builder.finish(world.seq())))
+}

@@ -1,0 +1,153 @@
+//! Keeping the index current: [`IndexHandle`] holds the version readers use
+//! (arc-swap: a load never blocks and never sees a half-built version);
+//! [`Syncer`] tails the ledger by `seq`, re-derives only the practitioners and
+//! institutions the new events touch, and publishes the next version.
+
+use super::compact::{CompactInstitution, CompactPractitioner};
+use super::IndexVersion;
+use crate::domain::{InstitutionCode, PractitionerCode, Seq};
+use crate::event::{Event, RecordedEvent};
+use crate::ledger::{Ledger, LedgerError};
+use crate::rules::{institution, practitioner};
+use arc_swap::ArcSwap;
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Most ledger events folded into one published version.
+pub const MAX_SYNC_BATCH: usize = 4_096;
+/// Overlay size (entities) past which the syncer folds it into a new base.
+pub const MERGE_THRESHOLD: usize = 262_144;
+
+/// The current index version, swapped atomically.
+pub struct IndexHandle {
+    current: ArcSwap<IndexVersion>,
+}
+
+impl IndexHandle {
+    /// A handle serving `version`.
+    pub fn new(version: IndexVersion) -> IndexHandle {
+        IndexHandle { current: ArcSwap::from_pointee(version) }
+    }
+
+    /// The current version, held as long as the caller keeps the `Arc` (use
+    /// this across long work; never hold an arc-swap guard across an await).
+    pub fn load(&self) -> Arc<IndexVersion> {
+        self.current.load_full()
+    }
+
+    /// A cheap, short-lived view of the current version for one check.
+    pub fn peek(&self) -> arc_swap::Guard<Arc<IndexVersion>> {
+        self.current.load()
+    }
+
+    /// Publishes `next`; `seq` never goes back.
+    pub fn publish(&self, next: IndexVersion) {
+        let current = self.current.load();
+        assert!(next.seq() >= current.seq(), "index seq would go back: {} -> {}", current.seq(), next.seq());
+        self.current.store(Arc::new(next));
+    }
+}
+
+/// Applies ledger events to an [`IndexHandle`].
+pub struct Syncer {
+    ledger: Arc<Ledger>,
+    handle: Arc<IndexHandle>,
+}
+
+impl Syncer {
+    pub fn new(ledger: Arc<Ledger>, handle: Arc<IndexHandle>) -> Syncer {
+        Syncer { ledger, handle }
+    }
+
+    /// Applies at most [`MAX_SYNC_BATCH`] new events and publishes one
+    /// version; returns its `seq`, or `None` if there was nothing new.
+    pub fn step(&self) -> Result<Option<Seq>, LedgerError> {
+        let current = self.handle.load();
+        let events = self.ledger.events_since(current.seq(), MAX_SYNC_BATCH)?;
+        let Some(last) = events.last().map(|r| r.seq) else { return Ok(None) };
+        let next = self.next_version(&current, &events, last)?;
+        self.handle.publish(next);
+        Ok(Some(last))
+    }
+
+    /// Applies everything the ledger holds now; returns the published `seq`.
+    pub fn catch_up(&self) -> Result<Seq, LedgerError> {
+        while self.step()?.is_some() {}
+        Ok(self.handle.load().seq())
+    }
+
+    fn next_version(
+        &self,
+        current: &IndexVersion,
+        events: &[RecordedEvent],
+        last: Seq,
+    ) -> Result<IndexVersion, LedgerError> {
+        let mut practitioners: BTreeSet<PractitionerCode> = BTreeSet::new();
+        let mut institutions: BTreeSet<InstitutionCode> = BTreeSet::new();
+        for r in events {
+            match &r.event {
+                Event::ViolationRevoked { violation_id, .. } => {
+                    practitioners.extend(self.ledger.violation_owner(violation_id)?);
+                }
+                Event::InstitutionDesignated { institution, .. }
+                | Event::InstitutionSuspended { institution, .. }
+                | Event::InstitutionTerminated { institution, .. }
+                | Event::InstitutionRated { institution, .. } => {
+                    institutions.insert(*institution);
+                }
+                other => practitioners.extend(other.practitioner()),
+            }
+        }
+        let policy = self.ledger.policy();
+        // Only events up to `last`: the version must reflect exactly seq <= last.
+        let upto = |mut h: Vec<RecordedEvent>| {
+            h.retain(|r| r.seq <= last);
+            h
+        };
+        let mut changed_p = Vec::with_capacity(practitioners.len());
+        for code in practitioners {
+            let standing = practitioner::derive(code, &upto(self.ledger.practitioner_history(code)?), policy);
+            if standing.registered_ever {
+                changed_p.push((code, CompactPractitioner::from_standing(&standing)));
+            }
+        }
+        let mut changed_i = Vec::with_capacity(institutions.len());
+        for code in institutions {
+            let standing = institution::derive(code, &upto(self.ledger.institution_history(code)?));
+            if !standing.designations.is_empty() {
+                changed_i.push((code, CompactInstitution::from_standing(&standing)));
+            }
+        }
+        let next = current.apply(last, changed_p, changed_i);
+        Ok(if next.overlay_len() > MERGE_THRESHOLD { next.merged() } else { next })
+    }
+
+    /// Tails the ledger on a thread until `stop` is set: applies new events as
+    /// they come, sleeping `idle` between empty polls. A storage error is
+    /// reported to `on_error` and retried after `idle`; the last good version
+    /// stays in service meanwhile.
+    pub fn spawn(
+        self,
+        idle: Duration,
+        stop: Arc<AtomicBool>,
+        on_error: impl Fn(&LedgerError) + Send + 'static,
+    ) -> std::thread::JoinHandle<()> {
+        std::thread::Builder::new()
+            .name("index-sync".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match self.step() {
+                        Ok(Some(_)) => {}
+                        Ok(None) => std::thread::sleep(idle),
+                        Err(e) => {
+                            on_error(&e);
+                            std::thread::sleep(idle);
+                        }
+                    }
+                }
+            })
+            .expect("spawning the index sync thread")
+    }
+}
