@@ -17,6 +17,7 @@ pub mod index;
 mod json_fields;
 pub mod ledger;
 pub mod policy;
+pub mod population;
 pub mod refusal;
 pub mod rules;
 pub mod scenario;

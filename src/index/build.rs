@@ -40,3 +40,28 @@ pub fn from_world(world: &World) -> IndexVersion {
     }
     IndexVersion::new(Arc::new(builder.finish(world.seq())))
 }
+
+/// Builds the index of a synthetic population without a ledger (benchmarks,
+/// load tests): the same derivation as a ledger build, fed from memory.
+pub fn from_population(population: &crate::population::Population) -> IndexVersion {
+    use crate::population::Group;
+    let spec = population.spec();
+    let policy = crate::policy::Policy::default();
+    let mut builder = BaseBuilder::with_capacity(spec.practitioners as usize, spec.institutions() as usize);
+    let mut seq = 0;
+    for group in population.groups() {
+        match group {
+            Group::Institution(code, events) => {
+                seq = seq.max(events.last().map_or(0, |r| r.seq));
+                let standing = institution::derive(code, &events);
+                builder.add_institution(code, &CompactInstitution::from_standing(&standing));
+            }
+            Group::Practitioner(code, events) => {
+                seq = seq.max(events.last().map_or(0, |r| r.seq));
+                let standing = practitioner::derive(code, &events, &policy);
+                builder.add_practitioner(code, &CompactPractitioner::from_standing(&standing));
+            }
+        }
+    }
+    IndexVersion::new(Arc::new(builder.finish(seq)))
+}

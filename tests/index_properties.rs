@@ -1,0 +1,886 @@
+//! Property tests of the eligibility index (`src/index`) against the rules
+//! engine: for generated histories, after every appended event, the index —
+//! kept current by deltas ([`Syncer`]), built fresh from the ledger, and with
+//! its overlay merged into a new base — answers every generated claim exactly
+//! like [`World`] (R17-R19 over the state of R6-R16 and R20-R21).
+//!
+//! The history generator is a trimmed copy of the one in tests/properties.rs,
+//! deliberately rougher, because all implementations see the same ledger:
+//! same-day ties (R6 breaks them by `seq`), practitioners and institutions
+//! that first appear mid-history, events naming ones not registered or
+//! designated yet (refused `unknown_*`), registrations dated inside a ban
+//! (`registration_banned`, R15), repairs past the yearly cap
+//! (`repair_limit_exceeded`, R13), revocations of revoked or unknown
+//! violations, and resent or altered violations (accepted once, or
+//! `duplicate_violation`, R8). Refused events leave the ledger unchanged and
+//! the index must not move either.
+//!
+//! A second property appends a history in chunks and steps the syncer in
+//! between: every published version at seq S answers like the rules engine
+//! over exactly the events with seq <= S. A deterministic test then makes one
+//! step stop at `MAX_SYNC_BATCH` while the ledger already holds later events
+//! about the same entities (the only way, single-threaded, to have the
+//! re-derived histories run past the version's seq).
+
+use claimgate::domain::{CivilDate, InstitutionCode, PractitionerCode, Seq};
+use claimgate::event::{Event, RecordedEvent};
+use claimgate::index::sync::MAX_SYNC_BATCH;
+use claimgate::index::{build, IndexHandle, IndexVersion, Syncer, MAX_CHECK_BATCH};
+use claimgate::ledger::{AppendError, Ledger};
+use claimgate::policy::Policy;
+use claimgate::rules::{Claim, Decision, InstitutionStanding, PractitionerStanding, Reason, Verdict, World};
+use proptest::prelude::*;
+use proptest::sample::Index;
+use proptest::test_runner::{Config, TestCaseError};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+// ---------------------------------------------------------------------------
+// Codes and dates
+// ---------------------------------------------------------------------------
+
+const INSTITUTIONS: [&str; 3] = ["H11010500001", "H44030500002", "P11010500003"];
+const PRACTITIONERS: [&str; 4] = ["D110105000001", "HY110000000002", "HJ4403050000000003", "D440305000000000004"];
+/// Never designated: claims naming it must be `unknown_institution` (R18 test 1).
+const STRANGER_INSTITUTION: &str = "H31000000099";
+/// Never registered: claims naming it must be `unknown_practitioner` (R18 test 2).
+const STRANGER_PRACTITIONER: &str = "D310000000099";
+
+const SEVERITIES: [(&str, u32); 4] = [("minor", 1), ("moderate", 4), ("serious", 7), ("fraud", 10)];
+const RESPONSIBILITIES: [&str; 3] = ["primary", "important", "general"];
+/// Body events are dated in 2025-2028 (day offsets from 2025-01-01).
+const BODY_DAYS: i32 = 4 * 365 + 1;
+/// Dates checked after each single append (the full grid is checked at the end).
+const STEP_DATES: usize = 40;
+
+fn ymd(y: i32, m: u32, d: u32) -> CivilDate {
+    CivilDate::from_ymd(y, m, d).expect("valid test date")
+}
+
+fn setup_start() -> CivilDate {
+    ymd(2024, 1, 1)
+}
+
+fn body_start() -> CivilDate {
+    ymd(2025, 1, 1)
+}
+
+/// Registrations from here on are after the end of every 1-year ban a body
+/// violation can cause (R15); earlier ones may fall inside a ban.
+fn late_start() -> CivilDate {
+    ymd(2032, 6, 1)
+}
+
+fn offset(base: CivilDate, days: i32) -> CivilDate {
+    CivilDate::from_day_number(base.day_number() + days).expect("test dates stay in range")
+}
+
+fn body_offset(date: CivilDate) -> i32 {
+    date.day_number() - body_start().day_number()
+}
+
+fn practitioner_codes() -> Vec<PractitionerCode> {
+    PRACTITIONERS.iter().chain([&STRANGER_PRACTITIONER]).map(|c| PractitionerCode::parse(c).unwrap()).collect()
+}
+
+fn institution_codes() -> Vec<InstitutionCode> {
+    INSTITUTIONS.iter().chain([&STRANGER_INSTITUTION]).map(|c| InstitutionCode::parse(c).unwrap()).collect()
+}
+
+// ---------------------------------------------------------------------------
+// Raw generated choices
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+struct RawPractitioner {
+    /// Bit mask of the setup institutions registered at (0 means "the first").
+    sites: u8,
+    /// Registration day offsets from 2024-01-01, one per institution.
+    registered: Vec<i32>,
+    /// Optionally deregister from one of the sites some days later.
+    deregister: Option<(Index, i32)>,
+}
+
+#[derive(Debug, Clone)]
+struct RawSetup {
+    /// Institutions designated in the setup (the others may be designated in
+    /// the body, or never).
+    institutions: usize,
+    /// Designation day offsets from 2024-01-01, one per institution.
+    designated: Vec<i32>,
+    /// Practitioners registered in the setup (the others may be registered in
+    /// the body, or never).
+    practitioners: Vec<RawPractitioner>,
+}
+
+#[derive(Debug, Clone)]
+struct RawViolation {
+    prac: Index,
+    inst: Index,
+    day: i32,
+    severity: usize,
+    step: u32,
+    months: Option<u32>,
+    responsibility: usize,
+}
+
+#[derive(Debug, Clone)]
+enum RawOp {
+    Violation(RawViolation),
+    /// Not capped: repairs past R13's yearly cap are refused.
+    Repair {
+        prac: Index,
+        day: i32,
+        points: u32,
+    },
+    /// Picks among every violation id issued so far plus one never issued,
+    /// so revocations may be refused (`already_revoked`, `unknown_violation`).
+    Revoke {
+        pick: Index,
+        day: i32,
+    },
+    Suspend {
+        inst: Index,
+        day: i32,
+        len: i32,
+    },
+    Terminate {
+        inst: Index,
+        day: i32,
+    },
+    Designate {
+        inst: Index,
+        day: i32,
+    },
+    /// Several ratings of one year are allowed (the latest by `seq` counts).
+    Rate {
+        inst: Index,
+        year: i32,
+        half_points: u32,
+        direct_e: bool,
+    },
+    Deregister {
+        prac: Index,
+        inst: Index,
+        day: i32,
+    },
+    /// Dated in the body years (may be refused inside a ban, R15) or late.
+    Register {
+        prac: Index,
+        inst: Index,
+        day: i32,
+        late: bool,
+    },
+    /// Sends an earlier body event again; a violation `altered` gets other
+    /// points (`duplicate_violation`), an identical one is recorded once.
+    Resend {
+        pick: Index,
+        altered: bool,
+    },
+}
+
+fn setup_strategy() -> impl Strategy<Value = RawSetup> {
+    let practitioner = (1u8..8, prop::collection::vec(0i32..600, 3), prop::option::of((any::<Index>(), 1i32..=120)))
+        .prop_map(|(sites, registered, deregister)| RawPractitioner { sites, registered, deregister });
+    (2usize..=3, prop::collection::vec(0i32..366, 3), prop::collection::vec(practitioner, 1..=4))
+        .prop_map(|(institutions, designated, practitioners)| RawSetup { institutions, designated, practitioners })
+}
+
+/// A body day offset, biased towards year ends (R10) and a few shared days
+/// (same-day ties across event kinds, R6).
+fn body_day() -> impl Strategy<Value = i32> {
+    prop_oneof![
+        6 => 0..BODY_DAYS,
+        1 => (2025i32..=2028).prop_map(|y| body_offset(ymd(y, 1, 1))),
+        1 => (2025i32..=2028).prop_map(|y| body_offset(ymd(y, 12, 31))),
+        2 => prop::sample::select(vec![40, 41, 100, 400, 401, 730]),
+    ]
+}
+
+fn violation_strategy() -> impl Strategy<Value = RawViolation> {
+    (any::<Index>(), any::<Index>(), body_day(), 0usize..4, 0u32..3, prop::option::of(1u32..=6), 0usize..3).prop_map(
+        |(prac, inst, day, severity, step, months, responsibility)| RawViolation {
+            prac,
+            inst,
+            day,
+            severity,
+            step,
+            months,
+            responsibility,
+        },
+    )
+}
+
+fn op_strategy() -> impl Strategy<Value = RawOp> {
+    let institution_op = prop_oneof![
+        (any::<Index>(), body_day(), 1i32..=120).prop_map(|(inst, day, len)| RawOp::Suspend { inst, day, len }),
+        (any::<Index>(), body_day()).prop_map(|(inst, day)| RawOp::Terminate { inst, day }),
+        (any::<Index>(), body_day()).prop_map(|(inst, day)| RawOp::Designate { inst, day }),
+    ];
+    let registration_op = prop_oneof![
+        (any::<Index>(), any::<Index>(), body_day()).prop_map(|(prac, inst, day)| RawOp::Deregister {
+            prac,
+            inst,
+            day
+        }),
+        (any::<Index>(), any::<Index>(), body_day()).prop_map(|(prac, inst, day)| RawOp::Register {
+            prac,
+            inst,
+            day,
+            late: false
+        }),
+        (any::<Index>(), any::<Index>(), 0i32..730).prop_map(|(prac, inst, day)| RawOp::Register {
+            prac,
+            inst,
+            day,
+            late: true
+        }),
+    ];
+    prop_oneof![
+        8 => violation_strategy().prop_map(RawOp::Violation),
+        3 => (any::<Index>(), body_day(), 1u32..=4).prop_map(|(prac, day, points)| RawOp::Repair { prac, day, points }),
+        2 => (any::<Index>(), body_day()).prop_map(|(pick, day)| RawOp::Revoke { pick, day }),
+        3 => institution_op,
+        3 => registration_op,
+        1 => (any::<Index>(), 2024i32..=2029, 0u32..=200, any::<bool>())
+            .prop_map(|(inst, year, half_points, direct_e)| RawOp::Rate { inst, year, half_points, direct_e }),
+        1 => (any::<Index>(), any::<bool>()).prop_map(|(pick, altered)| RawOp::Resend { pick, altered }),
+    ]
+}
+
+fn ops_strategy() -> impl Strategy<Value = Vec<RawOp>> {
+    prop::collection::vec(op_strategy(), 0..48)
+}
+
+// ---------------------------------------------------------------------------
+// The builder: raw choices -> event JSON, in arrival order
+// ---------------------------------------------------------------------------
+
+fn violation_json(id: &str, prac: usize, inst: usize, effective: CivilDate, raw: &RawViolation) -> Value {
+    let (severity, band_start) = SEVERITIES[raw.severity];
+    let mut json = json!({
+        "type": "violation_scored", "violation_id": id,
+        "practitioner": PRACTITIONERS[prac], "institution": INSTITUTIONS[inst],
+        "effective": effective.to_string(), "points": band_start + raw.step, "severity": severity,
+        "responsibility": RESPONSIBILITIES[raw.responsibility],
+    });
+    if let Some(m) = raw.months {
+        json["suspension_months"] = json!(m);
+    }
+    json
+}
+
+/// Mostly one of the first `known` (of the setup), sometimes any of `all`.
+fn pick(index: &Index, known: usize, all: usize) -> usize {
+    let k = index.index(3 * known + all);
+    if k < 3 * known {
+        k % known
+    } else {
+        k - 3 * known
+    }
+}
+
+/// The whole history: setup (designations, registrations, deregistrations),
+/// then the body. Body events mostly name practitioners and institutions of
+/// the setup, sometimes others (refused, or registered or designated late).
+fn build_history(setup: &RawSetup, ops: &[RawOp]) -> Vec<Value> {
+    let n_inst = setup.institutions;
+    let n_prac = setup.practitioners.len();
+    let mut events = Vec::new();
+    for (code, day) in INSTITUTIONS.iter().zip(&setup.designated).take(n_inst) {
+        events.push(json!({"type": "institution_designated", "institution": code,
+                           "effective": offset(setup_start(), *day).to_string()}));
+    }
+    let mut deregistrations = Vec::new();
+    for (p, raw) in setup.practitioners.iter().enumerate() {
+        let mask = raw.sites & ((1u8 << n_inst) - 1);
+        let sites: Vec<usize> = (0..n_inst).filter(|i| (mask == 0 && *i == 0) || mask & (1 << i) != 0).collect();
+        for &i in &sites {
+            events.push(json!({"type": "practitioner_registered", "practitioner": PRACTITIONERS[p],
+                               "institution": INSTITUTIONS[i],
+                               "effective": offset(setup_start(), raw.registered[i]).to_string()}));
+        }
+        if let Some((pick, len)) = &raw.deregister {
+            let i = sites[pick.index(sites.len())];
+            deregistrations.push(json!({"type": "practitioner_deregistered", "practitioner": PRACTITIONERS[p],
+                                        "institution": INSTITUTIONS[i],
+                                        "effective": offset(setup_start(), raw.registered[i] + len).to_string()}));
+        }
+    }
+    events.extend(deregistrations);
+
+    let mut violations: Vec<Value> = Vec::new();
+    let mut body: Vec<Value> = Vec::new();
+    for op in ops {
+        let prac = |i: &Index| pick(i, n_prac, PRACTITIONERS.len());
+        let inst = |i: &Index| pick(i, n_inst, INSTITUTIONS.len());
+        let json = match op {
+            RawOp::Violation(raw) => {
+                let v = violation_json(
+                    &format!("V{}", violations.len()),
+                    prac(&raw.prac),
+                    inst(&raw.inst),
+                    offset(body_start(), raw.day),
+                    raw,
+                );
+                violations.push(v.clone());
+                v
+            }
+            RawOp::Repair { prac: p, day, points } => {
+                json!({"type": "points_repaired", "practitioner": PRACTITIONERS[prac(p)], "points": points,
+                       "effective": offset(body_start(), *day).to_string()})
+            }
+            RawOp::Revoke { pick, day } => {
+                let k = pick.index(violations.len() + 1);
+                let id = violations.get(k).map_or("V-never-scored", |v| v["violation_id"].as_str().unwrap());
+                json!({"type": "violation_revoked", "violation_id": id,
+                       "effective": offset(body_start(), *day).to_string()})
+            }
+            RawOp::Suspend { inst: i, day, len } => {
+                let effective = offset(body_start(), *day);
+                json!({"type": "institution_suspended", "institution": INSTITUTIONS[inst(i)],
+                       "effective": effective.to_string(), "until": offset(effective, *len).to_string()})
+            }
+            RawOp::Terminate { inst: i, day } => {
+                json!({"type": "institution_terminated", "institution": INSTITUTIONS[inst(i)],
+                       "effective": offset(body_start(), *day).to_string()})
+            }
+            RawOp::Designate { inst: i, day } => {
+                json!({"type": "institution_designated", "institution": INSTITUTIONS[inst(i)],
+                       "effective": offset(body_start(), *day).to_string()})
+            }
+            RawOp::Rate { inst: i, year, half_points, direct_e } => {
+                let codes: Vec<&str> = if *direct_e { vec!["refused_rectification"] } else { vec![] };
+                json!({"type": "institution_rated", "institution": INSTITUTIONS[inst(i)], "year": year,
+                       "score": f64::from(*half_points) / 2.0, "direct_e": codes})
+            }
+            RawOp::Deregister { prac: p, inst: i, day } => {
+                json!({"type": "practitioner_deregistered", "practitioner": PRACTITIONERS[prac(p)],
+                       "institution": INSTITUTIONS[inst(i)], "effective": offset(body_start(), *day).to_string()})
+            }
+            RawOp::Register { prac: p, inst: i, day, late } => {
+                let effective = if *late { offset(late_start(), *day) } else { offset(body_start(), *day) };
+                json!({"type": "practitioner_registered", "practitioner": PRACTITIONERS[prac(p)],
+                       "institution": INSTITUTIONS[inst(i)], "effective": effective.to_string()})
+            }
+            RawOp::Resend { pick, altered } => {
+                if body.is_empty() {
+                    continue;
+                }
+                let mut again: Value = body[pick.index(body.len())].clone();
+                if *altered && again["type"] == "violation_scored" {
+                    let severity = again["severity"].as_str().unwrap();
+                    let start = SEVERITIES.iter().find(|(s, _)| *s == severity).unwrap().1;
+                    let points = again["points"].as_u64().unwrap() as u32;
+                    again["points"] = json!(start + (points - start + 1) % 3);
+                }
+                again
+            }
+        };
+        body.push(json);
+    }
+    events.extend(body);
+    events
+}
+
+// ---------------------------------------------------------------------------
+// Dates and claims
+// ---------------------------------------------------------------------------
+
+fn with_day_before(dates: &mut BTreeSet<CivilDate>, d: CivilDate) {
+    dates.insert(d);
+    if let Some(p) = d.pred() {
+        dates.insert(p);
+    }
+}
+
+/// Dates always checked: the ends of the calendar (open intervals), year
+/// boundaries, a leap day, and dates before, inside and after the body years.
+fn fixed_dates() -> BTreeSet<CivilDate> {
+    let mut dates =
+        BTreeSet::from([CivilDate::MIN, CivilDate::MAX, ymd(2026, 7, 1), ymd(2028, 2, 29), ymd(2031, 6, 30)]);
+    for y in [2024, 2029, 2033, 2036] {
+        with_day_before(&mut dates, ymd(y, 1, 1));
+    }
+    dates
+}
+
+fn event_dates(event: &Event, dates: &mut BTreeSet<CivilDate>) {
+    with_day_before(dates, event.effective());
+    if let Event::InstitutionSuspended { until, .. } = event {
+        with_day_before(dates, *until);
+    }
+}
+
+fn practitioner_dates(p: &PractitionerStanding, dates: &mut BTreeSet<CivilDate>) {
+    for r in &p.registrations {
+        for d in [Some(r.interval.from), r.interval.until].into_iter().flatten() {
+            with_day_before(dates, d);
+        }
+    }
+    for s in &p.sanctions {
+        for d in [Some(s.interval.from), s.interval.until, s.ban_until].into_iter().flatten() {
+            with_day_before(dates, d);
+        }
+    }
+}
+
+fn institution_dates(i: &InstitutionStanding, dates: &mut BTreeSet<CivilDate>) {
+    for a in &i.agreements {
+        for d in [Some(a.from), a.until].into_iter().flatten() {
+            with_day_before(dates, d);
+        }
+    }
+    for s in &i.suspensions {
+        for d in [Some(s.interval.from), s.interval.until].into_iter().flatten() {
+            with_day_before(dates, d);
+        }
+    }
+}
+
+/// Every event date and every interval end the world knows, each with the
+/// day before.
+fn boundary_dates(events: &[RecordedEvent], world: &World) -> BTreeSet<CivilDate> {
+    let mut dates = BTreeSet::new();
+    for r in events {
+        event_dates(&r.event, &mut dates);
+    }
+    for p in world.practitioners() {
+        practitioner_dates(p, &mut dates);
+    }
+    for i in world.institutions() {
+        institution_dates(i, &mut dates);
+    }
+    dates
+}
+
+/// The full date set: every 2 weeks over 2024-2034, every year boundary,
+/// the fixed dates and every boundary.
+fn full_dates(boundaries: &BTreeSet<CivilDate>) -> BTreeSet<CivilDate> {
+    let mut dates = fixed_dates();
+    let mut d = ymd(2024, 1, 1);
+    while d <= ymd(2034, 12, 31) {
+        dates.insert(d);
+        d = offset(d, 14);
+    }
+    for y in 2024..=2036 {
+        with_day_before(&mut dates, ymd(y, 1, 1));
+    }
+    dates.extend(boundaries);
+    dates
+}
+
+/// About [`STEP_DATES`] dates: the fixed ones, the `focus` dates (the latest
+/// event's and its entities' boundaries) and an evenly spread sample of the
+/// other boundaries that rotates with `turn`, so that over a history every
+/// boundary is visited.
+fn sampled_dates(focus: BTreeSet<CivilDate>, boundaries: &BTreeSet<CivilDate>, turn: usize) -> BTreeSet<CivilDate> {
+    let mut dates = fixed_dates();
+    dates.extend(focus);
+    let rest: Vec<CivilDate> = boundaries.difference(&dates).copied().collect();
+    let budget = STEP_DATES.saturating_sub(dates.len()).max(8);
+    let stride = rest.len().div_ceil(budget).max(1);
+    dates.extend(rest.iter().skip(turn % stride).step_by(stride));
+    dates
+}
+
+/// The boundaries of the latest event and of the entities it names.
+fn focus_dates(event: &Event, world: &World) -> BTreeSet<CivilDate> {
+    let mut dates = BTreeSet::new();
+    event_dates(event, &mut dates);
+    let owner = match event {
+        Event::ViolationRevoked { violation_id, .. } => world
+            .practitioners()
+            .find(|p| p.violations.iter().any(|v| &v.violation.violation_id == violation_id))
+            .map(|p| p.code),
+        other => other.practitioner(),
+    };
+    if let Some(p) = owner.and_then(|p| world.practitioner(p)) {
+        practitioner_dates(p, &mut dates);
+    }
+    if let Some(i) = event.institution().and_then(|i| world.institution(i)) {
+        institution_dates(i, &mut dates);
+    }
+    dates
+}
+
+/// Every practitioner (with the stranger) x every institution (with the
+/// stranger) x `dates` x emergency or not.
+fn grid(dates: &BTreeSet<CivilDate>) -> Vec<Claim> {
+    let institutions = institution_codes();
+    let mut claims = Vec::new();
+    for practitioner in practitioner_codes() {
+        for &institution in &institutions {
+            for &service_date in dates {
+                for emergency in [false, true] {
+                    claims.push(Claim { practitioner, institution, service_date, emergency });
+                }
+            }
+        }
+    }
+    claims
+}
+
+// ---------------------------------------------------------------------------
+// Comparing the index with the rules engine
+// ---------------------------------------------------------------------------
+
+/// Every `version` answers every claim like `world` does, one claim at a time
+/// and in batches (of at most [`MAX_CHECK_BATCH`] lines).
+fn assert_answers_like(
+    world: &World,
+    versions: &[(&str, &IndexVersion)],
+    claims: &[Claim],
+    context: &dyn Fn() -> String,
+) -> Result<(), TestCaseError> {
+    let expected: Vec<Decision> = claims.iter().map(|c| world.decide(c)).collect();
+    let mut batch: Vec<Decision> = Vec::with_capacity(claims.len());
+    for (name, version) in versions {
+        batch.clear();
+        for chunk in claims.chunks(MAX_CHECK_BATCH) {
+            version.check_batch(chunk, &mut batch);
+        }
+        prop_assert_eq!(batch.len(), claims.len(), "{} check_batch answered every line", name);
+        for ((claim, want), batched) in claims.iter().zip(&expected).zip(&batch) {
+            let single = version.check(claim);
+            prop_assert_eq!(
+                single,
+                *want,
+                "{} index (seq {}) disagrees with the rules engine (seq {}) on {:?}\n{}",
+                name,
+                version.seq(),
+                world.seq(),
+                claim,
+                context()
+            );
+            prop_assert_eq!(
+                *batched,
+                single,
+                "{} check_batch disagrees with check on {:?}\n{}",
+                name,
+                claim,
+                context()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The ledger events with `seq <= seq`.
+fn events_upto(events: &[RecordedEvent], seq: Seq) -> Vec<RecordedEvent> {
+    events.iter().filter(|r| r.seq <= seq).cloned().collect()
+}
+
+/// What happened to each sent event, for failure messages.
+fn describe(log: &[String]) -> String {
+    let mut out = String::from("history sent so far:\n");
+    for line in log {
+        out.push_str("  ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Appends one event, returns a log line; the ledger head moves by one
+/// exactly when the event is newly accepted.
+fn append(ledger: &Ledger, value: &Value, policy: &Policy) -> Result<(bool, String), TestCaseError> {
+    let event = Event::parse(value, policy).map_err(|e| TestCaseError::fail(format!("generated {value}: {e}")))?;
+    let before = ledger.head().expect("head");
+    let (moved, line) = match ledger.append(&event) {
+        Ok(a) if a.already_recorded => {
+            prop_assert!(a.seq <= before);
+            (false, format!("already recorded as seq {}: {value}", a.seq))
+        }
+        Ok(a) => {
+            prop_assert_eq!(a.seq, before + 1);
+            (true, format!("seq {}: {value}", a.seq))
+        }
+        Err(AppendError::Refused(r)) => (false, format!("refused {}: {value}", r.code)),
+        Err(AppendError::Ledger(e)) => panic!("ledger failure: {e}"),
+    };
+    prop_assert_eq!(ledger.head().expect("head"), before + Seq::from(moved));
+    Ok((moved, line))
+}
+
+fn config() -> Config {
+    // `failure_persistence: None`: a failure is reported with its minimal
+    // input, but no regression file is written into the source tree.
+    Config { cases: 64, failure_persistence: None, max_shrink_iters: 4096, ..Config::default() }
+}
+
+// ---------------------------------------------------------------------------
+// The properties
+// ---------------------------------------------------------------------------
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// After every appended event (accepted or refused): the delta-synced
+    /// version is at the ledger head, and it, a fresh build and the rules
+    /// engine decide every claim of the grid alike, one by one and in
+    /// batches. At `merge_at` the overlay is folded into a new base and the
+    /// deltas continue on top of it (base and overlay both non-empty). At the
+    /// end the full date grid is checked, with the merged version too.
+    #[test]
+    fn index_answers_like_the_rules_engine_after_every_append(
+        setup in setup_strategy(),
+        ops in ops_strategy(),
+        merge_at in prop::collection::btree_set(0usize..64, 0..=2),
+    ) {
+        let policy = Policy::default();
+        let history = build_history(&setup, &ops);
+        let ledger = Arc::new(Ledger::open_in_memory(&policy).expect("in-memory ledger"));
+        let handle = Arc::new(IndexHandle::new(build::from_ledger(&ledger).expect("empty build")));
+        let syncer = Syncer::new(ledger.clone(), handle.clone());
+        let mut log: Vec<String> = Vec::new();
+        for (n, value) in history.iter().enumerate() {
+            let (moved, line) = append(&ledger, value, &policy)?;
+            log.push(line);
+            let before = handle.load().seq();
+            let synced = syncer.catch_up().expect("sync");
+            let head = ledger.head().expect("head");
+            let delta = handle.load();
+            prop_assert_eq!(synced, head, "catch_up returns the head\n{}", describe(&log));
+            prop_assert_eq!(delta.seq(), head, "delta version at the head\n{}", describe(&log));
+            if !moved {
+                prop_assert_eq!(before, head, "a refused or repeated event publishes nothing");
+            }
+
+            let events = ledger.all_events().expect("read back");
+            let world = World::from_events(&events, &policy);
+            let fresh = build::from_ledger(&ledger).expect("fresh build");
+            prop_assert_eq!(fresh.seq(), head);
+            prop_assert_eq!(world.seq(), head);
+            let event = Event::parse(value, &policy).unwrap();
+            let dates = sampled_dates(focus_dates(&event, &world), &boundary_dates(&events, &world), n);
+            let context = || describe(&log);
+            assert_answers_like(&world, &[("delta", &delta), ("fresh", &fresh)], &grid(&dates), &context)?;
+
+            if merge_at.contains(&n) {
+                let merged = delta.merged();
+                prop_assert_eq!(merged.seq(), head);
+                prop_assert_eq!(merged.overlay_len(), 0);
+                handle.publish(merged);
+            }
+        }
+
+        let events = ledger.all_events().expect("read back");
+        let world = World::from_events(&events, &policy);
+        let delta = handle.load();
+        let fresh = build::from_ledger(&ledger).expect("fresh build");
+        let merged = delta.merged();
+        let head = ledger.head().expect("head");
+        prop_assert_eq!((delta.seq(), fresh.seq(), merged.seq()), (head, head, head));
+        prop_assert_eq!(merged.overlay_len(), 0);
+        let claims = grid(&full_dates(&boundary_dates(&events, &world)));
+        let context = || describe(&log);
+        assert_answers_like(
+            &world,
+            &[("delta", &delta), ("fresh", &fresh), ("merged", &merged), ("fresh merged", &fresh.merged())],
+            &claims,
+            &context,
+        )?;
+    }
+
+    /// A history appended in chunks, with `step()` called 0-2 times between
+    /// chunks, starting from an index built fresh after a prefix (a non-empty
+    /// base). Every published version's seq never goes back, and a version
+    /// at seq S answers exactly like the rules engine over the events with
+    /// seq <= S: right after it is published, once the ledger has moved on
+    /// past it (before the next step), and at the end, when the ledger holds
+    /// the whole history.
+    #[test]
+    fn a_version_at_seq_s_reflects_exactly_the_events_up_to_s(
+        setup in setup_strategy(),
+        ops in ops_strategy(),
+        prefix in 0usize..24,
+        chunks in prop::collection::vec(1usize..=8, 1..=16),
+        steps in prop::collection::vec(0usize..=2, 16),
+    ) {
+        let policy = Policy::default();
+        let history = build_history(&setup, &ops);
+        let ledger = Arc::new(Ledger::open_in_memory(&policy).expect("in-memory ledger"));
+        let mut log: Vec<String> = Vec::new();
+        let prefix = prefix.min(history.len());
+        for value in &history[..prefix] {
+            log.push(append(&ledger, value, &policy)?.1);
+        }
+        let handle = Arc::new(IndexHandle::new(build::from_ledger(&ledger).expect("prefix build")));
+        let syncer = Syncer::new(ledger.clone(), handle.clone());
+        prop_assert_eq!(handle.load().seq(), ledger.head().expect("head"));
+
+        let check = |version: &IndexVersion, log: &[String], what: &str| -> Result<(), TestCaseError> {
+            let all = ledger.all_events().expect("read back");
+            let upto = events_upto(&all, version.seq());
+            let world = World::from_events(&upto, &policy);
+            prop_assert_eq!(world.seq(), version.seq(), "the ledger holds seq {}", version.seq());
+            let dates = sampled_dates(BTreeSet::new(), &boundary_dates(&upto, &world), log.len());
+            let context = || format!("{what}; ledger head {}\n{}", ledger.head().unwrap(), describe(log));
+            assert_answers_like(&world, &[(what, version)], &grid(&dates), &context)
+        };
+
+        let mut published: Vec<Arc<IndexVersion>> = vec![handle.load()];
+        let mut rest = &history[prefix..];
+        let mut k = 0;
+        while !rest.is_empty() {
+            let (chunk, tail) = rest.split_at(chunks[k % chunks.len()].min(rest.len()));
+            rest = tail;
+            for value in chunk {
+                log.push(append(&ledger, value, &policy)?.1);
+            }
+            // The ledger has moved on; the version in service has not.
+            let stale = handle.load();
+            check(&stale, &log, "version in service before the step")?;
+            for _ in 0..steps[k % steps.len()] {
+                let before = handle.load().seq();
+                let stepped = syncer.step().expect("step");
+                let version = handle.load();
+                prop_assert!(version.seq() >= before, "seq went back: {} -> {}", before, version.seq());
+                prop_assert!(version.seq() <= ledger.head().expect("head"));
+                match stepped {
+                    Some(seq) => {
+                        prop_assert!(seq > before, "a step that publishes moves forward");
+                        prop_assert_eq!(seq, version.seq());
+                        check(&version, &log, "version just published")?;
+                        published.push(version);
+                    }
+                    None => {
+                        prop_assert_eq!(version.seq(), before, "an empty step publishes nothing");
+                        prop_assert_eq!(before, ledger.head().expect("head"));
+                    }
+                }
+            }
+            k += 1;
+        }
+        let last = syncer.catch_up().expect("catch up");
+        prop_assert_eq!(last, ledger.head().expect("head"));
+        published.push(handle.load());
+        for pair in published.windows(2) {
+            prop_assert!(pair[0].seq() <= pair[1].seq());
+        }
+        // Versions are immutable: each still answers for its own seq.
+        for version in &published {
+            check(version, &log, "published version, rechecked at the end")?;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A step that stops short of the head
+// ---------------------------------------------------------------------------
+
+fn must_append(ledger: &Ledger, policy: &Policy, values: &[Value]) {
+    let events: Vec<Event> = values.iter().map(|v| Event::parse(v, policy).expect("valid event")).collect();
+    for chunk in events.chunks(claimgate::ledger::MAX_APPEND_BATCH) {
+        for (n, outcome) in ledger.append_batch(chunk).expect("append").into_iter().enumerate() {
+            let appended = outcome.unwrap_or_else(|r| panic!("{} refused: {r}", values[n]));
+            assert!(!appended.already_recorded);
+        }
+    }
+}
+
+/// The syncer folds at most [`MAX_SYNC_BATCH`] events into one version. When
+/// the ledger holds more, the version it publishes is at exactly that seq and
+/// must not show the later events, although the histories it re-derives from
+/// the ledger already contain them.
+#[test]
+fn a_step_that_stops_at_max_sync_batch_reflects_only_the_events_it_read() {
+    let policy = Policy::default();
+    let ledger = Arc::new(Ledger::open_in_memory(&policy).expect("in-memory ledger"));
+    let handle = Arc::new(IndexHandle::new(build::from_ledger(&ledger).expect("empty build")));
+    let syncer = Syncer::new(ledger.clone(), handle.clone());
+    let [h1, h2, _] = INSTITUTIONS;
+    let [p1, p2, ..] = PRACTITIONERS;
+    let cut = MAX_SYNC_BATCH as Seq;
+
+    let mut before_cut = vec![
+        json!({"type": "institution_designated", "institution": h1, "effective": "2024-01-01"}),
+        json!({"type": "institution_designated", "institution": h2, "effective": "2024-01-01"}),
+        json!({"type": "practitioner_registered", "practitioner": p1, "institution": h1, "effective": "2024-01-01"}),
+        json!({"type": "practitioner_registered", "practitioner": p2, "institution": h2, "effective": "2024-02-01"}),
+    ];
+    // Filler: one-day suspensions of H2 far in the future.
+    let mut k = 0;
+    while before_cut.len() < MAX_SYNC_BATCH - 3 {
+        let from = offset(ymd(2040, 1, 1), 2 * k);
+        before_cut.push(json!({"type": "institution_suspended", "institution": h2,
+                               "effective": from.to_string(), "until": offset(from, 1).to_string()}));
+        k += 1;
+    }
+    before_cut.extend([
+        json!({"type": "institution_rated", "institution": h1, "year": 2024, "score": 50, "direct_e": []}),
+        json!({"type": "violation_scored", "violation_id": "V1", "practitioner": p1, "institution": h1,
+               "effective": "2025-03-01", "points": 8, "severity": "serious", "responsibility": "primary"}),
+        json!({"type": "institution_suspended", "institution": h1, "effective": "2025-05-01", "until": "2025-06-01"}),
+    ]);
+    assert_eq!(before_cut.len(), MAX_SYNC_BATCH);
+    let after_cut = vec![
+        // P1 reaches 10 points: suspended from 2025-04-01 for 4 months (R14).
+        json!({"type": "violation_scored", "violation_id": "V2", "practitioner": p1, "institution": h1,
+               "effective": "2025-04-01", "points": 2, "severity": "minor", "responsibility": "general"}),
+        json!({"type": "institution_suspended", "institution": h1, "effective": "2025-07-01", "until": "2025-08-01"}),
+        json!({"type": "institution_rated", "institution": h1, "year": 2025, "score": 95, "direct_e": []}),
+        json!({"type": "practitioner_registered", "practitioner": p2, "institution": h1, "effective": "2025-01-01"}),
+        json!({"type": "institution_terminated", "institution": h2, "effective": "2026-01-01"}),
+    ];
+    must_append(&ledger, &policy, &before_cut);
+    must_append(&ledger, &policy, &after_cut);
+    let head = ledger.head().unwrap();
+    assert_eq!(head, cut + after_cut.len() as Seq);
+
+    assert_eq!(syncer.step().unwrap(), Some(cut), "one step folds at most MAX_SYNC_BATCH events");
+    let at_cut = handle.load();
+    assert_eq!(at_cut.seq(), cut);
+    let all = ledger.all_events().unwrap();
+    let world_at_cut = World::from_events(&events_upto(&all, cut), &policy);
+    let world_at_head = World::from_events(&all, &policy);
+    let dates = sampled_dates(
+        BTreeSet::from([ymd(2025, 4, 15), ymd(2025, 5, 15), ymd(2025, 7, 15), ymd(2025, 8, 1), ymd(2026, 1, 1)]),
+        &boundary_dates(&all, &world_at_head),
+        0,
+    );
+    let claims = grid(&dates);
+    let no_context = || String::new();
+    assert_answers_like(&world_at_cut, &[("version at the cut", &at_cut)], &claims, &no_context)
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // The cut is meaningful: the later events change these answers.
+    let claim = |p: &str, i: &str, d: CivilDate| Claim {
+        practitioner: PractitionerCode::parse(p).unwrap(),
+        institution: InstitutionCode::parse(i).unwrap(),
+        service_date: d,
+        emergency: false,
+    };
+    let p1_at_h1 = claim(p1, h1, ymd(2025, 4, 15));
+    assert_eq!(at_cut.check(&p1_at_h1).reason, Reason::Ok);
+    assert_eq!(world_at_head.decide(&p1_at_h1).reason, Reason::PractitionerSuspended);
+    assert_eq!(at_cut.check(&p1_at_h1).institution_grade, Some(claimgate::domain::Grade::E));
+    assert_eq!(world_at_head.decide(&p1_at_h1).institution_grade, Some(claimgate::domain::Grade::A));
+    let p2_at_h1 = claim(p2, h1, ymd(2025, 2, 1));
+    assert_eq!(at_cut.check(&p2_at_h1).reason, Reason::NotRegisteredAtInstitution);
+    assert_eq!(world_at_head.decide(&p2_at_h1).verdict, Verdict::Settle);
+    let p1_at_h1_july = claim(p1, h1, ymd(2025, 7, 15));
+    assert_eq!(at_cut.check(&p1_at_h1_july).reason, Reason::Ok);
+    assert_eq!(world_at_head.decide(&p1_at_h1_july).reason, Reason::PractitionerSuspended);
+    let p2_at_h2 = claim(p2, h2, ymd(2026, 1, 1));
+    assert_eq!(at_cut.check(&p2_at_h2).reason, Reason::Ok);
+    assert_eq!(world_at_head.decide(&p2_at_h2).reason, Reason::InstitutionNotDesignated);
+
+    assert_eq!(syncer.step().unwrap(), Some(head));
+    assert_eq!(syncer.step().unwrap(), None);
+    let at_head = handle.load();
+    assert_eq!(at_head.seq(), head);
+    let fresh = build::from_ledger(&ledger).unwrap();
+    assert_answers_like(
+        &world_at_head,
+        &[("delta at head", &at_head), ("fresh", &fresh), ("merged", &at_head.merged())],
+        &claims,
+        &no_context,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    // The version at the cut is unchanged by the later step.
+    assert_answers_like(&world_at_cut, &[("version at the cut, later", &at_cut)], &claims, &no_context)
+        .unwrap_or_else(|e| panic!("{e}"));
+}
