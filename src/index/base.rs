@@ -104,7 +104,32 @@ enum Storage {
 /// through an `Arc`, so a mapped file is never unmapped under a reader.
 pub struct Base {
     storage: Storage,
+    /// The archive's four arrays, resolved once so that a lookup does not
+    /// decode rkyv's relative pointers on every call. They point into
+    /// `storage`, whose bytes never move or change while the Base lives.
+    practitioner_slots: RawSlice<ArchivedSlot>,
+    practitioner_spans: RawSlice<ArchivedPair>,
+    institution_slots: RawSlice<ArchivedSlot>,
+    institution_spans: RawSlice<rkyv::Archived<u64>>,
 }
+
+/// A slice of the archive kept as a pointer and a length.
+struct RawSlice<T> {
+    ptr: *const T,
+    len: usize,
+}
+
+impl<T> RawSlice<T> {
+    fn of(slice: &[T]) -> RawSlice<T> {
+        RawSlice { ptr: slice.as_ptr(), len: slice.len() }
+    }
+}
+
+// SAFETY: a Base is immutable after construction; the raw slices only point
+// into its own storage (an owned buffer or a read-only map), which is Send and
+// Sync, so sharing the Base across threads shares only immutable bytes.
+unsafe impl Send for Base {}
+unsafe impl Sync for Base {}
 
 impl std::fmt::Debug for Base {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -127,7 +152,55 @@ impl Base {
     /// A base over bytes already validated as `ArchivedTables` (see the
     /// snapshot loader). `offset..offset+len` of `map` is the archive.
     pub(crate) fn from_validated_map(map: memmap2::Mmap, offset: usize, len: usize) -> Base {
-        Base { storage: Storage::Mapped { map, offset, len } }
+        Base::over(Storage::Mapped { map, offset, len })
+    }
+
+    fn over(storage: Storage) -> Base {
+        let empty = RawSlice { ptr: std::ptr::NonNull::dangling().as_ptr(), len: 0 };
+        let mut base = Base {
+            storage,
+            practitioner_slots: RawSlice { ptr: std::ptr::NonNull::dangling().as_ptr(), len: 0 },
+            practitioner_spans: RawSlice { ptr: std::ptr::NonNull::dangling().as_ptr(), len: 0 },
+            institution_slots: RawSlice { ptr: std::ptr::NonNull::dangling().as_ptr(), len: 0 },
+            institution_spans: empty,
+        };
+        let t = base.tables();
+        let (ps, pp, is, ip) = (
+            RawSlice::of(t.practitioner_slots.as_slice()),
+            RawSlice::of(t.practitioner_spans.as_slice()),
+            RawSlice::of(t.institution_slots.as_slice()),
+            RawSlice::of(t.institution_spans.as_slice()),
+        );
+        assert!(ps.len > 0 && is.len > 0, "tables always have slots");
+        base.practitioner_slots = ps;
+        base.practitioner_spans = pp;
+        base.institution_slots = is;
+        base.institution_spans = ip;
+        base
+    }
+
+    #[inline(always)]
+    fn p_slots(&self) -> &[ArchivedSlot] {
+        // SAFETY: see `RawSlice`: points into `self.storage`, immutable.
+        unsafe { std::slice::from_raw_parts(self.practitioner_slots.ptr, self.practitioner_slots.len) }
+    }
+
+    #[inline(always)]
+    fn p_spans(&self) -> &[ArchivedPair] {
+        // SAFETY: as above.
+        unsafe { std::slice::from_raw_parts(self.practitioner_spans.ptr, self.practitioner_spans.len) }
+    }
+
+    #[inline(always)]
+    fn i_slots(&self) -> &[ArchivedSlot] {
+        // SAFETY: as above.
+        unsafe { std::slice::from_raw_parts(self.institution_slots.ptr, self.institution_slots.len) }
+    }
+
+    #[inline(always)]
+    fn i_spans(&self) -> &[rkyv::Archived<u64>] {
+        // SAFETY: as above.
+        unsafe { std::slice::from_raw_parts(self.institution_spans.ptr, self.institution_spans.len) }
     }
 
     /// A copy of `archive` in anonymous memory advised for transparent huge
@@ -139,7 +212,7 @@ impl Base {
         let _ = map.advise(memmap2::Advice::HugePage);
         map[..archive.len()].copy_from_slice(archive);
         let map = map.make_read_only().ok()?;
-        Some(Base { storage: Storage::Mapped { map, offset: 0, len: archive.len() } })
+        Some(Base::over(Storage::Mapped { map, offset: 0, len: archive.len() }))
     }
 
     /// The archive's bytes.
@@ -177,18 +250,17 @@ impl Base {
     /// Looks up a practitioner: one hash, a short linear probe.
     #[inline]
     pub fn practitioner(&self, code: PractitionerCode) -> Option<BasePractitioner<'_>> {
-        let t = self.tables();
-        let slots = t.practitioner_slots.as_slice();
+        let slots = self.p_slots();
         let (k0, k1) = practitioner_key(code);
         let mut i = bucket(practitioner_hash(k0, k1), slots.len());
         loop {
             let s = &slots[i];
             let s1 = s.k1.to_native();
+            if s.k0.to_native() == k0 && s1 & CODE_HIGH_MASK == k1 {
+                return Some(BasePractitioner { slot: s, spans: self.p_spans() });
+            }
             if s1 == 0 {
                 return None;
-            }
-            if s.k0.to_native() == k0 && s1 & CODE_HIGH_MASK == k1 {
-                return Some(BasePractitioner { slot: s, spans: t.practitioner_spans.as_slice() });
             }
             i += 1;
             if i == slots.len() {
@@ -200,18 +272,17 @@ impl Base {
     /// Looks up an institution.
     #[inline]
     pub fn institution(&self, code: InstitutionCode) -> Option<BaseInstitution<'_>> {
-        let t = self.tables();
-        let slots = t.institution_slots.as_slice();
+        let slots = self.i_slots();
         let key = code.packed();
         let mut i = bucket(mix(key), slots.len());
         loop {
             let s = &slots[i];
             let k = s.k0.to_native();
+            if k == key {
+                return Some(BaseInstitution { slot: s, spans: self.i_spans() });
+            }
             if k == 0 {
                 return None;
-            }
-            if k == key {
-                return Some(BaseInstitution { slot: s, spans: t.institution_spans.as_slice() });
             }
             i += 1;
             if i == slots.len() {
@@ -223,11 +294,10 @@ impl Base {
     /// Asks the CPU to start loading the slots a claim will probe.
     #[inline]
     pub fn prefetch(&self, practitioner: PractitionerCode, institution: InstitutionCode) {
-        let t = self.tables();
         let (k0, k1) = practitioner_key(practitioner);
-        let p = t.practitioner_slots.as_slice();
+        let p = self.p_slots();
         prefetch_read(&p[bucket(practitioner_hash(k0, k1), p.len())]);
-        let i = t.institution_slots.as_slice();
+        let i = self.i_slots();
         prefetch_read(&i[bucket(mix(institution.packed()), i.len())]);
     }
 
@@ -301,6 +371,16 @@ pub struct BasePractitioner<'a> {
 }
 
 impl<'a> BasePractitioner<'a> {
+    /// Asks the CPU to start loading this practitioner's spans, if any.
+    #[inline]
+    pub fn prefetch_spans(&self) {
+        if !self.is_inline() {
+            if let Some(first) = self.spans.get(self.slot.a.to_native() as usize) {
+                prefetch_read(first);
+            }
+        }
+    }
+
     fn counts(&self) -> (usize, usize, usize, usize) {
         let b = self.slot.b.to_native();
         let off = self.slot.a.to_native() as usize;
@@ -513,6 +593,6 @@ impl BaseBuilder {
             institution_spans: self.institution_spans,
         };
         let bytes = rkyv::to_bytes::<rancor::Error>(&tables).expect("archiving plain tables cannot fail");
-        Base::in_huge_pages(&bytes).unwrap_or(Base { storage: Storage::Owned(bytes) })
+        Base::in_huge_pages(&bytes).unwrap_or_else(|| Base::over(Storage::Owned(bytes)))
     }
 }
