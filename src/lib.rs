@@ -21,3 +21,4 @@ pub mod population;
 pub mod refusal;
 pub mod rules;
 pub mod scenario;
+pub mod server;

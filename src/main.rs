@@ -1,5 +1,8 @@
 //! The `claimgate` command line.
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use claimgate::claim::parse_claim;
 use claimgate::clock::{Clock, SystemClock};
 use claimgate::domain::{CivilDate, InstitutionCode, PractitionerCode};
@@ -10,6 +13,9 @@ use claimgate::ledger::{Ledger, MAX_APPEND_BATCH};
 use claimgate::policy::Policy;
 use claimgate::rules::World;
 use claimgate::scenario::{self, ReplayLine, Scenario};
+use claimgate::server::{self, Gate, ServeConfig};
+
+mod demo;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::Value;
 use std::io::{BufWriter, Read, Write};
@@ -64,6 +70,23 @@ enum Command {
         #[arg(long)]
         emergency: bool,
     },
+    /// Serve the HTTP gate on a data directory (checks, administration, health, metrics).
+    Serve {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Create a data directory with a generated national population, print example
+    /// requests with real codes from it, and serve.
+    Demo {
+        /// Practitioners to generate (institutions: one per 20).
+        #[arg(long, default_value_t = 1_000_000)]
+        practitioners: u64,
+        /// Seed of the generated population.
+        #[arg(long, default_value_t = 20_261_124)]
+        seed: u64,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Write or verify index snapshots.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
@@ -78,6 +101,53 @@ enum Command {
         #[arg(long, value_name = "YYYY-MM-DD")]
         as_of: Option<String>,
     },
+}
+
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// Data directory holding the ledger, snapshots and audit log.
+    #[arg(long, default_value = "data")]
+    data: PathBuf,
+    /// Address for checks (port 0 picks a free port).
+    #[arg(long, default_value = server::DEFAULT_LISTEN)]
+    listen: std::net::SocketAddr,
+    /// Address for administration (port 0 picks a free port).
+    #[arg(long, default_value = server::DEFAULT_ADMIN_LISTEN)]
+    admin_listen: std::net::SocketAddr,
+    /// File holding the admin bearer token (else CLAIMGATE_ADMIN_TOKEN).
+    #[arg(long, value_name = "PATH")]
+    admin_token_file: Option<PathBuf>,
+    /// How long a check with `min_seq` waits for the index, in milliseconds.
+    #[arg(long, default_value_t = 1_000)]
+    min_seq_wait_ms: u64,
+    /// Ready only while the index is at most this many events behind the ledger.
+    #[arg(long, default_value_t = 10_000)]
+    ready_max_lag: u64,
+    /// Most open connections.
+    #[arg(long, default_value_t = 4_096)]
+    max_connections: usize,
+}
+
+impl ServerArgs {
+    fn config(&self) -> Result<ServeConfig, Failure> {
+        let token = match &self.admin_token_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| bad_input(format!("cannot read --admin-token-file {}: {e}", path.display())))?
+                    .trim()
+                    .to_owned(),
+            ),
+            None => std::env::var("CLAIMGATE_ADMIN_TOKEN").ok().map(|t| t.trim().to_owned()),
+        };
+        let mut config = ServeConfig::new(self.data.clone());
+        config.listen = self.listen;
+        config.admin_listen = self.admin_listen;
+        config.admin_token = token.filter(|t| !t.is_empty());
+        config.min_seq_wait = std::time::Duration::from_millis(self.min_seq_wait_ms);
+        config.ready_max_lag = self.ready_max_lag;
+        config.max_connections = self.max_connections;
+        Ok(config)
+    }
 }
 
 #[derive(Subcommand)]
@@ -195,6 +265,22 @@ fn run(cli: Cli) -> Result<(), Failure> {
             });
             writeln!(out, "{answer}")?;
         }
+        Command::Serve { server } => {
+            let config = server.config()?;
+            drop(out);
+            run_server(config, &policy, None)?;
+            return Ok(());
+        }
+        Command::Demo { practitioners, seed, server } => {
+            let mut config = server.config()?;
+            if config.admin_token.is_none() {
+                config.admin_token = Some(random_token());
+            }
+            let examples = demo::prepare(&config.data, practitioners, seed, &policy)?;
+            drop(out);
+            run_server(config, &policy, Some(examples))?;
+            return Ok(());
+        }
         Command::Snapshot(SnapshotCommand::Write { data }) => {
             let ledger = Arc::new(open_existing(&data, &policy)?);
             let started = Instant::now();
@@ -272,6 +358,84 @@ fn run(cli: Cli) -> Result<(), Failure> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// Starts the gate and serves until SIGTERM or Ctrl-C.
+fn run_server(config: ServeConfig, policy: &Policy, examples: Option<demo::Examples>) -> Result<(), Failure> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let bound = server::bind(&config)
+            .await
+            .map_err(|e| Failure(format!("cannot listen on {} / {}: {e}", config.listen, config.admin_listen), 1))?;
+        let gate = {
+            let config = ServeConfig { listen: bound.check_addr, admin_listen: bound.admin_addr, ..config.clone() };
+            let policy = policy.clone();
+            tokio::task::spawn_blocking(move || Gate::start(config, &policy))
+                .await
+                .map_err(|e| Failure(e.to_string(), 1))?
+                .map_err(|e| Failure(e.to_string(), 1))?
+        };
+        let line = serde_json::json!({
+            "listening": {"check": bound.check_addr.to_string(), "admin": bound.admin_addr.to_string()},
+            "seq": gate.version().seq(),
+        });
+        println!("{line}");
+        if let Some(examples) = examples {
+            demo::print(
+                &examples,
+                bound.check_addr,
+                bound.admin_addr,
+                config.admin_token.as_deref().unwrap_or_default(),
+            );
+        }
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        server::serve(gate, bound, shutdown_signal()).await;
+        Ok::<(), Failure>(())
+    })
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// A random admin token for the demo (32 hex digits from the OS).
+fn random_token() -> String {
+    let mut bytes = [0u8; 16];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = f.read_exact(&mut bytes);
+    }
+    if bytes == [0u8; 16] {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        bytes = (nanos ^ u128::from(std::process::id())).to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Opens the ledger of an existing data directory (never creates one).

@@ -1,0 +1,211 @@
+//! The audit log: every reject and every emergency exemption (R19), with the
+//! claim line, the decision and the `seq` it was made at, in
+//! `DATA/audit.sqlite3`. Handlers hand records to a bounded queue and never
+//! wait; a writer thread commits them in batches. When the queue is full a
+//! record is dropped and counted (`claimgate_audit_dropped_total`) and logged,
+//! so a loss is never silent; the check itself is unaffected.
+
+use super::config::{AUDIT_QUEUE_CAPACITY, AUDIT_WRITE_BATCH, MAX_AUDIT_PAGE};
+use rusqlite::{params, Connection};
+use serde::Serialize;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// The audit database's file name inside the data directory.
+pub const AUDIT_FILE: &str = "audit.sqlite3";
+
+/// One audited decision.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditRecord {
+    pub at_ms: u64,
+    pub seq: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claim_id: Option<String>,
+    pub practitioner_id: String,
+    pub institution_id: String,
+    pub service_date: String,
+    pub emergency: bool,
+    pub verdict: String,
+    pub reason: String,
+    pub waived: Vec<String>,
+}
+
+/// Filters for reading the log back.
+#[derive(Debug, Default, Clone)]
+pub struct AuditQuery {
+    pub practitioner: Option<String>,
+    pub institution: Option<String>,
+    pub from: Option<String>,
+    pub until: Option<String>,
+    pub limit: usize,
+}
+
+/// The queue, the writer thread and a read connection.
+pub struct AuditLog {
+    queue: Mutex<Option<crossbeam_channel::Sender<AuditRecord>>>,
+    depth: Arc<AtomicU64>,
+    pub written: Arc<AtomicU64>,
+    /// Records a failed commit lost (logged and counted).
+    pub lost: Arc<AtomicU64>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    reader: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY,
+    at_ms INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    claim_id TEXT,
+    practitioner TEXT NOT NULL,
+    institution TEXT NOT NULL,
+    service_date TEXT NOT NULL,
+    emergency INTEGER NOT NULL,
+    verdict TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    waived TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_by_practitioner ON audit(practitioner, service_date);
+CREATE INDEX IF NOT EXISTS audit_by_institution ON audit(institution, service_date);
+";
+
+impl AuditLog {
+    /// Opens (or creates) the audit log and starts its writer.
+    pub fn open(data: &Path) -> rusqlite::Result<AuditLog> {
+        let path = data.join(AUDIT_FILE);
+        let conn = Connection::open(&path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(SCHEMA)?;
+        let reader = Connection::open(&path)?;
+        let (tx, rx) = crossbeam_channel::bounded::<AuditRecord>(AUDIT_QUEUE_CAPACITY);
+        let depth = Arc::new(AtomicU64::new(0));
+        let written = Arc::new(AtomicU64::new(0));
+        let lost = Arc::new(AtomicU64::new(0));
+        let writer = {
+            let (depth, written, lost) = (depth.clone(), written.clone(), lost.clone());
+            std::thread::Builder::new()
+                .name("audit-writer".into())
+                .spawn(move || write_loop(conn, rx, &depth, &written, &lost))
+                .expect("spawning the audit writer")
+        };
+        Ok(AuditLog {
+            queue: Mutex::new(Some(tx)),
+            depth,
+            written,
+            lost,
+            writer: Mutex::new(Some(writer)),
+            reader: Mutex::new(reader),
+        })
+    }
+
+    /// Queues a record; `false` if the queue was full (the caller counts it).
+    pub fn submit(&self, record: AuditRecord) -> bool {
+        let queue = self.queue.lock().expect("not poisoned");
+        let Some(tx) = queue.as_ref() else { return false };
+        match tx.try_send(record) {
+            Ok(()) => {
+                self.depth.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Records queued but not yet committed.
+    pub fn depth(&self) -> u64 {
+        self.depth.load(Ordering::Relaxed)
+    }
+
+    /// Stops taking records, commits what is queued and stops the writer.
+    pub fn close(&self) {
+        self.queue.lock().expect("not poisoned").take();
+        if let Some(w) = self.writer.lock().expect("not poisoned").take() {
+            let _ = w.join();
+        }
+    }
+
+    /// Reads records back, newest first.
+    pub fn query(&self, q: &AuditQuery) -> rusqlite::Result<Vec<AuditRecord>> {
+        let conn = self.reader.lock().expect("not poisoned");
+        let mut stmt = conn.prepare_cached(
+            "SELECT at_ms, seq, claim_id, practitioner, institution, service_date, emergency, verdict, reason, waived
+             FROM audit
+             WHERE (?1 IS NULL OR practitioner = ?1) AND (?2 IS NULL OR institution = ?2)
+               AND (?3 IS NULL OR service_date >= ?3) AND (?4 IS NULL OR service_date < ?4)
+             ORDER BY id DESC LIMIT ?5",
+        )?;
+        let rows = stmt.query_map(
+            params![q.practitioner, q.institution, q.from, q.until, q.limit.min(MAX_AUDIT_PAGE) as i64],
+            |r| {
+                let waived: String = r.get(9)?;
+                Ok(AuditRecord {
+                    at_ms: r.get::<_, i64>(0)? as u64,
+                    seq: r.get::<_, i64>(1)? as u64,
+                    claim_id: r.get(2)?,
+                    practitioner_id: r.get(3)?,
+                    institution_id: r.get(4)?,
+                    service_date: r.get(5)?,
+                    emergency: r.get::<_, i64>(6)? != 0,
+                    verdict: r.get(7)?,
+                    reason: r.get(8)?,
+                    waived: waived.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+                })
+            },
+        )?;
+        rows.collect()
+    }
+}
+
+fn write_loop(
+    mut conn: Connection,
+    rx: crossbeam_channel::Receiver<AuditRecord>,
+    depth: &AtomicU64,
+    written: &AtomicU64,
+    lost: &AtomicU64,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < AUDIT_WRITE_BATCH {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let result = (|| -> rusqlite::Result<()> {
+            let tx = conn.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO audit (at_ms, seq, claim_id, practitioner, institution, service_date, emergency, verdict, reason, waived)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                )?;
+                for r in &batch {
+                    stmt.execute(params![
+                        r.at_ms as i64,
+                        r.seq as i64,
+                        r.claim_id,
+                        r.practitioner_id,
+                        r.institution_id,
+                        r.service_date,
+                        r.emergency as i64,
+                        r.verdict,
+                        r.reason,
+                        r.waived.join(","),
+                    ])?;
+                }
+            }
+            tx.commit()
+        })();
+        depth.fetch_sub(batch.len() as u64, Ordering::Relaxed);
+        match result {
+            Ok(()) => {
+                written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            }
+            Err(e) => {
+                lost.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                tracing::error!(error = %e, records = batch.len(), "audit write failed; records lost (counted)");
+            }
+        }
+    }
+}

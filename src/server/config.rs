@@ -1,0 +1,62 @@
+//! The server's settings and its named limits.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default check listener.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default administration listener.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8081";
+/// Largest request body, in bytes.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Most events in one `POST /v1/events`.
+pub const MAX_EVENTS_PER_REQUEST: usize = crate::ledger::MAX_APPEND_BATCH;
+/// Longest a client may ask `min_seq` to wait, whatever it asks.
+pub const MAX_MIN_SEQ_WAIT: Duration = Duration::from_secs(30);
+/// Most audit records one `GET /v1/audit` returns.
+pub const MAX_AUDIT_PAGE: usize = 1_000;
+/// Audit records waiting for the writer before new ones are dropped (and counted).
+pub const AUDIT_QUEUE_CAPACITY: usize = 65_536;
+/// Most audit records the writer commits in one transaction.
+pub const AUDIT_WRITE_BATCH: usize = 4_096;
+
+/// Everything `claimgate serve` is told.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub data: PathBuf,
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    /// Bearer token for the admin listener; the server will not start without one.
+    pub admin_token: Option<String>,
+    /// How long a check with `min_seq` waits for the index to catch up.
+    pub min_seq_wait: Duration,
+    /// Ready only while the index is at most this many events behind the ledger.
+    pub ready_max_lag: u64,
+    /// How long a client may take to send its request headers.
+    pub header_read_timeout: Duration,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_grace: Duration,
+    /// Sync thread's poll interval when no write woke it.
+    pub sync_idle: Duration,
+    /// Most open connections across both listeners.
+    pub max_connections: usize,
+}
+
+impl ServeConfig {
+    /// Defaults for everything but the data directory.
+    pub fn new(data: PathBuf) -> ServeConfig {
+        ServeConfig {
+            data,
+            listen: DEFAULT_LISTEN.parse().expect("valid default"),
+            admin_listen: DEFAULT_ADMIN_LISTEN.parse().expect("valid default"),
+            admin_token: None,
+            min_seq_wait: Duration::from_secs(1),
+            ready_max_lag: 10_000,
+            header_read_timeout: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(10),
+            sync_idle: Duration::from_millis(50),
+            max_connections: 4_096,
+        }
+    }
+}

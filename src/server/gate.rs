@@ -1,0 +1,169 @@
+//! The gate's shared state: the ledger, the index handle and the thread that
+//! keeps it current, the audit writer, metrics, and readiness.
+
+use super::audit::{AuditLog, AuditRecord};
+use super::config::ServeConfig;
+use super::metrics::Metrics;
+use crate::domain::Seq;
+use crate::index::snapshot::SnapshotError;
+use crate::index::{restore, IndexHandle, IndexVersion, Syncer};
+use crate::ledger::{Ledger, LedgerError};
+use crate::policy::Policy;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Why the gate could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("no admin token configured: set CLAIMGATE_ADMIN_TOKEN or pass --admin-token-file (the admin listener never runs unauthenticated)")]
+    NoAdminToken,
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("cannot open the audit log: {0}")]
+    Audit(String),
+}
+
+/// What the sync thread last did, for `/readyz`.
+#[derive(Debug, Clone)]
+pub struct SyncStatus {
+    pub last_swap: Instant,
+    pub last_error: Option<String>,
+}
+
+/// Shared state of a running gate.
+pub struct Gate {
+    pub config: ServeConfig,
+    pub ledger: Arc<Ledger>,
+    pub index: Arc<IndexHandle>,
+    pub metrics: Metrics,
+    pub audit: AuditLog,
+    /// The published index `seq`, for `min_seq` waiters.
+    pub seq_watch: tokio::sync::watch::Sender<Seq>,
+    pub sync_status: Mutex<SyncStatus>,
+    /// Snapshots refused at start-up, reported by `/readyz`.
+    pub refused_snapshots: Vec<(PathBuf, String)>,
+    wake_sync: crossbeam_channel::Sender<()>,
+    stop: Arc<AtomicBool>,
+    sync_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    connections: Arc<tokio::sync::Semaphore>,
+}
+
+impl Gate {
+    /// Opens the ledger, restores the index (newest valid snapshot, then the
+    /// ledger's tail), opens the audit log and starts the sync thread.
+    pub fn start(config: ServeConfig, policy: &Policy) -> Result<Arc<Gate>, StartError> {
+        if config.admin_token.as_deref().is_none_or(str::is_empty) {
+            return Err(StartError::NoAdminToken);
+        }
+        let ledger = Arc::new(Ledger::open(&config.data, policy)?);
+        let restored = restore::restore(&config.data, &ledger)?;
+        for (path, why) in &restored.refused {
+            tracing::warn!(snapshot = %path.display(), error = %why, "snapshot refused; falling back");
+        }
+        match &restored.snapshot {
+            Some(path) => {
+                tracing::info!(snapshot = %path.display(), seq = restored.version.seq(), "index restored from snapshot")
+            }
+            None => tracing::info!(seq = restored.version.seq(), "index built from the ledger"),
+        }
+        let refused_snapshots =
+            restored.refused.iter().map(|(p, e): &(PathBuf, SnapshotError)| (p.clone(), e.to_string())).collect();
+        let index = Arc::new(IndexHandle::new(restored.version));
+        let started = Instant::now();
+        let caught_up = Syncer::new(ledger.clone(), index.clone()).catch_up()?;
+        tracing::info!(seq = caught_up, seconds = started.elapsed().as_secs_f64(), "index caught up with the ledger");
+        let audit = AuditLog::open(&config.data).map_err(|e| StartError::Audit(e.to_string()))?;
+        let (wake_sync, wake_rx) = crossbeam_channel::bounded(1);
+        let (seq_watch, _) = tokio::sync::watch::channel(caught_up);
+        let connections = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
+        let gate = Arc::new(Gate {
+            config,
+            ledger,
+            index,
+            metrics: Metrics::default(),
+            audit,
+            seq_watch,
+            sync_status: Mutex::new(SyncStatus { last_swap: Instant::now(), last_error: None }),
+            refused_snapshots,
+            wake_sync,
+            stop: Arc::new(AtomicBool::new(false)),
+            sync_thread: Mutex::new(None),
+            connections,
+        });
+        let thread = {
+            let gate = gate.clone();
+            std::thread::Builder::new()
+                .name("index-sync".into())
+                .spawn(move || gate.sync_loop(wake_rx))
+                .expect("spawning the sync thread")
+        };
+        *gate.sync_thread.lock().expect("not poisoned") = Some(thread);
+        Ok(gate)
+    }
+
+    /// Tails the ledger: woken by local writes, else polls every `sync_idle`.
+    fn sync_loop(self: Arc<Gate>, wake: crossbeam_channel::Receiver<()>) {
+        let syncer = Syncer::new(self.ledger.clone(), self.index.clone());
+        while !self.stop.load(Ordering::Relaxed) {
+            let _ = wake.recv_timeout(self.config.sync_idle);
+            loop {
+                match syncer.step() {
+                    Ok(Some(seq)) => {
+                        self.seq_watch.send_replace(seq);
+                        self.metrics.swaps.fetch_add(1, Ordering::Relaxed);
+                        let mut status = self.sync_status.lock().expect("not poisoned");
+                        status.last_swap = Instant::now();
+                        status.last_error = None;
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::error!(error = %e, "index sync failed; serving the last good version");
+                        self.metrics.sync_errors.fetch_add(1, Ordering::Relaxed);
+                        self.sync_status.lock().expect("not poisoned").last_error = Some(e.to_string());
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Asks the sync thread to look at the ledger now.
+    pub fn wake_sync(&self) {
+        let _ = self.wake_sync.try_send(());
+    }
+
+    /// The version to answer from.
+    pub fn version(&self) -> Arc<IndexVersion> {
+        self.index.load()
+    }
+
+    /// A slot for one more connection, if under the cap.
+    pub fn connection_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.connections.clone().try_acquire_owned().ok()
+    }
+
+    /// Records a reject or emergency exemption for audit (never blocks).
+    pub fn record_audit(&self, record: AuditRecord) {
+        if !self.audit.submit(record) {
+            let dropped = self.metrics.audit_dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if dropped.is_power_of_two() {
+                tracing::error!(
+                    dropped,
+                    "audit queue full: records dropped (counted in claimgate_audit_dropped_total)"
+                );
+            }
+        }
+    }
+
+    /// Stops the sync thread and flushes the audit log.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.wake_sync();
+        if let Some(t) = self.sync_thread.lock().expect("not poisoned").take() {
+            let _ = t.join();
+        }
+        self.audit.close();
+    }
+}

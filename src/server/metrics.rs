@@ -1,0 +1,173 @@
+//! Counters and a latency histogram, rendered in the Prometheus text format.
+//! Plain atomics: recording on the check path is a few relaxed increments.
+
+use crate::rules::Reason;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Routes counted separately.
+#[derive(Debug, Clone, Copy)]
+pub enum Route {
+    Check = 0,
+    CheckBatch,
+    Events,
+    Files,
+    Audit,
+    Health,
+    Metrics,
+    Other,
+}
+
+const ROUTES: [&str; 8] = ["check", "check_batch", "events", "files", "audit", "health", "metrics", "other"];
+
+/// Every reason a decision can carry, in metric order.
+const REASONS: [Reason; 9] = [
+    Reason::Ok,
+    Reason::EmergencyExemption,
+    Reason::UnknownInstitution,
+    Reason::UnknownPractitioner,
+    Reason::InstitutionNotDesignated,
+    Reason::NotRegisteredAtInstitution,
+    Reason::PractitionerTerminated,
+    Reason::PractitionerSuspended,
+    Reason::InstitutionSuspended,
+];
+
+/// Request latency bucket bounds, microseconds.
+const LATENCY_BOUNDS_US: [u64; 12] = [10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 50_000, 250_000];
+
+#[derive(Default)]
+pub struct Metrics {
+    requests: [AtomicU64; 8],
+    client_errors: AtomicU64,
+    server_errors: AtomicU64,
+    decisions: [AtomicU64; 9],
+    latency_buckets: [AtomicU64; 13],
+    latency_sum_us: AtomicU64,
+    latency_count: AtomicU64,
+    pub swaps: AtomicU64,
+    pub sync_errors: AtomicU64,
+    pub events_accepted: AtomicU64,
+    pub events_refused: AtomicU64,
+    pub audit_dropped: AtomicU64,
+    pub stale_index: AtomicU64,
+    pub connections_refused: AtomicU64,
+    pub unauthorized: AtomicU64,
+}
+
+/// Values read from elsewhere at render time.
+pub struct Gauges {
+    pub index_seq: u64,
+    pub ledger_head: u64,
+    pub overlay_entities: u64,
+    pub audit_queue_depth: u64,
+    pub audit_written: u64,
+    pub audit_lost: u64,
+    pub last_swap_age_seconds: f64,
+}
+
+impl Metrics {
+    pub fn request(&self, route: Route, status: u16, micros: u64) {
+        self.requests[route as usize].fetch_add(1, Ordering::Relaxed);
+        match status {
+            400..=499 => self.client_errors.fetch_add(1, Ordering::Relaxed),
+            500..=599 => self.server_errors.fetch_add(1, Ordering::Relaxed),
+            _ => 0,
+        };
+        let bucket = LATENCY_BOUNDS_US.iter().position(|b| micros <= *b).unwrap_or(LATENCY_BOUNDS_US.len());
+        self.latency_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_us.fetch_add(micros, Ordering::Relaxed);
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn decision(&self, reason: Reason) {
+        let i = REASONS.iter().position(|r| *r == reason).expect("every reason is listed");
+        self.decisions[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self, g: &Gauges) -> String {
+        let mut out = String::with_capacity(4096);
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP claimgate_requests_total HTTP requests by route.\n# TYPE claimgate_requests_total counter"
+        );
+        for (i, route) in ROUTES.iter().enumerate() {
+            let _ = writeln!(out, "claimgate_requests_total{{route=\"{route}\"}} {}", get(&self.requests[i]));
+        }
+        let _ = writeln!(out, "# HELP claimgate_responses_errors_total Error responses by class.\n# TYPE claimgate_responses_errors_total counter");
+        let _ = writeln!(out, "claimgate_responses_errors_total{{class=\"4xx\"}} {}", get(&self.client_errors));
+        let _ = writeln!(out, "claimgate_responses_errors_total{{class=\"5xx\"}} {}", get(&self.server_errors));
+        let _ = writeln!(out, "# HELP claimgate_decisions_total Claim-line decisions by verdict and reason.\n# TYPE claimgate_decisions_total counter");
+        for (i, reason) in REASONS.iter().enumerate() {
+            let verdict = if matches!(reason, Reason::Ok | Reason::EmergencyExemption) { "settle" } else { "reject" };
+            let _ = writeln!(
+                out,
+                "claimgate_decisions_total{{verdict=\"{verdict}\",reason=\"{}\"}} {}",
+                reason.as_str(),
+                get(&self.decisions[i])
+            );
+        }
+        let _ = writeln!(out, "# HELP claimgate_request_duration_seconds Request handling time.\n# TYPE claimgate_request_duration_seconds histogram");
+        let mut cumulative = 0;
+        for (i, bound) in LATENCY_BOUNDS_US.iter().enumerate() {
+            cumulative += get(&self.latency_buckets[i]);
+            let _ = writeln!(
+                out,
+                "claimgate_request_duration_seconds_bucket{{le=\"{}\"}} {cumulative}",
+                *bound as f64 / 1e6
+            );
+        }
+        cumulative += get(&self.latency_buckets[LATENCY_BOUNDS_US.len()]);
+        let _ = writeln!(out, "claimgate_request_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}");
+        let _ = writeln!(out, "claimgate_request_duration_seconds_sum {}", get(&self.latency_sum_us) as f64 / 1e6);
+        let _ = writeln!(out, "claimgate_request_duration_seconds_count {}", get(&self.latency_count));
+        let counters: [(&str, &str, u64); 9] = [
+            ("claimgate_index_swaps_total", "Index versions published.", get(&self.swaps)),
+            ("claimgate_index_sync_errors_total", "Failed ledger reads by the sync thread.", get(&self.sync_errors)),
+            (
+                "claimgate_events_accepted_total",
+                "Ledger events accepted through the admin API.",
+                get(&self.events_accepted),
+            ),
+            ("claimgate_events_refused_total", "Ledger events refused (R4, R8).", get(&self.events_refused)),
+            (
+                "claimgate_audit_dropped_total",
+                "Audit records dropped because the queue was full.",
+                get(&self.audit_dropped),
+            ),
+            ("claimgate_audit_lost_total", "Audit records lost to a failed write.", g.audit_lost),
+            ("claimgate_audit_written_total", "Audit records committed.", g.audit_written),
+            (
+                "claimgate_stale_index_total",
+                "Checks answered 503 stale_index (min_seq not reached in time).",
+                get(&self.stale_index),
+            ),
+            (
+                "claimgate_unauthorized_total",
+                "Admin requests refused for a missing or wrong token.",
+                get(&self.unauthorized),
+            ),
+        ];
+        for (name, help, value) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP claimgate_connections_refused_total Connections closed at once because the connection cap was reached.\n# TYPE claimgate_connections_refused_total counter\nclaimgate_connections_refused_total {}",
+            get(&self.connections_refused)
+        );
+        let gauges: [(&str, &str, f64); 5] = [
+            ("claimgate_index_seq", "Ledger seq the served index reflects.", g.index_seq as f64),
+            ("claimgate_ledger_head_seq", "Highest seq on the ledger.", g.ledger_head as f64),
+            ("claimgate_index_overlay_entities", "Entities in the index overlay.", g.overlay_entities as f64),
+            ("claimgate_audit_queue_depth", "Audit records queued, not yet written.", g.audit_queue_depth as f64),
+            ("claimgate_index_last_swap_age_seconds", "Seconds since the last index swap.", g.last_swap_age_seconds),
+        ];
+        for (name, help, value) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+        }
+        out
+    }
+}

@@ -1,0 +1,90 @@
+//! The HTTP gate: `claimgate serve`.
+//!
+//! Two listeners: checks (billing and settlement systems; read-only) and
+//! administration (agency staff; bearer token; ledger writes and the audit
+//! log). Handlers answer checks from the current index version, never from
+//! the ledger; a sync thread tails the ledger and swaps versions in.
+
+mod api;
+mod audit;
+mod config;
+mod gate;
+mod metrics;
+mod routes;
+
+pub use config::{ServeConfig, DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN, MAX_BODY_BYTES};
+pub use gate::{Gate, StartError};
+
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Which listener a request arrived on; admin routes exist only on `Admin`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    Check,
+    Admin,
+}
+
+/// Bound listeners, ready to serve.
+pub struct Bound {
+    pub check_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    check: TcpListener,
+    admin: TcpListener,
+}
+
+/// Binds both listeners (port 0 picks a free port).
+pub async fn bind(config: &ServeConfig) -> std::io::Result<Bound> {
+    let check = TcpListener::bind(config.listen).await?;
+    let admin = TcpListener::bind(config.admin_listen).await?;
+    Ok(Bound { check_addr: check.local_addr()?, admin_addr: admin.local_addr()?, check, admin })
+}
+
+/// Serves until `shutdown` resolves, then stops accepting, lets in-flight
+/// requests finish (bounded by `config.shutdown_grace`), and stops the gate.
+pub async fn serve(gate: Arc<Gate>, bound: Bound, shutdown: impl std::future::Future<Output = ()>) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (accepted, which) = tokio::select! {
+            a = bound.check.accept() => (a, Listener::Check),
+            a = bound.admin.accept() => (a, Listener::Admin),
+            _ = &mut shutdown => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let Some(permit) = gate.connection_permit() else {
+            gate.metrics.connections_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let for_service = gate.clone();
+        let service = hyper::service::service_fn(move |req| routes::handle(for_service.clone(), which, req));
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(gate.config.header_read_timeout)
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+    tracing::info!("shutting down: no new connections, finishing in-flight requests");
+    drop(bound);
+    if tokio::time::timeout(gate.config.shutdown_grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!("in-flight requests did not finish within the grace period");
+    }
+    gate.stop();
+}

@@ -1,0 +1,499 @@
+//! Routing and handlers. Check-listener routes answer from the index only;
+//! admin routes (events, audit) exist only on the admin listener and need the
+//! bearer token.
+
+use super::api::{constant_time_eq, json, read_json, text, ApiError, Reply};
+use super::audit::{AuditQuery, AuditRecord};
+use super::config::{MAX_AUDIT_PAGE, MAX_EVENTS_PER_REQUEST, MAX_MIN_SEQ_WAIT};
+use super::gate::Gate;
+use super::metrics::{Gauges, Route};
+use super::Listener;
+use crate::claim::parse_claim;
+use crate::clock::{Clock, SystemClock};
+use crate::domain::{CivilDate, CreditNotice, InstitutionCode, PractitionerCode, Seq};
+use crate::event::Event;
+use crate::index::{IndexVersion, MAX_CHECK_BATCH};
+use crate::refusal::Refusal;
+use crate::rules::{institution, practitioner, Claim, Decision, Reason};
+use hyper::body::Incoming;
+use hyper::{Method, Request, StatusCode};
+use serde_json::{json as j, Value};
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Longest `claim_id` echoed back, in bytes.
+const MAX_CLAIM_ID_BYTES: usize = 128;
+
+pub async fn handle(gate: Arc<Gate>, which: Listener, req: Request<Incoming>) -> Result<Reply, Infallible> {
+    let started = Instant::now();
+    let (route, result) = dispatch(&gate, which, req).await;
+    let reply = result.unwrap_or_else(|e| e.reply());
+    gate.metrics.request(route, reply.status().as_u16(), started.elapsed().as_micros() as u64);
+    Ok(reply)
+}
+
+async fn dispatch(gate: &Arc<Gate>, which: Listener, req: Request<Incoming>) -> (Route, Result<Reply, ApiError>) {
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let wrong_method = |allowed: &str| {
+        Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{path} takes {allowed}")))
+    };
+    match (which, segments.as_slice()) {
+        (_, ["healthz"]) => (
+            Route::Health,
+            if method == Method::GET { Ok(json(StatusCode::OK, &j!({"status": "ok"}))) } else { wrong_method("GET") },
+        ),
+        (_, ["readyz"]) => {
+            (Route::Health, if method == Method::GET { Ok(ready(gate).await) } else { wrong_method("GET") })
+        }
+        (_, ["metrics"]) => {
+            (Route::Metrics, if method == Method::GET { Ok(metrics(gate).await) } else { wrong_method("GET") })
+        }
+        (Listener::Check, ["v1", "check"]) => {
+            (Route::Check, if method == Method::POST { check(gate, req).await } else { wrong_method("POST") })
+        }
+        (Listener::Check, ["v1", "check", "batch"]) => (
+            Route::CheckBatch,
+            if method == Method::POST { check_batch(gate, req).await } else { wrong_method("POST") },
+        ),
+        (_, ["v1", kind @ ("practitioners" | "institutions"), code]) => {
+            let (kind, code) = (kind.to_string(), code.to_string());
+            (
+                Route::Files,
+                if method == Method::GET {
+                    file(gate, &kind, &code, req.uri().query()).await
+                } else {
+                    wrong_method("GET")
+                },
+            )
+        }
+        (Listener::Admin, ["v1", "events"]) => (
+            Route::Events,
+            match authorize(gate, &req) {
+                Err(e) => Err(e),
+                Ok(()) if method == Method::POST => events(gate, req).await,
+                Ok(()) => wrong_method("POST"),
+            },
+        ),
+        (Listener::Admin, ["v1", "audit"]) => (
+            Route::Audit,
+            match authorize(gate, &req) {
+                Err(e) => Err(e),
+                Ok(()) if method == Method::GET => audit(gate, req.uri().query()).await,
+                Ok(()) => wrong_method("GET"),
+            },
+        ),
+        _ => (Route::Other, Err(ApiError::not_found(format!("no route {method} {path} on this listener")))),
+    }
+}
+
+fn authorize(gate: &Gate, req: &Request<Incoming>) -> Result<(), ApiError> {
+    let expected = gate.config.admin_token.as_deref().unwrap_or_default().as_bytes();
+    let given = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::as_bytes);
+    match given {
+        Some(token) if !expected.is_empty() && constant_time_eq(token, expected) => Ok(()),
+        _ => {
+            gate.metrics.unauthorized.fetch_add(1, Ordering::Relaxed);
+            Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "send the admin token as `Authorization: Bearer <token>`",
+            ))
+        }
+    }
+}
+
+/// One parsed claim line of the check API.
+struct CheckLine {
+    claim: Claim,
+    claim_id: Option<Value>,
+    min_seq: Option<Seq>,
+    explain: bool,
+}
+
+fn parse_line(value: &Value) -> Result<CheckLine, ApiError> {
+    let claim = parse_claim(value).map_err(ApiError::from)?;
+    let claim_id = match value.get("claim_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.len() <= MAX_CLAIM_ID_BYTES => Some(Value::String(s.clone())),
+        Some(Value::Number(n)) if n.is_u64() => Some(Value::Number(n.clone())),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "claim_id",
+                format!("`claim_id` must be a string of at most {MAX_CLAIM_ID_BYTES} bytes or a whole number"),
+            ))
+        }
+    };
+    let min_seq = match value.get("min_seq") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64().ok_or_else(|| ApiError::invalid("min_seq", "`min_seq` must be a whole non-negative number"))?,
+        ),
+    };
+    let explain = match value.get("explain") {
+        None | Some(Value::Null) => false,
+        Some(v) => v.as_bool().ok_or_else(|| ApiError::invalid("explain", "`explain` must be true or false"))?,
+    };
+    Ok(CheckLine { claim, claim_id, min_seq, explain })
+}
+
+/// The current version, waiting (bounded) until it reflects `min_seq`.
+async fn version_at_least(gate: &Gate, min_seq: Option<Seq>) -> Result<Arc<IndexVersion>, ApiError> {
+    let version = gate.version();
+    let Some(min) = min_seq.filter(|m| *m > version.seq()) else { return Ok(version) };
+    let mut rx = gate.seq_watch.subscribe();
+    gate.wake_sync();
+    let wait = gate.config.min_seq_wait.min(MAX_MIN_SEQ_WAIT);
+    let reached = tokio::time::timeout(wait, async { rx.wait_for(|s| *s >= min).await.is_ok() }).await;
+    match reached {
+        Ok(true) => Ok(gate.version()),
+        _ => {
+            gate.metrics.stale_index.fetch_add(1, Ordering::Relaxed);
+            let now = gate.version().seq();
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "stale_index",
+                format!(
+                    "the index is at seq {now}, not yet at the requested min_seq {min} after {} ms; retry",
+                    wait.as_millis()
+                ),
+            ))
+        }
+    }
+}
+
+fn answer(gate: &Gate, line: &CheckLine, decision: &Decision, seq: Seq) -> Value {
+    gate.metrics.decision(decision.reason);
+    if decision.reason != Reason::Ok {
+        let now_ms =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        gate.record_audit(AuditRecord {
+            at_ms: now_ms,
+            seq,
+            claim_id: line.claim_id.as_ref().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)),
+            practitioner_id: line.claim.practitioner.to_string(),
+            institution_id: line.claim.institution.to_string(),
+            service_date: line.claim.service_date.to_string(),
+            emergency: line.claim.emergency,
+            verdict: serde_json::to_value(decision.verdict)
+                .expect("serializes")
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            reason: decision.reason.as_str().to_owned(),
+            waived: decision.waived.iter().map(|r| r.as_str().to_owned()).collect(),
+        });
+    }
+    let notice = CreditNotice::for_grade(decision.institution_grade);
+    let mut out = serde_json::Map::with_capacity(9);
+    if let Some(id) = &line.claim_id {
+        out.insert("claim_id".into(), id.clone());
+    }
+    out.insert("verdict".into(), serde_json::to_value(decision.verdict).expect("serializes"));
+    out.insert("reason".into(), Value::String(decision.reason.as_str().to_owned()));
+    out.insert("waived".into(), serde_json::to_value(decision.waived).expect("serializes"));
+    out.insert("seq".into(), Value::from(seq));
+    out.insert("institution_grade".into(), serde_json::to_value(notice.institution_grade).expect("serializes"));
+    out.insert("advance_payment_withheld".into(), Value::Bool(notice.advance_payment_withheld));
+    out.insert("inspection".into(), serde_json::to_value(notice.inspection).expect("serializes"));
+    Value::Object(out)
+}
+
+async fn check(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, ApiError> {
+    let body = read_json(req).await?;
+    let line = parse_line(&body)?;
+    let version = version_at_least(gate, line.min_seq).await?;
+    let decision = version.check(&line.claim);
+    let mut out = answer(gate, &line, &decision, version.seq());
+    if line.explain {
+        out["explain"] = explain(gate, line.claim, version.seq()).await?;
+    }
+    Ok(json(StatusCode::OK, &out))
+}
+
+async fn check_batch(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, ApiError> {
+    let body = read_json(req).await?;
+    let lines = body
+        .get("lines")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ApiError::invalid("lines", "the body must be {\"lines\": [claim lines]}"))?;
+    if lines.len() > MAX_CHECK_BATCH {
+        return Err(ApiError {
+            field: Some("lines".into()),
+            ..ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "batch_too_large",
+                format!("{} lines; a batch holds at most {MAX_CHECK_BATCH}", lines.len()),
+            )
+        });
+    }
+    let parsed: Vec<Result<CheckLine, ApiError>> = lines.iter().map(parse_line).collect();
+    let min_seq =
+        parsed.iter().filter_map(|l| l.as_ref().ok()?.min_seq).chain(body.get("min_seq").and_then(Value::as_u64)).max();
+    let version = version_at_least(gate, min_seq).await?;
+    let claims: Vec<Claim> = parsed.iter().filter_map(|l| l.as_ref().ok().map(|l| l.claim)).collect();
+    let mut decisions = Vec::with_capacity(claims.len());
+    version.check_batch(&claims, &mut decisions);
+    let mut decisions = decisions.into_iter();
+    let seq = version.seq();
+    let mut results = Vec::with_capacity(parsed.len());
+    for line in &parsed {
+        results.push(match line {
+            Ok(line) => {
+                let decision = decisions.next().expect("one decision per valid line");
+                let mut out = answer(gate, line, &decision, seq);
+                if line.explain {
+                    out["explain"] = explain(gate, line.claim, seq).await?;
+                }
+                out
+            }
+            Err(e) => serde_json::to_value(e).expect("serializes"),
+        });
+    }
+    Ok(json(StatusCode::OK, &j!({"seq": seq, "results": results})))
+}
+
+/// The facts behind a decision, read from the ledger at the answer's `seq`.
+async fn explain(gate: &Arc<Gate>, claim: Claim, seq: Seq) -> Result<Value, ApiError> {
+    let ledger = gate.ledger.clone();
+    let (p_events, i_events) = tokio::task::spawn_blocking(move || {
+        let p = ledger.practitioner_history(claim.practitioner)?;
+        let i = ledger.institution_history(claim.institution)?;
+        Ok::<_, crate::ledger::LedgerError>((p, i))
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ledger_unavailable", e.to_string()))?;
+    let upto = |mut v: Vec<crate::event::RecordedEvent>| {
+        v.retain(|r| r.seq <= seq);
+        v
+    };
+    let day = claim.service_date;
+    let p = practitioner::derive(claim.practitioner, &upto(p_events), gate.ledger.policy());
+    let i = institution::derive(claim.institution, &upto(i_events));
+    let registration = p.registrations.iter().find(|r| r.institution == claim.institution && r.interval.contains(day));
+    let sanctions: Vec<Value> = p
+        .sanctions
+        .iter()
+        .filter(|s| s.interval.contains(day))
+        .map(|s| {
+            let cause = p.violations.iter().find(|v| v.violation.violation_id == s.cause);
+            j!({
+                "kind": s.kind, "from": s.interval.from, "until": s.interval.until, "ban_until": s.ban_until,
+                "cause": {"violation_id": s.cause, "seq": s.cause_seq, "points": cause.map(|v| v.violation.points),
+                          "effective": cause.map(|v| v.violation.effective), "year_total": s.year_total},
+                "year_violations": p.violations.iter()
+                    .filter(|v| v.revoked.is_none() && v.violation.effective.year() == s.interval.from.year() && v.violation.effective <= s.interval.from)
+                    .map(|v| j!({"violation_id": v.violation.violation_id, "seq": v.seq, "points": v.violation.points, "effective": v.violation.effective}))
+                    .collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(j!({
+        "registration": registration,
+        "sanctions": sanctions,
+        "year_total": p.year_total_on(day),
+        "agreement": i.agreements.iter().find(|a| a.contains(day)),
+        "institution_suspension": i.suspensions.iter().find(|s| s.interval.contains(day)),
+        "seq": seq,
+    }))
+}
+
+async fn file(gate: &Arc<Gate>, kind: &str, code: &str, query: Option<&str>) -> Result<Reply, ApiError> {
+    let params = parse_query(query);
+    let as_of = match params.iter().find(|(k, _)| k == "as_of") {
+        Some((_, v)) => CivilDate::parse(v).map_err(|e| ApiError::invalid("as_of", e.0))?,
+        None => SystemClock.today(),
+    };
+    let ledger = gate.ledger.clone();
+    let unavailable = |e: crate::ledger::LedgerError| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ledger_unavailable", e.to_string())
+    };
+    let join = |e: tokio::task::JoinError| ApiError::internal(e.to_string());
+    if kind == "practitioners" {
+        let code = PractitionerCode::parse(code).map_err(|e| ApiError::invalid("practitioner", e.0))?;
+        let file = tokio::task::spawn_blocking(move || ledger.practitioner_file(code, as_of))
+            .await
+            .map_err(join)?
+            .map_err(unavailable)?;
+        file.map(|f| json(StatusCode::OK, &f)).ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, "unknown_practitioner", format!("the ledger has no events for {code}"))
+        })
+    } else {
+        let code = InstitutionCode::parse(code).map_err(|e| ApiError::invalid("institution", e.0))?;
+        let file = tokio::task::spawn_blocking(move || ledger.institution_file(code, as_of))
+            .await
+            .map_err(join)?
+            .map_err(unavailable)?;
+        file.map(|f| json(StatusCode::OK, &f)).ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, "unknown_institution", format!("{code} was never designated"))
+        })
+    }
+}
+
+async fn events(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, ApiError> {
+    let body = read_json(req).await?;
+    let (raw, single) = match body {
+        Value::Array(items) => (items, false),
+        other => (vec![other], true),
+    };
+    if raw.len() > MAX_EVENTS_PER_REQUEST {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!("{} events; one request takes at most {MAX_EVENTS_PER_REQUEST}", raw.len()),
+        ));
+    }
+    let policy = gate.ledger.policy();
+    let parsed: Vec<Result<Event, Refusal>> = raw.iter().map(|v| Event::parse(v, policy)).collect();
+    let valid: Vec<Event> = parsed.iter().filter_map(|p| p.as_ref().ok().cloned()).collect();
+    let ledger = gate.ledger.clone();
+    let appended = tokio::task::spawn_blocking(move || ledger.append_batch(&valid))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ledger_unavailable", format!("{e}; nothing was stored"))
+        })?;
+    gate.wake_sync();
+    let mut appended = appended.into_iter();
+    let outcomes: Vec<Result<Seq, Refusal>> = parsed
+        .into_iter()
+        .map(|p| p.and_then(|_| appended.next().expect("one outcome per valid event").map(|a| a.seq)))
+        .collect();
+    let (ok, refused) = outcomes.iter().fold((0, 0), |(a, r), o| if o.is_ok() { (a + 1, r) } else { (a, r + 1) });
+    gate.metrics.events_accepted.fetch_add(ok, Ordering::Relaxed);
+    gate.metrics.events_refused.fetch_add(refused, Ordering::Relaxed);
+    if single {
+        return match outcomes.into_iter().next().expect("one event") {
+            Ok(seq) => Ok(json(StatusCode::OK, &j!({"seq": seq}))),
+            Err(refusal) => Err(refusal.into()),
+        };
+    }
+    let lines: Vec<Value> = outcomes
+        .into_iter()
+        .enumerate()
+        .map(|(i, o)| match o {
+            Ok(seq) => j!({"event": i, "seq": seq}),
+            Err(r) => j!({"event": i, "error": r.code, "field": r.field, "message": r.message}),
+        })
+        .collect();
+    Ok(json(StatusCode::OK, &lines))
+}
+
+async fn audit(gate: &Arc<Gate>, query: Option<&str>) -> Result<Reply, ApiError> {
+    let mut q = AuditQuery { limit: 100, ..AuditQuery::default() };
+    for (k, v) in parse_query(query) {
+        match k.as_str() {
+            "practitioner" => {
+                q.practitioner =
+                    Some(PractitionerCode::parse(&v).map_err(|e| ApiError::invalid("practitioner", e.0))?.to_string())
+            }
+            "institution" => {
+                q.institution =
+                    Some(InstitutionCode::parse(&v).map_err(|e| ApiError::invalid("institution", e.0))?.to_string())
+            }
+            "from" => q.from = Some(CivilDate::parse(&v).map_err(|e| ApiError::invalid("from", e.0))?.to_string()),
+            "until" => q.until = Some(CivilDate::parse(&v).map_err(|e| ApiError::invalid("until", e.0))?.to_string()),
+            "limit" => {
+                q.limit = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_AUDIT_PAGE).contains(n))
+                    .ok_or_else(|| ApiError::invalid("limit", format!("`limit` must be 1 to {MAX_AUDIT_PAGE}")))?
+            }
+            other => {
+                return Err(ApiError::invalid(
+                    other,
+                    format!("unknown filter `{other}`; use practitioner, institution, from, until, limit"),
+                ))
+            }
+        }
+    }
+    let g = gate.clone();
+    let records = tokio::task::spawn_blocking(move || g.audit.query(&q))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::internal(format!("reading the audit log: {e}")))?;
+    Ok(json(StatusCode::OK, &j!({"records": records})))
+}
+
+async fn ready(gate: &Arc<Gate>) -> Reply {
+    let ledger = gate.ledger.clone();
+    let head = tokio::task::spawn_blocking(move || ledger.head()).await.ok().and_then(Result::ok);
+    let version = gate.version();
+    let status = gate.sync_status.lock().expect("not poisoned").clone();
+    let lag = head.map(|h| h.saturating_sub(version.seq()));
+    let ready = lag.is_some_and(|l| l <= gate.config.ready_max_lag);
+    let body = j!({
+        "ready": ready,
+        "index_seq": version.seq(),
+        "ledger_head": head,
+        "lag": lag,
+        "max_lag": gate.config.ready_max_lag,
+        "last_swap_age_seconds": status.last_swap.elapsed().as_secs_f64(),
+        "last_swap_error": status.last_error,
+        "snapshots_refused_at_start": gate.refused_snapshots.iter().map(|(p, e)| j!({"path": p.display().to_string(), "error": e})).collect::<Vec<_>>(),
+        "reason": if head.is_none() { Some("the ledger cannot be read") } else if !ready { Some("the index is further behind the ledger than max_lag") } else { None },
+    });
+    json(if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &body)
+}
+
+async fn metrics(gate: &Arc<Gate>) -> Reply {
+    let ledger = gate.ledger.clone();
+    let head = tokio::task::spawn_blocking(move || ledger.head()).await.ok().and_then(Result::ok).unwrap_or(0);
+    let version = gate.version();
+    let gauges = Gauges {
+        index_seq: version.seq(),
+        ledger_head: head,
+        overlay_entities: version.overlay_len() as u64,
+        audit_queue_depth: gate.audit.depth(),
+        audit_written: gate.audit.written.load(Ordering::Relaxed),
+        audit_lost: gate.audit.lost.load(Ordering::Relaxed),
+        last_swap_age_seconds: gate.sync_status.lock().expect("not poisoned").last_swap.elapsed().as_secs_f64(),
+    };
+    text(StatusCode::OK, "text/plain; version=0.0.4", gate.metrics.render(&gauges))
+}
+
+/// `a=1&b=2` into pairs, with `%XX` and `+` decoded.
+fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
+    let decode = |s: &str| {
+        let b = s.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'%' if i + 2 < b.len() => {
+                    match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                        Ok(v) => {
+                            out.push(v);
+                            i += 3;
+                            continue;
+                        }
+                        Err(_) => out.push(b'%'),
+                    }
+                }
+                b'+' => out.push(b' '),
+                c => out.push(c),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
