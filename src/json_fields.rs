@@ -11,7 +11,10 @@ pub(crate) struct Fields<'a>(pub &'a Map<String, Value>);
 impl<'a> Fields<'a> {
     /// Reads `value` as an object, or refuses it.
     pub fn of(value: &'a Value, what: &str) -> Result<Fields<'a>, Refusal> {
-        value.as_object().map(Fields).ok_or_else(|| Refusal::invalid(what, format!("{what} must be a JSON object")))
+        value.as_object().map(Fields).ok_or_else(|| {
+            // Not a field of anything: the whole value is the wrong shape.
+            Refusal::new(crate::refusal::RefusalCode::InvalidRequest, format!("the {what} must be a JSON object"))
+        })
     }
 
     fn get(&self, field: &str) -> Result<&'a Value, Refusal> {

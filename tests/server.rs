@@ -1,0 +1,1101 @@
+//! The HTTP gate end to end: the real `claimgate serve` binary on loopback
+//! ports, driven over real sockets by a tiny HTTP/1.1 client written here
+//! (one request per connection, `Connection: close`, read to EOF).
+//!
+//! Every server runs in its own temporary data directory and is killed when
+//! its guard drops, even when a test panics; every socket has read and write
+//! timeouts, so no test can hang.
+#![cfg(unix)]
+
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "test-token";
+/// Longest any socket read or write may block.
+const IO_TIMEOUT: Duration = Duration::from_secs(15);
+/// Longest a server may take to print its listening line.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// Longest a server may take to exit after SIGTERM.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The server's body limit (src/server/config.rs MAX_BODY_BYTES).
+const MAX_BODY: usize = 1024 * 1024;
+/// Most lines in one check batch and most events in one events request.
+const MAX_BATCH: usize = 10_000;
+
+const INST: &str = "H11010500001";
+const DOC: &str = "D110105000001";
+
+// ---------------------------------------------------------------------------
+// The server under test.
+
+/// A running `claimgate serve`; dropping it kills the process and reaps it.
+struct Server {
+    child: Child,
+    check: SocketAddr,
+    admin: SocketAddr,
+    /// The `seq` the server printed on start (the index after catching up).
+    start_seq: u64,
+}
+
+impl Server {
+    /// Starts the binary on `data` with free loopback ports and `extra` flags.
+    fn start(data: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_claimgate"))
+            .arg("serve")
+            .arg("--data")
+            .arg(data)
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("CLAIMGATE_ADMIN_TOKEN", TOKEN)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawning claimgate serve");
+        let stdout = child.stdout.take().expect("piped stdout");
+        // The guard exists before anything can panic, so the process never outlives the test.
+        let mut server = Server {
+            child,
+            check: "127.0.0.1:0".parse().unwrap(),
+            admin: "127.0.0.1:0".parse().unwrap(),
+            start_seq: 0,
+        };
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            let _ = tx.send(reader.read_line(&mut line).map(|_| line));
+            // Keep draining so a later write to stdout never meets a closed pipe.
+            let _ = std::io::copy(&mut reader, &mut std::io::sink());
+        });
+        let line = match rx.recv_timeout(START_TIMEOUT) {
+            Ok(Ok(line)) if !line.trim().is_empty() => line,
+            Ok(other) => panic!("claimgate serve printed no listening line: {other:?} (exit: {:?})", server.exited()),
+            Err(_) => panic!("claimgate serve printed nothing within {START_TIMEOUT:?}"),
+        };
+        let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("listening line {line:?}: {e}"));
+        let addr = |k: &str| -> SocketAddr {
+            v["listening"][k].as_str().and_then(|a| a.parse().ok()).unwrap_or_else(|| panic!("no {k} in {line}"))
+        };
+        server.check = addr("check");
+        server.admin = addr("admin");
+        assert!(server.check.ip().is_loopback() && server.admin.ip().is_loopback(), "{line}");
+        assert_ne!(server.check, server.admin, "{line}");
+        server.start_seq = v["seq"].as_u64().unwrap_or_else(|| panic!("no seq in {line}"));
+        server
+    }
+
+    fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the process to exit.
+    fn terminate(&mut self) -> ExitStatus {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("running kill");
+        assert!(status.success(), "kill -TERM failed: {status}");
+        let deadline = Instant::now() + EXIT_TIMEOUT;
+        loop {
+            if let Some(status) = self.exited() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the server did not exit within {EXIT_TIMEOUT:?} of SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `POST /v1/check`.
+    fn check(&self, line: &Value) -> Reply {
+        post(self.check, "/v1/check", &[], line)
+    }
+
+    /// `POST /v1/check/batch`.
+    fn batch(&self, body: &Value) -> Reply {
+        post(self.check, "/v1/check/batch", &[], body)
+    }
+
+    /// `POST` on the admin listener with the token.
+    fn admin_post(&self, path: &str, body: &Value) -> Reply {
+        post(self.admin, path, &[("Authorization", &bearer(TOKEN))], body)
+    }
+
+    /// `GET` on the admin listener with the token.
+    fn admin_get(&self, path: &str) -> Reply {
+        request(self.admin, "GET", path, &[("Authorization", &bearer(TOKEN))], b"")
+    }
+
+    /// Appends one event that must be accepted; returns its `seq`.
+    fn event(&self, event: &Value) -> u64 {
+        let reply = self.admin_post("/v1/events", event);
+        assert_eq!(reply.status, 200, "event {event} refused: {}", reply.text());
+        reply.json()["seq"].as_u64().unwrap_or_else(|| panic!("no seq for {event}: {}", reply.text()))
+    }
+
+    /// The ledger head as `/readyz` reports it.
+    fn ledger_head(&self) -> u64 {
+        let ready = request(self.check, "GET", "/readyz", &[], b"").json();
+        ready["ledger_head"].as_u64().unwrap_or_else(|| panic!("no ledger_head in {ready}"))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.exited().is_none() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A minimal HTTP/1.1 client.
+
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("status {} body is not JSON ({e}): {:?}", self.status, self.text()))
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+fn post(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: &Value) -> Reply {
+    request(addr, "POST", path, headers, body.to_string().as_bytes())
+}
+
+/// One request with a `Content-Length` body on a fresh connection.
+fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    if !body.is_empty() {
+        head.push_str("Content-Type: application/json\r\n");
+    }
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut raw = head.into_bytes();
+    raw.extend_from_slice(body);
+    exchange(addr, raw)
+}
+
+/// Writes `raw` and reads the answer to EOF. Large requests are written from
+/// a second thread, so a server that answers before reading the whole body
+/// (413) is heard rather than deadlocked on.
+fn exchange(addr: SocketAddr, raw: Vec<u8>) -> Reply {
+    let mut stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    let writer = if raw.len() > 64 * 1024 {
+        let mut w = stream.try_clone().unwrap();
+        Some(std::thread::spawn(move || {
+            let _ = w.write_all(&raw);
+        }))
+    } else {
+        stream.write_all(&raw).unwrap_or_else(|e| panic!("writing to {addr}: {e}"));
+        None
+    };
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            // The server may reset a connection whose body it did not read; keep what arrived.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && !answer.is_empty() => break,
+            Err(e) => panic!("reading from {addr} after {} bytes: {e}", answer.len()),
+        }
+    }
+    if let Some(w) = writer {
+        let _ = w.join();
+    }
+    parse_reply(&answer).unwrap_or_else(|| panic!("not an HTTP response: {:?}", String::from_utf8_lossy(&answer)))
+}
+
+fn parse_reply(raw: &[u8]) -> Option<Reply> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..end]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next()?;
+    let mut parts = status_line.splitn(3, ' ');
+    if !parts.next()?.starts_with("HTTP/1.") {
+        return None;
+    }
+    let status = parts.next()?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let rest = &raw[end + 4..];
+    let get = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let body = if get("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
+        dechunk(rest)?
+    } else if let Some(len) = get("content-length") {
+        let len: usize = len.parse().ok()?;
+        if rest.len() < len {
+            return None;
+        }
+        rest[..len].to_vec()
+    } else {
+        rest.to_vec()
+    };
+    Some(Reply { status, headers, body })
+}
+
+fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let eol = raw.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&raw[..eol]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        raw = &raw[eol + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(raw.get(..size)?);
+        raw = raw.get(size + 2..)?;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Conformance cases and `replay`.
+
+/// The spec's case directory; `CLAIMGATE_SPEC_CASES` overrides it (as in tests/conformance.rs).
+fn cases_dir() -> PathBuf {
+    std::env::var_os("CLAIMGATE_SPEC_CASES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/spec/cases"))
+}
+
+fn case_files() -> Vec<PathBuf> {
+    let dir = cases_dir();
+    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| {
+        panic!(
+            "the conformance cases are missing: cannot read {} ({e}). Clone the project with ../shared beside it, \
+             or set CLAIMGATE_SPEC_CASES to the cases directory",
+            dir.display()
+        )
+    });
+    let mut files: Vec<PathBuf> = entries
+        .map(|e| e.expect("readable directory entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no *.json cases in {}: the server suite would prove nothing", dir.display());
+    files
+}
+
+/// What `claimgate replay FILE` prints, one JSON value per line.
+fn replay(file: &Path) -> Vec<Value> {
+    let output = Command::new(env!("CARGO_BIN_EXE_claimgate")).arg("replay").arg(file).output().unwrap();
+    assert!(output.status.success(), "replay {} failed: {}", file.display(), String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("replay printed a non-JSON line {l:?}: {e}")))
+        .collect()
+}
+
+/// `value` without the test-runner keys (`expect`, `expect_error`): what a real client sends.
+fn without_expectations(value: &Value) -> Value {
+    let mut value = value.clone();
+    if let Some(map) = value.as_object_mut() {
+        map.remove("expect");
+        map.remove("expect_error");
+    }
+    value
+}
+
+// ---------------------------------------------------------------------------
+// Event and claim builders.
+
+fn designated(institution: &str, effective: &str) -> Value {
+    json!({"type": "institution_designated", "institution": institution, "effective": effective})
+}
+
+fn registered(practitioner: &str, institution: &str, effective: &str) -> Value {
+    json!({"type": "practitioner_registered", "practitioner": practitioner, "institution": institution,
+           "effective": effective})
+}
+
+fn violation(id: &str, practitioner: &str, effective: &str, points: u32, severity: &str) -> Value {
+    json!({"type": "violation_scored", "violation_id": id, "practitioner": practitioner, "institution": INST,
+           "effective": effective, "points": points, "severity": severity, "responsibility": "primary"})
+}
+
+fn claim(practitioner: &str, service_date: &str, emergency: bool) -> Value {
+    json!({"practitioner_id": practitioner, "institution_id": INST, "service_date": service_date,
+           "emergency": emergency})
+}
+
+fn with(mut value: Value, key: &str, v: Value) -> Value {
+    value[key] = v;
+    value
+}
+
+fn without(mut value: Value, key: &str) -> Value {
+    value.as_object_mut().unwrap().remove(key);
+    value
+}
+
+/// What an error answer must say about `field`.
+#[derive(Debug, Clone, Copy)]
+enum Field {
+    /// `field` names this field.
+    Is(&'static str),
+    /// No `field`: the error is not about one field.
+    Absent,
+    /// Not checked.
+    Any,
+}
+
+/// Asserts an error answer: status, JSON content type, `error` code, a
+/// non-empty `message`, and `field`.
+fn assert_error(what: &str, reply: &Reply, status: u16, error: &str, field: Field) {
+    assert_eq!(reply.status, status, "{what}: status (body {})", reply.text());
+    assert!(
+        reply.header("content-type").is_some_and(|c| c.starts_with("application/json")),
+        "{what}: content-type {:?}",
+        reply.header("content-type")
+    );
+    let body = reply.json();
+    assert_eq!(body["error"], error, "{what}: error code in {body}");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}: no message in {body}");
+    let expected = match field {
+        Field::Is(name) => Some(name),
+        Field::Absent => None,
+        Field::Any => return,
+    };
+    assert_eq!(body.get("field").and_then(Value::as_str), expected, "{what}: field in {body}");
+}
+
+// ---------------------------------------------------------------------------
+// The tests.
+
+/// SCENARIOS.md: "the same events sent to the running server's event API, and
+/// the same checks sent to its check API, must give the same answers" as
+/// `replay` (R5 seqs, R8 error codes, R17-R19 verdicts, reasons and waivers);
+/// and a batch answers exactly as the single checks do.
+#[test]
+fn every_conformance_case_answers_over_http_exactly_as_replay_does() {
+    let mut failures = Vec::new();
+    for file in case_files() {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        let doc: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        let events = doc["events"].as_array().unwrap_or_else(|| panic!("{name}: no events"));
+        let checks = doc["checks"].as_array().unwrap_or_else(|| panic!("{name}: no checks"));
+        let lines = replay(&file);
+        assert_eq!(lines.len(), events.len() + checks.len(), "{name}: replay printed {lines:?}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::start(dir.path(), &[]);
+        assert_eq!(server.start_seq, 0, "{name}: a fresh data directory starts at seq 0");
+        let mut head = 0;
+        for (i, event) in events.iter().enumerate() {
+            let reply = server.admin_post("/v1/events", &without_expectations(event));
+            let line = &lines[i];
+            match (line["seq"].as_u64(), line["error"].as_str()) {
+                (Some(seq), _) => {
+                    if reply.status != 200 || reply.json() != json!({"seq": seq}) {
+                        failures.push(format!(
+                            "{name} event {i}: replay {line}, server {} {}",
+                            reply.status,
+                            reply.text()
+                        ));
+                    }
+                    head = head.max(seq);
+                }
+                (None, Some(code)) => {
+                    let status = if code == "invalid_request" { 400 } else { 422 };
+                    let body = reply.json();
+                    if reply.status != status || body["error"] != code || !body["message"].is_string() {
+                        failures.push(format!("{name} event {i}: replay {line}, server {} {body}", reply.status));
+                    }
+                }
+                _ => panic!("{name}: unexpected replay line {line}"),
+            }
+        }
+        assert_eq!(server.ledger_head(), head, "{name}: refused events left no trace (R8)");
+
+        let sent: Vec<Value> = checks
+            .iter()
+            .map(|c| {
+                let mut c = without_expectations(c);
+                if let Some(map) = c.as_object_mut() {
+                    map.insert("min_seq".into(), json!(head));
+                }
+                c
+            })
+            .collect();
+        let mut singles = Vec::new();
+        for (j, check) in sent.iter().enumerate() {
+            let reply = server.check(check);
+            let line = &lines[events.len() + j];
+            let body = reply.json();
+            let same = match line["error"].as_str() {
+                None => {
+                    reply.status == 200
+                        && body["verdict"] == line["verdict"]
+                        && body["reason"] == line["reason"]
+                        && body["waived"] == line["waived"]
+                        && body["seq"] == head
+                }
+                Some(code) => reply.status == 400 && body["error"] == code,
+            };
+            if !same {
+                failures.push(format!("{name} check {j}: replay {line}, server {} {body}", reply.status));
+            }
+            singles.push(body);
+        }
+
+        let reply = server.batch(&json!({"lines": sent}));
+        assert_eq!(reply.status, 200, "{name}: batch: {}", reply.text());
+        let batch = reply.json();
+        assert_eq!(batch["seq"], head, "{name}: batch seq");
+        if batch["results"] != Value::Array(singles.clone()) {
+            failures.push(format!("{name}: batch {} differs from single checks {singles:?}", batch["results"]));
+        }
+    }
+    assert!(failures.is_empty(), "server and replay disagree:\n{}", failures.join("\n"));
+}
+
+/// The admin listener needs `Authorization: Bearer <token>`; anything else is
+/// 401 `unauthorized` and writes nothing (R5: no seq is spent). The two
+/// listeners do not share routes.
+#[test]
+fn admin_requests_without_the_right_bearer_token_are_refused_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let event = designated(INST, "2024-01-01");
+    let refused: [(&str, Option<String>); 7] = [
+        ("no header", None),
+        ("wrong token, same length", Some(bearer("test-tokeN"))),
+        ("shorter token", Some(bearer("test"))),
+        ("longer token", Some(bearer("test-token-and-more"))),
+        ("empty token", Some("Bearer ".to_owned())),
+        ("basic scheme", Some(format!("Basic {TOKEN}"))),
+        ("bare token", Some(TOKEN.to_owned())),
+    ];
+    for (what, header) in &refused {
+        let headers: Vec<(&str, &str)> = header.iter().map(|h| ("Authorization", h.as_str())).collect();
+        let single = post(server.admin, "/v1/events", &headers, &event);
+        assert_error(what, &single, 401, "unauthorized", Field::Absent);
+        assert_eq!(single.header("www-authenticate"), Some("Bearer"), "{what}");
+        let array = post(server.admin, "/v1/events", &headers, &json!([event]));
+        assert_error(what, &array, 401, "unauthorized", Field::Absent);
+        let audit = request(server.admin, "GET", "/v1/audit", &headers, b"");
+        assert_error(what, &audit, 401, "unauthorized", Field::Absent);
+    }
+    assert_eq!(server.ledger_head(), 0, "no refused admin request reached the ledger");
+    let metrics = request(server.check, "GET", "/metrics", &[], b"").text();
+    assert!(
+        metrics.lines().any(|l| l == format!("claimgate_unauthorized_total {}", refused.len() * 3)),
+        "every refusal is counted:\n{metrics}"
+    );
+
+    // Admin routes do not exist on the check listener, even with the token, and vice versa.
+    let auth = [("Authorization", bearer(TOKEN))];
+    let auth: Vec<(&str, &str)> = auth.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_error("events on check", &post(server.check, "/v1/events", &auth, &event), 404, "not_found", Field::Absent);
+    assert_error(
+        "audit on check",
+        &request(server.check, "GET", "/v1/audit", &auth, b""),
+        404,
+        "not_found",
+        Field::Absent,
+    );
+    let line = claim(DOC, "2026-01-05", false);
+    assert_error("check on admin", &post(server.admin, "/v1/check", &auth, &line), 404, "not_found", Field::Absent);
+    assert_error(
+        "batch on admin",
+        &post(server.admin, "/v1/check/batch", &auth, &json!({"lines": [line]})),
+        404,
+        "not_found",
+        Field::Absent,
+    );
+    assert_eq!(server.ledger_head(), 0);
+
+    // The right token works, and the first stored event gets seq 1.
+    assert_eq!(server.event(&event), 1);
+    assert_eq!(server.ledger_head(), 1);
+}
+
+/// Bad input is refused with a named error, the right status and the field at
+/// fault (R4 for claim lines and events, R8 for the ledger's refusals), and
+/// nothing is stored. Unknown routes are 404 and wrong methods 405.
+#[test]
+fn bad_requests_are_refused_with_named_errors_and_the_field_at_fault() {
+    use Field::{Absent, Any, Is};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let auth = bearer(TOKEN);
+    let auth = [("Authorization", auth.as_str())];
+    let raw = |s: &str| s.as_bytes().to_vec();
+    let json_body = |v: Value| v.to_string().into_bytes();
+    let base = claim(DOC, "2026-01-05", false);
+    let set = |key: &str, v: Value| json_body(with(base.clone(), key, v));
+    let unset = |key: &str| json_body(without(base.clone(), key));
+
+    // Claim lines (R1-R4): every one is 400 invalid_request naming the field.
+    let check_cases: Vec<(&str, Vec<u8>, Field)> = vec![
+        ("malformed JSON", raw("{\"practitioner_id\": "), Is("body")),
+        ("empty body", raw(""), Is("body")),
+        ("array instead of object", json_body(json!([base])), Any),
+        ("string instead of object", json_body(json!("claim")), Any),
+        ("emergency \"yes\"", set("emergency", json!("yes")), Is("emergency")),
+        ("emergency null", set("emergency", Value::Null), Is("emergency")),
+        ("service_date a number", set("service_date", json!(20260101)), Is("service_date")),
+        ("service_date 2026-02-30", set("service_date", json!("2026-02-30")), Is("service_date")),
+        ("service_date 2026-1-5", set("service_date", json!("2026-1-5")), Is("service_date")),
+        ("practitioner lowercase", set("practitioner_id", json!("d110105000001")), Is("practitioner_id")),
+        ("practitioner 11 digits", set("practitioner_id", json!("D11010500001")), Is("practitioner_id")),
+        ("practitioner 21 chars", set("practitioner_id", json!("D1101050000000000001")), Is("practitioner_id")),
+        ("institution lowercase", set("institution_id", json!("h11010500001")), Is("institution_id")),
+        ("institution 10 digits", set("institution_id", json!("H1101050000")), Is("institution_id")),
+        ("practitioner_id missing", unset("practitioner_id"), Is("practitioner_id")),
+        ("institution_id missing", unset("institution_id"), Is("institution_id")),
+        ("service_date missing", unset("service_date"), Is("service_date")),
+        ("emergency missing", unset("emergency"), Is("emergency")),
+        ("min_seq negative", set("min_seq", json!(-1)), Is("min_seq")),
+        ("min_seq a string", set("min_seq", json!("3")), Is("min_seq")),
+        ("claim_id an object", set("claim_id", json!({})), Is("claim_id")),
+        ("claim_id of 129 bytes", set("claim_id", json!("c".repeat(129))), Is("claim_id")),
+        ("explain \"yes\"", set("explain", json!("yes")), Is("explain")),
+    ];
+    for (what, bytes, field) in check_cases {
+        let reply = request(server.check, "POST", "/v1/check", &[], &bytes);
+        assert_error(&format!("check: {what}"), &reply, 400, "invalid_request", field);
+    }
+
+    for (what, value) in [("no lines", json!({})), ("lines an object", json!({"lines": {}})), ("array", json!([base]))]
+    {
+        assert_error(&format!("batch: {what}"), &server.batch(&value), 400, "invalid_request", Is("lines"));
+    }
+    // A bad line in a batch is answered in its place; the good lines are still judged.
+    let reply = server.batch(&json!({"lines": [with(base.clone(), "emergency", json!("yes")), base.clone()]}));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let results = reply.json()["results"].clone();
+    assert_eq!(results[0]["error"], "invalid_request", "{results}");
+    assert_eq!(results[0]["field"], "emergency", "{results}");
+    assert!(results[0]["message"].is_string(), "{results}");
+    assert_eq!(results[1]["reason"], "unknown_institution", "{results}");
+
+    // Events: R4 (400 invalid_request naming the field), then R8's ledger refusals (422).
+    let designation = designated(INST, "2024-01-01");
+    let scored = violation("V1", DOC, "2026-03-01", 2, "minor");
+    let suspension = json!({"type": "institution_suspended", "institution": INST,
+                            "effective": "2026-03-01", "until": "2026-03-01"});
+    let event_invalid: Vec<(&str, Vec<u8>, Field)> = vec![
+        ("malformed JSON", raw("{\"type\": \"institution_designated\""), Is("body")),
+        ("empty body", raw(""), Is("body")),
+        ("string instead of object", json_body(json!("event")), Any),
+        ("no type", json_body(json!({})), Is("type")),
+        ("unknown type", json_body(json!({"type": "institution_exploded"})), Is("type")),
+        ("effective a number", json_body(with(designation.clone(), "effective", json!(20240101))), Is("effective")),
+        ("effective 2024-02-30", json_body(designated(INST, "2024-02-30")), Is("effective")),
+        ("institution lowercase", json_body(designated("h11010500001", "2024-01-01")), Is("institution")),
+        ("institution 6 digits", json_body(designated("H110105", "2024-01-01")), Is("institution")),
+        ("institution missing", json_body(without(designation.clone(), "institution")), Is("institution")),
+        ("until not after effective", json_body(suspension), Is("until")),
+        ("practitioner 2 digits", json_body(registered("D11", INST, "2024-01-01")), Is("practitioner")),
+        ("points a string", json_body(with(scored.clone(), "points", json!("2"))), Is("points")),
+        ("unknown severity", json_body(with(scored.clone(), "severity", json!("grave"))), Is("severity")),
+        (
+            "unknown responsibility",
+            json_body(with(scored.clone(), "responsibility", json!("no"))),
+            Is("responsibility"),
+        ),
+    ];
+    for (what, bytes, field) in event_invalid {
+        let reply = request(server.admin, "POST", "/v1/events", &auth, &bytes);
+        assert_error(&format!("event: {what}"), &reply, 400, "invalid_request", field);
+    }
+    for (what, event) in [("registration", registered(DOC, INST, "2024-01-01")), ("violation", scored.clone())] {
+        let reply = server.admin_post("/v1/events", &event);
+        assert_error(&format!("{what} at an undesignated institution"), &reply, 422, "unknown_institution", Any);
+    }
+    assert_eq!(server.ledger_head(), 0, "refused events leave no trace (R4, R8)");
+
+    // An array of events is answered per event: refusals in place, the rest stored in order.
+    let reply = server.admin_post("/v1/events", &json!([designated("h1", "2024-01-01"), designation]));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let lines = reply.json();
+    assert_eq!(lines[0]["event"], 0, "{lines}");
+    assert_eq!(lines[0]["error"], "invalid_request", "{lines}");
+    assert_eq!(lines[0]["field"], "institution", "{lines}");
+    assert_eq!(lines[1], json!({"event": 1, "seq": 1}), "{lines}");
+    assert_eq!(server.ledger_head(), 1);
+
+    // Routes and methods, on either listener (the admin ones with the token).
+    let (check, admin) = (server.check, server.admin);
+    let routing: Vec<(SocketAddr, &str, &str, u16, &str)> = vec![
+        (check, "GET", "/v1/nothing", 404, "not_found"),
+        (check, "GET", "/", 404, "not_found"),
+        (check, "POST", "/v2/check", 404, "not_found"),
+        (admin, "GET", "/v1/ledger", 404, "not_found"),
+        (check, "GET", "/v1/check", 405, "method_not_allowed"),
+        (check, "GET", "/v1/check/batch", 405, "method_not_allowed"),
+        (check, "POST", "/healthz", 405, "method_not_allowed"),
+        (check, "PUT", "/readyz", 405, "method_not_allowed"),
+        (admin, "POST", "/metrics", 405, "method_not_allowed"),
+        (check, "DELETE", "/v1/practitioners/D110105000001", 405, "method_not_allowed"),
+        (admin, "GET", "/v1/events", 405, "method_not_allowed"),
+        (admin, "POST", "/v1/audit", 405, "method_not_allowed"),
+    ];
+    for (addr, method, path, status, error) in routing {
+        let reply = request(addr, method, path, &auth, b"");
+        assert_error(&format!("{method} {path}"), &reply, status, error, Absent);
+    }
+
+    // Integrity files (R22) and audit filters name the bad parameter.
+    let gets: Vec<(SocketAddr, &str, u16, &str, Field)> = vec![
+        (check, "/v1/practitioners/d110105000001", 400, "invalid_request", Is("practitioner")),
+        (check, "/v1/institutions/H1", 400, "invalid_request", Is("institution")),
+        (check, "/v1/institutions/H11010500001?as_of=2026-02-30", 400, "invalid_request", Is("as_of")),
+        (check, "/v1/practitioners/D110105000001", 404, "unknown_practitioner", Absent),
+        (check, "/v1/institutions/H31011500007", 404, "unknown_institution", Absent),
+        (admin, "/v1/audit?limit=0", 400, "invalid_request", Is("limit")),
+        (admin, "/v1/audit?limit=1001", 400, "invalid_request", Is("limit")),
+        (admin, "/v1/audit?limit=abc", 400, "invalid_request", Is("limit")),
+        (admin, "/v1/audit?color=red", 400, "invalid_request", Is("color")),
+        (admin, "/v1/audit?from=2026-02-30", 400, "invalid_request", Is("from")),
+        (admin, "/v1/audit?practitioner=d110105000001", 400, "invalid_request", Is("practitioner")),
+    ];
+    for (addr, path, status, error, field) in gets {
+        assert_error(&format!("GET {path}"), &request(addr, "GET", path, &auth, b""), status, error, field);
+    }
+    let file = request(server.check, "GET", "/v1/institutions/H11010500001", &[], b"");
+    assert_eq!(file.status, 200, "{}", file.text());
+    assert_eq!(server.ledger_head(), 1);
+}
+
+/// Bodies over 1 MiB are refused with 413 `payload_too_large`, whether the
+/// length is declared or the body is chunked; a body of exactly 1 MiB is
+/// read. More than 10,000 lines or events in one request is 413
+/// `batch_too_large`; exactly 10,000 lines are answered. Nothing is stored.
+#[test]
+fn oversize_bodies_and_batches_are_refused_with_413() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let auth = bearer(TOKEN);
+    let auth = [("Authorization", auth.as_str())];
+    // Valid JSON padded with spaces to an exact size, so only the size can be at fault.
+    let padded = |value: &Value, len: usize| {
+        let mut bytes = value.to_string().into_bytes();
+        assert!(bytes.len() <= len);
+        bytes.resize(len, b' ');
+        bytes
+    };
+    let line = claim(DOC, "2026-01-05", false);
+    let event = designated(INST, "2024-01-01");
+
+    let reply = request(server.check, "POST", "/v1/check", &[], &padded(&line, MAX_BODY + 1));
+    assert_error("check over 1 MiB", &reply, 413, "payload_too_large", Field::Absent);
+    let reply = request(server.admin, "POST", "/v1/events", &auth, &padded(&event, MAX_BODY + 1));
+    assert_error("event over 1 MiB", &reply, 413, "payload_too_large", Field::Absent);
+    let reply = request(server.check, "POST", "/v1/check/batch", &[], &padded(&json!({"lines": [line]}), 2 * MAX_BODY));
+    assert_error("batch over 1 MiB", &reply, 413, "payload_too_large", Field::Absent);
+
+    // Chunked, with no Content-Length to refuse up front: the limit applies while reading.
+    let body = padded(&line, MAX_BODY + 4096);
+    let mut raw = format!(
+        "POST /v1/check HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n",
+        server.check
+    )
+    .into_bytes();
+    for chunk in body.chunks(64 * 1024) {
+        raw.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        raw.extend_from_slice(chunk);
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw.extend_from_slice(b"0\r\n\r\n");
+    assert_error("chunked check over 1 MiB", &exchange(server.check, raw), 413, "payload_too_large", Field::Absent);
+
+    // Exactly at the limit is fine.
+    let reply = request(server.check, "POST", "/v1/check", &[], &padded(&line, MAX_BODY));
+    assert_eq!(reply.status, 200, "a body of exactly 1 MiB: {}", reply.text());
+    assert_eq!(reply.json()["reason"], "unknown_institution");
+
+    // Line and event counts. `{}` keeps 10,001 entries well under the byte limit.
+    let empties = |n: usize| Value::Array(vec![json!({}); n]);
+    let reply = server.batch(&json!({"lines": empties(MAX_BATCH + 1)}));
+    assert_error("10,001 lines", &reply, 413, "batch_too_large", Field::Is("lines"));
+    let reply = server.batch(&json!({"lines": empties(MAX_BATCH)}));
+    assert_eq!(reply.status, 200, "10,000 lines are one full batch: {}", reply.text());
+    let results = reply.json()["results"].as_array().unwrap().clone();
+    assert_eq!(results.len(), MAX_BATCH);
+    assert!(results.iter().all(|r| r["error"] == "invalid_request" && r["field"] == "practitioner_id"));
+
+    let reply = server.admin_post("/v1/events", &empties(MAX_BATCH + 1));
+    assert_error("10,001 events", &reply, 413, "batch_too_large", Field::Any);
+    let reply = server.admin_post("/v1/events", &Value::Array(vec![event.clone(); MAX_BATCH + 1]));
+    assert_error("10,001 valid events", &reply, 413, "batch_too_large", Field::Any);
+    assert_eq!(server.ledger_head(), 0, "a refused request stores nothing");
+
+    // The server is still healthy afterwards.
+    assert_eq!(server.event(&event), 1);
+    let reply = request(server.check, "GET", "/healthz", &[], b"");
+    assert_eq!((reply.status, reply.json()), (200, json!({"status": "ok"})));
+}
+
+/// Checks are answered from published index versions while the ledger is
+/// being written (R5, R6): every check is 200, each client's `seq` never goes
+/// back, and no practitioner's state ever appears to move backwards.
+#[test]
+fn checks_stay_available_and_monotonic_during_a_stream_of_admin_writes() {
+    const PRACTITIONERS: usize = 200;
+    const CHECKERS: usize = 2;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let doc = |p: usize| format!("D110105{p:06}");
+
+    // 1 + 200 + 800 = 1,001 events: designation, registrations, then four
+    // rounds of violations (2 + 2 + 2 + 3 = 9 points: a suspension, R14).
+    let mut events = vec![designated(INST, "2024-01-01")];
+    events.extend((0..PRACTITIONERS).map(|p| registered(&doc(p), INST, "2024-01-01")));
+    for (round, points) in [2, 2, 2, 3].into_iter().enumerate() {
+        for p in 0..PRACTITIONERS {
+            let date = format!("2026-03-0{}", round + 1);
+            events.push(violation(&format!("V{p}-{round}"), &doc(p), &date, points, "minor"));
+        }
+    }
+    // The order in which one practitioner's answer may change as events arrive.
+    let rank = |reason: &str| match reason {
+        "unknown_institution" => 0,
+        "unknown_practitioner" => 1,
+        "ok" => 2,
+        "practitioner_suspended" => 3,
+        other => panic!("unexpected reason {other}"),
+    };
+
+    let done = AtomicBool::new(false);
+    let checks: [AtomicUsize; CHECKERS] = Default::default();
+    /// Stops the checkers even if the writer panics.
+    struct SetOnDrop<'a>(&'a AtomicBool);
+    impl Drop for SetOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let started = Instant::now();
+    let (last_seq, counts) = std::thread::scope(|scope| {
+        let checkers: Vec<_> = (0..CHECKERS)
+            .map(|t| {
+                let (server, done, checks) = (&server, &done, &checks);
+                scope.spawn(move || {
+                    let mut last_seq = 0;
+                    let mut seen: HashMap<usize, u8> = HashMap::new();
+                    let mut n = 0usize;
+                    let mut seqs = std::collections::BTreeSet::new();
+                    while !done.load(Ordering::SeqCst) && started.elapsed() < Duration::from_secs(60) {
+                        let p = (n * 7 + t * 13) % PRACTITIONERS;
+                        let reply = server.check(&claim(&doc(p), "2026-03-10", false));
+                        assert_eq!(reply.status, 200, "checker {t}, check {n}: {}", reply.text());
+                        let body = reply.json();
+                        let seq = body["seq"].as_u64().unwrap();
+                        assert!(seq >= last_seq, "checker {t}: seq went back from {last_seq} to {seq}");
+                        last_seq = seq;
+                        seqs.insert(seq);
+                        let r = rank(body["reason"].as_str().unwrap());
+                        let before = seen.insert(p, r).unwrap_or(0);
+                        assert!(r >= before, "checker {t}: {} went back to {body} at seq {seq}", doc(p));
+                        n += 1;
+                        checks[t].fetch_add(1, Ordering::SeqCst);
+                    }
+                    (n, seqs)
+                })
+            })
+            .collect();
+        let _stop = SetOnDrop(&done);
+        // Writes start once every checker is answering, so the two overlap.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while checks.iter().any(|c| c.load(Ordering::SeqCst) == 0) {
+            assert!(Instant::now() < deadline, "the checkers made no check within 20 s");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut last_seq = 0;
+        for (k, chunk) in events.chunks(10).enumerate() {
+            let reply = server.admin_post("/v1/events", &Value::Array(chunk.to_vec()));
+            assert_eq!(reply.status, 200, "write {k}: {}", reply.text());
+            for line in reply.json().as_array().unwrap() {
+                let seq = line["seq"].as_u64().unwrap_or_else(|| panic!("write {k}: refused {line}"));
+                assert_eq!(seq, last_seq + 1, "write {k}: seqs are consecutive");
+                last_seq = seq;
+            }
+        }
+        drop(_stop);
+        let counts: Vec<_> = checkers.into_iter().map(|c| c.join().expect("checker panicked")).collect();
+        (last_seq, counts)
+    });
+    assert_eq!(last_seq, events.len() as u64);
+    // Every checker ran alongside the writes, and between them they saw the
+    // index at intermediate versions, not only before and after.
+    let intermediate: usize =
+        counts.iter().map(|(_, seqs)| seqs.iter().filter(|s| (1..last_seq).contains(*s)).count()).sum();
+    assert!(counts.iter().all(|(n, _)| *n > 0), "checks per checker: {counts:?}");
+    assert!(intermediate > 0, "no check saw an intermediate version: {counts:?}");
+
+    // Once caught up, every practitioner is suspended on that date (R14, R17).
+    let lines: Vec<Value> = (0..PRACTITIONERS).map(|p| claim(&doc(p), "2026-03-10", false)).collect();
+    let reply = server.batch(&json!({"min_seq": last_seq, "lines": lines}));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let batch = reply.json();
+    assert!(batch["seq"].as_u64().unwrap() >= last_seq);
+    for (p, r) in batch["results"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(r["reason"], "practitioner_suspended", "{}: {r}", doc(p));
+    }
+}
+
+/// `min_seq` lets a client read its own writes: a check waits (bounded by
+/// --min-seq-wait-ms) for the index to reach the seq, answers 503
+/// `stale_index` if it does not, and otherwise reflects the event (R5, R14).
+#[test]
+fn min_seq_waits_for_the_index_and_answers_stale_index_past_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--min-seq-wait-ms", "300"]);
+
+    let started = Instant::now();
+    let reply = server.check(&with(claim(DOC, "2026-01-05", false), "min_seq", json!(5)));
+    let waited = started.elapsed();
+    assert_error("min_seq past the head", &reply, 503, "stale_index", Field::Absent);
+    assert!(waited >= Duration::from_millis(250), "answered stale after only {waited:?}");
+    assert!(waited < Duration::from_secs(5), "the wait is bounded by --min-seq-wait-ms, took {waited:?}");
+    let reply = server.batch(&json!({"min_seq": 5, "lines": [claim(DOC, "2026-01-05", false)]}));
+    assert_error("batch min_seq past the head", &reply, 503, "stale_index", Field::Absent);
+    let reply = server.batch(&json!({"lines": [with(claim(DOC, "2026-01-05", false), "min_seq", json!(5))]}));
+    assert_error("batch line min_seq past the head", &reply, 503, "stale_index", Field::Absent);
+
+    assert_eq!(server.event(&designated(INST, "2024-01-01")), 1);
+    // Read-your-writes, repeated to give a lagging index every chance to show.
+    for p in 0..10 {
+        let doc = format!("D110105{p:06}");
+        let registered_at = server.event(&registered(&doc, INST, "2024-01-01"));
+        let reply = server.check(&with(claim(&doc, "2026-03-10", false), "min_seq", json!(registered_at)));
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let body = reply.json();
+        assert!(body["seq"].as_u64().unwrap() >= registered_at, "{body}");
+        assert_eq!(body["reason"], "ok", "{doc} registered at seq {registered_at}: {body}");
+
+        let scored_at = server.event(&violation(&format!("V{p}"), &doc, "2026-03-01", 9, "serious"));
+        let reply = server.check(&with(claim(&doc, "2026-03-10", false), "min_seq", json!(scored_at)));
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let body = reply.json();
+        assert!(body["seq"].as_u64().unwrap() >= scored_at, "{body}");
+        assert_eq!(body["verdict"], "reject", "{body}");
+        assert_eq!(body["reason"], "practitioner_suspended", "{doc} scored 9 at seq {scored_at}: {body}");
+    }
+    // min_seq at or below the head needs no wait.
+    let reply = server.check(&with(claim(DOC, "2026-03-10", false), "min_seq", json!(1)));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let metrics = request(server.check, "GET", "/metrics", &[], b"").text();
+    assert!(metrics.lines().any(|l| l == "claimgate_stale_index_total 3"), "{metrics}");
+}
+
+/// `/readyz` reports the index caught up with the ledger, `/metrics` exposes
+/// decisions and the index seq, and the audit log lists every reject and
+/// every emergency exemption (R19) with the seq it was decided at, but not
+/// plain settlements. The integrity file (R22) and `explain` show the facts
+/// behind a decision.
+#[test]
+fn health_metrics_and_audit_report_what_the_gate_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    for addr in [server.check, server.admin] {
+        let reply = request(addr, "GET", "/healthz", &[], b"");
+        assert_eq!((reply.status, reply.json()), (200, json!({"status": "ok"})));
+    }
+    server.event(&designated(INST, "2024-01-01"));
+    server.event(&registered(DOC, INST, "2024-01-01"));
+    let head = server.event(&violation("V1", DOC, "2026-03-10", 9, "serious"));
+    assert_eq!(head, 3);
+
+    let reject = server.check(&json!({"claim_id": "C-reject", "practitioner_id": DOC, "institution_id": INST,
+        "service_date": "2026-03-20", "emergency": false, "min_seq": head}));
+    let reject = reject.json();
+    assert_eq!(
+        (&reject["claim_id"], &reject["verdict"], &reject["reason"], &reject["seq"]),
+        (&json!("C-reject"), &json!("reject"), &json!("practitioner_suspended"), &json!(head)),
+        "{reject}"
+    );
+    let exempt = server.check(&json!({"claim_id": 42, "practitioner_id": DOC, "institution_id": INST,
+        "service_date": "2026-03-20", "emergency": true, "min_seq": head}));
+    let exempt = exempt.json();
+    assert_eq!(
+        (&exempt["claim_id"], &exempt["verdict"], &exempt["reason"], &exempt["waived"]),
+        (&json!(42), &json!("settle"), &json!("emergency_exemption"), &json!(["practitioner_suspended"])),
+        "{exempt}"
+    );
+    let ok = server.check(&with(claim(DOC, "2026-03-01", false), "min_seq", json!(head))).json();
+    assert_eq!(ok["reason"], "ok", "{ok}");
+    assert_eq!(ok["institution_grade"], Value::Null, "no rating yet (R21): {ok}");
+    assert_eq!(ok["advance_payment_withheld"], false, "{ok}");
+
+    for addr in [server.check, server.admin] {
+        let reply = request(addr, "GET", "/readyz", &[], b"");
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let ready = reply.json();
+        assert_eq!(ready["ready"], true, "{ready}");
+        assert_eq!(ready["index_seq"], head, "{ready}");
+        assert_eq!(ready["ledger_head"], head, "{ready}");
+        assert_eq!(ready["lag"], 0, "{ready}");
+    }
+
+    let reply = request(server.check, "GET", "/metrics", &[], b"");
+    assert_eq!(reply.status, 200);
+    assert!(reply.header("content-type").is_some_and(|c| c.starts_with("text/plain")), "{:?}", reply.headers);
+    let metrics = reply.text();
+    for line in [
+        "claimgate_decisions_total{verdict=\"reject\",reason=\"practitioner_suspended\"} 1",
+        "claimgate_decisions_total{verdict=\"settle\",reason=\"emergency_exemption\"} 1",
+        "claimgate_decisions_total{verdict=\"settle\",reason=\"ok\"} 1",
+        "claimgate_index_seq 3",
+        "claimgate_ledger_head_seq 3",
+        "claimgate_events_accepted_total 3",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "no `{line}` in\n{metrics}");
+    }
+
+    // The audit writer is asynchronous: poll until both records are committed.
+    let path = format!("/v1/audit?practitioner={DOC}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let records = loop {
+        let reply = server.admin_get(&path);
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let records = reply.json()["records"].as_array().unwrap().clone();
+        if records.len() >= 2 || Instant::now() > deadline {
+            break records;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(records.len(), 2, "one reject and one exemption, no plain settlement: {records:?}");
+    let (newest, oldest) = (&records[0], &records[1]);
+    assert_eq!(newest["claim_id"], "42", "{newest}");
+    assert_eq!(newest["reason"], "emergency_exemption", "{newest}");
+    assert_eq!(newest["verdict"], "settle", "{newest}");
+    assert_eq!(newest["emergency"], true, "{newest}");
+    assert_eq!(newest["waived"], json!(["practitioner_suspended"]), "{newest}");
+    assert_eq!(oldest["claim_id"], "C-reject", "{oldest}");
+    assert_eq!(oldest["reason"], "practitioner_suspended", "{oldest}");
+    assert_eq!(oldest["verdict"], "reject", "{oldest}");
+    assert_eq!(oldest["emergency"], false, "{oldest}");
+    for r in &records {
+        assert_eq!(
+            (&r["seq"], &r["practitioner_id"], &r["institution_id"], &r["service_date"]),
+            (&json!(head), &json!(DOC), &json!(INST), &json!("2026-03-20")),
+            "{r}"
+        );
+    }
+    let count = |path: &str| server.admin_get(path).json()["records"].as_array().unwrap().len();
+    assert_eq!(count(&format!("/v1/audit?institution={INST}&from=2026-03-20&until=2026-03-21")), 2);
+    assert_eq!(count(&format!("/v1/audit?institution={INST}&from=2026-03-21")), 0);
+    assert_eq!(count("/v1/audit?practitioner=D110105000002"), 0);
+    let one = server.admin_get("/v1/audit?limit=1").json();
+    assert_eq!(one["records"].as_array().unwrap().len(), 1, "{one}");
+    assert_eq!(one["records"][0]["claim_id"], "42", "newest first: {one}");
+
+    // The practitioner's integrity file (R22) is served from the ledger.
+    let reply = request(server.check, "GET", &format!("/v1/practitioners/{DOC}?as_of=2026-03-20"), &[], b"");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(reply.text().contains("V1"), "the file lists the violation: {}", reply.text());
+
+    // `explain` gives the facts behind the decision: the 9-point violation and
+    // the two-month suspension it caused (R14: total 9 -> 2 months).
+    let explained =
+        server.check(&with(with(claim(DOC, "2026-03-20", false), "min_seq", json!(head)), "explain", json!(true)));
+    let explained = explained.json();
+    let sanction = &explained["explain"]["sanctions"][0];
+    assert_eq!(
+        (&sanction["kind"], &sanction["from"], &sanction["until"], &sanction["cause"]["violation_id"]),
+        (&json!("suspension"), &json!("2026-03-10"), &json!("2026-05-10"), &json!("V1")),
+        "{explained}"
+    );
+    assert_eq!(explained["explain"]["seq"], head, "{explained}");
+}
+
+/// SIGTERM stops the server cleanly: an in-flight request is still answered,
+/// the process exits 0, queued audit records are committed, and a restart on
+/// the same data directory resumes at the same ledger head (R5).
+#[test]
+fn sigterm_finishes_in_flight_requests_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &["--min-seq-wait-ms", "1500"]);
+    assert_eq!(server.event(&designated(INST, "2024-01-01")), 1);
+    let reject = server.check(&with(claim(DOC, "2026-01-05", false), "min_seq", json!(1))).json();
+    assert_eq!(reject["reason"], "unknown_practitioner", "{reject}");
+
+    // A check that is still waiting for min_seq when the signal arrives.
+    let (tx, rx) = mpsc::channel();
+    let check_addr = server.check;
+    let waiting = std::thread::spawn(move || {
+        let _ = tx.send(());
+        request(
+            check_addr,
+            "POST",
+            "/v1/check",
+            &[],
+            with(claim(DOC, "2026-01-05", false), "min_seq", json!(99)).to_string().as_bytes(),
+        )
+    });
+    rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    let started = Instant::now();
+    let status = server.terminate();
+    assert_eq!(status.code(), Some(0), "exit status after SIGTERM: {status}");
+    assert!(started.elapsed() < Duration::from_secs(5), "shutdown took {:?}", started.elapsed());
+    let in_flight = waiting.join().expect("the in-flight request got an answer");
+    assert_error("in-flight check", &in_flight, 503, "stale_index", Field::Absent);
+
+    let mut again = Server::start(dir.path(), &[]);
+    assert_eq!(again.start_seq, 1, "the restarted index is at the acknowledged seq (R5)");
+    assert_eq!(again.ledger_head(), 1);
+    let records = again.admin_get("/v1/audit").json();
+    let records = records["records"].as_array().unwrap();
+    assert_eq!(records.len(), 1, "the audit record was committed before exit: {records:?}");
+    assert_eq!(records[0]["reason"], "unknown_practitioner");
+    let status = again.terminate();
+    assert_eq!(status.code(), Some(0), "{status}");
+}
+
+/// R5: an accepted event is durable before its `seq` is returned, so a
+/// server killed outright (SIGKILL, no shutdown) right after the
+/// acknowledgement comes back with it, and judges by it.
+#[test]
+fn an_acknowledged_event_survives_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &[]);
+    server.event(&designated(INST, "2024-01-01"));
+    server.event(&registered(DOC, INST, "2024-01-01"));
+    let seq = server.event(&violation("V1", DOC, "2026-03-10", 9, "serious"));
+    server.child.kill().expect("SIGKILL");
+    server.child.wait().expect("reaped");
+
+    let again = Server::start(dir.path(), &[]);
+    assert_eq!(again.start_seq, seq, "the restarted index is at the last acknowledged seq");
+    let body = again.check(&with(claim(DOC, "2026-03-20", false), "min_seq", json!(seq))).json();
+    assert_eq!((&body["reason"], &body["seq"]), (&json!("practitioner_suspended"), &json!(seq)), "{body}");
+}
