@@ -83,6 +83,16 @@ impl ApiError {
 
 /// Reads a request body of at most [`MAX_BODY_BYTES`] and parses it as JSON.
 pub async fn read_json(req: Request<Incoming>) -> Result<serde_json::Value, ApiError> {
+    parse_json(&read_body(req).await?)
+}
+
+/// Parses a body as JSON, or says why not.
+pub fn parse_json(bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError::invalid("body", format!("the body is not valid JSON: {e}")))
+}
+
+/// Reads a request body of at most [`MAX_BODY_BYTES`].
+pub async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -104,8 +114,7 @@ pub async fn read_json(req: Request<Incoming>) -> Result<serde_json::Value, ApiE
             ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("could not read the request body: {e}"))
         }
     })?;
-    let bytes = body.to_bytes();
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid("body", format!("the body is not valid JSON: {e}")))
+    Ok(body.to_bytes())
 }
 
 /// Constant-time comparison of two byte strings (for bearer tokens): the

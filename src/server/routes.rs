@@ -2,7 +2,7 @@
 //! admin routes (events, audit) exist only on the admin listener and need the
 //! bearer token.
 
-use super::api::{constant_time_eq, json, read_json, text, ApiError, Reply};
+use super::api::{constant_time_eq, json, parse_json, read_body, read_json, text, ApiError, Reply};
 use super::audit::{AuditQuery, AuditRecord};
 use super::config::{MAX_AUDIT_PAGE, MAX_EVENTS_PER_REQUEST, MAX_MIN_SEQ_WAIT};
 use super::gate::Gate;
@@ -10,11 +10,11 @@ use super::metrics::{Gauges, Route};
 use super::Listener;
 use crate::claim::parse_claim;
 use crate::clock::{Clock, SystemClock};
-use crate::domain::{CivilDate, CreditNotice, InstitutionCode, PractitionerCode, Seq};
+use crate::domain::{CivilDate, CreditNotice, Grade, Inspection, InstitutionCode, PractitionerCode, Seq};
 use crate::event::Event;
 use crate::index::{IndexVersion, MAX_CHECK_BATCH};
 use crate::refusal::Refusal;
-use crate::rules::{institution, practitioner, Claim, Decision, Reason};
+use crate::rules::{institution, practitioner, Claim, Decision, Reason, Verdict, Waivers};
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
 use serde_json::{json as j, Value};
@@ -171,7 +171,25 @@ async fn version_at_least(gate: &Gate, min_seq: Option<Seq>) -> Result<Arc<Index
     }
 }
 
-fn answer(gate: &Gate, line: &CheckLine, decision: &Decision, seq: Seq) -> Value {
+/// A check answer, in the order the API documents its fields.
+#[derive(serde::Serialize)]
+struct Answer<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    claim_id: Option<&'a Value>,
+    verdict: Verdict,
+    reason: Reason,
+    waived: Waivers,
+    seq: Seq,
+    institution_grade: Option<Grade>,
+    advance_payment_withheld: bool,
+    inspection: Inspection,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    explain: Option<Value>,
+}
+
+/// Counts the decision, audits it if it is a reject or an exemption, and
+/// shapes the answer.
+fn answer<'a>(gate: &Gate, line: &'a CheckLine, decision: &Decision, seq: Seq) -> Answer<'a> {
     gate.metrics.decision(decision.reason);
     if decision.reason != Reason::Ok {
         let now_ms =
@@ -184,76 +202,163 @@ fn answer(gate: &Gate, line: &CheckLine, decision: &Decision, seq: Seq) -> Value
             institution_id: line.claim.institution.to_string(),
             service_date: line.claim.service_date.to_string(),
             emergency: line.claim.emergency,
-            verdict: serde_json::to_value(decision.verdict)
-                .expect("serializes")
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
+            verdict: match decision.verdict {
+                Verdict::Settle => "settle",
+                Verdict::Reject => "reject",
+            }
+            .to_owned(),
             reason: decision.reason.as_str().to_owned(),
             waived: decision.waived.iter().map(|r| r.as_str().to_owned()).collect(),
         });
     }
     let notice = CreditNotice::for_grade(decision.institution_grade);
-    let mut out = serde_json::Map::with_capacity(9);
-    if let Some(id) = &line.claim_id {
-        out.insert("claim_id".into(), id.clone());
+    Answer {
+        claim_id: line.claim_id.as_ref(),
+        verdict: decision.verdict,
+        reason: decision.reason,
+        waived: decision.waived,
+        seq,
+        institution_grade: notice.institution_grade,
+        advance_payment_withheld: notice.advance_payment_withheld,
+        inspection: notice.inspection,
+        explain: None,
     }
-    out.insert("verdict".into(), serde_json::to_value(decision.verdict).expect("serializes"));
-    out.insert("reason".into(), Value::String(decision.reason.as_str().to_owned()));
-    out.insert("waived".into(), serde_json::to_value(decision.waived).expect("serializes"));
-    out.insert("seq".into(), Value::from(seq));
-    out.insert("institution_grade".into(), serde_json::to_value(notice.institution_grade).expect("serializes"));
-    out.insert("advance_payment_withheld".into(), Value::Bool(notice.advance_payment_withheld));
-    out.insert("inspection".into(), serde_json::to_value(notice.inspection).expect("serializes"));
-    Value::Object(out)
+}
+
+/// The common shape of a claim line, read without building a JSON tree.
+/// Anything it cannot take (escaped strings, odd types, bad codes) goes to
+/// the general parser, which names the field at fault.
+#[derive(serde::Deserialize)]
+struct WireLine<'a> {
+    #[serde(borrow)]
+    practitioner_id: &'a str,
+    #[serde(borrow)]
+    institution_id: &'a str,
+    #[serde(borrow)]
+    service_date: &'a str,
+    emergency: bool,
+    #[serde(default)]
+    claim_id: Option<Value>,
+    #[serde(default)]
+    min_seq: Option<u64>,
+    #[serde(default)]
+    explain: Option<bool>,
+}
+
+impl WireLine<'_> {
+    fn fast(self) -> Option<CheckLine> {
+        let claim_id = match self.claim_id {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.len() <= MAX_CLAIM_ID_BYTES => Some(Value::String(s)),
+            Some(Value::Number(n)) if n.is_u64() => Some(Value::Number(n)),
+            Some(_) => return None,
+        };
+        Some(CheckLine {
+            claim: Claim {
+                practitioner: PractitionerCode::parse(self.practitioner_id).ok()?,
+                institution: InstitutionCode::parse(self.institution_id).ok()?,
+                service_date: CivilDate::parse(self.service_date).ok()?,
+                emergency: self.emergency,
+            },
+            claim_id,
+            min_seq: self.min_seq,
+            explain: self.explain.unwrap_or(false),
+        })
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct WireBatch<'a> {
+    #[serde(borrow)]
+    lines: Vec<WireLine<'a>>,
+    #[serde(default)]
+    min_seq: Option<u64>,
+}
+
+/// Parses one claim line: the fast typed path, else the general one.
+fn parse_line_bytes(bytes: &[u8]) -> Result<CheckLine, ApiError> {
+    if let Some(line) = serde_json::from_slice::<WireLine>(bytes).ok().and_then(WireLine::fast) {
+        return Ok(line);
+    }
+    parse_line(&parse_json(bytes)?)
+}
+
+/// The current version if it reflects `min_seq`, without cloning its `Arc`;
+/// otherwise waits (bounded) for it.
+async fn judge(gate: &Gate, min_seq: Option<Seq>, f: impl FnOnce(&IndexVersion) -> Reply) -> Result<Reply, ApiError> {
+    match min_seq {
+        Some(min) if min > gate.index.peek().seq() => Ok(f(&*version_at_least(gate, Some(min)).await?)),
+        _ => Ok(f(&gate.index.peek())),
+    }
 }
 
 async fn check(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, ApiError> {
-    let body = read_json(req).await?;
-    let line = parse_line(&body)?;
-    // The common case holds only a cheap arc-swap guard, never across an await.
-    let (decision, seq) = match line.min_seq {
-        Some(min) if min > gate.index.peek().seq() => {
-            let version = version_at_least(gate, Some(min)).await?;
-            (version.check(&line.claim), version.seq())
-        }
-        _ => {
-            let version = gate.index.peek();
-            (version.check(&line.claim), version.seq())
-        }
-    };
-    let mut out = answer(gate, &line, &decision, seq);
+    let body = read_body(req).await?;
+    let line = parse_line_bytes(&body)?;
     if line.explain {
-        out["explain"] = explain(gate, line.claim, seq).await?;
+        let version = version_at_least(gate, line.min_seq).await?;
+        let decision = version.check(&line.claim);
+        let mut out = answer(gate, &line, &decision, version.seq());
+        out.explain = Some(explain(gate, line.claim, version.seq()).await?);
+        return Ok(json(StatusCode::OK, &out));
     }
-    Ok(json(StatusCode::OK, &out))
+    judge(gate, line.min_seq, |version| {
+        let decision = version.check(&line.claim);
+        json(StatusCode::OK, &answer(gate, &line, &decision, version.seq()))
+    })
+    .await
 }
 
 async fn check_batch(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, ApiError> {
-    let body = read_json(req).await?;
-    let lines = body
-        .get("lines")
-        .and_then(Value::as_array)
-        .ok_or_else(|| ApiError::invalid("lines", "the body must be {\"lines\": [claim lines]}"))?;
-    if lines.len() > MAX_CHECK_BATCH {
-        return Err(ApiError {
-            field: Some("lines".into()),
-            ..ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "batch_too_large",
-                format!("{} lines; a batch holds at most {MAX_CHECK_BATCH}", lines.len()),
-            )
-        });
-    }
-    let parsed: Vec<Result<CheckLine, ApiError>> = lines.iter().map(parse_line).collect();
-    let min_seq =
-        parsed.iter().filter_map(|l| l.as_ref().ok()?.min_seq).chain(body.get("min_seq").and_then(Value::as_u64)).max();
-    let version = version_at_least(gate, min_seq).await?;
+    let body = read_body(req).await?;
+    let fast: Option<(Vec<CheckLine>, Option<Seq>)> = serde_json::from_slice::<WireBatch>(&body)
+        .ok()
+        .filter(|b| b.lines.len() <= MAX_CHECK_BATCH)
+        .and_then(|b| Some((b.lines.into_iter().map(WireLine::fast).collect::<Option<Vec<_>>>()?, b.min_seq)));
+    let (parsed, batch_min_seq): (Vec<Result<CheckLine, ApiError>>, Option<Seq>) = match fast {
+        Some((lines, min_seq)) => (lines.into_iter().map(Ok).collect(), min_seq),
+        None => {
+            let body = parse_json(&body)?;
+            let lines = body
+                .get("lines")
+                .and_then(Value::as_array)
+                .ok_or_else(|| ApiError::invalid("lines", "the body must be {\"lines\": [claim lines]}"))?;
+            if lines.len() > MAX_CHECK_BATCH {
+                return Err(ApiError {
+                    field: Some("lines".into()),
+                    ..ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "batch_too_large",
+                        format!("{} lines; a batch holds at most {MAX_CHECK_BATCH}", lines.len()),
+                    )
+                });
+            }
+            (lines.iter().map(parse_line).collect(), body.get("min_seq").and_then(Value::as_u64))
+        }
+    };
+    let min_seq = parsed.iter().filter_map(|l| l.as_ref().ok()?.min_seq).chain(batch_min_seq).max();
     let claims: Vec<Claim> = parsed.iter().filter_map(|l| l.as_ref().ok().map(|l| l.claim)).collect();
-    let mut decisions = Vec::with_capacity(claims.len());
-    version.check_batch(&claims, &mut decisions);
+    let explains = parsed.iter().any(|l| l.as_ref().is_ok_and(|l| l.explain));
+    let version = if explains { Some(version_at_least(gate, min_seq).await?) } else { None };
+    let judge_all = |version: &IndexVersion| {
+        let mut decisions = Vec::with_capacity(claims.len());
+        version.check_batch(&claims, &mut decisions);
+        (decisions, version.seq())
+    };
+    let (decisions, seq) = match &version {
+        Some(v) => judge_all(v),
+        None => match min_seq {
+            Some(min) if min > gate.index.peek().seq() => judge_all(&*version_at_least(gate, Some(min)).await?),
+            _ => judge_all(&gate.index.peek()),
+        },
+    };
+    #[derive(serde::Serialize)]
+    #[serde(untagged)]
+    enum Result_<'a> {
+        Answer(Answer<'a>),
+        Error(&'a ApiError),
+    }
     let mut decisions = decisions.into_iter();
-    let seq = version.seq();
     let mut results = Vec::with_capacity(parsed.len());
     for line in &parsed {
         results.push(match line {
@@ -261,14 +366,19 @@ async fn check_batch(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, 
                 let decision = decisions.next().expect("one decision per valid line");
                 let mut out = answer(gate, line, &decision, seq);
                 if line.explain {
-                    out["explain"] = explain(gate, line.claim, seq).await?;
+                    out.explain = Some(explain(gate, line.claim, seq).await?);
                 }
-                out
+                Result_::Answer(out)
             }
-            Err(e) => serde_json::to_value(e).expect("serializes"),
+            Err(e) => Result_::Error(e),
         });
     }
-    Ok(json(StatusCode::OK, &j!({"seq": seq, "results": results})))
+    #[derive(serde::Serialize)]
+    struct BatchAnswer<'a> {
+        seq: Seq,
+        results: Vec<Result_<'a>>,
+    }
+    Ok(json(StatusCode::OK, &BatchAnswer { seq, results }))
 }
 
 /// The facts behind a decision, read from the ledger at the answer's `seq`.
