@@ -1,0 +1,236 @@
+#!/usr/bin/env bash
+# HTTP load scenarios against the gate (issue 5), on this machine only.
+#
+# Usage: loadtest/run.sh [--quick] [--practitioners N] [--seed S] [--duration SECS]
+#                        [--connections C] [--write-rate R] [--data DIR] [--fresh] [--no-append]
+#
+#   --quick          100,000 practitioners, 5 s per scenario (about 2 minutes in all)
+#   --practitioners  population of the demo (default 1,000,000; must match --seed's demo data)
+#   --duration       seconds per scenario (default 30: the whole run takes about 5-7 minutes,
+#                    plus about 45 s the first time a 1M population is generated)
+#   --data DIR       the demo's data directory (default target/loadtest/data-N-SEED, reused
+#                    across runs; the writes scenario adds events to it); --fresh deletes it first
+#   --no-append      do not append the results to BENCHMARKS.md
+#
+# Builds the workspace (release), starts the baseline server and the gate
+# (`claimgate demo`) on free loopback ports, runs:
+#   1 closed loop, single lines, against the baseline (a server that does no work)
+#   2 closed loop, single lines, against the gate
+#   3 closed loop, batches of 100 and of 1,000 lines, against the gate
+#   4 open loop, single lines, at half the rate measured in 2
+#   5 as 4, with admin writes at --write-rate (default 1,000 events/s) during the reads
+# writes each JSON report to loadtest/results/<stamp>/, appends a section to
+# BENCHMARKS.md, and stops what it started (trap EXIT).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+quick=0 practitioners="" seed=20261124 duration="" connections=32 write_rate=1000 data="" fresh=0 append=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) quick=1 ;;
+        --practitioners) practitioners=$2; shift ;;
+        --seed) seed=$2; shift ;;
+        --duration) duration=$2; shift ;;
+        --connections) connections=$2; shift ;;
+        --write-rate) write_rate=$2; shift ;;
+        --data) data=$2; shift ;;
+        --fresh) fresh=1 ;;
+        --no-append) append=0 ;;
+        -h | --help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+if [ "$quick" = 1 ]; then
+    practitioners=${practitioners:-100000}
+    duration=${duration:-5}
+    warmup=1
+else
+    practitioners=${practitioners:-1000000}
+    duration=${duration:-30}
+    warmup=3
+fi
+data=${data:-target/loadtest/data-$practitioners-$seed}
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+results=loadtest/results/$stamp
+logs=$results/logs
+mkdir -p "$logs"
+
+echo "== building (release)"
+cargo build --release --workspace --quiet
+LT=target/release/loadtest
+GATE=target/release/claimgate
+
+pids=()
+cleanup() {
+    local pid
+    for pid in "${pids[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${pids[@]}"; do
+        for _ in $(seq 1 150); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Waits for a {"listening":...} line on a process's stdout (file $1, pid $2, up to $3 s).
+wait_listening() {
+    local out=$1 pid=$2 limit=$3
+    for _ in $(seq 1 $((limit * 10))); do
+        if grep -q '"listening"' "$out" 2>/dev/null; then
+            return 0
+        fi
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "run.sh: the process writing $out exited before listening; its stderr:" >&2
+            tail -20 "${out%.out}.err" >&2 || true
+            exit 1
+        fi
+        sleep 0.1
+    done
+    echo "run.sh: no listening line in $out after $limit s" >&2
+    exit 1
+}
+
+echo "== starting the baseline server"
+"$LT" baseline --listen 127.0.0.1:0 >"$logs/baseline.out" 2>"$logs/baseline.err" &
+baseline_pid=$!
+pids+=("$baseline_pid")
+wait_listening "$logs/baseline.out" "$baseline_pid" 30
+baseline=$(sed -n 's/.*"listening":"\([^"]*\)".*/\1/p' "$logs/baseline.out" | head -1)
+
+if [ "$fresh" = 1 ]; then
+    rm -rf "$data"
+fi
+mkdir -p "$(dirname "$data")"
+reused="generated"
+[ -e "$data/ledger.sqlite3" ] && reused="reused"
+token=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+echo "== starting the gate: $GATE demo --data $data --practitioners $practitioners ($reused data; the first run of 1M takes about 45 s)"
+CLAIMGATE_ADMIN_TOKEN=$token "$GATE" demo --data "$data" --practitioners "$practitioners" --seed "$seed" \
+    --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 >"$logs/gate.out" 2>"$logs/gate.err" &
+gate_pid=$!
+pids+=("$gate_pid")
+wait_listening "$logs/gate.out" "$gate_pid" 600
+check=$(sed -n 's/.*"check":"\([^"]*\)".*/\1/p' "$logs/gate.out" | head -1)
+admin=$(sed -n 's/.*"admin":"\([^"]*\)".*/\1/p' "$logs/gate.out" | head -1)
+start_seq=$(sed -n 's/.*"seq":\([0-9]*\).*/\1/p' "$logs/gate.out" | head -1)
+echo "   baseline on $baseline; gate checks on $check, admin on $admin (ledger at seq $start_seq)"
+
+# Waits (up to 60 s) until the gate's audit queue is empty, so one scenario's
+# audit backlog does not run into the next one's measurements.
+audit_drained() {
+    command -v curl >/dev/null || return 0
+    local depth=""
+    for _ in $(seq 1 600); do
+        depth=$(curl -s "http://$check/metrics" | sed -n 's/^claimgate_audit_queue_depth \([0-9]*\)$/\1/p')
+        [ "${depth:-0}" = 0 ] && return 0
+        sleep 0.1
+    done
+    echo "run.sh: the gate's audit queue is still at $depth after 60 s; going on" >&2
+}
+
+# One run: label, then loadtest run flags. Bounded by its own --duration and
+# --max-requests; `timeout` is only a backstop.
+scenario() {
+    local label=$1
+    shift
+    CLAIMGATE_ADMIN_TOKEN=$token timeout $((${duration%.*} * 3 + 180)) "$LT" run --label "$label" \
+        --json "$results/$label.json" --practitioners "$practitioners" --seed "$seed" \
+        --max-requests 200000000 "$@" 2>>"$logs/loadtest.err" | tee -a "$results/summary.txt"
+}
+
+echo "== warm-up (not reported)"
+scenario warmup-baseline --target "$baseline" --duration "$warmup" --connections "$connections" >/dev/null
+scenario warmup-gate --target "$check" --duration "$warmup" --connections "$connections" \
+    --server-pid "$gate_pid" >/dev/null
+
+echo "== scenarios, $duration s each"
+scenario 1-baseline-single --target "$baseline" --duration "$duration" --connections "$connections" \
+    --server-pid "$baseline_pid"
+audit_drained
+scenario 2-gate-single --target "$check" --duration "$duration" --connections "$connections" \
+    --server-pid "$gate_pid"
+audit_drained
+scenario 3-gate-batch100 --target "$check" --duration "$duration" --connections 8 --batch-size 100 \
+    --server-pid "$gate_pid"
+audit_drained
+scenario 3-gate-batch1000 --target "$check" --duration "$duration" --connections 4 --batch-size 1000 \
+    --server-pid "$gate_pid"
+max_rate=$("$LT" get "$results/2-gate-single.json" /throughput/requests_per_s)
+half=$(awk -v r="$max_rate" 'BEGIN { printf "%d", r / 2 }')
+audit_drained
+scenario 4-gate-open-half --target "$check" --duration "$duration" --mode open --rate "$half" --connections 64 \
+    --server-pid "$gate_pid"
+audit_drained
+scenario 5-gate-open-half-writes --target "$check" --duration "$duration" --mode open --rate "$half" \
+    --connections 64 --admin "$admin" --write-rate "$write_rate" --server-pid "$gate_pid" \
+    --dump-writes "$results/5-writes.csv"
+
+# The gate's own view after the runs (audit queue, refusals, index swaps).
+curl -s "http://$check/metrics" >"$logs/gate-metrics.txt" 2>/dev/null || true
+
+order=(1-baseline-single 2-gate-single 3-gate-batch100 3-gate-batch1000 4-gate-open-half 5-gate-open-half-writes)
+files=()
+for label in "${order[@]}"; do files+=("$results/$label.json"); done
+baseline_rate=$("$LT" get "$results/1-baseline-single.json" /throughput/requests_per_s)
+ratio=$(awk -v g="$max_rate" -v b="$baseline_rate" 'BEGIN { printf "%.2f", g / b }')
+cores=$(nproc)
+mem=$(free -g | awk '/Mem:/ {print $2}')
+model=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)
+today=$(date -u +%Y-%m-%d)
+audit_dropped=$(sed -n 's/^claimgate_audit_dropped_total \([0-9]*\)$/\1/p' "$logs/gate-metrics.txt")
+audit_written=$(sed -n 's/^claimgate_audit_written_total \([0-9]*\)$/\1/p' "$logs/gate-metrics.txt")
+
+section=$results/section.md
+{
+    heading="## HTTP load (issue 5)"
+    last_h2=$(grep '^## ' BENCHMARKS.md 2>/dev/null | tail -1 || true)
+    if [ "$last_h2" != "$heading" ]; then
+        echo
+        echo "$heading"
+        echo
+        echo "\`loadtest/run.sh\` drives \`claimgate demo\` over loopback HTTP with the \`loadtest\` crate: raw"
+        echo "HTTP/1.1 on keep-alive connections (one task each), a request pool drawn from the demo's"
+        echo "population before the run (about 94% practitioners without violations at one of their"
+        echo "institutions on a day of 2024-2026, 3% unknown codes, 2% suspended, 1% terminated on"
+        echo "2026-06-15, 5% flagged emergencies), latencies in HdrHistogram. Closed loop: each connection"
+        echo "sends when its previous answer arrives, latency from the send. Open loop: requests due at a"
+        echo "fixed rate, released by a pacer thread, latency from the *intended* send time, so a stall"
+        echo "shows in the percentiles instead of slowing the generator (no coordinated omission). The"
+        echo "baseline is \`loadtest baseline\`: the gate's stack (tokio, hyper http1, keep-alive, mimalloc)"
+        echo "answering a fixed check-sized JSON body with no work. Freshness: for each acknowledged"
+        echo "write, the time from its ack to the first check answer carrying a \`seq\` at least as high."
+    fi
+    echo
+    echo "### $today: $practitioners practitioners, $duration s per scenario$([ "$quick" = 1 ] && echo " (--quick)")"
+    echo
+    echo "Machine: $cores cores ($model), $mem GiB (free -g), $today. **The generator and the server"
+    echo "share these $cores cores**: every throughput here is what the pair reaches, not the gate alone;"
+    echo "the last column shows the CPU seconds each used (of cores x elapsed). Generator: 1 runtime"
+    echo "thread, plus a pacer thread in open loop. Data: $reused demo directory, ledger at seq"
+    echo "$start_seq when the gate started. Reports: \`$results/\`."
+    echo
+    "$LT" markdown "${files[@]}"
+    echo
+    echo "Gate / baseline throughput, closed loop, single lines: **$ratio** ($(printf '%.0f' "$max_rate") vs"
+    echo "$(printf '%.0f' "$baseline_rate") requests/s). Scenarios 4 and 5 run at half of scenario 2's rate"
+    echo "($half requests/s); 5 adds $write_rate admin events/s (80% one-point minor violations with fresh"
+    echo "ids for practitioners of the mix, 20% registrations of new practitioners). Gate counters are"
+    echo "deltas of its \`/metrics\` over each scenario; before each gate scenario run.sh waits for the"
+    echo "gate's audit queue to empty. Gate totals after the runs: audit records written"
+    echo "${audit_written:-?}, dropped ${audit_dropped:-?}."
+} >"$section"
+
+if [ "$append" = 1 ]; then
+    cat "$section" >>BENCHMARKS.md
+    echo "== appended to BENCHMARKS.md (also in $section)"
+else
+    echo "== section written to $section (BENCHMARKS.md untouched: --no-append)"
+fi
+cat "$section"
