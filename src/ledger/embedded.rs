@@ -46,6 +46,10 @@ CREATE INDEX events_by_violation ON events(violation_id, kind) WHERE violation_i
 /// The append-only event ledger on an embedded SQLite file.
 pub struct Ledger {
     conn: Mutex<Connection>,
+    /// A second, read-only connection for tailing and history reads, so the
+    /// index sync never waits behind an append's synchronous commit (WAL lets
+    /// readers and the writer run at once). `None` for an in-memory ledger.
+    reader: Option<Mutex<Connection>>,
     policy: Policy,
     path: PathBuf,
     id: u64,
@@ -119,7 +123,16 @@ impl Ledger {
         // R5: an acknowledged event survives a crash or power loss.
         conn.pragma_update(None, "synchronous", "FULL").map_err(storage("setting synchronous commits"))?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(storage("setting the busy timeout"))?;
-        Ok(Ledger { conn: Mutex::new(conn), policy: policy.clone(), path, id })
+        let reader = if path.as_os_str() == ":memory:" {
+            None
+        } else {
+            let r =
+                Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                    .map_err(storage("opening the read connection"))?;
+            r.busy_timeout(std::time::Duration::from_secs(5)).map_err(storage("setting the busy timeout"))?;
+            Some(Mutex::new(r))
+        };
+        Ok(Ledger { conn: Mutex::new(conn), reader, policy: policy.clone(), path, id })
     }
 
     /// A number chosen when the ledger was created, so that index snapshots
@@ -136,6 +149,14 @@ impl Ledger {
     /// The policy the ledger validates with.
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    /// The connection for reads that need not see an open append.
+    fn read(&self) -> std::sync::MutexGuard<'_, Connection> {
+        match &self.reader {
+            Some(r) => r.lock().unwrap_or_else(|poisoned| poisoned.into_inner()),
+            None => self.lock(),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -181,13 +202,13 @@ impl Ledger {
 
     /// The highest `seq` accepted (0 for an empty ledger).
     pub fn head(&self) -> Result<Seq, LedgerError> {
-        head_of(&self.lock())
+        head_of(&self.read())
     }
 
     /// Accepted events with `seq > after`, ascending, at most `limit`
     /// (capped at [`MAX_TAIL_BATCH`]).
     pub fn events_since(&self, after: Seq, limit: usize) -> Result<Vec<RecordedEvent>, LedgerError> {
-        let conn = self.lock();
+        let conn = self.read();
         let mut stmt = conn
             .prepare_cached("SELECT seq, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")
             .map_err(storage("reading events"))?;
@@ -213,13 +234,13 @@ impl Ledger {
     /// Every accepted event about a practitioner, revocations of their
     /// violations included, ascending by `seq`.
     pub fn practitioner_history(&self, code: PractitionerCode) -> Result<Vec<RecordedEvent>, LedgerError> {
-        practitioner_history(&self.lock(), code, &self.policy)
+        practitioner_history(&self.read(), code, &self.policy)
     }
 
     /// Every accepted institution event (designation, suspension,
     /// termination, rating) about an institution, ascending by `seq`.
     pub fn institution_history(&self, code: InstitutionCode) -> Result<Vec<RecordedEvent>, LedgerError> {
-        let conn = self.lock();
+        let conn = self.read();
         let mut stmt = conn
             .prepare_cached(
                 "SELECT seq, body FROM events WHERE institution = ?1 AND kind LIKE 'institution_%' ORDER BY seq",
@@ -233,7 +254,7 @@ impl Ledger {
 
     /// The practitioner a violation belongs to, if it was ever scored.
     pub fn violation_owner(&self, id: &ViolationId) -> Result<Option<PractitionerCode>, LedgerError> {
-        Ok(find_violation(&self.lock(), id)?.map(|(_, v)| v.practitioner))
+        Ok(find_violation(&self.read(), id)?.map(|(_, v)| v.practitioner))
     }
 
     /// Streams every entity's history at one consistent `seq` (returned): each

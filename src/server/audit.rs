@@ -1,9 +1,11 @@
 //! The audit log: every reject and every emergency exemption (R19), with the
 //! claim line, the decision and the `seq` it was made at, in
-//! `DATA/audit.sqlite3`. Handlers hand records to a bounded queue and never
-//! wait; a writer thread commits them in batches. When the queue is full a
-//! record is dropped and counted (`claimgate_audit_dropped_total`) and logged,
-//! so a loss is never silent; the check itself is unaffected.
+//! `DATA/audit.sqlite3`. Handlers hand records to a bounded queue; a writer
+//! thread commits them in batches. When the queue is full, a reject's record
+//! is dropped and counted (`claimgate_audit_dropped_total`) and logged, so a
+//! loss is never silent and the check is not slowed; an emergency exemption's
+//! record (R19: always recorded) waits for room instead, up to
+//! `MUST_KEEP_WAIT`, and only then counts as dropped.
 
 use super::config::{AUDIT_QUEUE_CAPACITY, AUDIT_WRITE_BATCH, MAX_AUDIT_PAGE};
 use rusqlite::{params, Connection};
@@ -11,6 +13,9 @@ use serde::Serialize;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+/// Longest an emergency exemption waits for room in a full audit queue.
+pub const MUST_KEEP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The audit database's file name inside the data directory.
 pub const AUDIT_FILE: &str = "audit.sqlite3";
@@ -101,15 +106,22 @@ impl AuditLog {
     }
 
     /// Queues a record; `false` if the queue was full (the caller counts it).
-    pub fn submit(&self, record: AuditRecord) -> bool {
-        let queue = self.queue.lock().expect("not poisoned");
-        let Some(tx) = queue.as_ref() else { return false };
-        match tx.try_send(record) {
-            Ok(()) => {
+    /// With `must_keep` (an emergency exemption, which R19 says is always
+    /// recorded) a full queue is waited on, up to [`MUST_KEEP_WAIT`].
+    pub fn submit(&self, record: AuditRecord, must_keep: bool) -> bool {
+        let tx = {
+            let queue = self.queue.lock().expect("not poisoned");
+            let Some(tx) = queue.as_ref() else { return false };
+            tx.clone()
+        };
+        let sent =
+            if must_keep { tx.send_timeout(record, MUST_KEEP_WAIT).is_ok() } else { tx.try_send(record).is_ok() };
+        match sent {
+            true => {
                 self.depth.fetch_add(1, Ordering::Relaxed);
                 true
             }
-            Err(_) => false,
+            false => false,
         }
     }
 

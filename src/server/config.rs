@@ -19,7 +19,7 @@ pub const MAX_AUDIT_PAGE: usize = 1_000;
 /// Audit records waiting for the writer before new ones are dropped (and counted).
 pub const AUDIT_QUEUE_CAPACITY: usize = 65_536;
 /// Most audit records the writer commits in one transaction.
-pub const AUDIT_WRITE_BATCH: usize = 4_096;
+pub const AUDIT_WRITE_BATCH: usize = 16_384;
 
 /// Everything `claimgate serve` is told.
 #[derive(Debug, Clone)]

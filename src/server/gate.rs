@@ -144,9 +144,11 @@ impl Gate {
         self.connections.clone().try_acquire_owned().ok()
     }
 
-    /// Records a reject or emergency exemption for audit (never blocks).
+    /// Records a reject (never blocks) or an emergency exemption (waits for
+    /// room in a full queue, bounded) for audit.
     pub fn record_audit(&self, record: AuditRecord) {
-        if !self.audit.submit(record) {
+        let must_keep = record.reason == "emergency_exemption";
+        if !self.audit.submit(record, must_keep) {
             let dropped = self.metrics.audit_dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if dropped.is_power_of_two() {
                 tracing::error!(
