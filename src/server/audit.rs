@@ -4,8 +4,8 @@
 //! thread commits them in batches. When the queue is full, a reject's record
 //! is dropped and counted (`claimgate_audit_dropped_total`) and logged, so a
 //! loss is never silent and the check is not slowed; an emergency exemption's
-//! record (R19: always recorded) waits for room instead, up to
-//! `MUST_KEEP_WAIT`, and only then counts as dropped.
+//! record (R19: always recorded) spills into a bounded overflow list the writer
+//! drains first, and only past `MAX_OVERFLOW` waits, up to `MUST_KEEP_WAIT`.
 
 use super::config::{AUDIT_QUEUE_CAPACITY, AUDIT_WRITE_BATCH, MAX_AUDIT_PAGE};
 use rusqlite::{params, Connection};
@@ -13,6 +13,9 @@ use serde::Serialize;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+/// Exemption records held beside a full queue before a handler has to wait.
+pub const MAX_OVERFLOW: usize = 1_000_000;
 
 /// Longest an emergency exemption waits for room in a full audit queue.
 pub const MUST_KEEP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -53,6 +56,8 @@ pub struct AuditLog {
     pub written: Arc<AtomicU64>,
     /// Records a failed commit lost (logged and counted).
     pub lost: Arc<AtomicU64>,
+    /// Exemption records that found the queue full (drained first).
+    overflow: Arc<Mutex<Vec<AuditRecord>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     reader: Mutex<Connection>,
 }
@@ -71,8 +76,6 @@ CREATE TABLE IF NOT EXISTS audit (
     reason TEXT NOT NULL,
     waived TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS audit_by_practitioner ON audit(practitioner, service_date);
-CREATE INDEX IF NOT EXISTS audit_by_institution ON audit(institution, service_date);
 ";
 
 impl AuditLog {
@@ -88,11 +91,12 @@ impl AuditLog {
         let depth = Arc::new(AtomicU64::new(0));
         let written = Arc::new(AtomicU64::new(0));
         let lost = Arc::new(AtomicU64::new(0));
+        let overflow = Arc::new(Mutex::new(Vec::new()));
         let writer = {
-            let (depth, written, lost) = (depth.clone(), written.clone(), lost.clone());
+            let (depth, written, lost, overflow) = (depth.clone(), written.clone(), lost.clone(), overflow.clone());
             std::thread::Builder::new()
                 .name("audit-writer".into())
-                .spawn(move || write_loop(conn, rx, &depth, &written, &lost))
+                .spawn(move || write_loop(conn, rx, &overflow, &depth, &written, &lost))
                 .expect("spawning the audit writer")
         };
         Ok(AuditLog {
@@ -100,6 +104,7 @@ impl AuditLog {
             depth,
             written,
             lost,
+            overflow,
             writer: Mutex::new(Some(writer)),
             reader: Mutex::new(reader),
         })
@@ -107,22 +112,33 @@ impl AuditLog {
 
     /// Queues a record; `false` if the queue was full (the caller counts it).
     /// With `must_keep` (an emergency exemption, which R19 says is always
-    /// recorded) a full queue is waited on, up to [`MUST_KEEP_WAIT`].
+    /// recorded) a full queue spills into an overflow list the writer drains
+    /// first (up to [`MAX_OVERFLOW`] records), and only past that waits, up to
+    /// [`MUST_KEEP_WAIT`].
     pub fn submit(&self, record: AuditRecord, must_keep: bool) -> bool {
         let tx = {
             let queue = self.queue.lock().expect("not poisoned");
             let Some(tx) = queue.as_ref() else { return false };
             tx.clone()
         };
-        let sent =
-            if must_keep { tx.send_timeout(record, MUST_KEEP_WAIT).is_ok() } else { tx.try_send(record).is_ok() };
-        match sent {
-            true => {
-                self.depth.fetch_add(1, Ordering::Relaxed);
-                true
+        let sent = match tx.try_send(record) {
+            Ok(()) => true,
+            Err(crossbeam_channel::TrySendError::Full(record)) if must_keep => {
+                let mut overflow = self.overflow.lock().expect("not poisoned");
+                if overflow.len() < MAX_OVERFLOW {
+                    overflow.push(record);
+                    true
+                } else {
+                    drop(overflow);
+                    tx.send_timeout(record, MUST_KEEP_WAIT).is_ok()
+                }
             }
-            false => false,
+            Err(_) => false,
+        };
+        if sent {
+            self.depth.fetch_add(1, Ordering::Relaxed);
         }
+        sent
     }
 
     /// Records queued but not yet committed.
@@ -173,12 +189,24 @@ impl AuditLog {
 fn write_loop(
     mut conn: Connection,
     rx: crossbeam_channel::Receiver<AuditRecord>,
+    overflow: &Mutex<Vec<AuditRecord>>,
     depth: &AtomicU64,
     written: &AtomicU64,
     lost: &AtomicU64,
 ) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
+    let mut closed = false;
+    while !closed {
+        let mut batch = std::mem::take(&mut *overflow.lock().expect("not poisoned"));
+        match rx.recv() {
+            Ok(first) => batch.push(first),
+            Err(_) => {
+                closed = true;
+                batch.append(&mut overflow.lock().expect("not poisoned"));
+                if batch.is_empty() {
+                    break;
+                }
+            }
+        }
         while batch.len() < AUDIT_WRITE_BATCH {
             match rx.try_recv() {
                 Ok(r) => batch.push(r),
