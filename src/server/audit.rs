@@ -7,7 +7,7 @@
 //! record (R19: always recorded) spills into a bounded overflow list the writer
 //! drains first, and only past `MAX_OVERFLOW` waits, up to `MUST_KEEP_WAIT`.
 
-use super::config::{AUDIT_QUEUE_CAPACITY, AUDIT_WRITE_BATCH, MAX_AUDIT_PAGE};
+use super::config::{AUDIT_COMMIT_INTERVAL, AUDIT_QUEUE_CAPACITY, AUDIT_WRITE_BATCH, MAX_AUDIT_PAGE};
 use rusqlite::{params, Connection};
 use serde::Serialize;
 use std::path::Path;
@@ -207,10 +207,17 @@ fn write_loop(
                 }
             }
         }
-        while batch.len() < AUDIT_WRITE_BATCH {
-            match rx.try_recv() {
+        // Group commit: gather for up to AUDIT_COMMIT_INTERVAL so the fsync
+        // rate stays low however records trickle in (each commit is an fsync).
+        let deadline = std::time::Instant::now() + AUDIT_COMMIT_INTERVAL;
+        while batch.len() < AUDIT_WRITE_BATCH && !closed {
+            match rx.recv_deadline(deadline) {
                 Ok(r) => batch.push(r),
-                Err(_) => break,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => break,
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                    closed = true;
+                    batch.append(&mut overflow.lock().expect("not poisoned"));
+                }
             }
         }
         let result = (|| -> rusqlite::Result<()> {

@@ -20,6 +20,8 @@ pub const MAX_AUDIT_PAGE: usize = 1_000;
 pub const AUDIT_QUEUE_CAPACITY: usize = 65_536;
 /// Most audit records the writer commits in one transaction.
 pub const AUDIT_WRITE_BATCH: usize = 16_384;
+/// Longest the audit writer gathers records before one commit (one fsync).
+pub const AUDIT_COMMIT_INTERVAL: Duration = Duration::from_millis(25);
 
 /// Everything `claimgate serve` is told.
 #[derive(Debug, Clone)]
