@@ -30,14 +30,24 @@ pub struct Examples {
 }
 
 /// Creates (or reuses) the demo data directory and picks example claims.
-pub fn prepare(data: &Path, practitioners: u64, seed: u64, policy: &Policy) -> Result<Examples, Failure> {
+pub fn prepare(
+    data: &Path,
+    store: Option<&str>,
+    practitioners: u64,
+    seed: u64,
+    policy: &Policy,
+) -> Result<Examples, Failure> {
     if practitioners == 0 || practitioners > population::MAX_PRACTITIONERS {
         return Err(bad_input(format!("--practitioners must be 1 to {}", population::MAX_PRACTITIONERS)));
     }
     let population = Population::new(PopulationSpec::new(practitioners, seed));
     let marker = data.join(DEMO_FILE);
     let wanted = serde_json::json!({"practitioners": practitioners, "seed": seed});
-    if data.join(LEDGER_FILE).exists() {
+    let has_ledger = match store {
+        Some(url) => Ledger::open_postgres(url, policy)?.head()? > 0,
+        None => data.join(LEDGER_FILE).exists(),
+    };
+    if has_ledger {
         let found: Option<serde_json::Value> =
             std::fs::read(&marker).ok().and_then(|b| serde_json::from_slice(&b).ok());
         if found.as_ref() != Some(&wanted) {
@@ -49,7 +59,7 @@ pub fn prepare(data: &Path, practitioners: u64, seed: u64, policy: &Policy) -> R
         }
         eprintln!("claimgate: reusing the demo ledger in {}", data.display());
     } else {
-        generate(data, &population, policy)?;
+        generate(data, store, &population, policy)?;
         std::fs::write(&marker, wanted.to_string())?;
     }
     let mut lines = Vec::new();
@@ -67,9 +77,10 @@ pub fn prepare(data: &Path, practitioners: u64, seed: u64, policy: &Policy) -> R
     Ok(Examples { date: population::reference_date(), lines })
 }
 
-fn generate(data: &Path, population: &Population, policy: &Policy) -> Result<(), Failure> {
+fn generate(data: &Path, store: Option<&str>, population: &Population, policy: &Policy) -> Result<(), Failure> {
     let started = Instant::now();
-    let ledger = Arc::new(Ledger::open(data, policy)?);
+    std::fs::create_dir_all(data)?;
+    let ledger = Arc::new(Ledger::open_store(store, data, policy)?);
     let total = population.spec().practitioners;
     eprintln!("claimgate: generating {total} practitioners into {}", data.display());
     let mut chunk = Vec::with_capacity(MAX_APPEND_BATCH);

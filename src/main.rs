@@ -37,6 +37,10 @@ struct Cli {
     /// A JSON policy file (R13, R14, R20); absent keys keep their defaults.
     #[arg(long, global = true, value_name = "FILE")]
     policy: Option<PathBuf>,
+    /// The ledger on PostgreSQL (postgres://user@host:port/db?schema=NAME) instead
+    /// of the embedded one under --data; snapshots and the audit log stay under --data.
+    #[arg(long, global = true, value_name = "URL", env = "CLAIMGATE_STORE")]
+    store: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -208,7 +212,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Replay { file } => {
             let scenario = Scenario::load(&file).map_err(|e| bad_input(e.to_string()))?;
             let dir = tempfile::tempdir()?;
-            let ledger = Ledger::open(dir.path(), &policy)?;
+            // A fresh temporary store: a directory, or a new schema dropped afterwards.
+            let ledger = match &cli.store {
+                None => Ledger::open(dir.path(), &policy)?,
+                Some(url) => Ledger::open_postgres(&with_temporary_schema(url), &policy)?,
+            };
             for line in scenario::run(&scenario, &ledger)? {
                 writeln!(out, "{}", line.to_json())?;
                 match &line {
@@ -217,10 +225,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     _ => {}
                 }
             }
+            if let Some(pg) = ledger.into_postgres() {
+                pg.drop_schema()?;
+            }
         }
         Command::Append { data, file } => {
             let values = read_events(file)?;
-            let ledger = Ledger::open(&data, &policy)?;
+            let ledger = Ledger::open_store(cli.store.as_deref(), &data, &policy)?;
             let mut index = 0;
             for chunk in values.chunks(MAX_APPEND_BATCH) {
                 let mut parsed = Vec::with_capacity(chunk.len());
@@ -256,7 +267,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 "service_date": date, "emergency": emergency,
             }))
             .map_err(|e| bad_input(e.to_string()))?;
-            let ledger = open_existing(&data, &policy)?;
+            let ledger = open_existing(&data, cli.store.as_deref(), &policy)?;
             let world = World::from_events(&ledger.all_events()?, &policy);
             let decision = world.decide(&claim);
             let answer = serde_json::json!({
@@ -266,23 +277,25 @@ fn run(cli: Cli) -> Result<(), Failure> {
             writeln!(out, "{answer}")?;
         }
         Command::Serve { server } => {
-            let config = server.config()?;
+            let mut config = server.config()?;
+            config.store = cli.store.clone();
             drop(out);
             run_server(config, &policy, None)?;
             return Ok(());
         }
         Command::Demo { practitioners, seed, server } => {
             let mut config = server.config()?;
+            config.store = cli.store.clone();
             if config.admin_token.is_none() {
                 config.admin_token = Some(random_token());
             }
-            let examples = demo::prepare(&config.data, practitioners, seed, &policy)?;
+            let examples = demo::prepare(&config.data, config.store.as_deref(), practitioners, seed, &policy)?;
             drop(out);
             run_server(config, &policy, Some(examples))?;
             return Ok(());
         }
         Command::Snapshot(SnapshotCommand::Write { data }) => {
-            let ledger = Arc::new(open_existing(&data, &policy)?);
+            let ledger = Arc::new(open_existing(&data, cli.store.as_deref(), &policy)?);
             let started = Instant::now();
             let restored = restore::restore(&data, &ledger)?;
             for (path, why) in &restored.refused {
@@ -338,7 +351,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 Some(text) => CivilDate::parse(&text).map_err(|e| bad_input(format!("--as-of: {e}")))?,
                 None => SystemClock.today(),
             };
-            let ledger = open_existing(&data, &policy)?;
+            let ledger = open_existing(&data, cli.store.as_deref(), &policy)?;
             let json = match kind {
                 FileKind::Practitioner => {
                     let code = PractitionerCode::parse(&code).map_err(|e| bad_input(e.to_string()))?;
@@ -360,6 +373,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `url` with a `schema=` parameter naming a new, unique schema.
+fn with_temporary_schema(url: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}schema=replay_{}_{nanos}", std::process::id())
+}
+
 /// Starts the gate and serves until SIGTERM or Ctrl-C.
 fn run_server(config: ServeConfig, policy: &Policy, examples: Option<demo::Examples>) -> Result<(), Failure> {
     tracing_subscriber::fmt()
@@ -371,7 +391,7 @@ fn run_server(config: ServeConfig, policy: &Policy, examples: Option<demo::Examp
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async {
+    let gate = runtime.block_on(async {
         let bound = server::bind(&config)
             .await
             .map_err(|e| Failure(format!("cannot listen on {} / {}: {e}", config.listen, config.admin_listen), 1))?;
@@ -398,9 +418,14 @@ fn run_server(config: ServeConfig, policy: &Policy, examples: Option<demo::Examp
         }
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
-        server::serve(gate, bound, shutdown_signal()).await;
-        Ok::<(), Failure>(())
-    })
+        server::serve(gate.clone(), bound, shutdown_signal()).await;
+        Ok::<_, Failure>(gate)
+    })?;
+    // The ledger (a PostgreSQL client runs its own runtime) must be dropped
+    // outside the server's runtime: stop the runtime first, then the gate.
+    drop(runtime);
+    drop(gate);
+    Ok(())
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -439,7 +464,10 @@ fn random_token() -> String {
 }
 
 /// Opens the ledger of an existing data directory (never creates one).
-fn open_existing(data: &std::path::Path, policy: &Policy) -> Result<Ledger, Failure> {
+fn open_existing(data: &std::path::Path, store: Option<&str>, policy: &Policy) -> Result<Ledger, Failure> {
+    if let Some(url) = store {
+        return Ok(Ledger::open_postgres(url, policy)?);
+    }
     if !data.join(claimgate::ledger::LEDGER_FILE).exists() {
         return Err(bad_input(format!(
             "no ledger in {}; append events first (claimgate append --data {} FILE)",

@@ -111,6 +111,42 @@ fn every_case_passes_through_the_replay_command() {
     assert!(failures.is_empty(), "conformance failures:\n{}", failures.join("\n"));
 }
 
+/// The PostgreSQL ledger's URL for tests, or `None` with a printed notice.
+fn postgres_url() -> Option<String> {
+    let url = std::env::var("CLAIMGATE_TEST_POSTGRES").ok().filter(|u| !u.is_empty());
+    if url.is_none() {
+        // Straight to the stream: the test harness captures eprintln! of passing tests.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"skipped: set CLAIMGATE_TEST_POSTGRES=postgres://... to run the conformance suite on PostgreSQL\n",
+        );
+    }
+    url
+}
+
+#[test]
+fn every_case_passes_through_the_replay_command_on_postgresql() {
+    let Some(url) = postgres_url() else { return };
+    let mut failures = Vec::new();
+    for file in case_files() {
+        let output = Command::new(env!("CARGO_BIN_EXE_claimgate"))
+            .args(["replay", "--store", &url])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "replay {} failed: {}",
+            file.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let lines: Vec<Value> =
+            String::from_utf8(output.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        failures.extend(mismatches(&file, &lines).into_iter().map(|m| format!("{}: {m}", file.display())));
+    }
+    assert!(failures.is_empty(), "conformance failures on PostgreSQL:\n{}", failures.join("\n"));
+}
+
 #[test]
 fn replay_refuses_a_file_that_is_not_a_scenario() {
     let dir = tempfile::tempdir().unwrap();

@@ -3,14 +3,12 @@
 //! transaction; validation (R8) reads the same transaction, so what it sees is
 //! exactly what was accepted before.
 
-use super::{AppendError, Appended, LedgerError};
-use crate::domain::{CivilDate, InstitutionCode, PractitionerCode, Seq, ViolationId};
+use super::{Appended, LedgerError};
+use crate::domain::{InstitutionCode, PractitionerCode, Seq, ViolationId};
 use crate::event::{Event, RecordedEvent};
 use crate::policy::Policy;
 use crate::refusal::Refusal;
-use crate::rules::file::{InstitutionFile, PractitionerFile};
 use crate::rules::validate::{self, Admission, KnownViolation, LedgerFacts};
-use crate::rules::{institution, practitioner};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -43,8 +41,8 @@ CREATE INDEX events_by_institution ON events(institution, kind) WHERE institutio
 CREATE INDEX events_by_violation ON events(violation_id, kind) WHERE violation_id IS NOT NULL;
 ";
 
-/// The append-only event ledger on an embedded SQLite file.
-pub struct Ledger {
+/// The append-only event ledger on an embedded SQLite file (the default backend).
+pub struct EmbeddedLedger {
     conn: Mutex<Connection>,
     /// A second, read-only connection for tailing and history reads, so the
     /// index sync never waits behind an append's synchronous commit (WAL lets
@@ -59,26 +57,26 @@ fn storage(doing: &'static str) -> impl FnOnce(rusqlite::Error) -> LedgerError {
     move |source| LedgerError::Storage { doing, source }
 }
 
-impl Ledger {
+impl EmbeddedLedger {
     /// Opens the ledger in `data_dir`, creating the directory and an empty
     /// ledger if there is none. An existing file that is not a claimgate
     /// ledger, or one created under another policy, is refused untouched.
-    pub fn open(data_dir: &Path, policy: &Policy) -> Result<Ledger, LedgerError> {
+    pub fn open(data_dir: &Path, policy: &Policy) -> Result<EmbeddedLedger, LedgerError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|source| LedgerError::CreateDir { path: data_dir.to_owned(), source })?;
         let path = data_dir.join(LEDGER_FILE);
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(&path, flags).map_err(|e| not_a_ledger(&path, e))?;
-        Ledger::init(conn, path, policy)
+        EmbeddedLedger::init(conn, path, policy)
     }
 
     /// A ledger that lives in memory only (for tests and throwaway runs).
-    pub fn open_in_memory(policy: &Policy) -> Result<Ledger, LedgerError> {
+    pub fn open_in_memory(policy: &Policy) -> Result<EmbeddedLedger, LedgerError> {
         let conn = Connection::open_in_memory().map_err(storage("opening an in-memory ledger"))?;
-        Ledger::init(conn, PathBuf::from(":memory:"), policy)
+        EmbeddedLedger::init(conn, PathBuf::from(":memory:"), policy)
     }
 
-    fn init(mut conn: Connection, path: PathBuf, policy: &Policy) -> Result<Ledger, LedgerError> {
+    fn init(mut conn: Connection, path: PathBuf, policy: &Policy) -> Result<EmbeddedLedger, LedgerError> {
         // Reading the header is the first touch: a non-SQLite file fails here.
         let app_id: i64 =
             conn.query_row("PRAGMA application_id", [], |r| r.get(0)).map_err(|e| not_a_ledger(&path, e))?;
@@ -132,7 +130,7 @@ impl Ledger {
             r.busy_timeout(std::time::Duration::from_secs(5)).map_err(storage("setting the busy timeout"))?;
             Some(Mutex::new(r))
         };
-        Ok(Ledger { conn: Mutex::new(conn), reader, policy: policy.clone(), path, id })
+        Ok(EmbeddedLedger { conn: Mutex::new(conn), reader, policy: policy.clone(), path, id })
     }
 
     /// A number chosen when the ledger was created, so that index snapshots
@@ -163,12 +161,6 @@ impl Ledger {
         // A panic while holding the lock cannot leave a half-written event:
         // the open transaction rolls back when dropped.
         self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Validates `event` (R8) and, if accepted, appends it durably.
-    pub fn append(&self, event: &Event) -> Result<Appended, AppendError> {
-        let mut results = self.append_batch(std::slice::from_ref(event))?;
-        results.pop().expect("one result per event").map_err(AppendError::Refused)
     }
 
     /// Validates and appends each event in order, in one durable transaction;
@@ -216,19 +208,6 @@ impl Ledger {
             .query_map(params![after as i64, limit.min(MAX_TAIL_BATCH) as i64], |r| Ok((r.get(0)?, r.get(1)?)))
             .map_err(storage("reading events"))?;
         decode_rows(rows, &self.policy)
-    }
-
-    /// Every accepted event, ascending (for rebuilding derived state).
-    pub fn all_events(&self) -> Result<Vec<RecordedEvent>, LedgerError> {
-        let mut all = Vec::new();
-        loop {
-            let after = all.last().map_or(0, |r: &RecordedEvent| r.seq);
-            let batch = self.events_since(after, MAX_TAIL_BATCH)?;
-            if batch.is_empty() {
-                return Ok(all);
-            }
-            all.extend(batch);
-        }
     }
 
     /// Every accepted event about a practitioner, revocations of their
@@ -324,29 +303,6 @@ impl Ledger {
         )?;
         conn.execute_batch("COMMIT").map_err(storage("ending a scan"))?;
         Ok(head)
-    }
-
-    /// The integrity file of a practitioner (R22), status as of `as_of`;
-    /// `None` if the ledger never names them.
-    pub fn practitioner_file(
-        &self,
-        code: PractitionerCode,
-        as_of: CivilDate,
-    ) -> Result<Option<PractitionerFile>, LedgerError> {
-        let history = self.practitioner_history(code)?;
-        Ok((!history.is_empty())
-            .then(|| PractitionerFile::new(&practitioner::derive(code, &history, &self.policy), as_of)))
-    }
-
-    /// The integrity file of an institution (R22), status as of `as_of`;
-    /// `None` if it was never designated.
-    pub fn institution_file(
-        &self,
-        code: InstitutionCode,
-        as_of: CivilDate,
-    ) -> Result<Option<InstitutionFile>, LedgerError> {
-        let history = self.institution_history(code)?;
-        Ok((!history.is_empty()).then(|| InstitutionFile::new(&institution::derive(code, &history), as_of)))
     }
 }
 

@@ -21,6 +21,8 @@ pub enum LedgerError {
     Corrupt { seq: Seq, message: String },
     #[error("ledger storage failed while {doing}: {source}")]
     Storage { doing: &'static str, source: rusqlite::Error },
+    #[error("PostgreSQL ledger failed while {doing}: {}", postgres_detail(source))]
+    Postgres { doing: &'static str, source: postgres::Error },
     #[error("a batch of {len} events is more than the {max} one append takes")]
     BatchTooLarge { len: usize, max: usize },
 }
@@ -34,4 +36,16 @@ pub enum AppendError {
     /// The store failed; nothing was acknowledged.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+}
+
+/// The useful part of a PostgreSQL error: the server's message and code, or
+/// the underlying I/O cause ("db error" alone tells the operator nothing).
+fn postgres_detail(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} ({}: {})", db.message(), db.severity(), db.code().code());
+    }
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
 }

@@ -4,16 +4,26 @@
 //! committed) before `append` returns. Refused events leave no trace. Nothing
 //! is ever updated or deleted. Readers tail it with [`Ledger::events_since`].
 //!
-//! The embedded backend is SQLite in WAL mode with `synchronous=FULL`, one
-//! file under the data directory.
+//! One interface, two backends: the embedded SQLite file under the data
+//! directory (the default), and PostgreSQL (`--store postgres://...`) for a
+//! deployment where many gate nodes share one ledger. Both validate with the
+//! same pure `rules::validate` inside their append transaction.
 
 mod embedded;
 mod error;
+mod postgres;
 
-pub use embedded::{Ledger, LEDGER_FILE, MAX_APPEND_BATCH, MAX_TAIL_BATCH};
+pub use embedded::{EmbeddedLedger, LEDGER_FILE, MAX_APPEND_BATCH, MAX_TAIL_BATCH};
 pub use error::{AppendError, LedgerError};
+pub use postgres::PostgresLedger;
 
-use crate::domain::Seq;
+use crate::domain::{CivilDate, InstitutionCode, PractitionerCode, Seq, ViolationId};
+use crate::event::{Event, RecordedEvent};
+use crate::policy::Policy;
+use crate::refusal::Refusal;
+use crate::rules::file::{InstitutionFile, PractitionerFile};
+use crate::rules::{institution, practitioner};
+use std::path::Path;
 
 /// An accepted event's `seq`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,4 +32,164 @@ pub struct Appended {
     /// The identical violation was already on the ledger; nothing was stored
     /// and `seq` is the original one (R8).
     pub already_recorded: bool,
+}
+
+// One ledger per process, behind an Arc: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+enum Backend {
+    Embedded(EmbeddedLedger),
+    Postgres(PostgresLedger),
+}
+
+/// The ledger, on whichever backend was opened.
+pub struct Ledger {
+    backend: Backend,
+}
+
+macro_rules! each {
+    ($self:ident, $l:ident => $e:expr) => {
+        match &$self.backend {
+            Backend::Embedded($l) => $e,
+            Backend::Postgres($l) => $e,
+        }
+    };
+}
+
+impl Ledger {
+    /// The embedded ledger in `data_dir` (created if absent).
+    pub fn open(data_dir: &Path, policy: &Policy) -> Result<Ledger, LedgerError> {
+        Ok(Ledger { backend: Backend::Embedded(EmbeddedLedger::open(data_dir, policy)?) })
+    }
+
+    /// An embedded ledger in memory only (tests, throwaway runs).
+    pub fn open_in_memory(policy: &Policy) -> Result<Ledger, LedgerError> {
+        Ok(Ledger { backend: Backend::Embedded(EmbeddedLedger::open_in_memory(policy)?) })
+    }
+
+    /// The PostgreSQL ledger at `url` (schema created or migrated on open).
+    pub fn open_postgres(url: &str, policy: &Policy) -> Result<Ledger, LedgerError> {
+        Ok(Ledger { backend: Backend::Postgres(PostgresLedger::open(url, policy)?) })
+    }
+
+    /// `--store URL` if given (PostgreSQL), else the embedded ledger in `data_dir`.
+    pub fn open_store(store: Option<&str>, data_dir: &Path, policy: &Policy) -> Result<Ledger, LedgerError> {
+        match store {
+            Some(url) => Ledger::open_postgres(url, policy),
+            None => Ledger::open(data_dir, policy),
+        }
+    }
+
+    /// Where the ledger lives, for messages (never a password).
+    pub fn describe(&self) -> String {
+        match &self.backend {
+            Backend::Embedded(l) => l.path().display().to_string(),
+            Backend::Postgres(l) => l.describe(),
+        }
+    }
+
+    /// The PostgreSQL backend, if that is what this is (tests, `replay` cleanup).
+    pub fn into_postgres(self) -> Option<PostgresLedger> {
+        match self.backend {
+            Backend::Postgres(l) => Some(l),
+            Backend::Embedded(_) => None,
+        }
+    }
+
+    /// A number chosen when the ledger was created (snapshots name it).
+    pub fn id(&self) -> u64 {
+        each!(self, l => l.id())
+    }
+
+    /// The policy the ledger validates with.
+    pub fn policy(&self) -> &Policy {
+        each!(self, l => l.policy())
+    }
+
+    /// Validates `event` (R8) and, if accepted, appends it durably.
+    pub fn append(&self, event: &Event) -> Result<Appended, AppendError> {
+        let mut results = self.append_batch(std::slice::from_ref(event))?;
+        results.pop().expect("one result per event").map_err(AppendError::Refused)
+    }
+
+    /// Validates and appends each event in order, in one durable transaction;
+    /// each is judged against everything accepted before it, earlier events of
+    /// the batch included. Returns one outcome per event.
+    pub fn append_batch(&self, events: &[Event]) -> Result<Vec<Result<Appended, Refusal>>, LedgerError> {
+        if events.len() > MAX_APPEND_BATCH {
+            return Err(LedgerError::BatchTooLarge { len: events.len(), max: MAX_APPEND_BATCH });
+        }
+        each!(self, l => l.append_batch(events))
+    }
+
+    /// The highest `seq` accepted (0 for an empty ledger).
+    pub fn head(&self) -> Result<Seq, LedgerError> {
+        each!(self, l => l.head())
+    }
+
+    /// Accepted events with `seq > after`, ascending, at most `limit`
+    /// (capped at [`MAX_TAIL_BATCH`]).
+    pub fn events_since(&self, after: Seq, limit: usize) -> Result<Vec<RecordedEvent>, LedgerError> {
+        each!(self, l => l.events_since(after, limit.min(MAX_TAIL_BATCH)))
+    }
+
+    /// Every accepted event, ascending (for rebuilding derived state).
+    pub fn all_events(&self) -> Result<Vec<RecordedEvent>, LedgerError> {
+        let mut all = Vec::new();
+        loop {
+            let after = all.last().map_or(0, |r: &RecordedEvent| r.seq);
+            let batch = self.events_since(after, MAX_TAIL_BATCH)?;
+            if batch.is_empty() {
+                return Ok(all);
+            }
+            all.extend(batch);
+        }
+    }
+
+    /// Every accepted event about a practitioner, revocations of their
+    /// violations included, ascending by `seq`.
+    pub fn practitioner_history(&self, code: PractitionerCode) -> Result<Vec<RecordedEvent>, LedgerError> {
+        each!(self, l => l.practitioner_history(code))
+    }
+
+    /// Every accepted institution event about an institution, ascending by `seq`.
+    pub fn institution_history(&self, code: InstitutionCode) -> Result<Vec<RecordedEvent>, LedgerError> {
+        each!(self, l => l.institution_history(code))
+    }
+
+    /// The practitioner a violation belongs to, if it was ever scored.
+    pub fn violation_owner(&self, id: &ViolationId) -> Result<Option<PractitionerCode>, LedgerError> {
+        each!(self, l => l.violation_owner(id))
+    }
+
+    /// Streams every entity's history at one consistent `seq` (returned).
+    pub fn scan_histories(
+        &self,
+        on_practitioner: impl FnMut(PractitionerCode, &[RecordedEvent]),
+        on_institution: impl FnMut(InstitutionCode, &[RecordedEvent]),
+    ) -> Result<Seq, LedgerError> {
+        each!(self, l => l.scan_histories(on_practitioner, on_institution))
+    }
+
+    /// The integrity file of a practitioner (R22), status as of `as_of`;
+    /// `None` if the ledger never names them.
+    pub fn practitioner_file(
+        &self,
+        code: PractitionerCode,
+        as_of: CivilDate,
+    ) -> Result<Option<PractitionerFile>, LedgerError> {
+        let history = self.practitioner_history(code)?;
+        Ok((!history.is_empty())
+            .then(|| PractitionerFile::new(&practitioner::derive(code, &history, self.policy()), as_of)))
+    }
+
+    /// The integrity file of an institution (R22), status as of `as_of`;
+    /// `None` if it was never designated.
+    pub fn institution_file(
+        &self,
+        code: InstitutionCode,
+        as_of: CivilDate,
+    ) -> Result<Option<InstitutionFile>, LedgerError> {
+        let history = self.institution_history(code)?;
+        Ok((!history.is_empty()).then(|| InstitutionFile::new(&institution::derive(code, &history), as_of)))
+    }
 }

@@ -27,6 +27,8 @@ pub const AUDIT_COMMIT_INTERVAL: Duration = Duration::from_millis(25);
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub data: PathBuf,
+    /// The ledger on PostgreSQL, if given; else the embedded one under `data`.
+    pub store: Option<String>,
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
     /// Bearer token for the admin listener; the server will not start without one.
@@ -50,6 +52,7 @@ impl ServeConfig {
     pub fn new(data: PathBuf) -> ServeConfig {
         ServeConfig {
             data,
+            store: None,
             listen: DEFAULT_LISTEN.parse().expect("valid default"),
             admin_listen: DEFAULT_ADMIN_LISTEN.parse().expect("valid default"),
             admin_token: None,

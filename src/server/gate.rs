@@ -57,7 +57,10 @@ impl Gate {
         if config.admin_token.as_deref().is_none_or(str::is_empty) {
             return Err(StartError::NoAdminToken);
         }
-        let ledger = Arc::new(Ledger::open(&config.data, policy)?);
+        std::fs::create_dir_all(&config.data)
+            .map_err(|source| LedgerError::CreateDir { path: config.data.clone(), source })?;
+        let ledger = Arc::new(Ledger::open_store(config.store.as_deref(), &config.data, policy)?);
+        tracing::info!(ledger = %ledger.describe(), "ledger open");
         let restored = restore::restore(&config.data, &ledger)?;
         for (path, why) in &restored.refused {
             tracing::warn!(snapshot = %path.display(), error = %why, "snapshot refused; falling back");

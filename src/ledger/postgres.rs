@@ -1,0 +1,1283 @@
+//! The PostgreSQL ledger: the same append-only event ledger as the embedded
+//! one (R5–R8), in one schema of a PostgreSQL database, so that several gate
+//! nodes can share one authoritative store.
+//!
+//! Appends are serialised across connections and nodes by the one-row head
+//! table: each append transaction first locks it (`SELECT … FOR UPDATE`), then
+//! validates (R8) by reading inside that same transaction, inserts the accepted
+//! events with the next `seq`s, moves the head and commits. Because the next
+//! appender cannot even read the head before the previous one has committed,
+//! `seq` order is commit order: a tailer reading `seq > last` never skips a
+//! row that commits later with a lower number, and two nodes never both accept
+//! what R8 refuses when the events are taken in order. Every accepted batch
+//! sends `NOTIFY claimgate_events, '<new head>'`, delivered on commit.
+//!
+//! Reads (tailing, histories) use their own connection, so they never queue
+//! behind an append; a full scan uses a connection of its own, inside one
+//! `REPEATABLE READ` snapshot.
+
+use super::{Appended, LedgerError, MAX_APPEND_BATCH, MAX_TAIL_BATCH};
+use crate::domain::{InstitutionCode, PractitionerCode, Seq, ViolationId};
+use crate::event::{Event, RecordedEvent, Violation};
+use crate::policy::Policy;
+use crate::refusal::Refusal;
+use crate::rules::validate::{self, Admission, KnownViolation, LedgerFacts};
+use ::postgres::config::Host;
+use ::postgres::fallible_iterator::FallibleIterator;
+use ::postgres::{Client, Config, GenericClient, IsolationLevel, NoTls, Row, Statement, Transaction};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+/// The schema used when the URL names none.
+pub const DEFAULT_SCHEMA: &str = "claimgate";
+/// The channel every accepted batch notifies, with the new head as payload.
+pub const NOTIFY_CHANNEL: &str = "claimgate_events";
+/// The schema this build writes and reads.
+const SCHEMA_VERSION: i64 = 1;
+/// Longest schema name PostgreSQL keeps (longer ones are silently truncated).
+const MAX_SCHEMA_BYTES: usize = 63;
+/// Connect timeout when the URL sets none.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `MIGRATIONS[v]` takes the schema from version `v` to `v + 1`; version 0 is
+/// an empty `claimgate_schema` table. Code columns compare bytewise (`"C"`),
+/// so grouping and ordering match the embedded ledger whatever the database's
+/// collation.
+const MIGRATIONS: &[&str] = &["
+CREATE TABLE claimgate_meta (key text PRIMARY KEY, value text NOT NULL);
+CREATE TABLE events (
+    seq          bigint PRIMARY KEY,
+    kind         text COLLATE \"C\" NOT NULL,
+    effective    text NOT NULL,
+    practitioner text COLLATE \"C\",
+    institution  text COLLATE \"C\",
+    violation_id text COLLATE \"C\",
+    body         text NOT NULL
+);
+CREATE INDEX events_by_practitioner ON events(practitioner, kind) WHERE practitioner IS NOT NULL;
+CREATE INDEX events_by_institution ON events(institution, kind) WHERE institution IS NOT NULL;
+CREATE INDEX events_by_violation ON events(violation_id, kind) WHERE violation_id IS NOT NULL;
+CREATE TABLE claimgate_head (id int PRIMARY KEY CHECK (id = 1), seq bigint NOT NULL);
+INSERT INTO claimgate_head (id, seq) VALUES (1, 0);
+"];
+
+const LOCK_HEAD: &str = "SELECT seq FROM claimgate_head WHERE id = 1 FOR UPDATE";
+const READ_HEAD: &str = "SELECT seq FROM claimgate_head WHERE id = 1";
+/// Moves the head and queues the notification (sent on commit), in one round trip.
+const SET_HEAD_AND_NOTIFY: &str = "WITH moved AS (UPDATE claimgate_head SET seq = $1 WHERE id = 1 RETURNING seq)
+     SELECT pg_notify($2, seq::text) FROM moved";
+const INSERT: &str = "INSERT INTO events (seq, kind, effective, practitioner, institution, violation_id, body)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+const EVENTS_SINCE: &str = "SELECT seq, body FROM events WHERE seq > $1 ORDER BY seq LIMIT $2";
+const PRACTITIONER_HISTORY: &str = "SELECT seq, body FROM events WHERE practitioner = $1 ORDER BY seq";
+const INSTITUTION_HISTORY: &str =
+    "SELECT seq, body FROM events WHERE institution = $1 AND kind LIKE 'institution_%' ORDER BY seq";
+const FIND_VIOLATION: &str = "SELECT seq, body FROM events WHERE violation_id = $1 AND kind = 'violation_scored'";
+const INSTITUTION_DESIGNATED: &str =
+    "SELECT 1 FROM events WHERE institution = $1 AND kind = 'institution_designated' LIMIT 1";
+const PRACTITIONER_REGISTERED: &str =
+    "SELECT 1 FROM events WHERE practitioner = $1 AND kind = 'practitioner_registered' LIMIT 1";
+const VIOLATION_REVOKED: &str = "SELECT 1 FROM events WHERE violation_id = $1 AND kind = 'violation_revoked' LIMIT 1";
+const SCAN_PRACTITIONERS: &str = "SELECT practitioner, seq, body FROM events
+     WHERE practitioner IS NOT NULL AND seq <= $1 ORDER BY practitioner, seq";
+const SCAN_INSTITUTIONS: &str = "SELECT institution, seq, body FROM events
+     WHERE institution IS NOT NULL AND kind LIKE 'institution_%' AND seq <= $1 ORDER BY institution, seq";
+
+/// The append-only event ledger in a PostgreSQL schema.
+pub struct PostgresLedger {
+    target: Target,
+    /// The connection appends run on.
+    writer: Mutex<Option<Conn>>,
+    /// The connection tailing and history reads run on.
+    reader: Mutex<Option<Conn>>,
+    policy: Policy,
+    id: u64,
+}
+
+/// Where the ledger lives and how a session is set up.
+struct Target {
+    config: Config,
+    schema: String,
+    description: String,
+    writer_session: String,
+    reader_session: String,
+}
+
+/// One open session and the statements prepared on it.
+struct Conn {
+    client: Client,
+    statements: Statements,
+}
+
+/// Prepared statements of one session, by their SQL.
+#[derive(Default)]
+struct Statements(HashMap<&'static str, Statement>);
+
+fn pg(doing: &'static str) -> impl FnOnce(::postgres::Error) -> LedgerError {
+    move |source| LedgerError::Postgres { doing, source }
+}
+
+impl PostgresLedger {
+    /// Opens the ledger at `url` (a libpq-style URL,
+    /// `postgres://user@host:port/db?...`), creating its schema and an empty
+    /// ledger if there is none and migrating an older one. Our own query
+    /// parameter `schema=NAME` (default `claimgate`) selects the schema; every
+    /// statement runs in it. A schema holding other tables, a newer ledger,
+    /// or one created under another policy is refused untouched.
+    pub fn open(url: &str, policy: &Policy) -> Result<PostgresLedger, LedgerError> {
+        let target = Target::parse(url)?;
+        let mut client = target.connect(&target.writer_session)?;
+        let id = init(&mut client, &target, policy)?;
+        let writer = Conn { client, statements: Statements::default() };
+        let reader = Conn::open(&target, &target.reader_session)?;
+        Ok(PostgresLedger {
+            target,
+            writer: Mutex::new(Some(writer)),
+            reader: Mutex::new(Some(reader)),
+            policy: policy.clone(),
+            id,
+        })
+    }
+
+    /// A number chosen when the ledger was created, so that index snapshots
+    /// of one ledger are never loaded over another.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The policy the ledger validates with.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Where the ledger lives, for messages: the URL without its password,
+    /// and the schema.
+    pub fn describe(&self) -> String {
+        self.target.description.clone()
+    }
+
+    /// Validates and appends each event in order, in one durable transaction;
+    /// each is judged against everything accepted before it, earlier events of
+    /// the batch included, by whichever node appended it. Returns one outcome
+    /// per event.
+    pub fn append_batch(&self, events: &[Event]) -> Result<Vec<Result<Appended, Refusal>>, LedgerError> {
+        if events.len() > MAX_APPEND_BATCH {
+            return Err(LedgerError::BatchTooLarge { len: events.len(), max: MAX_APPEND_BATCH });
+        }
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.with(&self.writer, &self.target.writer_session, |conn| {
+            let statements = &mut conn.statements;
+            let mut tx = conn.client.transaction().map_err(pg("starting an append"))?;
+            // Serialises appenders on every connection and node until commit.
+            let locked = statements.query_opt(&mut tx, LOCK_HEAD, &[]).map_err(pg("locking the ledger head"))?;
+            let start = head_from(locked)?;
+            let mut head = start;
+            let mut outcomes = Vec::with_capacity(events.len());
+            for event in events {
+                let mut facts = Facts { tx: &mut tx, statements, policy: &self.policy };
+                let outcome = match validate::validate(event, &self.policy, &mut facts)? {
+                    Err(refusal) => Err(refusal),
+                    Ok(Admission::AlreadyRecorded(seq)) => Ok(Appended { seq, already_recorded: true }),
+                    Ok(Admission::Append) => {
+                        head += 1;
+                        insert(&mut tx, statements, head, event)?;
+                        Ok(Appended { seq: head, already_recorded: false })
+                    }
+                };
+                outcomes.push(outcome);
+            }
+            if head == start {
+                // Nothing stored: release the head without a commit to flush.
+                tx.rollback().map_err(pg("ending an append"))?;
+                return Ok(outcomes);
+            }
+            statements
+                .execute(&mut tx, SET_HEAD_AND_NOTIFY, &[&to_db(head), &NOTIFY_CHANNEL])
+                .map_err(pg("moving the ledger head"))?;
+            tx.commit().map_err(pg("committing an append"))?;
+            Ok(outcomes)
+        })
+    }
+
+    /// The highest `seq` accepted (0 for an empty ledger).
+    pub fn head(&self) -> Result<Seq, LedgerError> {
+        self.read(|client, statements| {
+            head_from(statements.query_opt(client, READ_HEAD, &[]).map_err(pg("reading the ledger head"))?)
+        })
+    }
+
+    /// Accepted events with `seq > after`, ascending, at most `limit`
+    /// (capped at [`MAX_TAIL_BATCH`]).
+    pub fn events_since(&self, after: Seq, limit: usize) -> Result<Vec<RecordedEvent>, LedgerError> {
+        let limit = limit.min(MAX_TAIL_BATCH) as i64;
+        self.read(|client, statements| {
+            let rows =
+                statements.query(client, EVENTS_SINCE, &[&to_db(after), &limit]).map_err(pg("reading events"))?;
+            decode_rows(&rows, &self.policy, "reading events")
+        })
+    }
+
+    /// Every accepted event about a practitioner, revocations of their
+    /// violations included, ascending by `seq`.
+    pub fn practitioner_history(&self, code: PractitionerCode) -> Result<Vec<RecordedEvent>, LedgerError> {
+        self.read(|client, statements| practitioner_history(client, statements, code, &self.policy))
+    }
+
+    /// Every accepted institution event (designation, suspension,
+    /// termination, rating) about an institution, ascending by `seq`.
+    pub fn institution_history(&self, code: InstitutionCode) -> Result<Vec<RecordedEvent>, LedgerError> {
+        const DOING: &str = "reading an institution's history";
+        self.read(|client, statements| {
+            let rows = statements.query(client, INSTITUTION_HISTORY, &[&code.to_string()]).map_err(pg(DOING))?;
+            decode_rows(&rows, &self.policy, DOING)
+        })
+    }
+
+    /// The practitioner a violation belongs to, if it was ever scored.
+    pub fn violation_owner(&self, id: &ViolationId) -> Result<Option<PractitionerCode>, LedgerError> {
+        self.read(|client, statements| Ok(find_violation(client, statements, id)?.map(|(_, v)| v.practitioner)))
+    }
+
+    /// Streams every entity's history at one consistent `seq` (returned): each
+    /// practitioner's events (revocations of their violations included), then
+    /// each institution's own events, grouped by code. Runs on a connection of
+    /// its own inside one read-only snapshot, so appends and tailing go on
+    /// meanwhile.
+    pub fn scan_histories(
+        &self,
+        mut on_practitioner: impl FnMut(PractitionerCode, &[RecordedEvent]),
+        mut on_institution: impl FnMut(InstitutionCode, &[RecordedEvent]),
+    ) -> Result<Seq, LedgerError> {
+        const DOING: &str = "scanning the ledger";
+        let mut client = self.target.connect(&self.target.reader_session)?;
+        // One snapshot: the head and both scans see the same accepted events.
+        let mut tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .map_err(pg("starting a scan"))?;
+        let head = head_from(tx.query_opt(READ_HEAD, &[]).map_err(pg("reading the ledger head"))?)?;
+        let policy = &self.policy;
+        let mut scan = |sql: &str, on: &mut GroupSink| {
+            let mut rows = tx.query_raw(sql, [to_db(head)]).map_err(pg(DOING))?;
+            let mut current: Option<String> = None;
+            let mut group: Vec<RecordedEvent> = Vec::new();
+            while let Some(row) = rows.next().map_err(pg(DOING))? {
+                let key: String = row.try_get(0).map_err(pg(DOING))?;
+                if current.as_deref() != Some(key.as_str()) {
+                    if let Some(done) = current.replace(key) {
+                        on(done, &group)?;
+                    }
+                    group.clear();
+                }
+                let seq: i64 = row.try_get(1).map_err(pg(DOING))?;
+                let body: &str = row.try_get(2).map_err(pg(DOING))?;
+                group.push(decode(seq, body, policy)?);
+            }
+            if let Some(done) = current {
+                on(done, &group)?;
+            }
+            Ok::<(), LedgerError>(())
+        };
+        let bad_code =
+            |key: &str| LedgerError::Corrupt { seq: 0, message: format!("indexed code `{key}` is not valid") };
+        scan(SCAN_PRACTITIONERS, &mut |key, events| {
+            on_practitioner(PractitionerCode::parse(&key).map_err(|_| bad_code(&key))?, events);
+            Ok(())
+        })?;
+        scan(SCAN_INSTITUTIONS, &mut |key, events| {
+            on_institution(InstitutionCode::parse(&key).map_err(|_| bad_code(&key))?, events);
+            Ok(())
+        })?;
+        tx.commit().map_err(pg("ending a scan"))?;
+        Ok(head)
+    }
+
+    /// Drops the schema and everything in it (tests and temporary replays
+    /// only).
+    pub fn drop_schema(self) -> Result<(), LedgerError> {
+        let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", quote_ident(&self.target.schema));
+        // Close the read session first: it holds nothing, but need not linger.
+        drop(lock(&self.reader).take());
+        self.with(&self.writer, &self.target.writer_session, |conn| {
+            conn.client.batch_execute(&sql).map_err(pg("dropping the ledger schema"))
+        })
+    }
+
+    /// Runs `op` on the read session.
+    fn read<T>(
+        &self,
+        op: impl FnOnce(&mut Client, &mut Statements) -> Result<T, LedgerError>,
+    ) -> Result<T, LedgerError> {
+        self.with(&self.reader, &self.target.reader_session, |conn| op(&mut conn.client, &mut conn.statements))
+    }
+
+    /// Runs `op` on the session in `slot`, opening it first if there is none
+    /// or it was closed. A call that finds the connection broken (closed, or
+    /// an error without a database error code) returns its error and leaves
+    /// the slot empty, so the next call reconnects.
+    fn with<T>(
+        &self,
+        slot: &Mutex<Option<Conn>>,
+        session: &str,
+        op: impl FnOnce(&mut Conn) -> Result<T, LedgerError>,
+    ) -> Result<T, LedgerError> {
+        let mut guard = lock(slot);
+        let conn = match &mut *guard {
+            Some(conn) if !conn.client.is_closed() => conn,
+            stale => stale.insert(Conn::open(&self.target, session)?),
+        };
+        let result = op(conn);
+        let broken = conn.client.is_closed()
+            || matches!(&result, Err(LedgerError::Postgres { source, .. }) if source.code().is_none());
+        if broken {
+            *guard = None;
+        }
+        result
+    }
+}
+
+/// Locks a session slot. A panic while it was held rolled back any open
+/// transaction (dropping it does), but the session is not trusted again.
+fn lock(slot: &Mutex<Option<Conn>>) -> MutexGuard<'_, Option<Conn>> {
+    match slot.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => {
+            let mut guard = poisoned.into_inner();
+            *guard = None;
+            slot.clear_poison();
+            guard
+        }
+    }
+}
+
+impl Target {
+    fn parse(url: &str) -> Result<Target, LedgerError> {
+        let (rest, schema) = split_schema(url);
+        let schema = schema.unwrap_or_else(|| DEFAULT_SCHEMA.to_owned());
+        let mut config = Config::from_str(&rest).map_err(pg("parsing the database URL"))?;
+        if config.get_application_name().is_none() {
+            config.application_name("claimgate");
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
+        }
+        let description = describe(&config, &schema);
+        let bad = |detail: String| LedgerError::NotALedger { path: PathBuf::from(&description), detail };
+        if schema.is_empty() {
+            return Err(bad("the `schema=` URL parameter is empty; name a schema or leave it out".into()));
+        }
+        if schema.len() > MAX_SCHEMA_BYTES || schema.contains('\0') {
+            return Err(bad(format!("`{}` cannot be a schema name (at most 63 bytes, no NUL)", schema.escape_debug())));
+        }
+        let search_path = format!("SET search_path TO {};", quote_ident(&schema));
+        // R5: an acknowledged event is flushed before its seq is returned,
+        // whatever the server's default. No append session sits idle inside
+        // its transaction, so one that does has lost its node: free the head.
+        let writer_session = format!(
+            "{search_path} SELECT set_config('synchronous_commit', 'on', false) \
+             WHERE current_setting('synchronous_commit') = 'off'; \
+             SET idle_in_transaction_session_timeout TO '60s';"
+        );
+        let reader_session = format!("{search_path} SET default_transaction_read_only TO on;");
+        Ok(Target { config, schema, description, writer_session, reader_session })
+    }
+
+    fn connect(&self, session: &str) -> Result<Client, LedgerError> {
+        let mut client = self.config.connect(NoTls).map_err(pg("connecting to PostgreSQL"))?;
+        client.batch_execute(session).map_err(pg("setting up a PostgreSQL session"))?;
+        Ok(client)
+    }
+
+    fn refuse(&self, detail: String) -> LedgerError {
+        LedgerError::NotALedger { path: PathBuf::from(&self.description), detail }
+    }
+}
+
+impl Conn {
+    fn open(target: &Target, session: &str) -> Result<Conn, LedgerError> {
+        Ok(Conn { client: target.connect(session)?, statements: Statements::default() })
+    }
+}
+
+impl Statements {
+    /// The statement for `sql`, prepared on first use (through `client`,
+    /// which must be this session or a transaction on it).
+    fn get(&mut self, client: &mut impl GenericClient, sql: &'static str) -> Result<Statement, ::postgres::Error> {
+        if let Some(statement) = self.0.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = client.prepare(sql)?;
+        self.0.insert(sql, statement.clone());
+        Ok(statement)
+    }
+
+    fn query(
+        &mut self,
+        client: &mut impl GenericClient,
+        sql: &'static str,
+        params: &[&(dyn ::postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Row>, ::postgres::Error> {
+        let statement = self.get(client, sql)?;
+        client.query(&statement, params)
+    }
+
+    fn query_opt(
+        &mut self,
+        client: &mut impl GenericClient,
+        sql: &'static str,
+        params: &[&(dyn ::postgres::types::ToSql + Sync)],
+    ) -> Result<Option<Row>, ::postgres::Error> {
+        let statement = self.get(client, sql)?;
+        client.query_opt(&statement, params)
+    }
+
+    fn execute(
+        &mut self,
+        client: &mut impl GenericClient,
+        sql: &'static str,
+        params: &[&(dyn ::postgres::types::ToSql + Sync)],
+    ) -> Result<u64, ::postgres::Error> {
+        let statement = self.get(client, sql)?;
+        client.execute(&statement, params)
+    }
+}
+
+/// Creates or migrates the ledger in the target schema and checks it against
+/// `policy`, in one transaction; returns the ledger id.
+fn init(client: &mut Client, target: &Target, policy: &Policy) -> Result<u64, LedgerError> {
+    const DOING: &str = "creating the ledger schema";
+    let schema = target.schema.as_str();
+    let mut tx = client.transaction().map_err(pg(DOING))?;
+    // Nodes opening the same schema at once take turns.
+    let key = (xxhash_rust::xxh3::xxh3_64(format!("claimgate:{schema}").as_bytes()) >> 1) as i64;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&key]).map_err(pg(DOING))?;
+    let count = |tx: &mut Transaction<'_>, sql: &str| -> Result<i64, LedgerError> {
+        tx.query_one(sql, &[&schema]).and_then(|row| row.try_get(0)).map_err(pg(DOING))
+    };
+    if count(&mut tx, "SELECT count(*) FROM pg_namespace WHERE nspname = $1")? == 0 {
+        // Only when absent: a schema made beforehand needs no CREATE right on the database.
+        tx.batch_execute(&format!("CREATE SCHEMA {}", quote_ident(schema))).map_err(pg(DOING))?;
+    }
+    let versioned = count(
+        &mut tx,
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = $1 AND c.relname = 'claimgate_schema' AND c.relkind IN ('r', 'p')",
+    )?;
+    if versioned == 0 {
+        let others = count(
+            &mut tx,
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1",
+        )?;
+        if others > 0 {
+            return Err(target.refuse(format!(
+                "schema `{schema}` already holds {others} relations of another application and no claimgate_schema table"
+            )));
+        }
+        tx.batch_execute(
+            "CREATE TABLE claimgate_schema (version bigint NOT NULL); INSERT INTO claimgate_schema VALUES (0);",
+        )
+        .map_err(pg(DOING))?;
+    }
+    let versions: Vec<i64> = tx
+        .query("SELECT version FROM claimgate_schema", &[])
+        .map_err(pg("reading the schema version"))?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()
+        .map_err(pg("reading the schema version"))?;
+    let [found] = versions[..] else {
+        return Err(target.refuse(format!("its claimgate_schema table holds {} rows instead of one", versions.len())));
+    };
+    if found > SCHEMA_VERSION {
+        return Err(LedgerError::SchemaTooNew {
+            path: PathBuf::from(&target.description),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if found < 0 {
+        return Err(target.refuse(format!("its schema version is {found}")));
+    }
+    if found < SCHEMA_VERSION {
+        for migration in &MIGRATIONS[found as usize..SCHEMA_VERSION as usize] {
+            tx.batch_execute(migration).map_err(pg("migrating the ledger schema"))?;
+        }
+        tx.execute("UPDATE claimgate_schema SET version = $1", &[&SCHEMA_VERSION])
+            .map_err(pg("migrating the ledger schema"))?;
+    }
+    let policy_json = serde_json::to_string(policy).expect("policy serializes");
+    if found == 0 {
+        tx.execute(
+            "INSERT INTO claimgate_meta (key, value) VALUES ('policy', $1), ('ledger_id', $2)",
+            &[&policy_json, &new_ledger_id().to_string()],
+        )
+        .map_err(pg(DOING))?;
+    }
+    let mut meta = |key: &str| -> Result<Option<String>, LedgerError> {
+        tx.query_opt("SELECT value FROM claimgate_meta WHERE key = $1", &[&key])
+            .and_then(|row| row.map(|r| r.try_get(0)).transpose())
+            .map_err(pg("reading ledger metadata"))
+    };
+    let stored_policy = meta("policy")?.unwrap_or_default();
+    if serde_json::from_str::<Policy>(&stored_policy).ok().as_ref() != Some(policy) {
+        return Err(LedgerError::PolicyMismatch { stored: stored_policy });
+    }
+    let id = meta("ledger_id")?.and_then(|v| v.parse().ok()).unwrap_or(0);
+    let head = head_from(tx.query_opt(READ_HEAD, &[]).map_err(pg("reading the ledger head"))?)?;
+    let last: i64 = tx
+        .query_one("SELECT coalesce(max(seq), 0) FROM events", &[])
+        .and_then(|row| row.try_get(0))
+        .map_err(pg("reading the ledger head"))?;
+    if last as Seq != head {
+        return Err(LedgerError::Corrupt {
+            seq: last as Seq,
+            message: format!("the head row says {head} but the last stored event is {last}"),
+        });
+    }
+    tx.commit().map_err(pg(DOING))?;
+    Ok(id)
+}
+
+/// Receives one entity's history during a scan: its code as stored, events.
+type GroupSink<'a> = dyn FnMut(String, &[RecordedEvent]) -> Result<(), LedgerError> + 'a;
+
+/// Splits our own `schema=NAME` parameter off a URL; the rest is handed to
+/// the driver. The last `schema=` wins; its value is percent-decoded.
+fn split_schema(url: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else { return (url.to_owned(), None) };
+    let mut schema = None;
+    let mut kept = Vec::new();
+    for param in query.split('&') {
+        match param.strip_prefix("schema=") {
+            Some(value) => schema = Some(percent_decode(value)),
+            None => kept.push(param),
+        }
+    }
+    let rest = if kept.is_empty() { base.to_owned() } else { format!("{base}?{}", kept.join("&")) };
+    (rest, schema)
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `postgres://user@host:port/db (schema NAME)`, rebuilt from the parsed
+/// configuration so that no password can leak into a message.
+fn describe(config: &Config, schema: &str) -> String {
+    let ports = config.get_ports();
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+            match host {
+                Host::Tcp(name) if name.contains(':') => format!("[{name}]:{port}"),
+                Host::Tcp(name) => format!("{name}:{port}"),
+                #[cfg(unix)]
+                Host::Unix(path) => format!("{}:{port}", path.display()),
+            }
+        })
+        .collect();
+    let user = config.get_user().map(|u| format!("{u}@")).unwrap_or_default();
+    let db = config.get_dbname().unwrap_or_default();
+    format!("postgres://{user}{}/{db} (schema {schema})", hosts.join(","))
+}
+
+/// `name` as an SQL identifier.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A ledger identity, random (the standard library's per-process random
+/// hash keys) and mixed with the time.
+fn new_ledger_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(nanos);
+    hasher.write_u32(std::process::id());
+    hasher.finish() >> 1
+}
+
+/// A `seq` as stored (`bigint`); past `i64::MAX` reads as "everything".
+fn to_db(seq: Seq) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+fn head_from(row: Option<Row>) -> Result<Seq, LedgerError> {
+    let row =
+        row.ok_or_else(|| LedgerError::Corrupt { seq: 0, message: "the claimgate_head row is missing".into() })?;
+    let seq: i64 = row.try_get(0).map_err(pg("reading the ledger head"))?;
+    Ok(seq as Seq)
+}
+
+fn insert(tx: &mut Transaction<'_>, statements: &mut Statements, seq: Seq, event: &Event) -> Result<(), LedgerError> {
+    let (practitioner, violation_id) = match event {
+        Event::ViolationScored(v) => (Some(v.practitioner), Some(v.violation_id.clone())),
+        Event::ViolationRevoked { violation_id, .. } => {
+            // Filed under the practitioner the revoked violation belongs to.
+            let owner = find_violation(tx, statements, violation_id)?.map(|(_, v)| v.practitioner);
+            (owner, Some(violation_id.clone()))
+        }
+        other => (other.practitioner(), None),
+    };
+    statements
+        .execute(
+            tx,
+            INSERT,
+            &[
+                &to_db(seq),
+                &event.kind(),
+                &event.effective().to_string(),
+                &practitioner.map(|p| p.to_string()),
+                &event.institution().map(|i| i.to_string()),
+                &violation_id.as_ref().map(ViolationId::as_str),
+                &event.to_json(),
+            ],
+        )
+        .map_err(pg("appending an event"))?;
+    Ok(())
+}
+
+fn decode(seq: i64, body: &str, policy: &Policy) -> Result<RecordedEvent, LedgerError> {
+    let seq = seq as Seq;
+    let value: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| LedgerError::Corrupt { seq, message: e.to_string() })?;
+    let event = Event::parse(&value, policy).map_err(|e| LedgerError::Corrupt { seq, message: e.to_string() })?;
+    Ok(RecordedEvent { seq, event })
+}
+
+fn decode_rows(rows: &[Row], policy: &Policy, doing: &'static str) -> Result<Vec<RecordedEvent>, LedgerError> {
+    rows.iter()
+        .map(|row| {
+            let seq: i64 = row.try_get(0).map_err(pg(doing))?;
+            let body: &str = row.try_get(1).map_err(pg(doing))?;
+            decode(seq, body, policy)
+        })
+        .collect()
+}
+
+fn practitioner_history(
+    client: &mut impl GenericClient,
+    statements: &mut Statements,
+    code: PractitionerCode,
+    policy: &Policy,
+) -> Result<Vec<RecordedEvent>, LedgerError> {
+    const DOING: &str = "reading a practitioner's history";
+    let rows = statements.query(client, PRACTITIONER_HISTORY, &[&code.to_string()]).map_err(pg(DOING))?;
+    decode_rows(&rows, policy, DOING)
+}
+
+fn find_violation(
+    client: &mut impl GenericClient,
+    statements: &mut Statements,
+    id: &ViolationId,
+) -> Result<Option<(Seq, Violation)>, LedgerError> {
+    const DOING: &str = "looking up a violation";
+    let Some(row) = statements.query_opt(client, FIND_VIOLATION, &[&id.as_str()]).map_err(pg(DOING))? else {
+        return Ok(None);
+    };
+    let seq: i64 = row.try_get(0).map_err(pg(DOING))?;
+    let body: &str = row.try_get(1).map_err(pg(DOING))?;
+    // The policy does not affect how a violation parses.
+    match decode(seq, body, &Policy::default())?.event {
+        Event::ViolationScored(v) => Ok(Some((seq as Seq, v))),
+        _ => Err(LedgerError::Corrupt { seq: seq as Seq, message: "indexed as a violation but is not one".into() }),
+    }
+}
+
+/// [`LedgerFacts`] read inside the append transaction, after the head lock.
+struct Facts<'a, 't> {
+    tx: &'a mut Transaction<'t>,
+    statements: &'a mut Statements,
+    policy: &'a Policy,
+}
+
+impl Facts<'_, '_> {
+    fn exists(&mut self, sql: &'static str, key: String) -> Result<bool, LedgerError> {
+        let row = self.statements.query_opt(self.tx, sql, &[&key]).map_err(pg("validating an event"))?;
+        Ok(row.is_some())
+    }
+}
+
+impl LedgerFacts for Facts<'_, '_> {
+    type Error = LedgerError;
+
+    fn institution_designated(&mut self, code: InstitutionCode) -> Result<bool, LedgerError> {
+        self.exists(INSTITUTION_DESIGNATED, code.to_string())
+    }
+
+    fn practitioner_registered(&mut self, code: PractitionerCode) -> Result<bool, LedgerError> {
+        self.exists(PRACTITIONER_REGISTERED, code.to_string())
+    }
+
+    fn violation(&mut self, id: &ViolationId) -> Result<Option<KnownViolation>, LedgerError> {
+        let Some((seq, violation)) = find_violation(self.tx, self.statements, id)? else { return Ok(None) };
+        let revoked = self.exists(VIOLATION_REVOKED, id.to_string())?;
+        Ok(Some(KnownViolation { seq, violation, revoked }))
+    }
+
+    fn practitioner_history(&mut self, code: PractitionerCode) -> Result<Vec<RecordedEvent>, LedgerError> {
+        practitioner_history(self.tx, self.statements, code, self.policy)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::claim::parse_claim;
+    use crate::ledger::Ledger;
+    use crate::refusal::RefusalCode;
+    use crate::rules::World;
+    use crate::scenario::Scenario;
+    use serde_json::json;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Barrier;
+    use std::time::Instant;
+
+    const H: &str = "H11010500001";
+    const D1: &str = "D110105000001";
+    const D2: &str = "D110105000002";
+
+    /// The server under test, or `None` (and a note) when none is configured.
+    fn server() -> Option<String> {
+        match std::env::var("CLAIMGATE_TEST_POSTGRES") {
+            Ok(url) if !url.trim().is_empty() => Some(url),
+            _ => {
+                // Straight to the stream: the test harness captures eprintln! of passing tests.
+                let _ = std::io::Write::write_all(
+                    &mut std::io::stderr(),
+                    b"skipped: set CLAIMGATE_TEST_POSTGRES=postgres://... to run the PostgreSQL ledger tests\n",
+                );
+                None
+            }
+        }
+    }
+
+    /// A schema of one test's own, dropped when the guard goes, even when the
+    /// test panics.
+    struct TestSchema {
+        server: String,
+        name: String,
+    }
+
+    impl TestSchema {
+        fn new(server: &str, test: &str) -> TestSchema {
+            static COUNTER: AtomicU64 = AtomicU64::new(0);
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let name = format!("t_{test}_{}_{}_{n}", std::process::id(), nanos % 1_000_000_000_000);
+            assert!(name.len() <= MAX_SCHEMA_BYTES, "{name} is too long a schema name");
+            TestSchema { server: split_schema(server).0, name }
+        }
+
+        fn url(&self) -> String {
+            let sep = if self.server.contains('?') { '&' } else { '?' };
+            format!("{}{sep}schema={}", self.server, self.name)
+        }
+
+        fn open(&self) -> PostgresLedger {
+            PostgresLedger::open(&self.url(), &Policy::default()).unwrap()
+        }
+
+        fn admin(&self) -> Client {
+            Config::from_str(&self.server).unwrap().connect(NoTls).unwrap()
+        }
+    }
+
+    impl Drop for TestSchema {
+        fn drop(&mut self) {
+            if let Ok(mut client) = Config::from_str(&self.server).and_then(|c| c.connect(NoTls)) {
+                let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", quote_ident(&self.name)));
+            }
+        }
+    }
+
+    fn event(value: serde_json::Value) -> Event {
+        Event::parse(&value, &Policy::default()).unwrap()
+    }
+
+    fn designate(institution: &str) -> Event {
+        event(json!({"type": "institution_designated", "institution": institution, "effective": "2024-01-01"}))
+    }
+
+    fn register(practitioner: &str, institution: &str, effective: &str) -> Event {
+        event(json!({"type": "practitioner_registered", "practitioner": practitioner, "institution": institution,
+                     "effective": effective}))
+    }
+
+    fn violation(id: &str, practitioner: &str, points: u32) -> Event {
+        event(json!({"type": "violation_scored", "violation_id": id, "practitioner": practitioner, "institution": H,
+                     "effective": "2026-03-10", "points": points, "severity": "minor", "responsibility": "general"}))
+    }
+
+    fn revoke(id: &str) -> Event {
+        event(json!({"type": "violation_revoked", "violation_id": id, "effective": "2026-04-01"}))
+    }
+
+    fn repair(practitioner: &str, points: u32) -> Event {
+        event(json!({"type": "points_repaired", "practitioner": practitioner, "points": points,
+                     "effective": "2026-05-01"}))
+    }
+
+    fn code(outcome: &Result<Appended, Refusal>) -> Option<RefusalCode> {
+        outcome.as_ref().err().map(|r| r.code)
+    }
+
+    fn all_events(ledger: &PostgresLedger) -> Vec<RecordedEvent> {
+        let mut all: Vec<RecordedEvent> = Vec::new();
+        loop {
+            let batch = ledger.events_since(all.last().map_or(0, |r| r.seq), MAX_TAIL_BATCH).unwrap();
+            if batch.is_empty() {
+                return all;
+            }
+            all.extend(batch);
+        }
+    }
+
+    type Scan = (Seq, Vec<(PractitionerCode, Vec<RecordedEvent>)>, Vec<(InstitutionCode, Vec<RecordedEvent>)>);
+
+    fn scan_postgres(ledger: &PostgresLedger) -> Scan {
+        let (mut p, mut i) = (Vec::new(), Vec::new());
+        let seq = ledger.scan_histories(|c, e| p.push((c, e.to_vec())), |c, e| i.push((c, e.to_vec()))).unwrap();
+        (seq, p, i)
+    }
+
+    fn scan_embedded(ledger: &Ledger) -> Scan {
+        let (mut p, mut i) = (Vec::new(), Vec::new());
+        let seq = ledger.scan_histories(|c, e| p.push((c, e.to_vec())), |c, e| i.push((c, e.to_vec()))).unwrap();
+        (seq, p, i)
+    }
+
+    fn case_files() -> Vec<PathBuf> {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/spec/cases");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("cannot read the conformance cases in {}: {e}", dir.display()))
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        files.sort();
+        assert!(!files.is_empty(), "no cases in {}", dir.display());
+        files
+    }
+
+    #[test]
+    fn every_case_gives_the_embedded_ledgers_outcomes_and_verdicts() {
+        let Some(server) = server() else { return };
+        let policy = Policy::default();
+        for file in case_files() {
+            let name = file.display();
+            let scenario = Scenario::load(&file).unwrap();
+            let schema = TestSchema::new(&server, "cases");
+            let pg = schema.open();
+            let embedded = Ledger::open_in_memory(&policy).unwrap();
+            for (i, raw) in scenario.events.iter().enumerate() {
+                let (got, want) = match Event::parse(raw, &policy) {
+                    Err(refusal) => (Err(refusal.clone()), Err(refusal)),
+                    Ok(event) => (
+                        pg.append_batch(std::slice::from_ref(&event)).unwrap().pop().unwrap(),
+                        embedded.append_batch(std::slice::from_ref(&event)).unwrap().pop().unwrap(),
+                    ),
+                };
+                assert_eq!(got, want, "{name}: event {i} {raw}");
+                let expected = raw.get("expect_error").and_then(|c| c.as_str());
+                assert_eq!(code(&got).map(RefusalCode::as_str), expected, "{name}: event {i} {raw}");
+            }
+            assert_eq!(pg.head().unwrap(), embedded.head().unwrap(), "{name}");
+            let (pg_events, embedded_events) = (all_events(&pg), embedded.all_events().unwrap());
+            assert_eq!(pg_events, embedded_events, "{name}");
+            for r in &embedded_events {
+                if let Some(p) = r.event.practitioner() {
+                    assert_eq!(pg.practitioner_history(p).unwrap(), embedded.practitioner_history(p).unwrap());
+                }
+                if let Some(i) = r.event.institution() {
+                    assert_eq!(pg.institution_history(i).unwrap(), embedded.institution_history(i).unwrap());
+                }
+                if let Event::ViolationScored(v) = &r.event {
+                    let owner = pg.violation_owner(&v.violation_id).unwrap();
+                    assert_eq!(owner, embedded.violation_owner(&v.violation_id).unwrap());
+                    assert_eq!(owner, Some(v.practitioner));
+                }
+            }
+            let unknown = ViolationId::parse("never-scored").unwrap();
+            assert_eq!(pg.violation_owner(&unknown).unwrap(), None);
+            assert_eq!(scan_postgres(&pg), scan_embedded(&embedded), "{name}");
+            let (pg_world, embedded_world) =
+                (World::from_events(&pg_events, &policy), World::from_events(&embedded_events, &policy));
+            for (j, raw) in scenario.checks.iter().enumerate() {
+                if let Ok(claim) = parse_claim(raw) {
+                    assert_eq!(pg_world.decide(&claim), embedded_world.decide(&claim), "{name}: check {j} {raw}");
+                }
+            }
+            pg.drop_schema().unwrap();
+        }
+    }
+
+    #[test]
+    fn reopening_finds_every_acknowledged_event_and_no_refused_one() {
+        let Some(server) = server() else { return };
+        let schema = TestSchema::new(&server, "reopen");
+        let ledger = schema.open();
+        let batch = [
+            designate(H),
+            register(D1, H, "2024-01-01"),
+            register(D2, "H31011500007", "2024-01-01"), // never designated
+            violation("V1", D1, 3),
+            violation("V1", D1, 3), // the same again: its original seq
+            violation("V1", D1, 2), // same id, other content
+            repair(D2, 1),          // never registered
+            revoke("V1"),
+            revoke("V1"),
+            repair(D1, 7), // over the yearly cap of 6
+            repair(D1, 3),
+            event(json!({"type": "institution_rated", "institution": H, "year": 2025, "score": 101, "direct_e": []})),
+        ];
+        let outcomes = ledger.append_batch(&batch).unwrap();
+        let ok = |seq| Some(Ok(Appended { seq, already_recorded: false }));
+        let codes: Vec<Option<RefusalCode>> = outcomes.iter().map(code).collect();
+        use RefusalCode as C;
+        assert_eq!(
+            codes,
+            [
+                None,
+                None,
+                Some(C::UnknownInstitution),
+                None,
+                None,
+                Some(C::DuplicateViolation),
+                Some(C::UnknownPractitioner),
+                None,
+                Some(C::AlreadyRevoked),
+                Some(C::RepairLimitExceeded),
+                None,
+                Some(C::InvalidScore),
+            ]
+        );
+        assert_eq!(outcomes[4], Ok(Appended { seq: 3, already_recorded: true }));
+        let mut acked: Vec<RecordedEvent> = Vec::new();
+        for (event, outcome) in batch.iter().zip(&outcomes) {
+            if let Ok(Appended { seq, already_recorded: false }) = outcome {
+                assert_eq!(*seq, acked.len() as Seq + 1, "seqs are consecutive from 1");
+                acked.push(RecordedEvent { seq: *seq, event: event.clone() });
+            }
+        }
+        assert_eq!(acked.len(), 5);
+        for event in [register(D2, H, "2025-01-01"), violation("V2", D2, 2)] {
+            let outcome = ledger.append_batch(std::slice::from_ref(&event)).unwrap().pop();
+            assert_eq!(outcome, ok(acked.len() as Seq + 1));
+            acked.push(RecordedEvent { seq: acked.len() as Seq + 1, event });
+        }
+        // A batch refused whole changes nothing.
+        assert_eq!(code(&ledger.append_batch(&[revoke("V1")]).unwrap()[0]), Some(C::AlreadyRevoked));
+        assert_eq!(ledger.append_batch(&[]).unwrap(), []);
+        assert_eq!(ledger.head().unwrap(), 7);
+        let id = ledger.id();
+        assert_ne!(id, 0);
+        drop(ledger);
+
+        let ledger = schema.open();
+        assert_eq!(ledger.id(), id);
+        assert_eq!(ledger.head().unwrap(), 7);
+        assert_eq!(all_events(&ledger), acked);
+        let rows: i64 = schema
+            .admin()
+            .query_one(&format!("SELECT count(*) FROM {}.events", quote_ident(&schema.name)), &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(rows, 7, "refused events leave no trace");
+        assert_eq!(ledger.events_since(3, 2).unwrap(), acked[3..5]);
+        assert_eq!(ledger.events_since(7, 10).unwrap(), []);
+        assert_eq!(ledger.events_since(0, 0).unwrap(), []);
+        let seqs = |events: Vec<RecordedEvent>| events.iter().map(|r| r.seq).collect::<Vec<_>>();
+        let d1 = PractitionerCode::parse(D1).unwrap();
+        let d2 = PractitionerCode::parse(D2).unwrap();
+        assert_eq!(seqs(ledger.practitioner_history(d1).unwrap()), [2, 3, 4, 5], "the revocation is filed under D1");
+        assert_eq!(seqs(ledger.practitioner_history(d2).unwrap()), [6, 7]);
+        assert_eq!(seqs(ledger.institution_history(InstitutionCode::parse(H).unwrap()).unwrap()), [1]);
+        assert_eq!(ledger.violation_owner(&ViolationId::parse("V1").unwrap()).unwrap(), Some(d1));
+        let (head, practitioners, institutions) = scan_postgres(&ledger);
+        assert_eq!((head, practitioners.len(), institutions.len()), (7, 2, 1));
+        // Appends go on where they stopped.
+        assert_eq!(ledger.append_batch(&[repair(D2, 1)]).unwrap().pop(), ok(8));
+        let description = ledger.describe();
+        assert!(description.contains(&schema.name), "{description}");
+        ledger.drop_schema().unwrap();
+    }
+
+    #[test]
+    fn concurrent_appenders_leave_no_gap_for_a_tailer() {
+        let Some(server) = server() else { return };
+        const APPENDERS: u64 = 8;
+        const EACH: u64 = 300;
+        let schema = TestSchema::new(&server, "gap");
+        let setup = schema.open();
+        assert_eq!(setup.append_batch(&[designate(H)]).unwrap()[0], Ok(Appended { seq: 1, already_recorded: false }));
+        let done = AtomicBool::new(false);
+        let start = Barrier::new(APPENDERS as usize + 1);
+        let started = Instant::now();
+        let (tailed, appended) = std::thread::scope(|s| {
+            let tailer = s.spawn(|| {
+                let ledger = schema.open();
+                start.wait();
+                let (mut seen, mut polls) = (Vec::<RecordedEvent>::new(), 0u64);
+                loop {
+                    let finished = done.load(Ordering::Acquire);
+                    let batch = ledger.events_since(seen.last().map_or(0, |r| r.seq), 100).unwrap();
+                    polls += 1;
+                    if batch.is_empty() && finished {
+                        return (seen, polls);
+                    }
+                    for r in batch {
+                        let expected = seen.last().map_or(0, |r| r.seq) + 1;
+                        assert_eq!(r.seq, expected, "the tailer skipped or repeated a seq");
+                        seen.push(r);
+                    }
+                }
+            });
+            let appenders: Vec<_> = (0..APPENDERS)
+                .map(|t| {
+                    let (schema, start) = (&schema, &start);
+                    s.spawn(move || {
+                        let ledger = schema.open();
+                        start.wait();
+                        let mut mine = Vec::new();
+                        for i in 0..EACH {
+                            let code = format!("D{:012}", 110_105_000_000 + t * 1000 + i + 1);
+                            let event = register(&code, H, "2024-02-01");
+                            let outcome = ledger.append_batch(std::slice::from_ref(&event)).unwrap().pop().unwrap();
+                            let seq = outcome.unwrap().seq;
+                            assert!(mine.last().is_none_or(|(last, _)| *last < seq));
+                            mine.push((seq, event));
+                        }
+                        mine
+                    })
+                })
+                .collect();
+            let appended: Vec<(Seq, Event)> = appenders.into_iter().flat_map(|a| a.join().unwrap()).collect();
+            done.store(true, Ordering::Release);
+            (tailer.join().unwrap(), appended)
+        });
+        let elapsed = started.elapsed();
+        let (tailed, polls) = tailed;
+        let head = setup.head().unwrap();
+        assert_eq!(head, 1 + APPENDERS * EACH);
+        assert_eq!(tailed.iter().map(|r| r.seq).collect::<Vec<_>>(), (1..=head).collect::<Vec<_>>());
+        assert_eq!(tailed, all_events(&setup), "the tailer read what the table holds");
+        for (seq, event) in &appended {
+            assert_eq!(&tailed[*seq as usize - 1].event, event, "seq {seq} holds what was acknowledged");
+        }
+        eprintln!(
+            "gap test: {} single-event appends from {APPENDERS} connections in {elapsed:.2?} ({:.0}/s), {polls} tail polls",
+            appended.len(),
+            appended.len() as f64 / elapsed.as_secs_f64()
+        );
+        setup.drop_schema().unwrap();
+    }
+
+    #[test]
+    fn concurrent_nodes_never_accept_what_r8_refuses_in_order() {
+        let Some(server) = server() else { return };
+        const NODES: usize = 16;
+        let schema = TestSchema::new(&server, "r8");
+        let setup = schema.open();
+        let setup_events = [designate(H), register(D1, H, "2024-01-01"), violation("V1", D1, 3)];
+        for event in setup_events {
+            assert!(setup.append_batch(&[event]).unwrap()[0].is_ok());
+        }
+        let start = Barrier::new(NODES);
+        let started = Instant::now();
+        let outcomes: Vec<(Event, Result<Appended, Refusal>)> = std::thread::scope(|s| {
+            let nodes: Vec<_> = (0..NODES)
+                .map(|n| {
+                    let (schema, start) = (&schema, &start);
+                    s.spawn(move || {
+                        let ledger = schema.open();
+                        let (revocation, repair) = (revoke("V1"), repair(D1, 1 + n as u32 % 3));
+                        start.wait();
+                        let batches = match n % 3 {
+                            0 => vec![vec![revocation, repair]],
+                            1 => vec![vec![revocation], vec![repair]],
+                            _ => vec![vec![repair], vec![revocation]],
+                        };
+                        let mut outcomes = Vec::new();
+                        for batch in batches {
+                            outcomes.extend(batch.iter().cloned().zip(ledger.append_batch(&batch).unwrap()));
+                        }
+                        outcomes
+                    })
+                })
+                .collect();
+            nodes.into_iter().flat_map(|n| n.join().unwrap()).collect()
+        });
+        let elapsed = started.elapsed();
+        let revocations: Vec<_> =
+            outcomes.iter().filter(|(e, _)| matches!(e, Event::ViolationRevoked { .. })).collect();
+        assert_eq!(revocations.len(), NODES);
+        assert_eq!(revocations.iter().filter(|(_, o)| o.is_ok()).count(), 1, "exactly one revocation accepted");
+        assert!(revocations.iter().all(|(_, o)| o.is_ok() || code(o) == Some(RefusalCode::AlreadyRevoked)));
+        let mut repaired = 0;
+        for (event, outcome) in &outcomes {
+            if let (Event::PointsRepaired { points, .. }, Ok(_)) = (event, outcome) {
+                repaired += points;
+            }
+            if let (Event::PointsRepaired { .. }, Err(refusal)) = (event, outcome) {
+                assert_eq!(refusal.code, RefusalCode::RepairLimitExceeded);
+            }
+        }
+        assert!(repaired <= 6, "accepted repairs sum to {repaired}, past the yearly cap");
+        assert!(repaired >= 4, "a repair that fits is never refused: accepted only {repaired}");
+        // What the ledger holds is exactly what R8 accepts taken in seq order.
+        let replay = Ledger::open_in_memory(&Policy::default()).unwrap();
+        let all = all_events(&setup);
+        assert_eq!(all.len() as Seq, setup.head().unwrap());
+        for r in &all {
+            assert_eq!(replay.append(&r.event).unwrap(), Appended { seq: r.seq, already_recorded: false }, "{r:?}");
+        }
+        eprintln!("r8 test: {} events from {NODES} connections in {elapsed:.2?}", outcomes.len());
+        setup.drop_schema().unwrap();
+    }
+
+    #[test]
+    fn open_refuses_what_it_must_and_concurrent_opens_agree() {
+        let Some(server) = server() else { return };
+        let schema = TestSchema::new(&server, "open");
+        // Many nodes creating one new ledger at once make one ledger.
+        let ids: Vec<u64> = std::thread::scope(|s| {
+            let opens: Vec<_> = (0..8).map(|_| s.spawn(|| schema.open().id())).collect();
+            opens.into_iter().map(|o| o.join().unwrap()).collect()
+        });
+        assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+        let policy = Policy { repair_cap_per_year: 5, ..Policy::default() };
+        let err = PostgresLedger::open(&schema.url(), &policy).err().unwrap();
+        assert!(matches!(err, LedgerError::PolicyMismatch { .. }), "{err}");
+        let mut admin = schema.admin();
+        let table = format!("{}.claimgate_schema", quote_ident(&schema.name));
+        admin.batch_execute(&format!("UPDATE {table} SET version = 99")).unwrap();
+        let err = PostgresLedger::open(&schema.url(), &Policy::default()).err().unwrap();
+        assert!(matches!(err, LedgerError::SchemaTooNew { found: 99, supported: SCHEMA_VERSION, .. }), "{err}");
+        assert!(err.to_string().contains(&schema.name), "{err}");
+        admin.batch_execute(&format!("UPDATE {table} SET version = {SCHEMA_VERSION}")).unwrap();
+        schema.open().drop_schema().unwrap();
+
+        let foreign = TestSchema::new(&server, "foreign");
+        admin
+            .batch_execute(&format!("CREATE SCHEMA {0}; CREATE TABLE {0}.t (x int)", quote_ident(&foreign.name)))
+            .unwrap();
+        let err = PostgresLedger::open(&foreign.url(), &Policy::default()).err().unwrap();
+        assert!(matches!(err, LedgerError::NotALedger { .. }), "{err}");
+        let tables: i64 =
+            admin.query_one("SELECT count(*) FROM pg_tables WHERE schemaname = $1", &[&foreign.name]).unwrap().get(0);
+        assert_eq!(tables, 1, "a foreign schema is left untouched");
+
+        let empty = format!("{}{}schema=", schema.server, if schema.server.contains('?') { '&' } else { '?' });
+        assert!(matches!(PostgresLedger::open(&empty, &Policy::default()), Err(LedgerError::NotALedger { .. })));
+        let bad = format!("{}{}no_such_option=1", schema.server, if schema.server.contains('?') { '&' } else { '?' });
+        assert!(matches!(PostgresLedger::open(&bad, &Policy::default()), Err(LedgerError::Postgres { .. })));
+    }
+
+    #[test]
+    fn a_lost_connection_fails_one_call_and_is_reopened() {
+        let Some(server) = server() else { return };
+        let schema = TestSchema::new(&server, "reconnect");
+        let app = schema.name.clone();
+        let url = format!("{}&application_name={app}", schema.url());
+        let ledger = PostgresLedger::open(&url, &Policy::default()).unwrap();
+        assert!(ledger.append_batch(&[designate(H)]).unwrap()[0].is_ok());
+        let mut admin = schema.admin();
+        let kill = |admin: &mut Client| -> i64 {
+            admin
+                .query_one(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
+                    &[&app],
+                )
+                .unwrap()
+                .get(0)
+        };
+        assert_eq!(kill(&mut admin), 2, "the writer and the reader");
+        std::thread::sleep(Duration::from_millis(100));
+        let mut failures = 0;
+        let head = loop {
+            match ledger.head() {
+                Ok(head) => break head,
+                Err(LedgerError::Postgres { .. }) if failures == 0 => failures += 1,
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert_eq!(head, 1);
+        let mut failures = 0;
+        let outcome = loop {
+            match ledger.append_batch(&[register(D1, H, "2024-01-01")]) {
+                Ok(mut outcomes) => break outcomes.pop().unwrap(),
+                Err(LedgerError::Postgres { .. }) if failures == 0 => failures += 1,
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert_eq!(outcome, Ok(Appended { seq: 2, already_recorded: false }));
+        assert_eq!(ledger.events_since(0, 10).unwrap().len(), 2);
+        ledger.drop_schema().unwrap();
+    }
+
+    #[test]
+    fn an_accepted_batch_notifies_its_new_head_on_commit() {
+        let Some(server) = server() else { return };
+        let schema = TestSchema::new(&server, "notify");
+        let ledger = schema.open();
+        let mut listener = schema.admin();
+        listener.batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}")).unwrap();
+        let batch = [designate(H), register(D1, H, "2024-01-01"), register(D2, H, "2024-01-01")];
+        assert!(ledger.append_batch(&batch).unwrap().iter().all(Result::is_ok));
+        // The channel is per database: other tests' ledgers may notify on it too.
+        let mut notifications = listener.notifications();
+        let mut payloads = notifications.timeout_iter(Duration::from_secs(5)).iterator();
+        assert!(
+            payloads.any(|n| n.is_ok_and(|n| n.channel() == NOTIFY_CHANNEL && n.payload() == "3")),
+            "no notification of head 3"
+        );
+        ledger.drop_schema().unwrap();
+    }
+
+    #[test]
+    fn the_schema_parameter_is_ours_and_descriptions_hold_no_password() {
+        assert_eq!(split_schema("postgres://u@h/db"), ("postgres://u@h/db".to_owned(), None));
+        assert_eq!(
+            split_schema("postgres://u@h/db?schema=a%20b&sslmode=disable&schema=c"),
+            ("postgres://u@h/db?sslmode=disable".to_owned(), Some("c".to_owned()))
+        );
+        assert_eq!(
+            split_schema("postgres://u@h/db?schema=a%22b"),
+            ("postgres://u@h/db".to_owned(), Some("a\"b".into()))
+        );
+        let target = Target::parse("postgres://root:secret@127.0.0.1:5433/test?schema=s1&sslmode=disable").unwrap();
+        assert_eq!(target.description, "postgres://root@127.0.0.1:5433/test (schema s1)");
+        let target = Target::parse("postgresql://u:pw@h1,h2/db?password=other").unwrap();
+        assert_eq!(target.description, "postgres://u@h1:5432,h2:5432/db (schema claimgate)");
+        assert!(!target.description.contains("pw") && !target.description.contains("other"));
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        assert!(matches!(Target::parse("postgres://h/db?schema="), Err(LedgerError::NotALedger { .. })));
+        assert!(Target::parse(&format!("postgres://h/db?schema={}", "x".repeat(64))).is_err());
+    }
+}
