@@ -278,7 +278,7 @@ impl EmbeddedLedger {
                     row.get(1).map_err(storage("scanning the ledger"))?,
                     row.get(2).map_err(storage("scanning the ledger"))?,
                 );
-                group.push(decode(seq, &body, &self.policy)?);
+                group.push(super::decode_stored(seq, &body, &self.policy)?);
             }
             if let Some(done) = current {
                 on(done, &group)?;
@@ -355,21 +355,13 @@ fn insert(tx: &Transaction, seq: Seq, event: &Event) -> Result<(), LedgerError> 
     Ok(())
 }
 
-fn decode(seq: i64, body: &str, policy: &Policy) -> Result<RecordedEvent, LedgerError> {
-    let seq = seq as Seq;
-    let value: serde_json::Value =
-        serde_json::from_str(body).map_err(|e| LedgerError::Corrupt { seq, message: e.to_string() })?;
-    let event = Event::parse(&value, policy).map_err(|e| LedgerError::Corrupt { seq, message: e.to_string() })?;
-    Ok(RecordedEvent { seq, event })
-}
-
 fn decode_rows(
     rows: impl Iterator<Item = rusqlite::Result<(i64, String)>>,
     policy: &Policy,
 ) -> Result<Vec<RecordedEvent>, LedgerError> {
     rows.map(|row| {
         let (seq, body) = row.map_err(storage("reading events"))?;
-        decode(seq, &body, policy)
+        super::decode_stored(seq, &body, policy)
     })
     .collect()
 }
@@ -395,7 +387,7 @@ fn find_violation(conn: &Connection, id: &ViolationId) -> Result<Option<(Seq, cr
         .map_err(storage("looking up a violation"))?;
     let Some((seq, body)) = row else { return Ok(None) };
     // The policy does not affect how a violation parses.
-    match decode(seq, &body, &Policy::default())?.event {
+    match super::decode_stored(seq, &body, &Policy::default())?.event {
         Event::ViolationScored(v) => Ok(Some((seq as Seq, v))),
         _ => Err(LedgerError::Corrupt { seq: seq as Seq, message: "indexed as a violation but is not one".into() }),
     }

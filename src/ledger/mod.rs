@@ -36,6 +36,16 @@ pub struct Appended {
 
 // One ledger per process, behind an Arc: the variants' sizes do not matter.
 #[allow(clippy::large_enum_variant)]
+/// An event as stored (its canonical JSON) read back; anything that does not
+/// parse is a damaged ledger, never a silently skipped event.
+pub(crate) fn decode_stored(seq: i64, body: &str, policy: &Policy) -> Result<RecordedEvent, LedgerError> {
+    let seq = seq as Seq;
+    let value: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| LedgerError::Corrupt { seq, message: e.to_string() })?;
+    let event = Event::parse(&value, policy).map_err(|e| LedgerError::Corrupt { seq, message: e.to_string() })?;
+    Ok(RecordedEvent { seq, event })
+}
+
 enum Backend {
     Embedded(EmbeddedLedger),
     Postgres(PostgresLedger),

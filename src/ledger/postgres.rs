@@ -278,7 +278,7 @@ impl PostgresLedger {
                 }
                 let seq: i64 = row.try_get(1).map_err(pg(DOING))?;
                 let body: &str = row.try_get(2).map_err(pg(DOING))?;
-                group.push(decode(seq, body, policy)?);
+                group.push(super::decode_stored(seq, body, policy)?);
             }
             if let Some(done) = current {
                 on(done, &group)?;
@@ -663,20 +663,12 @@ fn insert(tx: &mut Transaction<'_>, statements: &mut Statements, seq: Seq, event
     Ok(())
 }
 
-fn decode(seq: i64, body: &str, policy: &Policy) -> Result<RecordedEvent, LedgerError> {
-    let seq = seq as Seq;
-    let value: serde_json::Value =
-        serde_json::from_str(body).map_err(|e| LedgerError::Corrupt { seq, message: e.to_string() })?;
-    let event = Event::parse(&value, policy).map_err(|e| LedgerError::Corrupt { seq, message: e.to_string() })?;
-    Ok(RecordedEvent { seq, event })
-}
-
 fn decode_rows(rows: &[Row], policy: &Policy, doing: &'static str) -> Result<Vec<RecordedEvent>, LedgerError> {
     rows.iter()
         .map(|row| {
             let seq: i64 = row.try_get(0).map_err(pg(doing))?;
             let body: &str = row.try_get(1).map_err(pg(doing))?;
-            decode(seq, body, policy)
+            super::decode_stored(seq, body, policy)
         })
         .collect()
 }
@@ -704,7 +696,7 @@ fn find_violation(
     let seq: i64 = row.try_get(0).map_err(pg(DOING))?;
     let body: &str = row.try_get(1).map_err(pg(DOING))?;
     // The policy does not affect how a violation parses.
-    match decode(seq, body, &Policy::default())?.event {
+    match super::decode_stored(seq, body, &Policy::default())?.event {
         Event::ViolationScored(v) => Ok(Some((seq as Seq, v))),
         _ => Err(LedgerError::Corrupt { seq: seq as Seq, message: "indexed as a violation but is not one".into() }),
     }
