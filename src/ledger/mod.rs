@@ -34,8 +34,6 @@ pub struct Appended {
     pub already_recorded: bool,
 }
 
-// One ledger per process, behind an Arc: the variants' sizes do not matter.
-#[allow(clippy::large_enum_variant)]
 /// An event as stored (its canonical JSON) read back; anything that does not
 /// parse is a damaged ledger, never a silently skipped event.
 pub(crate) fn decode_stored(seq: i64, body: &str, policy: &Policy) -> Result<RecordedEvent, LedgerError> {
@@ -46,6 +44,8 @@ pub(crate) fn decode_stored(seq: i64, body: &str, policy: &Policy) -> Result<Rec
     Ok(RecordedEvent { seq, event })
 }
 
+// One ledger per process, behind an Arc: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 enum Backend {
     Embedded(EmbeddedLedger),
     Postgres(PostgresLedger),
