@@ -9,30 +9,8 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;
 
-/// The spec's case directory; `CLAIMGATE_SPEC_CASES` overrides it.
-fn cases_dir() -> PathBuf {
-    std::env::var_os("CLAIMGATE_SPEC_CASES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/spec/cases"))
-}
-
-fn case_files() -> Vec<PathBuf> {
-    let dir = cases_dir();
-    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| {
-        panic!(
-            "the conformance cases are missing: cannot read {} ({e}). Clone the project with ../shared beside it, \
-             or set CLAIMGATE_SPEC_CASES to the cases directory",
-            dir.display()
-        )
-    });
-    let mut files: Vec<PathBuf> = entries
-        .map(|e| e.expect("readable directory entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no *.json cases in {}: the conformance suite would prove nothing", dir.display());
-    files
-}
+mod common;
+use common::case_files;
 
 /// Compares replay output lines with the scenario's `expect*` fields and
 /// returns every mismatch.

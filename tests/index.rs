@@ -2,6 +2,7 @@
 //! snapshots round-trip and refuse damage, restarts resume from the newest
 //! valid snapshot, and readers never see a torn or older state.
 
+mod common;
 use claimgate::claim::parse_claim;
 use claimgate::domain::{CivilDate, InstitutionCode, PractitionerCode};
 use claimgate::event::Event;
@@ -11,24 +12,10 @@ use claimgate::ledger::Ledger;
 use claimgate::policy::Policy;
 use claimgate::rules::{Claim, Reason, World};
 use claimgate::scenario::Scenario;
+use common::case_files;
 use serde_json::json;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-
-fn cases() -> Vec<PathBuf> {
-    let dir = std::env::var_os("CLAIMGATE_SPEC_CASES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/spec/cases"));
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("conformance cases missing at {} ({e}); clone with ../shared beside", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty());
-    files
-}
 
 /// Every scenario's events, with the index kept current by deltas after each
 /// event and rebuilt fresh at the end; all three must answer every check
@@ -36,7 +23,7 @@ fn cases() -> Vec<PathBuf> {
 #[test]
 fn the_index_answers_every_spec_check_like_the_rules_engine() {
     let policy = Policy::default();
-    for file in cases() {
+    for file in case_files() {
         let scenario = Scenario::load(&file).unwrap();
         let ledger = Arc::new(Ledger::open_in_memory(&policy).unwrap());
         let handle = Arc::new(IndexHandle::new(build::from_ledger(&ledger).unwrap()));

@@ -7,11 +7,13 @@
 //! timeouts, so no test can hang.
 #![cfg(unix)]
 
+mod common;
+use common::case_files;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -284,31 +286,6 @@ fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
 
 // ---------------------------------------------------------------------------
 // Conformance cases and `replay`.
-
-/// The spec's case directory; `CLAIMGATE_SPEC_CASES` overrides it (as in tests/conformance.rs).
-fn cases_dir() -> PathBuf {
-    std::env::var_os("CLAIMGATE_SPEC_CASES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/spec/cases"))
-}
-
-fn case_files() -> Vec<PathBuf> {
-    let dir = cases_dir();
-    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| {
-        panic!(
-            "the conformance cases are missing: cannot read {} ({e}). Clone the project with ../shared beside it, \
-             or set CLAIMGATE_SPEC_CASES to the cases directory",
-            dir.display()
-        )
-    });
-    let mut files: Vec<PathBuf> = entries
-        .map(|e| e.expect("readable directory entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no *.json cases in {}: the server suite would prove nothing", dir.display());
-    files
-}
 
 /// What `claimgate replay FILE` prints, one JSON value per line.
 fn replay(file: &Path) -> Vec<Value> {
