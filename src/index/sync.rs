@@ -54,11 +54,27 @@ impl IndexHandle {
 pub struct Syncer {
     ledger: Arc<Ledger>,
     handle: Arc<IndexHandle>,
+    merge_threshold: usize,
+    /// A base being rebuilt with the overlay folded in, off the sync path.
+    merge: std::sync::Mutex<Option<Merge>>,
+}
+
+/// A background merge: the version it started from, and the thread building
+/// that version's state as a new base.
+struct Merge {
+    from: Arc<IndexVersion>,
+    thread: std::thread::JoinHandle<IndexVersion>,
 }
 
 impl Syncer {
     pub fn new(ledger: Arc<Ledger>, handle: Arc<IndexHandle>) -> Syncer {
-        Syncer { ledger, handle }
+        Syncer { ledger, handle, merge_threshold: MERGE_THRESHOLD, merge: std::sync::Mutex::new(None) }
+    }
+
+    /// The overlay size that starts a background merge (tests use small ones).
+    pub fn with_merge_threshold(mut self, entities: usize) -> Syncer {
+        self.merge_threshold = entities.max(1);
+        self
     }
 
     /// Applies at most [`MAX_SYNC_BATCH`] new events and publishes one
@@ -121,7 +137,32 @@ impl Syncer {
             }
         }
         let next = current.apply(last, changed_p, changed_i);
-        Ok(if next.overlay_len() > MERGE_THRESHOLD { next.merged() } else { next })
+        Ok(self.fold_overlay(next))
+    }
+
+    /// Keeps the overlay small without ever stalling the sync path: past the
+    /// threshold, a thread rebuilds the base from a frozen version; once it is
+    /// done, the next version is that base plus only the entities that changed
+    /// after the frozen version.
+    fn fold_overlay(&self, next: IndexVersion) -> IndexVersion {
+        let mut merge = self.merge.lock().unwrap_or_else(|p| p.into_inner());
+        if merge.as_ref().is_some_and(|m| m.thread.is_finished()) {
+            let done = merge.take().expect("checked above");
+            match done.thread.join() {
+                Ok(merged) => return next.rebased_onto(&merged, &done.from),
+                Err(_) => tracing::error!("index merge thread panicked; keeping the overlay"),
+            }
+        }
+        if merge.is_none() && next.overlay_len() > self.merge_threshold {
+            let from = Arc::new(next.clone());
+            let frozen = from.clone();
+            let thread = std::thread::Builder::new()
+                .name("index-merge".into())
+                .spawn(move || frozen.merged())
+                .expect("spawning the index merge thread");
+            *merge = Some(Merge { from, thread });
+        }
+        next
     }
 
     /// Tails the ledger on a thread until `stop` is set: applies new events as

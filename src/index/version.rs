@@ -226,6 +226,26 @@ impl IndexVersion {
         next
     }
 
+    /// This version's state on `merged`'s base: `merged` must be `from.merged()`
+    /// for an earlier version `from` of this one; entities this version changed
+    /// after `from` are carried over as the new overlay. Same `seq` as `self`.
+    pub fn rebased_onto(&self, merged: &IndexVersion, from: &IndexVersion) -> IndexVersion {
+        assert!(merged.seq == from.seq && merged.overlay_len() == 0 && from.seq <= self.seq);
+        let mut next = merged.clone();
+        next.seq = self.seq;
+        for (code, p) in &self.practitioners {
+            if !from.practitioners.get(code).is_some_and(|old| Arc::ptr_eq(old, p)) {
+                next.practitioners.insert(*code, p.clone());
+            }
+        }
+        for (code, i) in &self.institutions {
+            if !from.institutions.get(code).is_some_and(|old| Arc::ptr_eq(old, i)) {
+                next.institutions.insert(*code, i.clone());
+            }
+        }
+        next
+    }
+
     /// The same state with the overlay folded into a new base (slow: the
     /// whole base is rebuilt; run it off the check path).
     pub fn merged(&self) -> IndexVersion {
