@@ -1076,3 +1076,59 @@ fn an_acknowledged_event_survives_sigkill() {
     let body = again.check(&with(claim(DOC, "2026-03-20", false), "min_seq", json!(seq))).json();
     assert_eq!((&body["reason"], &body["seq"]), (&json!("practitioner_suspended"), &json!(seq)), "{body}");
 }
+
+/// Issue 7: two gate nodes on one PostgreSQL ledger. An event written through
+/// one node's admin API is visible on the other; a check there with `min_seq`
+/// waits for it and answers by it. Freshness comes from LISTEN/NOTIFY, not
+/// only the poll interval.
+#[test]
+fn two_nodes_on_one_postgresql_ledger_see_each_others_writes() {
+    let Some(url) = std::env::var("CLAIMGATE_TEST_POSTGRES").ok().filter(|u| !u.is_empty()) else {
+        // Straight to the stream: the test harness captures eprintln! of passing tests.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"skipped: set CLAIMGATE_TEST_POSTGRES=postgres://... to run the two-node PostgreSQL test\n",
+        );
+        return;
+    };
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let schema = format!("t_two_nodes_{}_{nanos}", std::process::id());
+    let store = format!("{url}{}schema={schema}", if url.contains('?') { '&' } else { '?' });
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let one = Server::start(d1.path(), &["--store", &store, "--min-seq-wait-ms", "5000"]);
+    let two = Server::start(d2.path(), &["--store", &store, "--min-seq-wait-ms", "5000"]);
+    for node in [&one, &two] {
+        let started = std::time::Instant::now();
+        loop {
+            let ready = request(node.check, "GET", "/readyz", &[], b"").json();
+            if ready["ledger_notifications"] == "connected" {
+                break;
+            }
+            assert!(started.elapsed() < std::time::Duration::from_secs(5), "never listening: {ready}");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    one.event(&designated("H11010500001", "2024-01-01"));
+    one.event(&registered("D110105000001", "H11010500001", "2024-01-01"));
+    let seq = one.event(&violation("V1", "D110105000001", "2026-03-10", 9, "serious"));
+    let answer = two.check(&with(claim("D110105000001", "2026-03-11", false), "min_seq", json!(seq))).json();
+    assert_eq!(answer["reason"], "practitioner_suspended", "{answer}");
+    assert!(answer["seq"].as_u64().unwrap() >= seq);
+
+    // Without min_seq, node two catches up by notification well inside the
+    // 50 ms poll interval's worst case plus processing; allow a generous bound.
+    let started = std::time::Instant::now();
+    let later = two.event(&violation("V2", "D110105000001", "2026-04-10", 3, "minor"));
+    loop {
+        let seen = request(one.check, "GET", "/readyz", &[], b"").json()["index_seq"].as_u64().unwrap();
+        if seen >= later {
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "node one never saw seq {later}");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    drop((one, two));
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    client.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).unwrap();
+}

@@ -15,7 +15,7 @@ mod postgres;
 
 pub use embedded::{EmbeddedLedger, LEDGER_FILE, MAX_APPEND_BATCH, MAX_TAIL_BATCH};
 pub use error::{AppendError, LedgerError};
-pub use postgres::PostgresLedger;
+pub use postgres::{NotifyListener, PostgresLedger};
 
 use crate::domain::{CivilDate, InstitutionCode, PractitionerCode, Seq, ViolationId};
 use crate::event::{Event, RecordedEvent};
@@ -102,6 +102,20 @@ impl Ledger {
         match self.backend {
             Backend::Postgres(l) => Some(l),
             Backend::Embedded(_) => None,
+        }
+    }
+
+    /// Whether other processes may append (a shared ledger worth listening to).
+    pub fn listen_supported(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// A session notified of every append, for a shared (PostgreSQL) ledger;
+    /// `None` for the embedded ledger, whose only writer is this process.
+    pub fn listen(&self) -> Option<Result<NotifyListener, LedgerError>> {
+        match &self.backend {
+            Backend::Embedded(_) => None,
+            Backend::Postgres(l) => Some(l.listen()),
         }
     }
 

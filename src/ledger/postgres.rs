@@ -97,6 +97,25 @@ pub struct PostgresLedger {
     id: u64,
 }
 
+/// A session waiting for append notifications (see [`PostgresLedger::listen`]).
+pub struct NotifyListener {
+    client: Client,
+}
+
+impl NotifyListener {
+    /// Waits up to `timeout` for appends; `Ok(true)` if any were notified
+    /// (all pending ones are consumed), `Ok(false)` on timeout, an error if
+    /// the session was lost (open a new listener).
+    pub fn wait(&mut self, timeout: std::time::Duration) -> Result<bool, LedgerError> {
+        use ::postgres::fallible_iterator::FallibleIterator;
+        let mut notifications = self.client.notifications();
+        let any = notifications.timeout_iter(timeout).next().map_err(pg("waiting for append notifications"))?.is_some();
+        // Consume what else is already pending: one wake-up covers them all.
+        while notifications.iter().next().map_err(pg("waiting for append notifications"))?.is_some() {}
+        Ok(any)
+    }
+}
+
 /// Where the ledger lives and how a session is set up.
 struct Target {
     config: Config,
@@ -157,6 +176,15 @@ impl PostgresLedger {
     /// and the schema.
     pub fn describe(&self) -> String {
         self.target.description.clone()
+    }
+
+    /// A dedicated session LISTENing on [`NOTIFY_CHANNEL`]: every committed
+    /// append (from any node) wakes it. The channel is per database, so a
+    /// notification means "look at the ledger now", nothing more.
+    pub fn listen(&self) -> Result<NotifyListener, LedgerError> {
+        let mut client = self.target.connect(&self.target.reader_session)?;
+        client.batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}")).map_err(pg("listening for appends"))?;
+        Ok(NotifyListener { client })
     }
 
     /// Validates and appends each event in order, in one durable transaction;

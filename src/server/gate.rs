@@ -47,6 +47,9 @@ pub struct Gate {
     wake_sync: crossbeam_channel::Sender<()>,
     stop: Arc<AtomicBool>,
     sync_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    listen_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// For a shared ledger: whether the append-notification session is up.
+    pub listener_connected: AtomicBool,
     connections: Arc<tokio::sync::Semaphore>,
 }
 
@@ -93,6 +96,8 @@ impl Gate {
             wake_sync,
             stop: Arc::new(AtomicBool::new(false)),
             sync_thread: Mutex::new(None),
+            listen_thread: Mutex::new(None),
+            listener_connected: AtomicBool::new(false),
             connections,
         });
         let thread = {
@@ -103,7 +108,57 @@ impl Gate {
                 .expect("spawning the sync thread")
         };
         *gate.sync_thread.lock().expect("not poisoned") = Some(thread);
+        if gate.ledger.listen_supported() {
+            let listener = {
+                let gate = gate.clone();
+                std::thread::Builder::new()
+                    .name("ledger-listen".into())
+                    .spawn(move || gate.listen_loop())
+                    .expect("spawning the ledger listener")
+            };
+            *gate.listen_thread.lock().expect("not poisoned") = Some(listener);
+        }
         Ok(gate)
+    }
+
+    /// Shared ledger only: wakes the sync thread on every append notified by
+    /// any node, so freshness is not a poll interval. A lost session is
+    /// reopened with backoff; polling every `sync_idle` goes on meanwhile.
+    fn listen_loop(self: Arc<Gate>) {
+        const WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+        const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(5);
+        let mut backoff = std::time::Duration::from_millis(100);
+        let mut listener = None;
+        while !self.stop.load(Ordering::Relaxed) {
+            let Some(l) = listener.as_mut() else {
+                match self.ledger.listen() {
+                    Some(Ok(l)) => {
+                        tracing::info!("listening for appends on the shared ledger");
+                        self.listener_connected.store(true, Ordering::Relaxed);
+                        backoff = std::time::Duration::from_millis(100);
+                        listener = Some(l);
+                        // Anything appended while the session was down.
+                        self.wake_sync();
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot listen for appends; polling meanwhile");
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                    }
+                    None => return,
+                }
+                continue;
+            };
+            match l.wait(WAIT) {
+                Ok(true) => self.wake_sync(),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "lost the append-notification session; reconnecting");
+                    self.listener_connected.store(false, Ordering::Relaxed);
+                    listener = None;
+                }
+            }
+        }
     }
 
     /// Tails the ledger: woken by local writes, else polls every `sync_idle`.
@@ -167,6 +222,9 @@ impl Gate {
         self.stop.store(true, Ordering::Relaxed);
         self.wake_sync();
         if let Some(t) = self.sync_thread.lock().expect("not poisoned").take() {
+            let _ = t.join();
+        }
+        if let Some(t) = self.listen_thread.lock().expect("not poisoned").take() {
             let _ = t.join();
         }
         self.audit.close();

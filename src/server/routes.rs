@@ -560,6 +560,8 @@ async fn ready(gate: &Arc<Gate>) -> Reply {
         "max_lag": gate.config.ready_max_lag,
         "last_swap_age_seconds": status.last_swap.elapsed().as_secs_f64(),
         "last_swap_error": status.last_error,
+        "ledger": gate.ledger.describe(),
+        "ledger_notifications": gate.ledger.listen_supported().then(|| if gate.listener_connected.load(Ordering::Relaxed) { "connected" } else { "disconnected: polling" }),
         "snapshots_refused_at_start": gate.refused_snapshots.iter().map(|(p, e)| j!({"path": p.display().to_string(), "error": e})).collect::<Vec<_>>(),
         "reason": if head.is_none() { Some("the ledger cannot be read") } else if !ready { Some("the index is further behind the ledger than max_lag") } else { None },
     });
