@@ -127,6 +127,9 @@ struct ServerArgs {
     /// Ready only while the index is at most this many events behind the ledger.
     #[arg(long, default_value_t = 10_000)]
     ready_max_lag: u64,
+    /// While the ledger cannot be read, stay ready at most this long (ms).
+    #[arg(long, default_value_t = 30_000)]
+    ready_max_outage_ms: u64,
     /// Most open connections.
     #[arg(long, default_value_t = 4_096)]
     max_connections: usize,
@@ -149,6 +152,7 @@ impl ServerArgs {
         config.admin_token = token.filter(|t| !t.is_empty());
         config.min_seq_wait = std::time::Duration::from_millis(self.min_seq_wait_ms);
         config.ready_max_lag = self.ready_max_lag;
+        config.ready_max_outage = std::time::Duration::from_millis(self.ready_max_outage_ms);
         config.max_connections = self.max_connections;
         Ok(config)
     }

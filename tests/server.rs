@@ -1132,3 +1132,81 @@ fn two_nodes_on_one_postgresql_ledger_see_each_others_writes() {
     let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     client.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).unwrap();
 }
+
+/// Issue 7: the node's database sessions are terminated while checks run.
+/// No check fails (checks never touch the ledger), the node notices the loss,
+/// reconnects, and a later write is answered correctly with `min_seq`.
+#[test]
+fn terminated_database_sessions_fail_no_check_and_the_node_reconnects() {
+    let Some(url) = std::env::var("CLAIMGATE_TEST_POSTGRES").ok().filter(|u| !u.is_empty()) else {
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"skipped: set CLAIMGATE_TEST_POSTGRES=postgres://... to run the connection-loss test\n",
+        );
+        return;
+    };
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let schema = format!("t_conn_loss_{}_{nanos}", std::process::id());
+    let app = format!("cg_{}", &schema[..schema.len().min(50)]);
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let store = format!("{url}{sep}schema={schema}&application_name={app}");
+    let dir = tempfile::tempdir().unwrap();
+    let node = Server::start(dir.path(), &["--store", &store, "--min-seq-wait-ms", "10000"]);
+    node.event(&designated("H11010500001", "2024-01-01"));
+    node.event(&registered("D110105000001", "H11010500001", "2024-01-01"));
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let checker = {
+        let (addr, stop) = (node.check, stop.clone());
+        std::thread::spawn(move || {
+            let (mut ok, mut failed) = (0u64, 0u64);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let reply = post(addr, "/v1/check", &[], &claim("D110105000001", "2025-01-01", false));
+                if reply.status == 200 {
+                    ok += 1
+                } else {
+                    failed += 1
+                }
+            }
+            (ok, failed)
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let killed: i64 = admin
+        .query_one("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1", &[&app])
+        .unwrap()
+        .get(0);
+    assert!(killed >= 2, "the node's sessions were terminated ({killed})");
+
+    // The node notices (a lost listener or a failed sync read) and recovers.
+    let started = std::time::Instant::now();
+    loop {
+        let metrics = request(node.check, "GET", "/metrics", &[], b"").text();
+        let count = |name: &str| -> u64 {
+            metrics
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+                .unwrap_or(0)
+        };
+        if count("claimgate_ledger_listener_losses_total") + count("claimgate_index_sync_errors_total") > 0 {
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "the node never noticed the lost sessions");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let seq = node.event(&violation("V1", "D110105000001", "2026-03-10", 9, "serious"));
+    let answer = node.check(&with(claim("D110105000001", "2026-03-11", false), "min_seq", json!(seq))).json();
+    assert_eq!(answer["reason"], "practitioner_suspended", "{answer}");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = checker.join().unwrap();
+    assert_eq!(failed, 0, "{failed} checks failed during the outage ({ok} answered)");
+    assert!(ok > 10);
+    let ready = request(node.check, "GET", "/readyz", &[], b"").json();
+    assert_eq!(ready["ready"], true, "{ready}");
+    assert_eq!(ready["ledger_reachable"], true, "{ready}");
+    drop(node);
+    admin.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).unwrap();
+}

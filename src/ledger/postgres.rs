@@ -198,9 +198,20 @@ impl PostgresLedger {
         if events.is_empty() {
             return Ok(Vec::new());
         }
+        // A session lost before the transaction began wrote nothing: retry
+        // once on a fresh one. A loss later (at commit, say) is returned.
+        match self.append_once(events) {
+            Err(e @ LedgerError::Postgres { doing: STARTING_AN_APPEND, .. }) if session_lost(&e) => {
+                self.append_once(events)
+            }
+            other => other,
+        }
+    }
+
+    fn append_once(&self, events: &[Event]) -> Result<Vec<Result<Appended, Refusal>>, LedgerError> {
         self.with(&self.writer, &self.target.writer_session, |conn| {
             let statements = &mut conn.statements;
-            let mut tx = conn.client.transaction().map_err(pg("starting an append"))?;
+            let mut tx = conn.client.transaction().map_err(pg(STARTING_AN_APPEND))?;
             // Serialises appenders on every connection and node until commit.
             let locked = statements.query_opt(&mut tx, LOCK_HEAD, &[]).map_err(pg("locking the ledger head"))?;
             let start = head_from(locked)?;
@@ -338,12 +349,21 @@ impl PostgresLedger {
         })
     }
 
-    /// Runs `op` on the read session.
+    /// Runs `op` on the read session. Reads change nothing, so a read that
+    /// finds its session lost (say, terminated by an administrator) is run once
+    /// more on a fresh one before an error is returned.
     fn read<T>(
         &self,
-        op: impl FnOnce(&mut Client, &mut Statements) -> Result<T, LedgerError>,
+        mut op: impl FnMut(&mut Client, &mut Statements) -> Result<T, LedgerError>,
     ) -> Result<T, LedgerError> {
-        self.with(&self.reader, &self.target.reader_session, |conn| op(&mut conn.client, &mut conn.statements))
+        let first =
+            self.with(&self.reader, &self.target.reader_session, |conn| op(&mut conn.client, &mut conn.statements));
+        match first {
+            Err(e) if session_lost(&e) => {
+                self.with(&self.reader, &self.target.reader_session, |conn| op(&mut conn.client, &mut conn.statements))
+            }
+            other => other,
+        }
     }
 
     /// Runs `op` on the session in `slot`, opening it first if there is none
@@ -369,6 +389,23 @@ impl PostgresLedger {
         }
         result
     }
+}
+
+/// What an append was doing when its transaction could not even begin.
+const STARTING_AN_APPEND: &str = "starting an append";
+
+/// Whether an error means the session itself is gone (closed, terminated by
+/// an administrator, or a connection-class failure), not a refused statement.
+fn session_lost(e: &LedgerError) -> bool {
+    let LedgerError::Postgres { source, .. } = e else { return false };
+    source.is_closed()
+        || match source.code() {
+            None => true,
+            Some(code) => {
+                let c = code.code();
+                c.starts_with("08") || c == "57P01" || c == "57P02" || c == "57P03"
+            }
+        }
 }
 
 /// Locks a session slot. A panic while it was held rolled back any open

@@ -37,6 +37,9 @@ pub struct ServeConfig {
     pub min_seq_wait: Duration,
     /// Ready only while the index is at most this many events behind the ledger.
     pub ready_max_lag: u64,
+    /// While the ledger cannot be read, stay ready (serving the last index) at
+    /// most this long; then fail closed.
+    pub ready_max_outage: Duration,
     /// How long a client may take to send its request headers.
     pub header_read_timeout: Duration,
     /// How long shutdown waits for in-flight requests.
@@ -58,6 +61,7 @@ impl ServeConfig {
             admin_token: None,
             min_seq_wait: Duration::from_secs(1),
             ready_max_lag: 10_000,
+            ready_max_outage: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
             sync_idle: Duration::from_millis(50),

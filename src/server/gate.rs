@@ -32,6 +32,16 @@ pub struct SyncStatus {
     pub last_error: Option<String>,
 }
 
+/// What the gate last learned about the ledger's head, for `/readyz` and
+/// `/metrics` while the ledger cannot be reached.
+#[derive(Debug, Clone, Copy)]
+pub struct LedgerSeen {
+    /// The last head read successfully.
+    pub head: Seq,
+    /// Since when reads have failed, if they do now.
+    pub unreachable_since: Option<Instant>,
+}
+
 /// Shared state of a running gate.
 pub struct Gate {
     pub config: ServeConfig,
@@ -50,6 +60,7 @@ pub struct Gate {
     listen_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// For a shared ledger: whether the append-notification session is up.
     pub listener_connected: AtomicBool,
+    ledger_seen: Mutex<LedgerSeen>,
     connections: Arc<tokio::sync::Semaphore>,
 }
 
@@ -98,6 +109,7 @@ impl Gate {
             sync_thread: Mutex::new(None),
             listen_thread: Mutex::new(None),
             listener_connected: AtomicBool::new(false),
+            ledger_seen: Mutex::new(LedgerSeen { head: caught_up, unreachable_since: None }),
             connections,
         });
         let thread = {
@@ -154,6 +166,7 @@ impl Gate {
                 Ok(false) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "lost the append-notification session; reconnecting");
+                    self.metrics.listener_losses.fetch_add(1, Ordering::Relaxed);
                     self.listener_connected.store(false, Ordering::Relaxed);
                     listener = None;
                 }
@@ -185,6 +198,20 @@ impl Gate {
                 }
             }
         }
+    }
+
+    /// Reads the ledger head (blocking) and returns what is known: the head if
+    /// it could be read now, and the last successful reading.
+    pub fn observe_head(&self) -> (Option<Seq>, LedgerSeen) {
+        let head = self.ledger.head().ok();
+        let mut seen = self.ledger_seen.lock().expect("not poisoned");
+        match head {
+            Some(h) => *seen = LedgerSeen { head: h, unreachable_since: None },
+            None => {
+                seen.unreachable_since.get_or_insert_with(Instant::now);
+            }
+        }
+        (head, *seen)
     }
 
     /// Asks the sync thread to look at the ledger now.

@@ -53,10 +53,12 @@ pub struct Metrics {
     pub stale_index: AtomicU64,
     pub connections_refused: AtomicU64,
     pub unauthorized: AtomicU64,
+    pub listener_losses: AtomicU64,
 }
 
 /// Values read from elsewhere at render time.
 pub struct Gauges {
+    pub ledger_reachable: bool,
     pub index_seq: u64,
     pub ledger_head: u64,
     pub overlay_entities: u64,
@@ -123,7 +125,12 @@ impl Metrics {
         let _ = writeln!(out, "claimgate_request_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}");
         let _ = writeln!(out, "claimgate_request_duration_seconds_sum {}", get(&self.latency_sum_us) as f64 / 1e6);
         let _ = writeln!(out, "claimgate_request_duration_seconds_count {}", get(&self.latency_count));
-        let counters: [(&str, &str, u64); 9] = [
+        let counters: [(&str, &str, u64); 10] = [
+            (
+                "claimgate_ledger_listener_losses_total",
+                "Append-notification sessions lost (shared ledger).",
+                get(&self.listener_losses),
+            ),
             ("claimgate_index_swaps_total", "Index versions published.", get(&self.swaps)),
             ("claimgate_index_sync_errors_total", "Failed ledger reads by the sync thread.", get(&self.sync_errors)),
             (
@@ -158,9 +165,18 @@ impl Metrics {
             "# HELP claimgate_connections_refused_total Connections closed at once because the connection cap was reached.\n# TYPE claimgate_connections_refused_total counter\nclaimgate_connections_refused_total {}",
             get(&self.connections_refused)
         );
-        let gauges: [(&str, &str, f64); 5] = [
+        let gauges: [(&str, &str, f64); 6] = [
+            (
+                "claimgate_ledger_reachable",
+                "1 if the ledger's head could be read just now, else 0.",
+                f64::from(u8::from(g.ledger_reachable)),
+            ),
             ("claimgate_index_seq", "Ledger seq the served index reflects.", g.index_seq as f64),
-            ("claimgate_ledger_head_seq", "Highest seq on the ledger.", g.ledger_head as f64),
+            (
+                "claimgate_ledger_head_seq",
+                "Highest seq on the ledger (the last one read, while unreachable).",
+                g.ledger_head as f64,
+            ),
             ("claimgate_index_overlay_entities", "Entities in the index overlay.", g.overlay_entities as f64),
             ("claimgate_audit_queue_depth", "Audit records queued, not yet written.", g.audit_queue_depth as f64),
             ("claimgate_index_last_swap_age_seconds", "Seconds since the last index swap.", g.last_swap_age_seconds),

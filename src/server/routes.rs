@@ -546,16 +546,37 @@ async fn audit(gate: &Arc<Gate>, query: Option<&str>) -> Result<Reply, ApiError>
 }
 
 async fn ready(gate: &Arc<Gate>) -> Reply {
-    let ledger = gate.ledger.clone();
-    let head = tokio::task::spawn_blocking(move || ledger.head()).await.ok().and_then(Result::ok);
+    let g = gate.clone();
+    let observed = tokio::task::spawn_blocking(move || g.observe_head()).await.ok();
     let version = gate.version();
     let status = gate.sync_status.lock().expect("not poisoned").clone();
-    let lag = head.map(|h| h.saturating_sub(version.seq()));
-    let ready = lag.is_some_and(|l| l <= gate.config.ready_max_lag);
+    let (head, seen) = match observed {
+        Some((head, seen)) => (head, Some(seen)),
+        None => (None, None),
+    };
+    // Lag against the head read now, else the last head read before an outage.
+    let known_head = head.or(seen.map(|s| s.head));
+    let lag = known_head.map(|h| h.saturating_sub(version.seq()));
+    let outage = seen.and_then(|s| s.unreachable_since).map(|t| t.elapsed());
+    let within_lag = lag.is_some_and(|l| l <= gate.config.ready_max_lag);
+    let ready = within_lag && outage.is_none_or(|o| o <= gate.config.ready_max_outage);
+    let reason = match (head, outage) {
+        (None, Some(o)) if ready => Some(format!(
+            "the ledger cannot be read for {:.1} s; serving the last index (fails closed after {} s)",
+            o.as_secs_f64(),
+            gate.config.ready_max_outage.as_secs()
+        )),
+        (None, Some(o)) => Some(format!("the ledger cannot be read for {:.1} s: failing closed", o.as_secs_f64())),
+        (None, None) => Some("the ledger cannot be read".to_owned()),
+        _ if !within_lag => Some("the index is further behind the ledger than max_lag".to_owned()),
+        _ => None,
+    };
     let body = j!({
         "ready": ready,
         "index_seq": version.seq(),
         "ledger_head": head,
+        "ledger_reachable": head.is_some(),
+        "last_known_ledger_head": known_head,
         "lag": lag,
         "max_lag": gate.config.ready_max_lag,
         "last_swap_age_seconds": status.last_swap.elapsed().as_secs_f64(),
@@ -563,18 +584,22 @@ async fn ready(gate: &Arc<Gate>) -> Reply {
         "ledger": gate.ledger.describe(),
         "ledger_notifications": gate.ledger.listen_supported().then(|| if gate.listener_connected.load(Ordering::Relaxed) { "connected" } else { "disconnected: polling" }),
         "snapshots_refused_at_start": gate.refused_snapshots.iter().map(|(p, e)| j!({"path": p.display().to_string(), "error": e})).collect::<Vec<_>>(),
-        "reason": if head.is_none() { Some("the ledger cannot be read") } else if !ready { Some("the index is further behind the ledger than max_lag") } else { None },
+        "reason": reason,
     });
     json(if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &body)
 }
 
 async fn metrics(gate: &Arc<Gate>) -> Reply {
-    let ledger = gate.ledger.clone();
-    let head = tokio::task::spawn_blocking(move || ledger.head()).await.ok().and_then(Result::ok).unwrap_or(0);
+    let g = gate.clone();
+    let (head, seen) = match tokio::task::spawn_blocking(move || g.observe_head()).await {
+        Ok((head, seen)) => (head, seen.head),
+        Err(_) => (None, 0),
+    };
     let version = gate.version();
     let gauges = Gauges {
+        ledger_reachable: head.is_some(),
         index_seq: version.seq(),
-        ledger_head: head,
+        ledger_head: head.unwrap_or(seen),
         overlay_entities: version.overlay_len() as u64,
         audit_queue_depth: gate.audit.depth(),
         audit_written: gate.audit.written.load(Ordering::Relaxed),
