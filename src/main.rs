@@ -422,7 +422,7 @@ fn run_server(config: ServeConfig, policy: &Policy, examples: Option<demo::Examp
         }
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
-        server::serve(gate.clone(), bound, shutdown_signal()).await;
+        server::serve(gate.clone(), bound, server::shutdown_signal()).await;
         Ok::<_, Failure>(gate)
     })?;
     // The ledger (a PostgreSQL client runs its own runtime) must be dropped
@@ -430,28 +430,6 @@ fn run_server(config: ServeConfig, policy: &Policy, examples: Option<demo::Examp
     drop(runtime);
     drop(gate);
     Ok(())
-}
-
-/// Resolves on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
 }
 
 /// A random admin token for the demo (32 hex digits from the OS).

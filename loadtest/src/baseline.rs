@@ -35,7 +35,7 @@ pub fn run(listen: SocketAddr) -> Result<(), String> {
         println!("{}", serde_json::json!({ "listening": bound.to_string() }));
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
-        let mut shutdown = std::pin::pin!(shutdown_signal());
+        let mut shutdown = std::pin::pin!(claimgate::server::shutdown_signal());
         loop {
             let stream = tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -61,26 +61,4 @@ pub fn run(listen: SocketAddr) -> Result<(), String> {
         eprintln!("loadtest baseline: stopped");
         Ok(())
     })
-}
-
-/// Resolves on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
 }
