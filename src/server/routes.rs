@@ -285,7 +285,7 @@ fn parse_line_bytes(bytes: &[u8]) -> Result<CheckLine, ApiError> {
 
 /// The current version if it reflects `min_seq`, without cloning its `Arc`;
 /// otherwise waits (bounded) for it.
-async fn judge(gate: &Gate, min_seq: Option<Seq>, f: impl FnOnce(&IndexVersion) -> Reply) -> Result<Reply, ApiError> {
+async fn judge<T>(gate: &Gate, min_seq: Option<Seq>, f: impl FnOnce(&IndexVersion) -> T) -> Result<T, ApiError> {
     match min_seq {
         Some(min) if min > gate.index.peek().seq() => Ok(f(&*version_at_least(gate, Some(min)).await?)),
         _ => Ok(f(&gate.index.peek())),
@@ -347,10 +347,7 @@ async fn check_batch(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, 
     };
     let (decisions, seq) = match &version {
         Some(v) => judge_all(v),
-        None => match min_seq {
-            Some(min) if min > gate.index.peek().seq() => judge_all(&*version_at_least(gate, Some(min)).await?),
-            _ => judge_all(&gate.index.peek()),
-        },
+        None => judge(gate, min_seq, judge_all).await?,
     };
     #[derive(serde::Serialize)]
     #[serde(untagged)]
