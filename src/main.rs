@@ -39,6 +39,7 @@ struct Cli {
     policy: Option<PathBuf>,
     /// The ledger on PostgreSQL (postgres://user@host:port/db?schema=NAME) instead
     /// of the embedded one under --data; snapshots and the audit log stay under --data.
+    /// TLS as libpq: sslmode=disable|prefer|require|verify-ca|verify-full, sslrootcert=PEM.
     #[arg(long, global = true, value_name = "URL", env = "CLAIMGATE_STORE")]
     store: Option<String>,
     #[command(subcommand)]

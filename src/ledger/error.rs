@@ -23,6 +23,8 @@ pub enum LedgerError {
     Storage { doing: &'static str, source: rusqlite::Error },
     #[error("PostgreSQL ledger failed while {doing}: {}", postgres_detail(source))]
     Postgres { doing: &'static str, source: postgres::Error },
+    #[error("cannot set up TLS to PostgreSQL: {detail}")]
+    Tls { detail: String },
     #[error("a batch of {len} events is more than the {max} one append takes")]
     BatchTooLarge { len: usize, max: usize },
 }

@@ -12,6 +12,7 @@
 mod embedded;
 mod error;
 mod postgres;
+mod postgres_tls;
 
 pub use embedded::{EmbeddedLedger, LEDGER_FILE, MAX_APPEND_BATCH, MAX_TAIL_BATCH};
 pub use error::{AppendError, LedgerError};

@@ -16,6 +16,7 @@
 //! behind an append; a full scan uses a connection of its own, inside one
 //! `REPEATABLE READ` snapshot.
 
+use super::postgres_tls::TlsSettings;
 use super::{Appended, LedgerError, MAX_APPEND_BATCH, MAX_TAIL_BATCH};
 use crate::domain::{InstitutionCode, PractitionerCode, Seq, ViolationId};
 use crate::event::{Event, RecordedEvent, Violation};
@@ -119,6 +120,8 @@ impl NotifyListener {
 /// Where the ledger lives and how a session is set up.
 struct Target {
     config: Config,
+    /// The TLS connector the URL's `sslmode` asks for; `None`: plain TCP.
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     schema: String,
     description: String,
     writer_session: String,
@@ -176,6 +179,17 @@ impl PostgresLedger {
     /// and the schema.
     pub fn describe(&self) -> String {
         self.target.description.clone()
+    }
+
+    /// Whether the read session is encrypted (as the server sees it): with
+    /// the default `sslmode=prefer` that depends on the server.
+    pub fn session_encrypted(&self) -> Result<bool, LedgerError> {
+        self.read(|client, _| {
+            let row = client
+                .query_one("SELECT coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)", &[])
+                .map_err(pg("asking whether the session is encrypted"))?;
+            Ok(row.get(0))
+        })
     }
 
     /// A dedicated session LISTENing on [`NOTIFY_CHANNEL`]: every committed
@@ -424,7 +438,7 @@ fn lock(slot: &Mutex<Option<Conn>>) -> MutexGuard<'_, Option<Conn>> {
 
 impl Target {
     fn parse(url: &str) -> Result<Target, LedgerError> {
-        let (rest, schema) = split_schema(url);
+        let (rest, schema, tls) = split_url(url).map_err(|detail| LedgerError::Tls { detail })?;
         let schema = schema.unwrap_or_else(|| DEFAULT_SCHEMA.to_owned());
         let mut config = Config::from_str(&rest).map_err(pg("parsing the database URL"))?;
         if config.get_application_name().is_none() {
@@ -433,7 +447,7 @@ impl Target {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
         }
-        let description = describe(&config, &schema);
+        let description = describe(&config, &schema, &tls);
         let bad = |detail: String| LedgerError::NotALedger { path: PathBuf::from(&description), detail };
         if schema.is_empty() {
             return Err(bad("the `schema=` URL parameter is empty; name a schema or leave it out".into()));
@@ -451,11 +465,16 @@ impl Target {
              SET idle_in_transaction_session_timeout TO '60s';"
         );
         let reader_session = format!("{search_path} SET default_transaction_read_only TO on;");
-        Ok(Target { config, schema, description, writer_session, reader_session })
+        let tls = tls.connector()?;
+        Ok(Target { config, tls, schema, description, writer_session, reader_session })
     }
 
     fn connect(&self, session: &str) -> Result<Client, LedgerError> {
-        let mut client = self.config.connect(NoTls).map_err(pg("connecting to PostgreSQL"))?;
+        let connected = match &self.tls {
+            Some(tls) => self.config.connect(tls.clone()),
+            None => self.config.connect(NoTls),
+        };
+        let mut client = connected.map_err(pg("connecting to PostgreSQL"))?;
         client.batch_execute(session).map_err(pg("setting up a PostgreSQL session"))?;
         Ok(client)
     }
@@ -615,18 +634,18 @@ type GroupSink<'a> = dyn FnMut(String, &[RecordedEvent]) -> Result<(), LedgerErr
 
 /// Splits our own `schema=NAME` parameter off a URL; the rest is handed to
 /// the driver. The last `schema=` wins; its value is percent-decoded.
-fn split_schema(url: &str) -> (String, Option<String>) {
-    let Some((base, query)) = url.split_once('?') else { return (url.to_owned(), None) };
+fn split_url(url: &str) -> Result<(String, Option<String>, TlsSettings), String> {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let mut schema = None;
-    let mut kept = Vec::new();
-    for param in query.split('&') {
+    let mut others = Vec::new();
+    for param in query.split('&').filter(|p| !p.is_empty()) {
         match param.strip_prefix("schema=") {
             Some(value) => schema = Some(percent_decode(value)),
-            None => kept.push(param),
+            None => others.push(param),
         }
     }
-    let rest = if kept.is_empty() { base.to_owned() } else { format!("{base}?{}", kept.join("&")) };
-    (rest, schema)
+    let (tls, kept) = TlsSettings::take_from(others, percent_decode)?;
+    Ok((format!("{base}?{}", kept.join("&")), schema, tls))
 }
 
 fn percent_decode(text: &str) -> String {
@@ -649,9 +668,9 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// `postgres://user@host:port/db (schema NAME)`, rebuilt from the parsed
+/// `postgres://user@host:port/db (schema NAME, tls MODE)`, rebuilt from the parsed
 /// configuration so that no password can leak into a message.
-fn describe(config: &Config, schema: &str) -> String {
+fn describe(config: &Config, schema: &str, tls: &TlsSettings) -> String {
     let ports = config.get_ports();
     let hosts: Vec<String> = config
         .get_hosts()
@@ -669,7 +688,7 @@ fn describe(config: &Config, schema: &str) -> String {
         .collect();
     let user = config.get_user().map(|u| format!("{u}@")).unwrap_or_default();
     let db = config.get_dbname().unwrap_or_default();
-    format!("postgres://{user}{}/{db} (schema {schema})", hosts.join(","))
+    format!("postgres://{user}{}/{db} (schema {schema}, tls {})", hosts.join(","), tls.mode)
 }
 
 /// `name` as an SQL identifier.
@@ -807,6 +826,7 @@ impl LedgerFacts for Facts<'_, '_> {
 mod tests {
     use super::*;
     use crate::claim::parse_claim;
+    use crate::ledger::postgres_tls::TlsMode;
     use crate::ledger::Ledger;
     use crate::refusal::RefusalCode;
     use crate::rules::World;
@@ -849,7 +869,7 @@ mod tests {
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
             let name = format!("t_{test}_{}_{}_{n}", std::process::id(), nanos % 1_000_000_000_000);
             assert!(name.len() <= MAX_SCHEMA_BYTES, "{name} is too long a schema name");
-            TestSchema { server: split_schema(server).0, name }
+            TestSchema { server: server.to_owned(), name }
         }
 
         fn url(&self) -> String {
@@ -862,13 +882,13 @@ mod tests {
         }
 
         fn admin(&self) -> Client {
-            Config::from_str(&self.server).unwrap().connect(NoTls).unwrap()
+            Target::parse(&self.server).unwrap().connect("").unwrap()
         }
     }
 
     impl Drop for TestSchema {
         fn drop(&mut self) {
-            if let Ok(mut client) = Config::from_str(&self.server).and_then(|c| c.connect(NoTls)) {
+            if let Ok(mut client) = Target::parse(&self.server).and_then(|t| t.connect("")) {
                 let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", quote_ident(&self.name)));
             }
         }
@@ -1317,21 +1337,84 @@ mod tests {
         ledger.drop_schema().unwrap();
     }
 
+    /// The server's certificate file, or `None` (and a note) when the server
+    /// under test does not offer TLS.
+    fn server_certificate(schema: &TestSchema) -> Option<String> {
+        let mut admin = schema.admin();
+        let ssl: String = admin.query_one("SHOW ssl", &[]).unwrap().get(0);
+        if ssl != "on" {
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                b"skipped: the PostgreSQL server under test has ssl=off; TLS tests need it on\n",
+            );
+            return None;
+        }
+        Some(admin.query_one("SHOW ssl_cert_file", &[]).unwrap().get(0))
+    }
+
+    #[test]
+    fn sslmode_require_and_verify_ca_encrypt_the_session_and_disable_does_not() {
+        let Some(server) = server() else { return };
+        let schema = TestSchema::new(&server, "tls");
+        let Some(certificate) = server_certificate(&schema) else { return };
+        let with = |params: &str| format!("{}&{params}", schema.url());
+        for (params, encrypted) in [
+            ("sslmode=disable".to_owned(), false),
+            ("sslmode=require".to_owned(), true),
+            (format!("sslmode=verify-ca&sslrootcert={certificate}"), true),
+        ] {
+            let ledger =
+                PostgresLedger::open(&with(&params), &Policy::default()).unwrap_or_else(|e| panic!("{params}: {e}"));
+            assert_eq!(ledger.session_encrypted().unwrap(), encrypted, "{params}");
+            assert!(ledger.describe().contains("tls "), "{}", ledger.describe());
+            let appended = ledger.append_batch(&[event(json!({"type": "institution_designated",
+                "effective": "2025-01-01", "institution": H}))]);
+            assert!(appended.is_ok(), "{params}: {appended:?}");
+        }
+    }
+
+    #[test]
+    fn verify_ca_refuses_a_server_whose_certificate_the_roots_do_not_sign() {
+        let Some(server) = server() else { return };
+        let schema = TestSchema::new(&server, "tlsbad");
+        let Some(certificate) = server_certificate(&schema) else { return };
+        // Any other certificate as the only root: the server's chain cannot end there.
+        let other = tempfile::NamedTempFile::new().unwrap();
+        let rogue = std::fs::read_dir("/etc/ssl/certs").unwrap().filter_map(|e| e.ok().map(|e| e.path())).find(|p| {
+            p.extension().is_some_and(|x| x == "pem") && !p.ends_with(&certificate) && {
+                std::fs::read_to_string(p).is_ok_and(|t| {
+                    t.contains("BEGIN CERTIFICATE")
+                        && !t.contains(&std::fs::read_to_string(&certificate).unwrap_or_default())
+                })
+            }
+        });
+        let Some(rogue) = rogue else { return };
+        std::fs::copy(rogue, other.path()).unwrap();
+        let url = format!("{}&sslmode=verify-ca&sslrootcert={}", schema.url(), other.path().display());
+        let error = PostgresLedger::open(&url, &Policy::default()).err().expect("a foreign root must be refused");
+        let message = error.to_string();
+        assert!(
+            message.contains("connecting to PostgreSQL") && message.to_lowercase().contains("certificate"),
+            "{message}"
+        );
+    }
+
     #[test]
     fn the_schema_parameter_is_ours_and_descriptions_hold_no_password() {
-        assert_eq!(split_schema("postgres://u@h/db"), ("postgres://u@h/db".to_owned(), None));
+        let split = |url| split_url(url).map(|(rest, schema, tls)| (rest, schema, tls.mode)).unwrap();
+        assert_eq!(split("postgres://u@h/db"), ("postgres://u@h/db?sslmode=prefer".to_owned(), None, TlsMode::Prefer));
         assert_eq!(
-            split_schema("postgres://u@h/db?schema=a%20b&sslmode=disable&schema=c"),
-            ("postgres://u@h/db?sslmode=disable".to_owned(), Some("c".to_owned()))
+            split("postgres://u@h/db?schema=a%20b&sslmode=disable&schema=c"),
+            ("postgres://u@h/db?sslmode=disable".to_owned(), Some("c".to_owned()), TlsMode::Disable)
         );
         assert_eq!(
-            split_schema("postgres://u@h/db?schema=a%22b"),
-            ("postgres://u@h/db".to_owned(), Some("a\"b".into()))
+            split("postgres://u@h/db?schema=a%22b&sslmode=verify-full&sslrootcert=%2Fr.pem"),
+            ("postgres://u@h/db?sslmode=require".to_owned(), Some("a\"b".into()), TlsMode::VerifyFull)
         );
         let target = Target::parse("postgres://root:secret@127.0.0.1:5433/test?schema=s1&sslmode=disable").unwrap();
-        assert_eq!(target.description, "postgres://root@127.0.0.1:5433/test (schema s1)");
+        assert_eq!(target.description, "postgres://root@127.0.0.1:5433/test (schema s1, tls disable)");
         let target = Target::parse("postgresql://u:pw@h1,h2/db?password=other").unwrap();
-        assert_eq!(target.description, "postgres://u@h1:5432,h2:5432/db (schema claimgate)");
+        assert_eq!(target.description, "postgres://u@h1:5432,h2:5432/db (schema claimgate, tls prefer)");
         assert!(!target.description.contains("pw") && !target.description.contains("other"));
         assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
         assert!(matches!(Target::parse("postgres://h/db?schema="), Err(LedgerError::NotALedger { .. })));
