@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 mod common;
-use common::case_files;
+use common::{case_files, postgres_url};
 
 /// Compares replay output lines with the scenario's `expect*` fields and
 /// returns every mismatch.
@@ -89,22 +89,9 @@ fn every_case_passes_through_the_replay_command() {
     assert!(failures.is_empty(), "conformance failures:\n{}", failures.join("\n"));
 }
 
-/// The PostgreSQL ledger's URL for tests, or `None` with a printed notice.
-fn postgres_url() -> Option<String> {
-    let url = std::env::var("CLAIMGATE_TEST_POSTGRES").ok().filter(|u| !u.is_empty());
-    if url.is_none() {
-        // Straight to the stream: the test harness captures eprintln! of passing tests.
-        let _ = std::io::Write::write_all(
-            &mut std::io::stderr(),
-            b"skipped: set CLAIMGATE_TEST_POSTGRES=postgres://... to run the conformance suite on PostgreSQL\n",
-        );
-    }
-    url
-}
-
 #[test]
 fn every_case_passes_through_the_replay_command_on_postgresql() {
-    let Some(url) = postgres_url() else { return };
+    let Some(url) = postgres_url("the conformance suite through replay on PostgreSQL") else { return };
     let mut failures = Vec::new();
     for file in case_files() {
         let output = Command::new(env!("CARGO_BIN_EXE_claimgate"))

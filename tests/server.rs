@@ -8,7 +8,7 @@
 #![cfg(unix)]
 
 mod common;
-use common::case_files;
+use common::{case_files, postgres_url, PgSchema};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -380,6 +380,20 @@ fn assert_error(what: &str, reply: &Reply, status: u16, error: &str, field: Fiel
 /// and a batch answers exactly as the single checks do.
 #[test]
 fn every_conformance_case_answers_over_http_exactly_as_replay_does() {
+    assert_every_case_answers_over_http_as_replay(None);
+}
+
+/// Issue 7: the same on the PostgreSQL ledger, each case in a schema of its own.
+#[test]
+fn every_conformance_case_answers_over_http_on_postgresql_as_replay_does() {
+    let Some(server) = postgres_url("the conformance suite over HTTP on PostgreSQL") else { return };
+    assert_every_case_answers_over_http_as_replay(Some(&server));
+}
+
+/// Runs every spec case through a fresh `serve` (on the embedded ledger, or
+/// on a fresh schema of `postgres` when given) and compares each answer with
+/// `replay`'s.
+fn assert_every_case_answers_over_http_as_replay(postgres: Option<&str>) {
     let mut failures = Vec::new();
     for file in case_files() {
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
@@ -390,8 +404,11 @@ fn every_conformance_case_answers_over_http_exactly_as_replay_does() {
         assert_eq!(lines.len(), events.len() + checks.len(), "{name}: replay printed {lines:?}");
 
         let dir = tempfile::tempdir().unwrap();
-        let server = Server::start(dir.path(), &[]);
-        assert_eq!(server.start_seq, 0, "{name}: a fresh data directory starts at seq 0");
+        let schema = postgres.map(|url| PgSchema::new(url, "http_case"));
+        let store = schema.as_ref().map(|s| s.url());
+        let args: Vec<&str> = store.iter().flat_map(|url| ["--store", url.as_str()]).collect();
+        let server = Server::start(dir.path(), &args);
+        assert_eq!(server.start_seq, 0, "{name}: a fresh ledger starts at seq 0");
         let mut head = 0;
         for (i, event) in events.iter().enumerate() {
             let reply = server.admin_post("/v1/events", &without_expectations(event));
@@ -1083,17 +1100,9 @@ fn an_acknowledged_event_survives_sigkill() {
 /// only the poll interval.
 #[test]
 fn two_nodes_on_one_postgresql_ledger_see_each_others_writes() {
-    let Some(url) = std::env::var("CLAIMGATE_TEST_POSTGRES").ok().filter(|u| !u.is_empty()) else {
-        // Straight to the stream: the test harness captures eprintln! of passing tests.
-        let _ = std::io::Write::write_all(
-            &mut std::io::stderr(),
-            b"skipped: set CLAIMGATE_TEST_POSTGRES=postgres://... to run the two-node PostgreSQL test\n",
-        );
-        return;
-    };
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    let schema = format!("t_two_nodes_{}_{nanos}", std::process::id());
-    let store = format!("{url}{}schema={schema}", if url.contains('?') { '&' } else { '?' });
+    let Some(url) = postgres_url("the two-node PostgreSQL test") else { return };
+    let schema = PgSchema::new(&url, "two_nodes");
+    let store = schema.url();
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let one = Server::start(d1.path(), &["--store", &store, "--min-seq-wait-ms", "5000"]);
     let two = Server::start(d2.path(), &["--store", &store, "--min-seq-wait-ms", "5000"]);
@@ -1129,8 +1138,6 @@ fn two_nodes_on_one_postgresql_ledger_see_each_others_writes() {
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
     drop((one, two));
-    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-    client.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).unwrap();
 }
 
 /// Issue 7: the node's database sessions are terminated while checks run.
@@ -1138,18 +1145,10 @@ fn two_nodes_on_one_postgresql_ledger_see_each_others_writes() {
 /// reconnects, and a later write is answered correctly with `min_seq`.
 #[test]
 fn terminated_database_sessions_fail_no_check_and_the_node_reconnects() {
-    let Some(url) = std::env::var("CLAIMGATE_TEST_POSTGRES").ok().filter(|u| !u.is_empty()) else {
-        let _ = std::io::Write::write_all(
-            &mut std::io::stderr(),
-            b"skipped: set CLAIMGATE_TEST_POSTGRES=postgres://... to run the connection-loss test\n",
-        );
-        return;
-    };
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    let schema = format!("t_conn_loss_{}_{nanos}", std::process::id());
-    let app = format!("cg_{}", &schema[..schema.len().min(50)]);
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let store = format!("{url}{sep}schema={schema}&application_name={app}");
+    let Some(url) = postgres_url("the connection-loss test") else { return };
+    let schema = PgSchema::new(&url, "conn_loss");
+    let app = format!("cg_{}", &schema.name[..schema.name.len().min(50)]);
+    let store = format!("{}&application_name={app}", schema.url());
     let dir = tempfile::tempdir().unwrap();
     let node = Server::start(dir.path(), &["--store", &store, "--min-seq-wait-ms", "10000"]);
     node.event(&designated("H11010500001", "2024-01-01"));
@@ -1172,30 +1171,26 @@ fn terminated_database_sessions_fail_no_check_and_the_node_reconnects() {
         })
     };
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let mut admin = schema.admin();
     let killed: i64 = admin
         .query_one("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1", &[&app])
         .unwrap()
         .get(0);
     assert!(killed >= 2, "the node's sessions were terminated ({killed})");
 
-    // The node notices (a lost listener or a failed sync read) and recovers.
+    // The node notices (a lost listener, a failed sync or head read), says
+    // so on /readyz, and recovers.
     let started = std::time::Instant::now();
-    loop {
-        let metrics = request(node.check, "GET", "/metrics", &[], b"").text();
-        let count = |name: &str| -> u64 {
-            metrics
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-                .unwrap_or(0)
-        };
-        if count("claimgate_ledger_listener_losses_total") + count("claimgate_index_sync_errors_total") > 0 {
-            break;
+    let loss = loop {
+        let ready = request(node.check, "GET", "/readyz", &[], b"").json();
+        if ready["ledger_failures"].as_u64().unwrap_or(0) > 0 {
+            break ready;
         }
-        assert!(started.elapsed() < std::time::Duration::from_secs(10), "the node never noticed the lost sessions");
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "/readyz never reported the loss: {ready}");
         std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    };
+    let what = loss["last_ledger_failure"]["what"].as_str().unwrap_or_default().to_owned();
+    assert!(what.contains("terminat") || what.contains("lost") || what.contains("closed"), "{loss}");
     let seq = node.event(&violation("V1", "D110105000001", "2026-03-10", 9, "serious"));
     let answer = node.check(&with(claim("D110105000001", "2026-03-11", false), "min_seq", json!(seq))).json();
     assert_eq!(answer["reason"], "practitioner_suspended", "{answer}");
@@ -1208,5 +1203,4 @@ fn terminated_database_sessions_fail_no_check_and_the_node_reconnects() {
     assert_eq!(ready["ready"], true, "{ready}");
     assert_eq!(ready["ledger_reachable"], true, "{ready}");
     drop(node);
-    admin.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).unwrap();
 }

@@ -42,6 +42,17 @@ pub struct LedgerSeen {
     pub unreachable_since: Option<Instant>,
 }
 
+/// The last time the ledger failed the gate (a lost session, a failed read),
+/// for `/readyz`: an outage of milliseconds is still reported afterwards.
+#[derive(Debug, Clone)]
+pub struct LedgerTrouble {
+    /// How many times since start.
+    pub count: u64,
+    pub last_at: Instant,
+    /// What the gate was doing and the error, as logged.
+    pub last: String,
+}
+
 /// Shared state of a running gate.
 pub struct Gate {
     pub config: ServeConfig,
@@ -61,6 +72,8 @@ pub struct Gate {
     /// For a shared ledger: whether the append-notification session is up.
     pub listener_connected: AtomicBool,
     ledger_seen: Mutex<LedgerSeen>,
+    /// The ledger's failures since start (see [`LedgerTrouble`]).
+    pub ledger_trouble: Mutex<Option<LedgerTrouble>>,
     connections: Arc<tokio::sync::Semaphore>,
 }
 
@@ -110,6 +123,7 @@ impl Gate {
             listen_thread: Mutex::new(None),
             listener_connected: AtomicBool::new(false),
             ledger_seen: Mutex::new(LedgerSeen { head: caught_up, unreachable_since: None }),
+            ledger_trouble: Mutex::new(None),
             connections,
         });
         let thread = {
@@ -154,6 +168,7 @@ impl Gate {
                     }
                     Some(Err(e)) => {
                         tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot listen for appends; polling meanwhile");
+                        self.note_ledger_trouble(format!("cannot listen for appends: {e}"));
                         std::thread::sleep(backoff);
                         backoff = (backoff * 2).min(MAX_BACKOFF);
                     }
@@ -166,6 +181,7 @@ impl Gate {
                 Ok(false) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "lost the append-notification session; reconnecting");
+                    self.note_ledger_trouble(format!("lost the append-notification session: {e}"));
                     self.metrics.listener_losses.fetch_add(1, Ordering::Relaxed);
                     self.listener_connected.store(false, Ordering::Relaxed);
                     listener = None;
@@ -192,6 +208,7 @@ impl Gate {
                     Err(e) => {
                         tracing::error!(error = %e, "index sync failed; serving the last good version");
                         self.metrics.sync_errors.fetch_add(1, Ordering::Relaxed);
+                        self.note_ledger_trouble(format!("index sync failed: {e}"));
                         self.sync_status.lock().expect("not poisoned").last_error = Some(e.to_string());
                         break;
                     }
@@ -203,7 +220,13 @@ impl Gate {
     /// Reads the ledger head (blocking) and returns what is known: the head if
     /// it could be read now, and the last successful reading.
     pub fn observe_head(&self) -> (Option<Seq>, LedgerSeen) {
-        let head = self.ledger.head().ok();
+        let head = match self.ledger.head() {
+            Ok(head) => Some(head),
+            Err(e) => {
+                self.note_ledger_trouble(format!("reading the ledger head failed: {e}"));
+                None
+            }
+        };
         let mut seen = self.ledger_seen.lock().expect("not poisoned");
         match head {
             Some(h) => *seen = LedgerSeen { head: h, unreachable_since: None },
@@ -212,6 +235,13 @@ impl Gate {
             }
         }
         (head, *seen)
+    }
+
+    /// Remembers a failure of the ledger for `/readyz`.
+    fn note_ledger_trouble(&self, what: String) {
+        let mut trouble = self.ledger_trouble.lock().expect("not poisoned");
+        let count = trouble.as_ref().map_or(0, |t| t.count) + 1;
+        *trouble = Some(LedgerTrouble { count, last_at: Instant::now(), last: what });
     }
 
     /// Asks the sync thread to look at the ledger now.

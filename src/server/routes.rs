@@ -547,6 +547,7 @@ async fn ready(gate: &Arc<Gate>) -> Reply {
     let observed = tokio::task::spawn_blocking(move || g.observe_head()).await.ok();
     let version = gate.version();
     let status = gate.sync_status.lock().expect("not poisoned").clone();
+    let trouble = gate.ledger_trouble.lock().expect("not poisoned").clone();
     let (head, seen) = match observed {
         Some((head, seen)) => (head, Some(seen)),
         None => (None, None),
@@ -580,6 +581,8 @@ async fn ready(gate: &Arc<Gate>) -> Reply {
         "last_swap_error": status.last_error,
         "ledger": gate.ledger.describe(),
         "ledger_notifications": gate.ledger.listen_supported().then(|| if gate.listener_connected.load(Ordering::Relaxed) { "connected" } else { "disconnected: polling" }),
+        "ledger_failures": trouble.as_ref().map_or(0, |t| t.count),
+        "last_ledger_failure": trouble.map(|t| j!({"age_seconds": t.last_at.elapsed().as_secs_f64(), "what": t.last})),
         "snapshots_refused_at_start": gate.refused_snapshots.iter().map(|(p, e)| j!({"path": p.display().to_string(), "error": e})).collect::<Vec<_>>(),
         "reason": reason,
     });

@@ -24,3 +24,56 @@ pub fn case_files() -> Vec<PathBuf> {
     assert!(!files.is_empty(), "no *.json cases in {}: the suite would prove nothing", dir.display());
     files
 }
+
+/// The PostgreSQL server the tests may use (`CLAIMGATE_TEST_POSTGRES`), or
+/// `None` with a printed notice naming what is skipped: never a silent pass.
+#[allow(dead_code)] // not every test binary has PostgreSQL tests
+pub fn postgres_url(skipped: &str) -> Option<String> {
+    let url = std::env::var("CLAIMGATE_TEST_POSTGRES").ok().filter(|u| !u.trim().is_empty());
+    if url.is_none() {
+        // Straight to the stream: the test harness captures eprintln! of passing tests.
+        let note = format!("skipped: set CLAIMGATE_TEST_POSTGRES=postgres://... to run {skipped}\n");
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), note.as_bytes());
+    }
+    url
+}
+
+/// A schema of one test's own on the PostgreSQL server under test, dropped
+/// (with everything in it) when the guard goes, even when the test panics.
+#[allow(dead_code)]
+pub struct PgSchema {
+    pub server: String,
+    pub name: String,
+}
+
+#[allow(dead_code)]
+impl PgSchema {
+    pub fn new(server: &str, test: &str) -> PgSchema {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let name = format!("t_{test}_{}_{}_{n}", std::process::id(), nanos % 1_000_000_000_000);
+        assert!(name.len() <= 63, "{name} is too long a schema name");
+        PgSchema { server: server.to_owned(), name }
+    }
+
+    /// The server's URL naming this schema (`--store`).
+    pub fn url(&self) -> String {
+        let sep = if self.server.contains('?') { '&' } else { '?' };
+        format!("{}{sep}schema={}", self.server, self.name)
+    }
+
+    /// A session on the server, outside the schema (plain TCP).
+    pub fn admin(&self) -> postgres::Client {
+        postgres::Client::connect(&self.server, postgres::NoTls).expect("connecting to CLAIMGATE_TEST_POSTGRES")
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        if let Ok(mut client) = postgres::Client::connect(&self.server, postgres::NoTls) {
+            let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name));
+        }
+    }
+}
