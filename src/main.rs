@@ -134,6 +134,14 @@ struct ServerArgs {
     /// Most open connections.
     #[arg(long, default_value_t = 4_096)]
     max_connections: usize,
+    /// Write an index snapshot (in the background) every this many events, so a
+    /// restart tails only what came after; 0: only on POST /v1/snapshot.
+    #[arg(long, default_value_t = server::DEFAULT_SNAPSHOT_EVERY_EVENTS)]
+    snapshot_every_events: u64,
+    /// Crash campaign only: pause every snapshot write at STAGE for MS
+    /// milliseconds (half-written:MS or before-rename:MS).
+    #[arg(long, hide = true, value_name = "STAGE:MS", value_parser = server::FaultPause::parse)]
+    fault_snapshot_pause: Option<server::FaultPause>,
 }
 
 impl ServerArgs {
@@ -155,6 +163,8 @@ impl ServerArgs {
         config.ready_max_lag = self.ready_max_lag;
         config.ready_max_outage = std::time::Duration::from_millis(self.ready_max_outage_ms);
         config.max_connections = self.max_connections;
+        config.snapshot_every_events = self.snapshot_every_events;
+        config.fault_snapshot_pause = self.fault_snapshot_pause;
         Ok(config)
     }
 }

@@ -23,6 +23,9 @@ pub const AUDIT_WRITE_BATCH: usize = 16_384;
 /// Longest the audit writer gathers records before one commit (one fsync).
 pub const AUDIT_COMMIT_INTERVAL: Duration = Duration::from_millis(25);
 
+/// Events between the snapshots a serving gate writes by itself.
+pub const DEFAULT_SNAPSHOT_EVERY_EVENTS: u64 = 1_000_000;
+
 /// Everything `claimgate serve` is told.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -48,6 +51,10 @@ pub struct ServeConfig {
     pub sync_idle: Duration,
     /// Most open connections across both listeners.
     pub max_connections: usize,
+    /// Write an index snapshot every this many events (0: only on request).
+    pub snapshot_every_events: u64,
+    /// Crash campaign only: pause snapshot writes at a stage.
+    pub fault_snapshot_pause: Option<super::snapshots::FaultPause>,
 }
 
 impl ServeConfig {
@@ -66,6 +73,8 @@ impl ServeConfig {
             shutdown_grace: Duration::from_secs(10),
             sync_idle: Duration::from_millis(50),
             max_connections: 4_096,
+            snapshot_every_events: DEFAULT_SNAPSHOT_EVERY_EVENTS,
+            fault_snapshot_pause: None,
         }
     }
 }

@@ -4,8 +4,9 @@
 use super::audit::{AuditLog, AuditRecord};
 use super::config::ServeConfig;
 use super::metrics::Metrics;
+use super::snapshots::Snapshots;
 use crate::domain::Seq;
-use crate::index::snapshot::SnapshotError;
+use crate::index::snapshot::{Owner, SnapshotError};
 use crate::index::{restore, IndexHandle, IndexVersion, Syncer};
 use crate::ledger::{Ledger, LedgerError};
 use crate::policy::Policy;
@@ -74,6 +75,8 @@ pub struct Gate {
     ledger_seen: Mutex<LedgerSeen>,
     /// The ledger's failures since start (see [`LedgerTrouble`]).
     pub ledger_trouble: Mutex<Option<LedgerTrouble>>,
+    /// Snapshots written while serving.
+    pub snapshots: Arc<Snapshots>,
     connections: Arc<tokio::sync::Semaphore>,
 }
 
@@ -100,10 +103,18 @@ impl Gate {
         }
         let refused_snapshots =
             restored.refused.iter().map(|(p, e): &(PathBuf, SnapshotError)| (p.clone(), e.to_string())).collect();
+        let start_seq = restored.snapshot.as_ref().map_or(0, |_| restored.version.seq());
         let index = Arc::new(IndexHandle::new(restored.version));
         let started = Instant::now();
         let caught_up = Syncer::new(ledger.clone(), index.clone()).catch_up()?;
         tracing::info!(seq = caught_up, seconds = started.elapsed().as_secs_f64(), "index caught up with the ledger");
+        let snapshots = Arc::new(Snapshots::new(
+            &config.data,
+            Owner::new(ledger.id(), policy),
+            config.snapshot_every_events,
+            config.fault_snapshot_pause,
+            start_seq,
+        ));
         let audit = AuditLog::open(&config.data).map_err(|e| StartError::Audit(e.to_string()))?;
         let (wake_sync, wake_rx) = crossbeam_channel::bounded(1);
         let (seq_watch, _) = tokio::sync::watch::channel(caught_up);
@@ -124,6 +135,7 @@ impl Gate {
             listener_connected: AtomicBool::new(false),
             ledger_seen: Mutex::new(LedgerSeen { head: caught_up, unreachable_since: None }),
             ledger_trouble: Mutex::new(None),
+            snapshots,
             connections,
         });
         let thread = {
@@ -203,6 +215,8 @@ impl Gate {
                         let mut status = self.sync_status.lock().expect("not poisoned");
                         status.last_swap = Instant::now();
                         status.last_error = None;
+                        drop(status);
+                        self.snapshots.after_swap(self.index.load());
                     }
                     Ok(None) => break,
                     Err(e) => {

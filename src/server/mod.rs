@@ -11,9 +11,11 @@ mod config;
 mod gate;
 mod metrics;
 mod routes;
+mod snapshots;
 
-pub use config::{ServeConfig, DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN, MAX_BODY_BYTES};
+pub use config::{ServeConfig, DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN, DEFAULT_SNAPSHOT_EVERY_EVENTS, MAX_BODY_BYTES};
 pub use gate::{Gate, StartError};
+pub use snapshots::FaultPause;
 
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};

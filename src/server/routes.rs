@@ -7,6 +7,7 @@ use super::audit::{AuditQuery, AuditRecord};
 use super::config::{MAX_AUDIT_PAGE, MAX_EVENTS_PER_REQUEST, MAX_MIN_SEQ_WAIT};
 use super::gate::Gate;
 use super::metrics::{Gauges, Route};
+use super::snapshots::SnapshotRefusal;
 use super::Listener;
 use crate::claim::parse_claim;
 use crate::clock::{Clock, SystemClock};
@@ -75,6 +76,14 @@ async fn dispatch(gate: &Arc<Gate>, which: Listener, req: Request<Incoming>) -> 
             match authorize(gate, &req) {
                 Err(e) => Err(e),
                 Ok(()) if method == Method::POST => events(gate, req).await,
+                Ok(()) => wrong_method("POST"),
+            },
+        ),
+        (Listener::Admin, ["v1", "snapshot"]) => (
+            Route::Snapshot,
+            match authorize(gate, &req) {
+                Err(e) => Err(e),
+                Ok(()) if method == Method::POST => write_snapshot(gate).await,
                 Ok(()) => wrong_method("POST"),
             },
         ),
@@ -505,6 +514,28 @@ async fn events(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, ApiEr
     Ok(json(StatusCode::OK, &lines))
 }
 
+/// Writes a snapshot of the served index now (merging its overlay first).
+async fn write_snapshot(gate: &Arc<Gate>) -> Result<Reply, ApiError> {
+    let g = gate.clone();
+    let written = tokio::task::spawn_blocking(move || g.snapshots.write_now(&g.version()))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    match written {
+        Ok(w) => Ok(json(
+            StatusCode::OK,
+            &j!({"snapshot": w.path.display().to_string(), "seq": w.seq, "bytes": w.bytes, "seconds": w.seconds}),
+        )),
+        Err(e @ SnapshotRefusal::Busy) => {
+            Err(ApiError::new(StatusCode::CONFLICT, "snapshot_in_progress", e.to_string()))
+        }
+        Err(SnapshotRefusal::Failed(e)) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "snapshot_failed",
+            format!("{e}; the previous snapshots are intact"),
+        )),
+    }
+}
+
 async fn audit(gate: &Arc<Gate>, query: Option<&str>) -> Result<Reply, ApiError> {
     let mut q = AuditQuery { limit: 100, ..AuditQuery::default() };
     for (k, v) in parse_query(query) {
@@ -583,6 +614,8 @@ async fn ready(gate: &Arc<Gate>) -> Reply {
         "ledger_notifications": gate.ledger.listen_supported().then(|| if gate.listener_connected.load(Ordering::Relaxed) { "connected" } else { "disconnected: polling" }),
         "ledger_failures": trouble.as_ref().map_or(0, |t| t.count),
         "last_ledger_failure": trouble.map(|t| j!({"age_seconds": t.last_at.elapsed().as_secs_f64(), "what": t.last})),
+        "last_snapshot_seq": gate.snapshots.last_seq.load(Ordering::Relaxed),
+        "last_snapshot_error": gate.snapshots.last_error.lock().expect("not poisoned").clone(),
         "snapshots_refused_at_start": gate.refused_snapshots.iter().map(|(p, e)| j!({"path": p.display().to_string(), "error": e})).collect::<Vec<_>>(),
         "reason": reason,
     });
@@ -605,6 +638,9 @@ async fn metrics(gate: &Arc<Gate>) -> Reply {
         audit_written: gate.audit.written.load(Ordering::Relaxed),
         audit_lost: gate.audit.lost.load(Ordering::Relaxed),
         last_swap_age_seconds: gate.sync_status.lock().expect("not poisoned").last_swap.elapsed().as_secs_f64(),
+        snapshots_written: gate.snapshots.written.load(Ordering::Relaxed),
+        snapshot_failures: gate.snapshots.failed.load(Ordering::Relaxed),
+        last_snapshot_seq: gate.snapshots.last_seq.load(Ordering::Relaxed),
     };
     text(StatusCode::OK, "text/plain; version=0.0.4", gate.metrics.render(&gauges))
 }
