@@ -83,6 +83,8 @@ pub struct Trial {
     pub restarted_from_snapshot: bool,
     pub unfinished_snapshot_files_after_restart: usize,
     pub pause_reached: Option<bool>,
+    /// Start-up trials: whether the second kill came before the gate was listening.
+    pub killed_before_listening: Option<bool>,
     pub failed_writes: usize,
     pub seconds: f64,
     pub problems: Vec<String>,
@@ -176,7 +178,6 @@ fn kill_during(
     let pace = Pace { per_request: 1, requests_per_s: None, stop_on_error: true };
     let handles = writers::start(gate.admin, world, &nonce, settings.writers, rng.next(), pace, stop);
     std::thread::sleep(Duration::from_millis(100 + rng.below(400)));
-    let startup_took = gate.started_in;
     if stage.is_some() {
         let admin = gate.admin;
         std::thread::spawn(move || {
@@ -193,12 +194,17 @@ fn kill_during(
     gate.kill9();
     outcomes.merge(writers::join(handles));
     if moment == Moment::StartUp {
-        // Restart and kill again at a random moment before it is up.
-        let mut child = launch(extra).spawn()?.child;
-        let limit = (startup_took.as_micros() as u64 * 3 / 2).max(1_000);
+        // Time a restart on this very data (then kill it too), and kill the
+        // next restart at a random moment within that time: while it opens
+        // the ledger, loads a snapshot or catches up.
+        let probe = launch(extra.clone()).start()?;
+        let limit = probe.started_in.as_micros().max(1) as u64;
+        probe.kill9();
+        let mut spawned = launch(extra).spawn()?;
         std::thread::sleep(Duration::from_micros(rng.below(limit)));
-        let _ = child.kill();
-        let _ = child.wait();
+        let _ = spawned.child.kill();
+        let _ = spawned.child.wait();
+        trial.killed_before_listening = Some(!spawned.is_listening());
     }
     Ok(outcomes)
 }

@@ -46,6 +46,13 @@ pub struct Spawned {
     paused: mpsc::Receiver<()>,
 }
 
+impl Spawned {
+    /// Whether it has printed its listening line (it is up) by now.
+    pub fn is_listening(&self) -> bool {
+        matches!(self.lines.try_recv(), Ok(Ok(_)))
+    }
+}
+
 impl Launch {
     /// Spawns the gate without waiting for it (to kill it during start-up).
     pub fn spawn(&self) -> Result<Spawned, String> {

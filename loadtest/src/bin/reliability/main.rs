@@ -147,6 +147,8 @@ fn main() -> ExitCode {
                 "unacknowledged_present": sum(|t| t.unacknowledged_present),
                 "unexplained_present": sum(|t| t.unexplained_present),
                 "answers_checked": sum(|t| t.answers_checked), "wrong_answers": sum(|t| t.wrong_answers),
+                "start_up_kills_before_listening":
+                    results.iter().filter(|t| t.killed_before_listening == Some(true)).count(),
                 "snapshot_pauses_reached": results.iter().filter(|t| t.pause_reached == Some(true)).count(),
                 "refused_snapshots_at_restart": sum(|t| t.refused_snapshots_at_restart),
                 "restarts_from_a_snapshot": results.iter().filter(|t| t.restarted_from_snapshot).count(),
