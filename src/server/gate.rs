@@ -4,6 +4,7 @@
 use super::audit::{AuditLog, AuditRecord};
 use super::config::ServeConfig;
 use super::metrics::Metrics;
+use super::Listener;
 use crate::domain::Seq;
 use crate::index::snapshot::SnapshotError;
 use crate::index::{restore, IndexHandle, IndexVersion, Syncer};
@@ -74,7 +75,8 @@ pub struct Gate {
     ledger_seen: Mutex<LedgerSeen>,
     /// The ledger's failures since start (see [`LedgerTrouble`]).
     pub ledger_trouble: Mutex<Option<LedgerTrouble>>,
-    connections: Arc<tokio::sync::Semaphore>,
+    /// Connection slots: the check listener's and the admin listener's.
+    connections: [Arc<tokio::sync::Semaphore>; 2],
 }
 
 impl Gate {
@@ -107,7 +109,8 @@ impl Gate {
         let audit = AuditLog::open(&config.data).map_err(|e| StartError::Audit(e.to_string()))?;
         let (wake_sync, wake_rx) = crossbeam_channel::bounded(1);
         let (seq_watch, _) = tokio::sync::watch::channel(caught_up);
-        let connections = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
+        let connections = [config.max_connections, config.admin_max_connections]
+            .map(|cap| Arc::new(tokio::sync::Semaphore::new(cap)));
         let gate = Arc::new(Gate {
             config,
             ledger,
@@ -254,9 +257,13 @@ impl Gate {
         self.index.load()
     }
 
-    /// A slot for one more connection, if under the cap.
-    pub fn connection_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        self.connections.clone().try_acquire_owned().ok()
+    /// A slot for one more connection on `which` listener, if under its cap.
+    pub fn connection_permit(&self, which: Listener) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let slots = match which {
+            Listener::Check => &self.connections[0],
+            Listener::Admin => &self.connections[1],
+        };
+        slots.clone().try_acquire_owned().ok()
     }
 
     /// Records a reject (never blocks) or an emergency exemption (waits for

@@ -52,6 +52,8 @@ pub struct Metrics {
     pub audit_dropped: AtomicU64,
     pub stale_index: AtomicU64,
     pub connections_refused: AtomicU64,
+    pub header_timeouts: AtomicU64,
+    pub body_timeouts: AtomicU64,
     pub unauthorized: AtomicU64,
     pub listener_losses: AtomicU64,
 }
@@ -125,7 +127,7 @@ impl Metrics {
         let _ = writeln!(out, "claimgate_request_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}");
         let _ = writeln!(out, "claimgate_request_duration_seconds_sum {}", get(&self.latency_sum_us) as f64 / 1e6);
         let _ = writeln!(out, "claimgate_request_duration_seconds_count {}", get(&self.latency_count));
-        let counters: [(&str, &str, u64); 10] = [
+        let counters: [(&str, &str, u64); 12] = [
             (
                 "claimgate_ledger_listener_losses_total",
                 "Append-notification sessions lost (shared ledger).",
@@ -150,6 +152,16 @@ impl Metrics {
                 "claimgate_stale_index_total",
                 "Checks answered 503 stale_index (min_seq not reached in time).",
                 get(&self.stale_index),
+            ),
+            (
+                "claimgate_header_timeouts_total",
+                "Connections closed because a request head did not arrive in time (slow or idle clients).",
+                get(&self.header_timeouts),
+            ),
+            (
+                "claimgate_body_timeouts_total",
+                "Requests answered 408 request_timeout because the body did not arrive in time.",
+                get(&self.body_timeouts),
             ),
             (
                 "claimgate_unauthorized_total",

@@ -12,7 +12,10 @@ mod gate;
 mod metrics;
 mod routes;
 
-pub use config::{ServeConfig, DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN, MAX_BODY_BYTES};
+pub use config::{
+    ServeConfig, DEFAULT_ADMIN_LISTEN, DEFAULT_ADMIN_MAX_CONNECTIONS, DEFAULT_BODY_READ_TIMEOUT,
+    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, MAX_BODY_BYTES,
+};
 pub use gate::{Gate, StartError};
 
 use hyper::server::conn::http1;
@@ -62,7 +65,10 @@ pub async fn serve(gate: Arc<Gate>, bound: Bound, shutdown: impl std::future::Fu
                 continue;
             }
         };
-        let Some(permit) = gate.connection_permit() else {
+        // Over the listener's cap: close at once (the client sees EOF and may
+        // retry) rather than leave it queued in the kernel's backlog. Idle
+        // connections leave within the header read timeout, so the cap frees.
+        let Some(permit) = gate.connection_permit(which) else {
             gate.metrics.connections_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             drop(stream);
             continue;
@@ -76,8 +82,13 @@ pub async fn serve(gate: Arc<Gate>, bound: Bound, shutdown: impl std::future::Fu
             .keep_alive(true)
             .serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
+        let counted = gate.clone();
         tokio::spawn(async move {
-            let _ = conn.await;
+            if let Err(e) = conn.await {
+                if e.is_timeout() {
+                    counted.metrics.header_timeouts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
             drop(permit);
         });
     }

@@ -293,7 +293,7 @@ async fn judge<T>(gate: &Gate, min_seq: Option<Seq>, f: impl FnOnce(&IndexVersio
 }
 
 async fn check(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, ApiError> {
-    let body = read_body(req).await?;
+    let body = read_body(gate, req).await?;
     let line = parse_line_bytes(&body)?;
     if line.explain {
         let version = version_at_least(gate, line.min_seq).await?;
@@ -310,7 +310,7 @@ async fn check(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, ApiErr
 }
 
 async fn check_batch(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, ApiError> {
-    let body = read_body(req).await?;
+    let body = read_body(gate, req).await?;
     let fast: Option<(Vec<CheckLine>, Option<Seq>)> = serde_json::from_slice::<WireBatch>(&body)
         .ok()
         .filter(|b| b.lines.len() <= MAX_CHECK_BATCH)
@@ -457,7 +457,7 @@ async fn file(gate: &Arc<Gate>, kind: &str, code: &str, query: Option<&str>) -> 
 }
 
 async fn events(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, ApiError> {
-    let body = read_json(req).await?;
+    let body = read_json(gate, req).await?;
     let (raw, single) = match body {
         Value::Array(items) => (items, false),
         other => (vec![other], true),
