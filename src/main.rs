@@ -146,6 +146,10 @@ struct ServerArgs {
     /// in, in milliseconds; then 408 request_timeout.
     #[arg(long, default_value_t = server::DEFAULT_BODY_READ_TIMEOUT.as_millis() as u64)]
     body_timeout_ms: u64,
+    /// How long writing an answer may make no progress (a client that leaves
+    /// its answers unread), in milliseconds; then the connection is closed.
+    #[arg(long, default_value_t = server::DEFAULT_WRITE_STALL_TIMEOUT.as_millis() as u64)]
+    write_timeout_ms: u64,
 }
 
 impl ServerArgs {
@@ -171,6 +175,7 @@ impl ServerArgs {
             ("--admin-max-connections", self.admin_max_connections as u64),
             ("--header-timeout-ms", self.header_timeout_ms),
             ("--body-timeout-ms", self.body_timeout_ms),
+            ("--write-timeout-ms", self.write_timeout_ms),
         ] {
             if value == 0 {
                 return Err(bad_input(format!("{flag} must be at least 1")));
@@ -180,6 +185,7 @@ impl ServerArgs {
         config.admin_max_connections = self.admin_max_connections;
         config.header_read_timeout = std::time::Duration::from_millis(self.header_timeout_ms);
         config.body_read_timeout = std::time::Duration::from_millis(self.body_timeout_ms);
+        config.write_stall_timeout = std::time::Duration::from_millis(self.write_timeout_ms);
         Ok(config)
     }
 }

@@ -202,6 +202,22 @@ fn counter(addr: SocketAddr, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
 }
 
+/// Waits (bounded) until the check listener has exactly `n` open
+/// connections, as the admin listener's `/metrics` reports. A client sees
+/// its connection closed a moment before the server gives back the slot, so
+/// tests of the cap wait for this rather than race it.
+fn wait_for_open_checks(server: &Server, n: u64) {
+    let started = Instant::now();
+    loop {
+        let open = counter(server.admin, "claimgate_connections_open{listener=\"check\"}");
+        if open == n {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "{open} check connections open, not {n}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// The head of a request with a `Content-Length` body.
 fn head(method: &str, path: &str, headers: &[(&str, &str)], content_length: usize) -> Vec<u8> {
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {content_length}\r\n");
@@ -301,9 +317,10 @@ fn idle_connections_past_the_cap_are_refused_and_the_cap_frees_after_the_header_
     let ms = IDLE_TIMEOUT_MS.to_string();
     let (_dir, server) = seeded_server(&["--header-timeout-ms", &ms, "--max-connections", &CAP.to_string()]);
 
-    // The kernel's accept queue is FIFO: the first CAP connections get the slots.
+    wait_for_open_checks(&server, 0);
     let filled = Instant::now();
     let idle: Vec<TcpStream> = (0..CAP).map(|_| connect(server.check)).collect();
+    wait_for_open_checks(&server, CAP as u64);
     for i in 0..PAST {
         assert_closed_at_once(server.check, b"", &format!("idle connection {i} past the cap"));
     }
@@ -346,6 +363,64 @@ fn idle_connections_past_the_cap_are_refused_and_the_cap_frees_after_the_header_
     assert_about_the_timeout("idle keep-alive connection", started.elapsed(), IDLE_TIMEOUT_MS);
     steady.finish("after the idle flood");
     assert_eq!(counter(server.admin, "claimgate_header_timeouts_total"), CAP as u64 + 1);
+}
+
+/// Issue 8 (found while testing case 2): a client that pipelines requests
+/// with large answers and never reads them. Nothing bounded the write, so it
+/// held its connection, and a slot of the cap, for ever; now a write that
+/// makes no progress for `--write-timeout-ms` closes the connection, the slot
+/// frees, and the close is counted. (No steady client here: with a cap of
+/// one it would race its own previous connection for the slot.)
+#[test]
+fn a_client_that_never_reads_its_answers_is_disconnected_after_the_write_timeout() {
+    let ms = TIMEOUT_MS.to_string();
+    let (_dir, server) = seeded_server(&["--write-timeout-ms", &ms, "--max-connections", "1"]);
+    // Each answer is about 1 MB (10,000 per-line errors); together far more
+    // than the socket buffers hold.
+    let batch = format!("{{\"lines\":[{}{{}}]}}", "{},".repeat(9_999));
+    let one = [head("POST", "/v1/check/batch", &[], batch.len()), batch.into_bytes()].concat();
+    wait_for_open_checks(&server, 0);
+    let mut stalled = connect(server.check);
+    let started = Instant::now();
+    let writer = {
+        let mut w = stalled.try_clone().unwrap();
+        let all = one.repeat(40);
+        std::thread::spawn(move || {
+            let _ = w.write_all(&all); // cut short when the server closes
+        })
+    };
+    // The stalled client holds the only slot (and is being answered)...
+    wait_for_open_checks(&server, 1);
+    stalled.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let mut first = [0u8; 12];
+    stalled.read_exact(&mut first).expect("the start of the first answer");
+    assert_eq!(&first, b"HTTP/1.1 200");
+    assert_closed_at_once(server.check, &head("GET", "/healthz", &[], 0), "a check while the slot is held");
+    // ...until the write timeout closes it; then service resumes.
+    let resumed = loop {
+        assert!(
+            started.elapsed() < Duration::from_millis(TIMEOUT_MS) + TIMEOUT_SLACK * 2,
+            "the unread connection still holds the slot after {:?}",
+            started.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        let mut probe = connect(server.check);
+        probe.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        let _ = probe.write_all(&[head("GET", "/healthz", &[("Connection", "close")], 0)].concat());
+        let mut answer = Vec::new();
+        let _ = probe.read_to_end(&mut answer);
+        if let Some(reply) = parse_reply(&answer) {
+            assert_eq!(reply.status, 200, "{}", reply.text());
+            break started.elapsed();
+        }
+    };
+    assert!(resumed >= Duration::from_millis(TIMEOUT_MS), "resumed after {resumed:?}, before the timeout");
+    // The stalled client got part of its answers, then the close.
+    let mut got = Vec::new();
+    let _ = stalled.read_to_end(&mut got);
+    assert!(got.len() < one.len() * 40 * 30, "it cannot have had every answer: {} bytes", got.len());
+    writer.join().unwrap();
+    assert_eq!(counter(server.admin, "claimgate_write_timeouts_total"), 1);
 }
 
 /// Issue 8, case 4: JSON nested 100,000 deep (serde_json's recursion limit,

@@ -33,6 +33,10 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// request body once its headers are in (1 MiB at 1 Mbit/s takes about 8 s).
 /// On expiry the answer is 408 `request_timeout` and the connection closes.
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default for `--write-timeout-ms`: how long writing an answer may make no
+/// progress (a client that leaves its answers unread) before the connection
+/// is closed (counted as `claimgate_write_timeouts_total`).
+pub const DEFAULT_WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default for `--max-connections`: most open connections on the check listener.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4_096;
 /// Default for `--admin-max-connections`: most open connections on the admin
@@ -62,6 +66,8 @@ pub struct ServeConfig {
     pub header_read_timeout: Duration,
     /// How long a client may take to send a request body ([`DEFAULT_BODY_READ_TIMEOUT`]).
     pub body_read_timeout: Duration,
+    /// How long writing an answer may make no progress ([`DEFAULT_WRITE_STALL_TIMEOUT`]).
+    pub write_stall_timeout: Duration,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
     /// Sync thread's poll interval when no write woke it.
@@ -87,6 +93,7 @@ impl ServeConfig {
             ready_max_outage: Duration::from_secs(30),
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            write_stall_timeout: DEFAULT_WRITE_STALL_TIMEOUT,
             shutdown_grace: Duration::from_secs(10),
             sync_idle: Duration::from_millis(50),
             max_connections: DEFAULT_MAX_CONNECTIONS,

@@ -259,11 +259,23 @@ impl Gate {
 
     /// A slot for one more connection on `which` listener, if under its cap.
     pub fn connection_permit(&self, which: Listener) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        let slots = match which {
+        self.slots(which).clone().try_acquire_owned().ok()
+    }
+
+    /// Connections open on `which` listener.
+    pub fn open_connections(&self, which: Listener) -> u64 {
+        let cap = match which {
+            Listener::Check => self.config.max_connections,
+            Listener::Admin => self.config.admin_max_connections,
+        };
+        cap.saturating_sub(self.slots(which).available_permits()) as u64
+    }
+
+    fn slots(&self, which: Listener) -> &Arc<tokio::sync::Semaphore> {
+        match which {
             Listener::Check => &self.connections[0],
             Listener::Admin => &self.connections[1],
-        };
-        slots.clone().try_acquire_owned().ok()
+        }
     }
 
     /// Records a reject (never blocks) or an emergency exemption (waits for

@@ -54,6 +54,7 @@ pub struct Metrics {
     pub connections_refused: AtomicU64,
     pub header_timeouts: AtomicU64,
     pub body_timeouts: AtomicU64,
+    pub write_timeouts: AtomicU64,
     pub unauthorized: AtomicU64,
     pub listener_losses: AtomicU64,
 }
@@ -68,6 +69,8 @@ pub struct Gauges {
     pub audit_written: u64,
     pub audit_lost: u64,
     pub last_swap_age_seconds: f64,
+    /// Open connections on the check and the admin listener.
+    pub open_connections: [u64; 2],
 }
 
 impl Metrics {
@@ -127,7 +130,7 @@ impl Metrics {
         let _ = writeln!(out, "claimgate_request_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}");
         let _ = writeln!(out, "claimgate_request_duration_seconds_sum {}", get(&self.latency_sum_us) as f64 / 1e6);
         let _ = writeln!(out, "claimgate_request_duration_seconds_count {}", get(&self.latency_count));
-        let counters: [(&str, &str, u64); 12] = [
+        let counters: [(&str, &str, u64); 13] = [
             (
                 "claimgate_ledger_listener_losses_total",
                 "Append-notification sessions lost (shared ledger).",
@@ -164,6 +167,11 @@ impl Metrics {
                 get(&self.body_timeouts),
             ),
             (
+                "claimgate_write_timeouts_total",
+                "Connections closed because the client left an answer unread too long.",
+                get(&self.write_timeouts),
+            ),
+            (
                 "claimgate_unauthorized_total",
                 "Admin requests refused for a missing or wrong token.",
                 get(&self.unauthorized),
@@ -177,6 +185,10 @@ impl Metrics {
             "# HELP claimgate_connections_refused_total Connections closed at once because the connection cap was reached.\n# TYPE claimgate_connections_refused_total counter\nclaimgate_connections_refused_total {}",
             get(&self.connections_refused)
         );
+        let _ = writeln!(out, "# HELP claimgate_connections_open Open connections by listener (each has its own cap).\n# TYPE claimgate_connections_open gauge");
+        for (listener, open) in ["check", "admin"].iter().zip(g.open_connections) {
+            let _ = writeln!(out, "claimgate_connections_open{{listener=\"{listener}\"}} {open}");
+        }
         let gauges: [(&str, &str, f64); 6] = [
             (
                 "claimgate_ledger_reachable",

@@ -11,10 +11,11 @@ mod config;
 mod gate;
 mod metrics;
 mod routes;
+mod write_deadline;
 
 pub use config::{
     ServeConfig, DEFAULT_ADMIN_LISTEN, DEFAULT_ADMIN_MAX_CONNECTIONS, DEFAULT_BODY_READ_TIMEOUT,
-    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, MAX_BODY_BYTES,
+    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, DEFAULT_WRITE_STALL_TIMEOUT, MAX_BODY_BYTES,
 };
 pub use gate::{Gate, StartError};
 
@@ -23,6 +24,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
+use write_deadline::WriteDeadline;
 
 /// Which listener a request arrived on; admin routes exist only on `Admin`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,13 +82,16 @@ pub async fn serve(gate: Arc<Gate>, bound: Bound, shutdown: impl std::future::Fu
             .timer(TokioTimer::new())
             .header_read_timeout(gate.config.header_read_timeout)
             .keep_alive(true)
-            .serve_connection(TokioIo::new(stream), service);
+            .serve_connection(WriteDeadline::new(TokioIo::new(stream), gate.config.write_stall_timeout), service);
         let conn = graceful.watch(conn);
         let counted = gate.clone();
         tokio::spawn(async move {
             if let Err(e) = conn.await {
-                if e.is_timeout() {
-                    counted.metrics.header_timeouts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let metrics = &counted.metrics;
+                if write_deadline::is_write_timeout(&e) {
+                    metrics.write_timeouts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                } else if e.is_timeout() {
+                    metrics.header_timeouts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
             }
             drop(permit);

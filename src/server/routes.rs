@@ -605,6 +605,7 @@ async fn metrics(gate: &Arc<Gate>) -> Reply {
         audit_written: gate.audit.written.load(Ordering::Relaxed),
         audit_lost: gate.audit.lost.load(Ordering::Relaxed),
         last_swap_age_seconds: gate.sync_status.lock().expect("not poisoned").last_swap.elapsed().as_secs_f64(),
+        open_connections: [gate.open_connections(Listener::Check), gate.open_connections(Listener::Admin)],
     };
     text(StatusCode::OK, "text/plain; version=0.0.4", gate.metrics.render(&gauges))
 }
