@@ -561,6 +561,40 @@ fn non_utf8_bytes_in_body_path_and_headers_get_named_errors_or_a_clean_400() {
     assert_eq!(server.ledger_head(), 2, "nothing was stored");
 }
 
+/// Issue 8: request heads too large for the gate (`MAX_REQUEST_HEAD_BYTES`,
+/// 64 KiB, or more than hyper's 100 headers) are refused by hyper with a bare
+/// 431 and a close (a 100 KiB path too: the head limit strikes first), so a
+/// head cannot grow a connection's buffer past the limit.
+#[test]
+fn oversized_request_heads_get_hyper_431_and_a_close() {
+    let (_dir, server) = seeded_server(&[]);
+    let steady = Steady::start(server.check);
+    let big_header = format!("X-Big: {}\r\n", "a".repeat(100 * 1024));
+    let many_headers: String = (0..200).map(|i| format!("X-{i}: a\r\n")).collect();
+    let long_path = format!("/v1/practitioners/{}", "D".repeat(100 * 1024));
+    let heads = [
+        ("a 100 KiB header", 431, format!("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n{big_header}\r\n")),
+        ("200 headers", 431, format!("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n{many_headers}\r\n")),
+        ("a 100 KiB path", 431, format!("GET {long_path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")),
+    ];
+    for (what, status, raw) in heads {
+        let answer = exchange_bytes(server.check, raw.into_bytes());
+        let replies = parse_replies(&answer)
+            .unwrap_or_else(|| panic!("{what}: not an answer: {:?}", String::from_utf8_lossy(&answer)));
+        assert_eq!(replies.len(), 1, "{what}: one answer, then the connection closed");
+        let reply = &replies[0];
+        assert_eq!(reply.status, status, "{what}: {}", reply.text());
+        assert!(reply.body.is_empty(), "{what}: hyper's bare answer: {}", reply.text());
+        assert_eq!(reply.header("connection"), Some("close"), "{what}");
+    }
+    // A head just under the limit is read and answered.
+    let near = format!("X-Big: {}\r\n", "a".repeat(60 * 1024));
+    let raw = format!("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{near}\r\n");
+    let reply = exchange(server.check, raw.into_bytes());
+    assert_eq!((reply.status, reply.json()), (200, json!({"status": "ok"})));
+    steady.finish("oversized heads");
+}
+
 /// Issue 8, case 6: several requests written in one write on one keep-alive
 /// connection are answered in order, one answer each, each correct; the last
 /// asks to close and the server does.

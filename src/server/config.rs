@@ -22,6 +22,12 @@ pub const AUDIT_QUEUE_CAPACITY: usize = 65_536;
 pub const AUDIT_WRITE_BATCH: usize = 16_384;
 /// Longest the audit writer gathers records before one commit (one fsync).
 pub const AUDIT_COMMIT_INTERVAL: Duration = Duration::from_millis(25);
+/// Largest request head (request line and headers), in bytes (hyper's
+/// `max_header_size`; without it only hyper's read buffer limit, about 400 KiB
+/// and not exact, applied). A larger head is refused by hyper with a bare 431
+/// and the connection closed; the gate's own heads are a few hundred bytes.
+/// (hyper also refuses more than 100 headers, likewise.)
+pub const MAX_REQUEST_HEAD_BYTES: usize = 64 * 1024;
 /// Default for `--header-timeout-ms`: how long a client may take to send a
 /// request's head (request line and headers). hyper starts this timer whenever
 /// a connection waits for a request head, on a new connection and between

@@ -81,6 +81,7 @@ pub async fn serve(gate: Arc<Gate>, bound: Bound, shutdown: impl std::future::Fu
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(gate.config.header_read_timeout)
+            .max_header_size(config::MAX_REQUEST_HEAD_BYTES)
             .keep_alive(true)
             .serve_connection(WriteDeadline::new(TokioIo::new(stream), gate.config.write_stall_timeout), service);
         let conn = graceful.watch(conn);
