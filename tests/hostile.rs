@@ -1,6 +1,7 @@
 //! Hostile HTTP clients against the real `claimgate serve` binary (issue 8,
-//! reliability campaign): slow senders, idle connections past the cap,
-//! deeply nested and huge JSON, non-UTF-8 bytes, pipelining, and probed admin
+//! reliability campaign): slow senders (head, body), idle connections past
+//! the cap, a client that never reads its answers, oversized heads, deeply
+//! nested and huge JSON, non-UTF-8 bytes, pipelining, and probed admin
 //! tokens. Each gets its named error or a clean close, and a well-behaved
 //! client running alongside keeps getting every check answered, within
 //! [`P99_BOUND`].

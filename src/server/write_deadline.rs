@@ -97,3 +97,40 @@ impl<T: Write + Unpin> Write for WriteDeadline<T> {
         this.watch(cx, result)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper_util::rt::TokioIo;
+    use tokio::io::{AsyncReadExt, DuplexStream};
+
+    async fn write(io: &mut WriteDeadline<TokioIo<DuplexStream>>, buf: &[u8]) -> io::Result<usize> {
+        std::future::poll_fn(|cx| Pin::new(&mut *io).poll_write(cx, buf)).await
+    }
+
+    /// Issue 8: a write blocked for the timeout fails with `TimedOut`; one
+    /// that is unblocked sooner succeeds, and the next stall is timed afresh.
+    #[tokio::test]
+    async fn a_write_blocked_past_the_timeout_fails_and_progress_resets_the_clock() {
+        const TIMEOUT: Duration = Duration::from_millis(200);
+        let (near, mut far) = tokio::io::duplex(64);
+        let mut io = WriteDeadline::new(TokioIo::new(near), TIMEOUT);
+        assert_eq!(write(&mut io, &[1; 64]).await.unwrap(), 64, "fills the pipe");
+
+        let reader = tokio::spawn(async move {
+            tokio::time::sleep(TIMEOUT / 2).await;
+            let mut buf = [0u8; 64];
+            far.read_exact(&mut buf).await.unwrap();
+            far
+        });
+        assert_eq!(write(&mut io, &[2; 64]).await.unwrap(), 64, "unblocked within the timeout");
+        let far = reader.await.unwrap();
+
+        let started = std::time::Instant::now();
+        let e = write(&mut io, &[3; 64]).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        assert!(started.elapsed() >= TIMEOUT, "failed after {:?}", started.elapsed());
+        assert!(is_write_timeout(&e));
+        drop(far);
+    }
+}
