@@ -5,6 +5,7 @@ use super::audit::{AuditLog, AuditRecord};
 use super::config::ServeConfig;
 use super::metrics::Metrics;
 use super::snapshots::Snapshots;
+use super::Listener;
 use crate::domain::Seq;
 use crate::index::snapshot::{Owner, SnapshotError};
 use crate::index::{restore, IndexHandle, IndexVersion, Syncer};
@@ -77,7 +78,8 @@ pub struct Gate {
     pub ledger_trouble: Mutex<Option<LedgerTrouble>>,
     /// Snapshots written while serving.
     pub snapshots: Arc<Snapshots>,
-    connections: Arc<tokio::sync::Semaphore>,
+    /// Connection slots: the check listener's and the admin listener's.
+    connections: [Arc<tokio::sync::Semaphore>; 2],
 }
 
 impl Gate {
@@ -118,7 +120,8 @@ impl Gate {
         let audit = AuditLog::open(&config.data).map_err(|e| StartError::Audit(e.to_string()))?;
         let (wake_sync, wake_rx) = crossbeam_channel::bounded(1);
         let (seq_watch, _) = tokio::sync::watch::channel(caught_up);
-        let connections = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
+        let connections = [config.max_connections, config.admin_max_connections]
+            .map(|cap| Arc::new(tokio::sync::Semaphore::new(cap)));
         let gate = Arc::new(Gate {
             config,
             ledger,
@@ -268,9 +271,25 @@ impl Gate {
         self.index.load()
     }
 
-    /// A slot for one more connection, if under the cap.
-    pub fn connection_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        self.connections.clone().try_acquire_owned().ok()
+    /// A slot for one more connection on `which` listener, if under its cap.
+    pub fn connection_permit(&self, which: Listener) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.slots(which).clone().try_acquire_owned().ok()
+    }
+
+    /// Connections open on `which` listener.
+    pub fn open_connections(&self, which: Listener) -> u64 {
+        let cap = match which {
+            Listener::Check => self.config.max_connections,
+            Listener::Admin => self.config.admin_max_connections,
+        };
+        cap.saturating_sub(self.slots(which).available_permits()) as u64
+    }
+
+    fn slots(&self, which: Listener) -> &Arc<tokio::sync::Semaphore> {
+        match which {
+            Listener::Check => &self.connections[0],
+            Listener::Admin => &self.connections[1],
+        }
     }
 
     /// Records a reject (never blocks) or an emergency exemption (waits for

@@ -302,7 +302,7 @@ async fn judge<T>(gate: &Gate, min_seq: Option<Seq>, f: impl FnOnce(&IndexVersio
 }
 
 async fn check(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, ApiError> {
-    let body = read_body(req).await?;
+    let body = read_body(gate, req).await?;
     let line = parse_line_bytes(&body)?;
     if line.explain {
         let version = version_at_least(gate, line.min_seq).await?;
@@ -319,7 +319,7 @@ async fn check(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, ApiErr
 }
 
 async fn check_batch(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, ApiError> {
-    let body = read_body(req).await?;
+    let body = read_body(gate, req).await?;
     let fast: Option<(Vec<CheckLine>, Option<Seq>)> = serde_json::from_slice::<WireBatch>(&body)
         .ok()
         .filter(|b| b.lines.len() <= MAX_CHECK_BATCH)
@@ -466,7 +466,7 @@ async fn file(gate: &Arc<Gate>, kind: &str, code: &str, query: Option<&str>) -> 
 }
 
 async fn events(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, ApiError> {
-    let body = read_json(req).await?;
+    let body = read_json(gate, req).await?;
     let (raw, single) = match body {
         Value::Array(items) => (items, false),
         other => (vec![other], true),
@@ -641,6 +641,7 @@ async fn metrics(gate: &Arc<Gate>) -> Reply {
         snapshots_written: gate.snapshots.written.load(Ordering::Relaxed),
         snapshot_failures: gate.snapshots.failed.load(Ordering::Relaxed),
         last_snapshot_seq: gate.snapshots.last_seq.load(Ordering::Relaxed),
+        open_connections: [gate.open_connections(Listener::Check), gate.open_connections(Listener::Admin)],
     };
     text(StatusCode::OK, "text/plain; version=0.0.4", gate.metrics.render(&gauges))
 }
