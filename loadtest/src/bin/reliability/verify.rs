@@ -4,15 +4,16 @@
 //!
 //! A decision about practitioner P at institution I depends only on P's
 //! events (revocations included, by the violation's owner) and I's own
-//! institution events, so the reference at `seq` S is the World of those
-//! events with `seq` ≤ S: exact, and cheap enough for a million answers.
+//! institution events, so the reference at `seq` S derives the two standings
+//! from those events with `seq` ≤ S and decides, as `rules::World` does:
+//! exact, and cheap enough for millions of answers.
 
 use claimgate::claim::parse_claim;
 use claimgate::domain::{InstitutionCode, PractitionerCode, Seq};
 use claimgate::event::{Event, RecordedEvent};
 use claimgate::ledger::Ledger;
 use claimgate::policy::Policy;
-use claimgate::rules::World;
+use claimgate::rules::{decide, institution, practitioner, Claim, InstitutionStanding, PractitionerStanding};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::Path;
@@ -59,19 +60,38 @@ impl Reference {
         Reference { practitioners, institutions, policy: Policy::default() }
     }
 
-    /// The reference answer (verdict, reason, waived, institution_grade) to
-    /// `claim` (a claim line as sent) at ledger `seq`.
-    pub fn answer(&self, claim: &Value, seq: Seq) -> Value {
-        let claim = parse_claim(claim).expect("the campaigns send only well-formed claims");
-        let upto = |events: Option<&Vec<RecordedEvent>>| -> Vec<RecordedEvent> {
-            let events = events.map(Vec::as_slice).unwrap_or_default();
-            events[..events.partition_point(|r| r.seq <= seq)].to_vec()
-        };
-        let mut relevant = upto(self.practitioners.get(&claim.practitioner));
-        relevant.extend(upto(self.institutions.get(&claim.institution)));
-        let decision = World::from_events(&relevant, &self.policy).decide(&claim);
-        json!({"verdict": decision.verdict, "reason": decision.reason, "waived": decision.waived,
-            "institution_grade": decision.institution_grade})
+    /// The reference answers (verdict, reason, waived, institution_grade)
+    /// to claim lines (as sent), each at its ledger `seq`: `World`'s own
+    /// steps (derive each standing from the entity's events, then decide),
+    /// with each practitioner's standing derived once per distinct cut of
+    /// its events and each institution's once per cut of its own.
+    pub fn answers(&self, queries: &[(Value, Seq)]) -> Vec<Value> {
+        let claims: Vec<Claim> =
+            queries.iter().map(|(c, _)| parse_claim(c).expect("the campaigns send only well-formed claims")).collect();
+        let mut order: Vec<usize> = (0..queries.len()).collect();
+        order.sort_by_key(|&k| (claims[k].practitioner, queries[k].1));
+        let mut out = vec![Value::Null; queries.len()];
+        let mut institutions: HashMap<(InstitutionCode, usize), InstitutionStanding> = HashMap::new();
+        let mut current: Option<(PractitionerCode, usize, PractitionerStanding)> = None;
+        for k in order {
+            let (claim, seq) = (&claims[k], queries[k].1);
+            let p_events = self.practitioners.get(&claim.practitioner).map(Vec::as_slice).unwrap_or_default();
+            let p_cut = p_events.partition_point(|r| r.seq <= seq);
+            if !matches!(&current, Some((p, cut, _)) if *p == claim.practitioner && *cut == p_cut) {
+                let standing = practitioner::derive(claim.practitioner, &p_events[..p_cut], &self.policy);
+                current = Some((claim.practitioner, p_cut, standing));
+            }
+            let i_events = self.institutions.get(&claim.institution).map(Vec::as_slice).unwrap_or_default();
+            let i_cut = i_events.partition_point(|r| r.seq <= seq);
+            let institution = institutions
+                .entry((claim.institution, i_cut))
+                .or_insert_with(|| institution::derive(claim.institution, &i_events[..i_cut]));
+            let practitioner = current.as_ref().map(|(_, _, s)| s).filter(|p| p.registered_ever);
+            let decision = decide(Some(&*institution).filter(|i| !i.designations.is_empty()), practitioner, claim);
+            out[k] = json!({"verdict": decision.verdict, "reason": decision.reason, "waived": decision.waived,
+                "institution_grade": decision.institution_grade});
+        }
+        out
     }
 }
 
