@@ -21,6 +21,7 @@
 #   a  append rate on the PostgreSQL ledger (node A): 1 and 8 writers, single events
 #   b  the same with 100 events per request
 #   c  the same four against the embedded ledger, as the baseline of the same run
+#      (each PostgreSQL scenario is followed by its embedded twin)
 #   d  freshness across nodes: --write-rate events/s to node A's admin listener while node B
 #      answers checks (open loop, 5,000 checks/s); freshness = time from node A's ack of a
 #      write to the first check answer from node B carrying a seq at least as high
@@ -40,7 +41,7 @@ while [ $# -gt 0 ]; do
         --postgres) pg=$2; shift ;;
         --write-rate) write_rate=$2; shift ;;
         --no-append) append=0 ;;
-        -h | --help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "nodes.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -125,16 +126,20 @@ append_run() {
         --json "$results/$label.json" "$@" 2>>"$logs/loadtest.err" | tee -a "$results/summary.txt"
 }
 
+label() { echo "$1-${2}w-$([ "$3" = 1 ] && echo single || echo "batch$3")"; }
+# PostgreSQL and embedded alternate, so that each pair compared ran close in
+# time on this shared machine.
 echo "== append rate, $duration s per scenario"
+for k in 1 100; do
+    for w in 1 8; do
+        append_run "$(label postgres "$w" "$k")" "$a_admin" "$a_pid" --writers "$w" --events-per-request "$k"
+        append_run "$(label embedded "$w" "$k")" "$e_admin" "$e_pid" --writers "$w" --events-per-request "$k"
+    done
+done
 order=()
 for ledger in postgres embedded; do
-    if [ "$ledger" = postgres ]; then admin=$a_admin server=$a_pid; else admin=$e_admin server=$e_pid; fi
     for k in 1 100; do
-        for w in 1 8; do
-            label=$ledger-${w}w-$([ "$k" = 1 ] && echo single || echo "batch$k")
-            append_run "$label" "$admin" "$server" --writers "$w" --events-per-request "$k"
-            order+=("$results/$label.json")
-        done
+        for w in 1 8; do order+=("$results/$(label "$ledger" "$w" "$k").json"); done
     done
 done
 

@@ -186,8 +186,9 @@ section=$results/section.md
     echo
     echo "Gate / baseline throughput, closed loop, single lines: **$ratio** ($(printf '%.0f' "$max_rate") vs"
     echo "$(printf '%.0f' "$baseline_rate") requests/s). Scenarios 4 and 5 run at half of scenario 2's rate"
-    echo "($half requests/s); 5 adds $write_rate admin events/s (80% one-point minor violations with fresh"
-    echo "ids for practitioners of the mix, 20% registrations of new practitioners). Gate counters are"
+    echo "($half requests/s); 5 adds $write_rate admin events/s (70% one-point minor violations with fresh"
+    echo "ids for practitioners of the mix; then per 10 events a new practitioner's registration, a"
+    echo "violation and a one-point repair for them: see loadtest/README.md). Gate counters are"
     echo "deltas of its \`/metrics\` over each scenario; before each gate scenario run.sh waits for the"
     echo "gate's audit queue to empty. Gate totals after the runs: audit records written"
     echo "${audit_written:-?}, dropped ${audit_dropped:-?}."
