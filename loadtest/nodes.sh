@@ -126,6 +126,7 @@ append_run() {
         --json "$results/$label.json" "$@" 2>>"$logs/loadtest.err" | tee -a "$results/summary.txt"
 }
 
+# A scenario's name: ledger, writers, events per request.
 label() { echo "$1-${2}w-$([ "$3" = 1 ] && echo single || echo "batch$3")"; }
 # PostgreSQL and embedded alternate, so that each pair compared ran close in
 # time on this shared machine.
