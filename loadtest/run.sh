@@ -61,41 +61,11 @@ cargo build --release --workspace --quiet
 LT=target/release/loadtest
 GATE=target/release/claimgate
 
-pids=()
-cleanup() {
-    local pid
-    for pid in "${pids[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${pids[@]}"; do
-        for _ in $(seq 1 150); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-}
+me=run.sh
+. loadtest/lib.sh
+cleanup() { stop_started; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# Waits for a {"listening":...} line on a process's stdout (file $1, pid $2, up to $3 s).
-wait_listening() {
-    local out=$1 pid=$2 limit=$3
-    for _ in $(seq 1 $((limit * 10))); do
-        if grep -q '"listening"' "$out" 2>/dev/null; then
-            return 0
-        fi
-        if ! kill -0 "$pid" 2>/dev/null; then
-            echo "run.sh: the process writing $out exited before listening; its stderr:" >&2
-            tail -20 "${out%.out}.err" >&2 || true
-            exit 1
-        fi
-        sleep 0.1
-    done
-    echo "run.sh: no listening line in $out after $limit s" >&2
-    exit 1
-}
 
 echo "== starting the baseline server"
 "$LT" baseline --listen 127.0.0.1:0 >"$logs/baseline.out" 2>"$logs/baseline.err" &
@@ -180,18 +150,14 @@ files=()
 for label in "${order[@]}"; do files+=("$results/$label.json"); done
 baseline_rate=$("$LT" get "$results/1-baseline-single.json" /throughput/requests_per_s)
 ratio=$(awk -v g="$max_rate" -v b="$baseline_rate" 'BEGIN { printf "%.2f", g / b }')
-cores=$(nproc)
-mem=$(free -g | awk '/Mem:/ {print $2}')
-model=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)
-today=$(date -u +%Y-%m-%d)
+machine_facts
 audit_dropped=$(sed -n 's/^claimgate_audit_dropped_total \([0-9]*\)$/\1/p' "$logs/gate-metrics.txt")
 audit_written=$(sed -n 's/^claimgate_audit_written_total \([0-9]*\)$/\1/p' "$logs/gate-metrics.txt")
 
 section=$results/section.md
 {
     heading="## HTTP load (issue 5)"
-    last_h2=$(grep '^## ' BENCHMARKS.md 2>/dev/null | tail -1 || true)
-    if [ "$last_h2" != "$heading" ]; then
+    if needs_heading "$heading"; then
         echo
         echo "$heading"
         echo
@@ -220,17 +186,12 @@ section=$results/section.md
     echo
     echo "Gate / baseline throughput, closed loop, single lines: **$ratio** ($(printf '%.0f' "$max_rate") vs"
     echo "$(printf '%.0f' "$baseline_rate") requests/s). Scenarios 4 and 5 run at half of scenario 2's rate"
-    echo "($half requests/s); 5 adds $write_rate admin events/s (80% one-point minor violations with fresh"
-    echo "ids for practitioners of the mix, 20% registrations of new practitioners). Gate counters are"
+    echo "($half requests/s); 5 adds $write_rate admin events/s (70% one-point minor violations with fresh"
+    echo "ids for practitioners of the mix; then per 10 events a new practitioner's registration, a"
+    echo "violation and a one-point repair for them: see loadtest/README.md). Gate counters are"
     echo "deltas of its \`/metrics\` over each scenario; before each gate scenario run.sh waits for the"
     echo "gate's audit queue to empty. Gate totals after the runs: audit records written"
     echo "${audit_written:-?}, dropped ${audit_dropped:-?}."
 } >"$section"
 
-if [ "$append" = 1 ]; then
-    cat "$section" >>BENCHMARKS.md
-    echo "== appended to BENCHMARKS.md (also in $section)"
-else
-    echo "== section written to $section (BENCHMARKS.md untouched: --no-append)"
-fi
-cat "$section"
+publish_section "$section" "$append"

@@ -8,12 +8,16 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod append;
 mod baseline;
 mod client;
+mod exchange;
 mod markdown;
 mod mix;
+mod probe;
 mod run;
 mod stats;
+mod writes;
 
 use clap::{Parser, Subcommand};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -29,6 +33,14 @@ const MAX_REQUESTS: u64 = 1_000_000_000;
 const MAX_CONNECTIONS: usize = 4_096;
 /// Batch sizes accepted besides 0 (single lines).
 const BATCH_SIZES: std::ops::RangeInclusive<usize> = 16..=1_000;
+/// Events per `POST /v1/events` accepted (the gate takes up to 10,000).
+const EVENTS_PER_REQUEST: std::ops::RangeInclusive<usize> = 1..=10_000;
+/// Longest wait for one answer accepted, in milliseconds.
+const MAX_TIMEOUT_MS: u64 = 120_000;
+/// Most generator runtime threads.
+const MAX_THREADS: usize = 64;
+/// Most claim lines in the pre-generated pool.
+const MAX_POOL_LINES: usize = 4_000_000;
 
 #[derive(Parser)]
 #[command(name = "loadtest", version, about = "HTTP load generator for the claimgate gate (loopback only)")]
@@ -49,6 +61,8 @@ enum Command {
     },
     /// Drive a check listener (and optionally the admin listener) for a bounded time.
     Run(Box<RunArgs>),
+    /// Append rate: closed-loop admin writes (POST /v1/events) for a bounded time.
+    Append(Box<AppendArgs>),
     /// Print a Markdown table (and notes) of JSON reports, in the order given.
     Markdown {
         #[arg(required = true)]
@@ -58,8 +72,39 @@ enum Command {
     Get { report: PathBuf, pointer: String },
 }
 
+/// Flags `run` and `append` share.
+#[derive(clap::Args)]
+struct CommonArgs {
+    /// Seconds during which requests are sent.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Most requests sent (the run stops at whichever limit comes first).
+    #[arg(long, default_value_t = 10_000_000)]
+    max_requests: u64,
+    /// Practitioners of the population (must match the gate's demo).
+    #[arg(long, default_value_t = 1_000_000)]
+    practitioners: u64,
+    /// Seed of the population (must match the gate's demo).
+    #[arg(long, default_value_t = 20_261_124)]
+    seed: u64,
+    /// Claim lines drawn from the population before the run (checks; the practitioners writes name).
+    #[arg(long, default_value_t = 65_536)]
+    pool_lines: usize,
+    /// Generator runtime threads (the generator shares the machine with the server).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// The server's process id, to report the CPU time it used during the run.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Also write the report as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    json: Option<PathBuf>,
+}
+
 #[derive(clap::Args)]
 struct RunArgs {
+    #[command(flatten)]
+    common: CommonArgs,
     /// The check listener (loopback only).
     #[arg(long, default_value = "127.0.0.1:8080")]
     target: String,
@@ -79,21 +124,9 @@ struct RunArgs {
     /// Open loop: requests per second.
     #[arg(long)]
     rate: Option<f64>,
-    /// Seconds during which requests are sent.
-    #[arg(long, default_value_t = 10.0)]
-    duration: f64,
-    /// Most requests sent (the run stops at whichever limit comes first).
-    #[arg(long, default_value_t = 10_000_000)]
-    max_requests: u64,
     /// 0: single lines to POST /v1/check; 16-1000: that many lines per POST /v1/check/batch.
     #[arg(long, default_value_t = 0)]
     batch_size: usize,
-    /// Practitioners of the population (must match the gate's demo).
-    #[arg(long, default_value_t = 1_000_000)]
-    practitioners: u64,
-    /// Seed of the population (must match the gate's demo).
-    #[arg(long, default_value_t = 20_261_124)]
-    seed: u64,
     /// Admin events per second during the run (0: none).
     #[arg(long, default_value_t = 0.0)]
     write_rate: f64,
@@ -103,25 +136,37 @@ struct RunArgs {
     /// Longest wait for one answer, in milliseconds.
     #[arg(long, default_value_t = 5_000)]
     timeout_ms: u64,
-    /// Claim lines in the pre-generated pool.
-    #[arg(long, default_value_t = 65_536)]
-    pool_lines: usize,
-    /// Generator runtime threads (the generator shares the machine with the server).
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
-    /// The server's process id, to report the CPU time it used during the run.
-    #[arg(long)]
-    server_pid: Option<u32>,
     /// Name of the scenario in the report.
     #[arg(long, default_value = "run")]
     label: String,
-    /// Also write the report as JSON to this file.
-    #[arg(long, value_name = "PATH")]
-    json: Option<PathBuf>,
     /// With --write-rate: write each acknowledged write (ack time and seq, and
     /// when a check answer first reflected it; µs since the start) as CSV here.
     #[arg(long, value_name = "PATH")]
     dump_writes: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct AppendArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// The admin listener (loopback only).
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    admin: String,
+    /// Admin bearer token (else CLAIMGATE_ADMIN_TOKEN).
+    #[arg(long)]
+    admin_token: Option<String>,
+    /// Keep-alive admin connections, each sending when its previous answer arrives.
+    #[arg(long, default_value_t = 1)]
+    writers: usize,
+    /// 1: one event per request; more: a JSON array of that many (at most 10,000).
+    #[arg(long, default_value_t = 1)]
+    events_per_request: usize,
+    /// Longest wait for one answer, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    timeout_ms: u64,
+    /// Name of the scenario in the report.
+    #[arg(long, default_value = "append")]
+    label: String,
 }
 
 /// A loopback socket address, or why not. `localhost:PORT` means 127.0.0.1:PORT.
@@ -141,17 +186,93 @@ fn loopback(text: &str, flag: &str) -> Result<SocketAddr, String> {
     Ok(addr)
 }
 
-fn config(a: RunArgs) -> Result<(run::RunConfig, Option<PathBuf>), String> {
-    let target = loopback(&a.target, "--target")?;
-    if target.port() == 0 {
-        return Err("--target needs a port".into());
+/// A loopback socket address with a port (not 0), or why not.
+fn loopback_port(text: &str, flag: &str) -> Result<SocketAddr, String> {
+    let addr = loopback(text, flag)?;
+    if addr.port() == 0 {
+        return Err(format!("{flag} needs a port"));
     }
-    if !(a.duration > 0.0 && a.duration <= MAX_DURATION_S) {
+    Ok(addr)
+}
+
+/// The admin token from the flag, else CLAIMGATE_ADMIN_TOKEN, or why not.
+fn admin_token(flag: Option<String>, needed_by: &str) -> Result<String, String> {
+    flag.or_else(|| std::env::var("CLAIMGATE_ADMIN_TOKEN").ok())
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| format!("{needed_by} needs the admin token: --admin-token or CLAIMGATE_ADMIN_TOKEN"))
+}
+
+/// The checks of the flags `run` and `append` share, and of the timeout.
+fn check_common(c: &CommonArgs, timeout_ms: u64) -> Result<(), String> {
+    if !(c.duration > 0.0 && c.duration <= MAX_DURATION_S) {
         return Err(format!("--duration must be more than 0 and at most {MAX_DURATION_S} seconds"));
     }
-    if !(1..=MAX_REQUESTS).contains(&a.max_requests) {
+    if !(1..=MAX_REQUESTS).contains(&c.max_requests) {
         return Err(format!("--max-requests must be 1 to {MAX_REQUESTS}"));
     }
+    if !(1..=MAX_TIMEOUT_MS).contains(&timeout_ms) {
+        return Err(format!("--timeout-ms must be 1 to {MAX_TIMEOUT_MS}"));
+    }
+    if !(1..=MAX_THREADS).contains(&c.threads) {
+        return Err(format!("--threads must be 1 to {MAX_THREADS}"));
+    }
+    if !(1..=MAX_POOL_LINES).contains(&c.pool_lines) {
+        return Err(format!("--pool-lines must be 1 to {MAX_POOL_LINES}"));
+    }
+    Ok(())
+}
+
+fn append_config(a: AppendArgs) -> Result<(append::AppendConfig, Option<PathBuf>), String> {
+    let admin = loopback_port(&a.admin, "--admin")?;
+    check_common(&a.common, a.timeout_ms)?;
+    if !(1..=writes::MAX_STREAMS as usize).contains(&a.writers) {
+        return Err(format!("--writers must be 1 to {}", writes::MAX_STREAMS));
+    }
+    if !EVENTS_PER_REQUEST.contains(&a.events_per_request) {
+        return Err(format!(
+            "--events-per-request must be {} to {} (the gate's limit per request)",
+            EVENTS_PER_REQUEST.start(),
+            EVENTS_PER_REQUEST.end()
+        ));
+    }
+    let token = admin_token(a.admin_token, "loadtest append")?;
+    Ok((
+        append::AppendConfig {
+            label: a.label,
+            admin,
+            token,
+            writers: a.writers,
+            events_per_request: a.events_per_request,
+            duration: Duration::from_secs_f64(a.common.duration),
+            max_requests: a.common.max_requests,
+            timeout: Duration::from_millis(a.timeout_ms),
+            practitioners: a.common.practitioners,
+            seed: a.common.seed,
+            pool_lines: a.common.pool_lines,
+            threads: a.common.threads,
+            server_pid: a.common.server_pid,
+        },
+        a.common.json,
+    ))
+}
+
+/// Prints a report's summary and, if asked, writes it as JSON.
+fn report<R: serde::Serialize>(report: &R, summary: String, json: Option<PathBuf>) -> Result<(), (String, u8)> {
+    print!("{summary}");
+    if let Some(path) = json {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| (format!("cannot create {}: {e}", dir.display()), 1))?;
+        }
+        let text = serde_json::to_string_pretty(report).expect("the report serializes");
+        std::fs::write(&path, text + "\n").map_err(|e| (format!("cannot write {}: {e}", path.display()), 1))?;
+    }
+    Ok(())
+}
+
+fn config(a: RunArgs) -> Result<(run::RunConfig, Option<PathBuf>), String> {
+    let target = loopback_port(&a.target, "--target")?;
+    check_common(&a.common, a.timeout_ms)?;
     if !(1..=MAX_CONNECTIONS).contains(&a.connections) {
         return Err(format!("--connections must be 1 to {MAX_CONNECTIONS}"));
     }
@@ -171,26 +292,12 @@ fn config(a: RunArgs) -> Result<(run::RunConfig, Option<PathBuf>), String> {
     if !(0.0..=100_000.0).contains(&a.write_rate) {
         return Err("--write-rate must be 0 to 100,000 events/s".into());
     }
-    if !(1..=256).contains(&a.write_connections) {
-        return Err("--write-connections must be 1 to 256".into());
-    }
-    if !(1..=120_000).contains(&a.timeout_ms) {
-        return Err("--timeout-ms must be 1 to 120,000".into());
-    }
-    if !(1..=4_000_000).contains(&a.pool_lines) {
-        return Err("--pool-lines must be 1 to 4,000,000".into());
-    }
-    if !(1..=64).contains(&a.threads) {
-        return Err("--threads must be 1 to 64".into());
+    if !(1..=writes::MAX_STREAMS as usize).contains(&a.write_connections) {
+        return Err(format!("--write-connections must be 1 to {}", writes::MAX_STREAMS));
     }
     let (admin, admin_token) = if a.write_rate > 0.0 {
         let admin = loopback(&a.admin, "--admin")?;
-        let token = a
-            .admin_token
-            .or_else(|| std::env::var("CLAIMGATE_ADMIN_TOKEN").ok())
-            .filter(|t| !t.trim().is_empty())
-            .ok_or("--write-rate needs the admin token: --admin-token or CLAIMGATE_ADMIN_TOKEN")?;
-        (Some(admin), Some(token.trim().to_owned()))
+        (Some(admin), Some(admin_token(a.admin_token, "--write-rate")?))
     } else {
         (None, None)
     };
@@ -203,20 +310,20 @@ fn config(a: RunArgs) -> Result<(run::RunConfig, Option<PathBuf>), String> {
             mode: a.mode,
             connections: a.connections,
             rate,
-            duration: Duration::from_secs_f64(a.duration),
-            max_requests: a.max_requests,
+            duration: Duration::from_secs_f64(a.common.duration),
+            max_requests: a.common.max_requests,
             batch_size: a.batch_size,
-            practitioners: a.practitioners,
-            seed: a.seed,
+            practitioners: a.common.practitioners,
+            seed: a.common.seed,
             write_rate: a.write_rate,
             write_connections: a.write_connections,
             timeout: Duration::from_millis(a.timeout_ms),
-            pool_lines: a.pool_lines,
-            threads: a.threads,
-            server_pid: a.server_pid,
+            pool_lines: a.common.pool_lines,
+            threads: a.common.threads,
+            server_pid: a.common.server_pid,
             dump_writes: a.dump_writes,
         },
-        a.json,
+        a.common.json,
     ))
 }
 
@@ -226,16 +333,12 @@ fn main() -> ExitCode {
             loopback(&listen, "--listen").map_err(|e| (e, 2)).and_then(|addr| baseline::run(addr).map_err(|e| (e, 1)))
         }
         Command::Run(args) => config(*args).map_err(|e| (e, 2)).and_then(|(config, json)| {
-            let report = run::run(config).map_err(|e| (e, 1))?;
-            print!("{}", run::summary(&report));
-            if let Some(path) = json {
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|e| (format!("cannot create {}: {e}", dir.display()), 1))?;
-                }
-                let text = serde_json::to_string_pretty(&report).expect("the report serializes");
-                std::fs::write(&path, text + "\n").map_err(|e| (format!("cannot write {}: {e}", path.display()), 1))?;
-            }
-            Ok(())
+            let r = run::run(config).map_err(|e| (e, 1))?;
+            report(&r, run::summary(&r), json)
+        }),
+        Command::Append(args) => append_config(*args).map_err(|e| (e, 2)).and_then(|(config, json)| {
+            let r = append::run(config).map_err(|e| (e, 1))?;
+            report(&r, append::summary(&r), json)
         }),
         Command::Markdown { reports } => markdown::table(&reports).map(|t| print!("{t}")).map_err(|e| (e, 1)),
         Command::Get { report, pointer } => {
@@ -288,5 +391,26 @@ mod tests {
         assert!(parse(&["--write-rate", "100"]).is_err());
         assert!(parse(&["--write-rate", "100", "--admin-token", "t"]).is_ok());
         assert!(parse(&["--write-rate", "100", "--admin-token", "t", "--admin", "10.0.0.2:8081"]).is_err());
+    }
+
+    #[test]
+    fn append_flags_are_checked() {
+        let parse = |extra: &[&str]| {
+            let mut args = vec!["loadtest", "append", "--admin-token", "t"];
+            args.extend_from_slice(extra);
+            let Command::Append(a) = Cli::try_parse_from(args).unwrap().command else { panic!("append") };
+            append_config(*a)
+        };
+        let (c, _) = parse(&[]).unwrap();
+        assert_eq!((c.writers, c.events_per_request, c.token.as_str()), (1, 1, "t"));
+        assert!(parse(&["--writers", "8", "--events-per-request", "100"]).is_ok());
+        assert!(parse(&["--events-per-request", "10000"]).is_ok());
+        assert!(parse(&["--events-per-request", "10001"]).is_err());
+        assert!(parse(&["--events-per-request", "0"]).is_err());
+        assert!(parse(&["--writers", "0"]).is_err());
+        assert!(parse(&["--writers", "257"]).is_err());
+        assert!(parse(&["--duration", "0"]).is_err());
+        assert!(parse(&["--admin", "192.168.1.1:8081"]).is_err());
+        assert!(parse(&["--admin", "127.0.0.1:0"]).is_err());
     }
 }

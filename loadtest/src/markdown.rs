@@ -88,21 +88,93 @@ fn load_cell(v: &Value) -> String {
     s
 }
 
-/// A Markdown table of reports, then per-scenario notes (open-loop send lag,
-/// the 100 ms dip, writes and freshness).
+/// Markdown tables of reports, in the order given: `loadtest append`
+/// reports in one table (then their error samples), `loadtest run` reports
+/// in another, then per-scenario notes (open-loop send lag, the 100 ms dip,
+/// writes and freshness).
 pub fn table(paths: &[std::path::PathBuf]) -> Result<String, String> {
     let reports: Vec<Value> = paths.iter().map(|p| load(p)).collect::<Result<_, _>>()?;
+    let (appends, runs): (Vec<Value>, Vec<Value>) =
+        reports.into_iter().partition(|v| v.pointer("/kind").and_then(Value::as_str) == Some("append"));
     let mut s = String::new();
-    s.push_str("| scenario | load | requests/s | claim lines/s | p50 ms | p99 ms | p99.9 ms | max ms | errors | CPU s generator / server |\n");
-    s.push_str("|---|---|---:|---:|---:|---:|---:|---:|---|---|\n");
-    for v in &reports {
+    if !appends.is_empty() {
+        s.push_str(&append_table(&appends));
+    }
+    if !runs.is_empty() {
+        if !s.is_empty() {
+            s.push('\n');
+        }
+        s.push_str(&run_table(&runs));
+    }
+    Ok(s)
+}
+
+fn cpu_cell(v: &Value) -> String {
+    let cpu = |who: &str| {
+        v.pointer(&format!("/cpu_s/{who}")).and_then(Value::as_f64).map_or("-".to_owned(), |c| format!("{c:.1}"))
+    };
+    format!("{} / {} of {:.0}", cpu("generator"), cpu("server"), num(v, "/elapsed_s") * num(v, "/machine/cores"))
+}
+
+/// Append reports: events and requests per second, latency per request,
+/// errors and refusals; then the first error samples of any that had errors.
+fn append_table(reports: &[Value]) -> String {
+    let mut s = String::new();
+    s.push_str("| scenario | writers | events / request | events/s | events/s, median 100 ms | requests/s | p50 ms | p90 ms | p99 ms | max ms | errors | refused | CPU s generator / server |\n");
+    s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|\n");
+    for v in reports {
         let label = v.pointer("/label").and_then(Value::as_str).unwrap_or("?");
-        let cpu = |who: &str| {
-            v.pointer(&format!("/cpu_s/{who}")).and_then(Value::as_f64).map_or("-".to_owned(), |c| format!("{c:.1}"))
+        let refused = match v.pointer("/events/refused") {
+            Some(Value::Object(m)) if !m.is_empty() => Value::Object(m.clone()).to_string(),
+            _ => "0".to_owned(),
         };
         let _ = writeln!(
             s,
-            "| {label} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} of {:.0} |",
+            "| {label} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {refused} | {} |",
+            num(v, "/config/writers"),
+            num(v, "/config/events_per_request"),
+            whole(num(v, "/throughput/events_per_s")),
+            whole(num(v, "/throughput/events_per_s_median_window")),
+            whole(num(v, "/throughput/requests_per_s")),
+            ms(num(v, "/latency_us/p50")),
+            ms(num(v, "/latency_us/p90")),
+            ms(num(v, "/latency_us/p99")),
+            ms(num(v, "/latency_us/max")),
+            errors(v),
+            cpu_cell(v),
+        );
+    }
+    for v in reports {
+        if let Some(Value::Array(samples)) = v.pointer("/errors/samples") {
+            let label = v.pointer("/label").and_then(Value::as_str).unwrap_or("?");
+            let first: Vec<String> = samples
+                .iter()
+                .take(3)
+                .map(|x| {
+                    format!(
+                        "at {:.0} ms {} {}: `{}`",
+                        num(x, "/at_ms"),
+                        x.pointer("/kind").and_then(Value::as_str).unwrap_or("?"),
+                        x.pointer("/status").map_or(String::new(), Value::to_string),
+                        x.pointer("/detail").and_then(Value::as_str).unwrap_or("").replace('`', "'")
+                    )
+                })
+                .collect();
+            let _ = writeln!(s, "\n- {label}, first errors: {}.", first.join("; "));
+        }
+    }
+    s
+}
+
+fn run_table(reports: &[Value]) -> String {
+    let mut s = String::new();
+    s.push_str("| scenario | load | requests/s | claim lines/s | p50 ms | p99 ms | p99.9 ms | max ms | errors | CPU s generator / server |\n");
+    s.push_str("|---|---|---:|---:|---:|---:|---:|---:|---|---|\n");
+    for v in reports {
+        let label = v.pointer("/label").and_then(Value::as_str).unwrap_or("?");
+        let _ = writeln!(
+            s,
+            "| {label} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             load_cell(v),
             whole(num(v, "/throughput/requests_per_s")),
             whole(num(v, "/throughput/lines_per_s")),
@@ -111,13 +183,11 @@ pub fn table(paths: &[std::path::PathBuf]) -> Result<String, String> {
             ms(num(v, "/latency_us/p999")),
             ms(num(v, "/latency_us/max")),
             errors(v),
-            cpu("generator"),
-            cpu("server"),
-            num(v, "/elapsed_s") * num(v, "/machine/cores"),
+            cpu_cell(v),
         );
     }
     s.push('\n');
-    for v in &reports {
+    for v in reports {
         let label = v.pointer("/label").and_then(Value::as_str).unwrap_or("?");
         let mut notes = vec![format!(
             "per 100 ms window: median {}, lowest {} at {:.1} s (dip {:.2})",
@@ -179,7 +249,7 @@ pub fn table(paths: &[std::path::PathBuf]) -> Result<String, String> {
         }
         let _ = writeln!(s, "- {label}: {}.", notes.join("; "));
     }
-    Ok(s)
+    s
 }
 
 #[cfg(test)]

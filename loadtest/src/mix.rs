@@ -1,6 +1,6 @@
 //! The request mix, drawn deterministically (by seed) from the demo's
-//! synthetic population before the timed run, and the admin events written
-//! during it.
+//! synthetic population before the timed run (the admin events written
+//! during a run, in `writes`, target its practitioners).
 //!
 //! Claim lines: mostly practitioners with no violation at one of the
 //! institutions they are registered at, on a day of 2024-2026 inside that
@@ -28,8 +28,6 @@ pub const SERVICE_YEARS: (i32, i32) = (2024, 2026);
 const SANCTIONED_WANTED: usize = 256;
 /// Practitioners examined for sanctions before giving up.
 const SANCTION_SCAN_LIMIT: u64 = 400_000;
-/// Admin writes: registrations of new practitioners, per mille (the rest are violations).
-pub const REGISTRATION_WRITES_PER_MILLE: u64 = 200;
 
 /// SplitMix64: small, fast, and the same everywhere.
 #[derive(Debug, Clone)]
@@ -265,55 +263,6 @@ fn sanctioned(pop: &Population) -> (Sanctioned, Sanctioned) {
     (suspended, terminated)
 }
 
-/// The admin events written during a run: fresh violations (1 point, minor)
-/// against practitioners of the check mix, and registrations of practitioners
-/// new to the population. Ids and new codes carry `nonce`, so repeated runs
-/// against one data directory do not collide.
-pub struct Writes {
-    targets: Vec<(PractitionerCode, InstitutionCode, CivilDate)>,
-    nonce: u64,
-    seed: u64,
-}
-
-impl Writes {
-    pub fn new(mix: &Mix, seed: u64, nonce: u64) -> Writes {
-        let targets: Vec<_> = mix
-            .lines
-            .iter()
-            .filter(|l| l.kind == Kind::Good)
-            .map(|l| (l.practitioner, l.institution, l.date))
-            .collect();
-        Writes { targets, nonce, seed }
-    }
-
-    /// The `n`-th event's JSON (a function of the seed, the nonce and `n`).
-    pub fn event(&self, n: u64) -> String {
-        let mut rng = Rng::new(self.seed ^ self.nonce.rotate_left(32) ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        let (practitioner, institution, date) = self.targets[rng.below(self.targets.len() as u64) as usize];
-        if rng.chance(REGISTRATION_WRITES_PER_MILLE) {
-            let region = REGION_PREFIXES[(n % REGION_PREFIXES.len() as u64) as usize];
-            // 18 digits: region, serial 99xxxx (never issued), 6 more; the
-            // last 10 are (nonce mod 10^5, n mod 10^5).
-            let tail = (self.nonce % 100_000) * 100_000 + n % 100_000;
-            let code = format!("HJ{region}99{tail:010}");
-            debug_assert!(PractitionerCode::parse(&code).is_ok());
-            format!(
-                r#"{{"type":"practitioner_registered","practitioner":"{code}","institution":"{institution}","effective":"{}"}}"#,
-                population::reference_date()
-            )
-        } else {
-            format!(
-                r#"{{"type":"violation_scored","violation_id":"LT-{}-{n}","practitioner":"{practitioner}","institution":"{institution}","effective":"{date}","points":1,"severity":"minor","responsibility":"general"}}"#,
-                self.nonce
-            )
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.targets.is_empty()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,20 +296,6 @@ mod tests {
         let mut rng = Rng::new(1);
         for _ in 0..1_000 {
             assert!(!known.contains(&unknown_code(&mut rng)));
-        }
-    }
-
-    #[test]
-    fn write_events_parse_and_are_fresh() {
-        let mix = Mix::new(20_000, 1, 500).unwrap();
-        let w = Writes::new(&mix, 1, 12_345);
-        let policy = claimgate::policy::Policy::default();
-        let mut ids = std::collections::HashSet::new();
-        for n in 0..200 {
-            let text = w.event(n);
-            let value: serde_json::Value = serde_json::from_str(&text).unwrap();
-            let event = Event::parse(&value, &policy).unwrap();
-            assert!(ids.insert(text), "event {n} repeats: {event:?}");
         }
     }
 }

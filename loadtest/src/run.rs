@@ -2,19 +2,31 @@
 //! by a pacer thread in open loop, optional admin writers, then the merged
 //! report.
 //!
-//! Every run stops by itself: no request is sent after `--duration`, none
-//! beyond `--max-requests`, each waits at most `--timeout-ms`, and whatever
-//! is still running at duration + timeout + 1 s is abandoned.
+//! Every run stops by itself: no request is sent after `--duration` (in open
+//! loop, requests due before it but behind schedule may still go out during
+//! [`BACKLOG_GRACE`]; the rest count as never sent), none beyond
+//! `--max-requests`, and each waits at most `--timeout-ms`. A request is never
+//! cut short by the run's end: the last is sent a full timeout before it
+//! (issue 7: open-loop writes reported as timeouts the requests that were
+//! sent in the last milliseconds with the time left as their timeout).
 
-use crate::client::{build_request, ClientError, Connection};
-use crate::mix::{Kind, Mix, Writes};
+use crate::client::{build_request, Connection};
+use crate::exchange::Link;
+use crate::mix::{Kind, Mix};
+use crate::probe::{counter_deltas, ms, round3, scrape, CpuMark, CpuReport, Machine};
 use crate::stats::{self, Stats};
+use crate::writes::{self, Writes};
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
+
+/// Pause before the next ticket after a connection could not be made.
+pub const RECONNECT_BACKOFF: Duration = Duration::from_millis(10);
+/// Open loop: how long after the duration requests still due are sent.
+pub const BACKLOG_GRACE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
@@ -93,6 +105,9 @@ pub struct Report {
 #[derive(Debug, Serialize)]
 pub struct ConfigReport {
     pub target: String,
+    /// The admin listener the writes went to (another node's, for freshness across nodes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin: Option<String>,
     pub mode: Mode,
     pub connections: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -157,24 +172,13 @@ pub struct WritesReport {
     pub not_sent: Option<u64>,
 }
 
-#[derive(Debug, Serialize)]
-pub struct CpuReport {
-    pub generator: Option<f64>,
-    pub server: Option<f64>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Machine {
-    pub cores: usize,
-}
-
 /// Shared by the tasks of one run.
 struct Shared {
     start: Instant,
-    /// No request is sent from here on.
+    /// No new request (closed loop) or newly due one (open loop) from here on.
     end: Instant,
-    /// Tasks still running here give up.
-    hard_end: Instant,
+    /// Open loop: no request at all from here on (end + [`BACKLOG_GRACE`]).
+    last_send: Instant,
     timeout: Duration,
     requests: Vec<Vec<u8>>,
     batch: bool,
@@ -246,13 +250,19 @@ impl Pacer {
         pacer
     }
 
-    /// The next ticket, waiting for it to be due; `None` when the run is over.
-    async fn next(&self, tickets: &AtomicU64, hard_end: Instant) -> Option<u64> {
+    /// The next ticket, waiting for it to be due; `None` when the run is
+    /// over or `last_send` has passed (a ticket not taken counts as never sent).
+    async fn next(&self, tickets: &AtomicU64, last_send: Instant) -> Option<u64> {
         let permit = tokio::select! {
+            // Biased: once past `last_send`, a backlog of permits must not win the race.
+            biased;
+            _ = tokio::time::sleep_until(last_send.into()) => return None,
             p = self.permits.acquire() => p.ok()?,
-            _ = tokio::time::sleep_until(hard_end.into()) => return None,
         };
         permit.forget();
+        if Instant::now() >= last_send {
+            return None;
+        }
         let k = tickets.fetch_add(1, Ordering::Relaxed);
         if self.done.load(Ordering::Acquire) && k >= self.released.load(Ordering::Acquire) {
             // A poison permit: wake the next waiter too.
@@ -263,50 +273,10 @@ impl Pacer {
     }
 }
 
-enum Outcome {
-    Answer(crate::client::Response),
-    Timeout,
-    Failed(ClientError),
-}
-
-/// One exchange with a timeout, (re)connecting as needed. `None`: could not connect.
-async fn exchange(
-    conn: &mut Option<Connection>,
-    addr: SocketAddr,
-    request: &[u8],
-    timeout: Duration,
-    stats: &mut Stats,
-) -> Option<(Instant, Outcome)> {
-    if conn.is_none() {
-        match tokio::time::timeout(timeout, Connection::connect(addr)).await {
-            Ok(Ok(c)) => *conn = Some(c),
-            _ => {
-                stats.errors.connect += 1;
-                return None;
-            }
-        }
-    }
-    let c = conn.as_mut().expect("connected above");
-    let sent = Instant::now();
-    stats.sent += 1;
-    let outcome = match tokio::time::timeout(timeout, c.exchange(request)).await {
-        Ok(Ok(r)) => Outcome::Answer(r),
-        Ok(Err(e)) => Outcome::Failed(e),
-        Err(_) => Outcome::Timeout,
-    };
-    if !matches!(&outcome, Outcome::Answer(r) if !r.close) {
-        *conn = None;
-    }
-    Some((sent, outcome))
-}
-
 /// One connection's loop of checks.
 async fn check_task(shared: Arc<Shared>, addr: SocketAddr, pacer: Option<(Arc<Pacer>, f64)>) -> Stats {
     let mut stats = Stats::default();
-    let mut conn = tokio::time::timeout(shared.timeout, Connection::connect(addr)).await.ok().and_then(Result::ok);
-    if conn.is_none() {
-        stats.errors.connect += 1;
-    }
+    let mut link = Link::open(addr, shared.timeout, shared.start, &mut stats).await;
     tokio::time::sleep_until(shared.start.into()).await;
     loop {
         let (k, intended) = match &pacer {
@@ -321,16 +291,15 @@ async fn check_task(shared: Arc<Shared>, addr: SocketAddr, pacer: Option<(Arc<Pa
                 (k, None)
             }
             Some((pacer, rate)) => {
-                let Some(k) = pacer.next(&shared.tickets, shared.hard_end).await else { break };
+                let Some(k) = pacer.next(&shared.tickets, shared.last_send).await else { break };
                 (k, Some(shared.start + Duration::from_secs_f64(k as f64 / rate)))
             }
         };
         let request = &shared.requests[(k as usize) % shared.requests.len()];
-        let remaining = shared.hard_end.saturating_duration_since(Instant::now());
-        let timeout = shared.timeout.min(remaining);
-        let Some((sent, outcome)) = exchange(&mut conn, addr, request, timeout, &mut stats).await else {
+        let timeout = shared.timeout;
+        let Some((sent, outcome)) = link.exchange(request, timeout, &mut stats).await else {
             // Could not connect: back off briefly, then take the next ticket.
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::time::sleep(RECONNECT_BACKOFF).await;
             continue;
         };
         let done = Instant::now();
@@ -338,146 +307,70 @@ async fn check_task(shared: Arc<Shared>, addr: SocketAddr, pacer: Option<(Arc<Pa
             stats.send_lag.saturating_record(sent.saturating_duration_since(intended).as_micros() as u64);
         }
         match outcome {
-            Outcome::Answer(r) => {
+            Ok(r) => {
                 stats.responses += 1;
                 stats.ended(intended.unwrap_or(sent), sent, done);
+                let at = shared.micros(done);
                 if (200..300).contains(&r.status) {
                     match stats::record_check(&mut stats, &r.body, shared.batch) {
                         Some(seq) => {
                             stats.ok += 1;
-                            let at = shared.micros(done);
                             stats.window(at);
                             stats.seq_seen(at, seq);
                         }
-                        None => stats.errors.non_json += 1,
+                        None => {
+                            stats.errors.non_json += 1;
+                            stats.errors.sample(at, "non_json", Some(r.status), &String::from_utf8_lossy(&r.body));
+                        }
                     }
                 } else {
-                    stats.errors.status(r.status, &r.body);
+                    stats.errors.status(at, r.status, &r.body);
                 }
             }
-            Outcome::Timeout => {
-                stats.errors.timeout += 1;
-                stats.ended(intended.unwrap_or(sent), sent, done);
-            }
-            Outcome::Failed(ClientError::Io(_)) => stats.errors.io += 1,
-            Outcome::Failed(ClientError::Protocol(_)) => stats.errors.protocol += 1,
+            Err(why) => link.no_answer(&mut stats, why, intended.unwrap_or(sent), sent, timeout),
         }
     }
     stats
 }
 
-/// One admin connection's loop of writes, paced at the write rate.
+/// One admin connection's loop of writes (its own stream of events, see
+/// `writes`), paced at the write rate.
 async fn write_task(
     shared: Arc<Shared>,
     addr: SocketAddr,
     token: String,
-    writes: Arc<Writes>,
+    (writes, stream): (Arc<Writes>, u64),
     pacer: Arc<Pacer>,
     rate: f64,
     tickets: Arc<AtomicU64>,
 ) -> Stats {
     let mut stats = Stats::default();
-    let mut conn = tokio::time::timeout(shared.timeout, Connection::connect(addr)).await.ok().and_then(Result::ok);
+    let mut link = Link::open(addr, shared.timeout, shared.start, &mut stats).await;
     let host = addr.to_string();
     let auth = format!("Bearer {token}");
     tokio::time::sleep_until(shared.start.into()).await;
-    while let Some(k) = pacer.next(&tickets, shared.hard_end).await {
+    let mut next = 0u64;
+    while let Some(k) = pacer.next(&tickets, shared.last_send).await {
         let intended = shared.start + Duration::from_secs_f64(k as f64 / rate);
-        let body = writes.event(k);
+        let body = writes.event(stream, next);
+        next += 1;
         let request = build_request("POST", "/v1/events", &host, &[("Authorization", &auth)], body.as_bytes());
-        let remaining = shared.hard_end.saturating_duration_since(Instant::now());
-        let Some((sent, outcome)) =
-            exchange(&mut conn, addr, &request, shared.timeout.min(remaining), &mut stats).await
-        else {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        let timeout = shared.timeout;
+        let Some((sent, outcome)) = link.exchange(&request, timeout, &mut stats).await else {
+            tokio::time::sleep(RECONNECT_BACKOFF).await;
             continue;
         };
         let done = Instant::now();
         stats.send_lag.saturating_record(sent.saturating_duration_since(intended).as_micros() as u64);
         match outcome {
-            Outcome::Answer(r) => {
-                stats.responses += 1;
+            Ok(r) => {
                 stats.ended(intended, sent, done);
-                if (200..300).contains(&r.status) {
-                    match stats::write_seq(&r.body) {
-                        Some(seq) => {
-                            stats.ok += 1;
-                            stats.acks.push((shared.micros(done), seq));
-                        }
-                        None => stats.errors.non_json += 1,
-                    }
-                } else {
-                    #[derive(serde::Deserialize)]
-                    struct Refusal {
-                        error: String,
-                    }
-                    if let Ok(refusal) = serde_json::from_slice::<Refusal>(&r.body) {
-                        stats::bump(&mut stats.refused, &refusal.error);
-                    }
-                    stats.errors.status(r.status, &r.body);
-                }
+                writes::record_answer(&mut stats, &r, shared.micros(done));
             }
-            Outcome::Timeout => {
-                stats.errors.timeout += 1;
-                stats.ended(intended, sent, done);
-            }
-            Outcome::Failed(ClientError::Io(_)) => stats.errors.io += 1,
-            Outcome::Failed(ClientError::Protocol(_)) => stats.errors.protocol += 1,
+            Err(why) => link.no_answer(&mut stats, why, intended, sent, timeout),
         }
     }
     stats
-}
-
-/// CPU seconds (user + system) a process has used, from /proc (Linux; ticks of 1/100 s).
-fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
-    let path = match pid {
-        Some(p) => format!("/proc/{p}/stat"),
-        None => "/proc/self/stat".to_owned(),
-    };
-    let text = std::fs::read_to_string(path).ok()?;
-    // Fields after the command name (which may hold spaces), which ends at the last ')'.
-    let rest = &text[text.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name and state.
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0)
-}
-
-/// The server's `*_total` counters from GET /metrics (Prometheus text); empty if it has none.
-async fn scrape(addr: SocketAddr) -> std::collections::BTreeMap<String, f64> {
-    let request = build_request("GET", "/metrics", &addr.to_string(), &[], b"");
-    let answer = async {
-        let mut conn = Connection::connect(addr).await.ok()?;
-        conn.exchange(&request).await.ok().filter(|r| r.status == 200)
-    };
-    let Ok(Some(r)) = tokio::time::timeout(Duration::from_secs(5), answer).await else { return Default::default() };
-    parse_counters(&String::from_utf8_lossy(&r.body))
-}
-
-fn parse_counters(text: &str) -> std::collections::BTreeMap<String, f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (name, value) = l.rsplit_once(' ')?;
-            let base = name.split('{').next()?;
-            base.ends_with("_total").then(|| Some((name.to_owned(), value.trim().parse().ok()?)))?
-        })
-        .collect()
-}
-
-/// Counters that changed between two scrapes, by how much.
-fn counter_deltas(
-    before: &std::collections::BTreeMap<String, f64>,
-    after: &std::collections::BTreeMap<String, f64>,
-) -> std::collections::BTreeMap<String, f64> {
-    after
-        .iter()
-        .filter_map(|(k, v)| {
-            let d = v - before.get(k).copied().unwrap_or(0.0);
-            (d != 0.0).then(|| (k.clone(), d))
-        })
-        .collect()
 }
 
 /// Sends one request before the run, so a wrong address fails fast and clearly.
@@ -502,6 +395,15 @@ async fn preflight(config: &RunConfig, request: &[u8]) -> Result<(), String> {
         Connection::connect(admin).await.map_err(|e| format!("nothing answers on the admin address {admin}: {e}"))?;
     }
     Ok(())
+}
+
+/// The generator's runtime: `threads` workers.
+pub fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
 }
 
 pub fn run(config: RunConfig) -> Result<Report, String> {
@@ -538,24 +440,18 @@ pub fn run(config: RunConfig) -> Result<Report, String> {
         mix_report.emergency,
         requests.len()
     );
-    let nonce = started_unix_s * 1000 + u64::from(std::process::id() % 1000);
-    let writes = Arc::new(Writes::new(&mix, config.seed, nonce));
+    let writes = Arc::new(Writes::new(&mix, config.seed, Writes::nonce(started_unix_s)));
     drop(mix);
     if config.write_rate > 0.0 && writes.is_empty() {
         return Err("the request pool has no practitioner to write violations for".into());
     }
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.threads)
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    runtime.block_on(async move {
+    runtime(config.threads)?.block_on(async move {
         preflight(&config, &requests[0]).await?;
         // Connections are opened before the start, so the clock starts on requests.
         let start = Instant::now() + Duration::from_millis(300);
         let end = start + config.duration;
-        let hard_end = end + config.timeout + Duration::from_secs(1);
+        let last_send = end + BACKLOG_GRACE;
         let open_total = match config.mode {
             Mode::Open => ((config.duration.as_secs_f64() * config.rate).ceil() as u64).min(config.max_requests),
             Mode::Closed => config.max_requests,
@@ -563,7 +459,7 @@ pub fn run(config: RunConfig) -> Result<Report, String> {
         let shared = Arc::new(Shared {
             start,
             end,
-            hard_end,
+            last_send,
             timeout: config.timeout,
             requests,
             batch: config.batch_size > 0,
@@ -573,7 +469,7 @@ pub fn run(config: RunConfig) -> Result<Report, String> {
         let pacer = (config.mode == Mode::Open)
             .then(|| (Pacer::spawn(start, end, config.rate, open_total, config.connections), config.rate));
         let counters_before = scrape(config.target).await;
-        let (cpu_self, cpu_server) = (cpu_seconds(None), cpu_seconds(config.server_pid));
+        let cpu = CpuMark::now(config.server_pid);
         let checks: Vec<_> = (0..config.connections)
             .map(|_| tokio::spawn(check_task(shared.clone(), config.target, pacer.clone())))
             .collect();
@@ -583,12 +479,12 @@ pub fn run(config: RunConfig) -> Result<Report, String> {
             let pacer = Pacer::spawn(start, end, config.write_rate, total, config.write_connections);
             let tickets = Arc::new(AtomicU64::new(0));
             let (admin, token) = (config.admin.expect("validated"), config.admin_token.clone().expect("validated"));
-            for _ in 0..config.write_connections {
+            for stream in 0..config.write_connections as u64 {
                 writers.push(tokio::spawn(write_task(
                     shared.clone(),
                     admin,
                     token.clone(),
-                    writes.clone(),
+                    (writes.clone(), stream),
                     pacer.clone(),
                     config.write_rate,
                     tickets.clone(),
@@ -607,10 +503,7 @@ pub fn run(config: RunConfig) -> Result<Report, String> {
             written.merge(&task.await.map_err(|e| format!("a writer task failed: {e}"))?);
         }
         let elapsed = Instant::now().saturating_duration_since(start).as_secs_f64();
-        let cpu = CpuReport {
-            generator: cpu_seconds(None).zip(cpu_self).map(|(b, a)| round3(b - a)),
-            server: cpu_seconds(config.server_pid).zip(cpu_server).map(|(b, a)| round3(b - a)),
-        };
+        let cpu = cpu.since();
         let server_counters = counter_deltas(&counters_before, &scrape(config.target).await);
         let not_sent = |pacer: &Pacer, tickets: &AtomicU64| {
             let released = pacer.released.load(Ordering::Acquire);
@@ -640,6 +533,7 @@ pub fn run(config: RunConfig) -> Result<Report, String> {
             started_unix_s,
             config: ConfigReport {
                 target: config.target.to_string(),
+                admin: config.admin.filter(|_| config.write_rate > 0.0).map(|a| a.to_string()),
                 mode: config.mode,
                 connections: config.connections,
                 rate: (config.mode == Mode::Open).then_some(config.rate),
@@ -671,22 +565,10 @@ pub fn run(config: RunConfig) -> Result<Report, String> {
             writes: writes_report,
             cpu_s: cpu,
             server_counters,
-            machine: Machine { cores: std::thread::available_parallelism().map_or(0, |n| n.get()) },
+            machine: Machine::this(),
         };
         Ok(report)
     })
-}
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
-}
-
-fn ms(us: u64) -> String {
-    if us >= 10_000 {
-        format!("{:.0} ms", us as f64 / 1000.0)
-    } else {
-        format!("{:.2} ms", us as f64 / 1000.0)
-    }
 }
 
 /// The human summary.
@@ -718,26 +600,9 @@ pub fn summary(r: &Report) -> String {
         r.throughput.lines_per_s
     );
     let l = &r.latency_us;
-    let _ = writeln!(
-        s,
-        "   latency{}: p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
-        if c.mode == Mode::Open { " (from intended send)" } else { "" },
-        ms(l.p50),
-        ms(l.p90),
-        ms(l.p99),
-        ms(l.p999),
-        ms(l.max)
-    );
+    let _ = writeln!(s, "   latency{}: {}", if c.mode == Mode::Open { " (from intended send)" } else { "" }, l.text());
     if let Some(l) = &r.latency_from_send_us {
-        let _ = writeln!(
-            s,
-            "   latency from actual send: p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
-            ms(l.p50),
-            ms(l.p90),
-            ms(l.p99),
-            ms(l.p999),
-            ms(l.max)
-        );
+        let _ = writeln!(s, "   latency from actual send: {}", l.text());
     }
     if let Some(lag) = &r.send_lag_us {
         let _ = writeln!(
@@ -755,6 +620,7 @@ pub fn summary(r: &Report) -> String {
         "   errors: {} (connect {}, timeout {}, io {}, protocol {}, non-JSON {}, status {:?} {:?})",
         r.errors_total, e.connect, e.timeout, e.io, e.protocol, e.non_json, e.http_status, e.error_codes
     );
+    s.push_str(&stats::samples_text(e));
     let _ = writeln!(s, "   verdicts: {:?}; reasons: {:?}", r.verdicts, r.reasons);
     let w = &r.windows;
     let _ = writeln!(
@@ -766,10 +632,13 @@ pub fn summary(r: &Report) -> String {
         let f = &wr.freshness;
         let _ = writeln!(
             s,
-            "   writes: {} sent at {:.0}/s due, {} acked ({:.0}/s), refused {:?}, errors {}; ack latency p50 {} p99 {} max {} \
+            "   writes to {}: {} sent at {:.0}/s due ({} due but never sent), {} acked ({:.0}/s), refused {:?}, \
+             errors {}; ack latency p50 {} p99 {} max {} \
              (from the send: p50 {} p99 {} max {}; send lag p99 {})",
+            c.admin.as_deref().unwrap_or("?"),
             wr.sent,
             wr.rate,
+            wr.not_sent.unwrap_or(0),
             wr.acked,
             wr.acked_per_s,
             wr.refused,
@@ -782,6 +651,7 @@ pub fn summary(r: &Report) -> String {
             ms(wr.ack_latency_from_send_us.max),
             ms(wr.send_lag_us.p99)
         );
+        s.push_str(&stats::samples_text(&wr.errors));
         let _ = writeln!(
             s,
             "   freshness (ack -> first check answer at that seq): p50 {}  p99 {}  max {}; {} visible before the ack, \
@@ -807,14 +677,7 @@ pub fn summary(r: &Report) -> String {
             pick("claimgate_connections_refused_total")
         );
     }
-    let _ = writeln!(
-        s,
-        "   cpu: generator {} s, server {} s, over {:.1} s on {} cores",
-        r.cpu_s.generator.map_or("?".into(), |v| format!("{v:.1}")),
-        r.cpu_s.server.map_or("-".into(), |v| format!("{v:.1}")),
-        r.elapsed_s,
-        r.machine.cores
-    );
+    s.push_str(&r.cpu_s.line(r.elapsed_s, &r.machine));
     s
 }
 
@@ -822,19 +685,20 @@ pub fn summary(r: &Report) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn counters_are_read_from_prometheus_text() {
-        let before = parse_counters(
-            "# HELP x\nclaimgate_audit_dropped_total 5\nclaimgate_index_seq 9\nclaimgate_decisions_total{verdict=\"settle\",reason=\"ok\"} 10\n",
-        );
-        assert_eq!(before.len(), 2);
-        let after = parse_counters(
-            "claimgate_audit_dropped_total 7\nclaimgate_decisions_total{verdict=\"settle\",reason=\"ok\"} 10\nnew_total 1\n",
-        );
-        let d = counter_deltas(&before, &after);
-        assert_eq!(d.get("claimgate_audit_dropped_total"), Some(&2.0));
-        assert_eq!(d.get("new_total"), Some(&1.0));
-        assert_eq!(d.len(), 2);
-        assert!(parse_counters(r#"{"seq":0}"#).is_empty());
+    /// Issue 7: an open-loop backlog must not be sent after `last_send` (those
+    /// requests used to go out with the time left as their timeout and be
+    /// counted as timeouts), even though its permits are ready.
+    #[tokio::test]
+    async fn a_backlog_is_not_sent_after_the_last_send_time() {
+        let start = Instant::now();
+        let end = start + Duration::from_millis(20);
+        let last_send = end + Duration::from_millis(30);
+        let pacer = Pacer::spawn(start, end, 100_000.0, 2_000, 1);
+        let tickets = AtomicU64::new(0);
+        assert_eq!(pacer.next(&tickets, last_send).await, Some(0), "due tickets are handed out before last_send");
+        tokio::time::sleep_until((last_send + Duration::from_millis(5)).into()).await;
+        assert!(pacer.permits.available_permits() > 0, "a backlog is waiting");
+        assert_eq!(pacer.next(&tickets, last_send).await, None);
+        assert_eq!(tickets.load(Ordering::Relaxed), 1, "no ticket taken after last_send: they count as never sent");
     }
 }

@@ -11,6 +11,10 @@ use std::collections::BTreeMap;
 pub const MAX_TRACKED_US: u64 = 120_000_000;
 /// Width of a throughput window, in µs.
 pub const WINDOW_US: u64 = 100_000;
+/// Failed exchanges kept verbatim per run (the earliest), so an error can be investigated.
+pub const MAX_ERROR_SAMPLES: usize = 8;
+/// Characters of an error body (or message) kept in a sample.
+pub const SAMPLE_DETAIL_CHARS: usize = 400;
 
 pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_TRACKED_US, 3).expect("valid histogram bounds")
@@ -33,6 +37,22 @@ pub struct Errors {
     pub http_status: BTreeMap<u16, u64>,
     /// Error codes named in non-2xx bodies (`{"error": ...}`), e.g. `stale_index`.
     pub error_codes: BTreeMap<String, u64>,
+    /// The earliest failures of the run, verbatim (at most [`MAX_ERROR_SAMPLES`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<ErrorSample>,
+}
+
+/// One failed exchange (or refused event), as it was seen.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ErrorSample {
+    /// Milliseconds since the run's start when it was seen.
+    pub at_ms: f64,
+    /// `status`, `timeout`, `io`, `protocol`, `connect`, `non_json` or `refused`.
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// The answer's body, or the client's error message (cut at [`SAMPLE_DETAIL_CHARS`]).
+    pub detail: String,
 }
 
 impl Errors {
@@ -48,10 +68,26 @@ impl Errors {
         self.non_json += o.non_json;
         add_all(&mut self.http_status, &o.http_status);
         add_all(&mut self.error_codes, &o.error_codes);
+        self.samples.extend(o.samples.iter().cloned());
+        self.samples.sort_by(|a, b| a.at_ms.total_cmp(&b.at_ms));
+        self.samples.truncate(MAX_ERROR_SAMPLES);
     }
 
-    /// Counts a non-2xx answer.
-    pub fn status(&mut self, status: u16, body: &[u8]) {
+    /// Keeps a failure verbatim if fewer than [`MAX_ERROR_SAMPLES`] are kept.
+    pub fn sample(&mut self, at_us: u64, kind: &'static str, status: Option<u16>, detail: &str) {
+        if self.samples.len() < MAX_ERROR_SAMPLES {
+            let mut kept: String = detail.chars().take(SAMPLE_DETAIL_CHARS).collect();
+            if kept.len() < detail.len() {
+                kept.push('…');
+            }
+            let detail = kept;
+            self.samples.push(ErrorSample { at_ms: at_us as f64 / 1000.0, kind, status, detail });
+        }
+    }
+
+    /// Counts (and samples) a non-2xx answer seen `at_us` after the start.
+    pub fn status(&mut self, at_us: u64, status: u16, body: &[u8]) {
+        self.sample(at_us, "status", Some(status), &String::from_utf8_lossy(body));
         *self.http_status.entry(status).or_default() += 1;
         #[derive(Deserialize)]
         struct ErrorBody<'a> {
@@ -62,6 +98,19 @@ impl Errors {
             bump(&mut self.error_codes, &e.error);
         }
     }
+}
+
+/// The samples as summary lines (`   first errors:` then one line each), or nothing.
+pub fn samples_text(errors: &Errors) -> String {
+    let mut out = String::new();
+    if !errors.samples.is_empty() {
+        out.push_str("   first errors (kept verbatim):\n");
+    }
+    for x in &errors.samples {
+        let status = x.status.map_or(String::new(), |s| format!(" {s}"));
+        out.push_str(&format!("     at {:.1} ms: {}{status}: {}\n", x.at_ms, x.kind, x.detail));
+    }
+    out
 }
 
 fn add_all<K: Ord + Clone>(into: &mut BTreeMap<K, u64>, from: &BTreeMap<K, u64>) {
@@ -102,7 +151,7 @@ pub struct Stats {
     /// batch lines refused as malformed count under `error:<code>`.
     pub verdicts: BTreeMap<String, u64>,
     pub reasons: BTreeMap<String, u64>,
-    /// `ok` answers completed per [`WINDOW_US`] window since the start.
+    /// `ok` answers (appends: acknowledged events) per [`WINDOW_US`] window since the start.
     pub windows: Vec<u64>,
     /// (µs since start, seq) whenever this connection saw a higher index seq.
     pub seq_marks: Vec<(u64, u64)>,
@@ -156,12 +205,18 @@ impl Stats {
         add_all(&mut self.refused, &o.refused);
     }
 
+    /// Counts one completion in the window of `at_us`.
     pub fn window(&mut self, at_us: u64) {
+        self.window_add(at_us, 1);
+    }
+
+    /// Counts `n` completions in the window of `at_us`.
+    pub fn window_add(&mut self, at_us: u64, n: u64) {
         let w = (at_us / WINDOW_US) as usize;
         if self.windows.len() <= w {
             self.windows.resize(w + 1, 0);
         }
-        self.windows[w] += 1;
+        self.windows[w] += n;
     }
 
     /// Records one ended request (answered or timed out): from `from` (the
@@ -231,15 +286,6 @@ pub fn record_check(stats: &mut Stats, body: &[u8], batch: bool) -> Option<u64> 
     }
 }
 
-/// Reads a 2xx answer to one admin event: its seq.
-pub fn write_seq(body: &[u8]) -> Option<u64> {
-    #[derive(Deserialize)]
-    struct Ack {
-        seq: u64,
-    }
-    serde_json::from_slice::<Ack>(body).ok().map(|a| a.seq)
-}
-
 /// Percentiles of a histogram, in µs.
 #[derive(Debug, Clone, Serialize)]
 pub struct Percentiles {
@@ -253,6 +299,19 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
+    /// `p50 X  p90 X  p99 X  p99.9 X  max X`, in milliseconds.
+    pub fn text(&self) -> String {
+        use crate::probe::ms;
+        format!(
+            "p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+            ms(self.p50),
+            ms(self.p90),
+            ms(self.p99),
+            ms(self.p999),
+            ms(self.max)
+        )
+    }
+
     pub fn of(h: &Histogram<u64>) -> Percentiles {
         Percentiles {
             count: h.len(),
@@ -419,7 +478,7 @@ mod tests {
         assert_eq!(s.verdicts.get("error:invalid_request"), Some(&1));
         assert_eq!(s.reasons.get("practitioner_suspended"), Some(&1));
         let mut e = Errors::default();
-        e.status(503, br#"{"error":"stale_index","message":"m"}"#);
+        e.status(0, 503, br#"{"error":"stale_index","message":"m"}"#);
         assert_eq!((e.total(), e.error_codes.get("stale_index")), (1, Some(&1)));
     }
 }
