@@ -1,4 +1,7 @@
-//! Shared by the integration tests: where the spec's conformance cases are.
+//! Shared by the integration tests: where the spec's conformance cases are,
+//! the PostgreSQL server under test, and (`server`) the real binary over HTTP.
+
+pub mod server;
 
 use std::path::PathBuf;
 
