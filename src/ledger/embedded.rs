@@ -9,7 +9,7 @@ use crate::event::{Event, RecordedEvent};
 use crate::policy::Policy;
 use crate::refusal::Refusal;
 use crate::rules::validate::{self, Admission, KnownViolation, LedgerFacts};
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -170,6 +170,10 @@ impl EmbeddedLedger {
         if events.len() > MAX_APPEND_BATCH {
             return Err(LedgerError::BatchTooLarge { len: events.len(), max: MAX_APPEND_BATCH });
         }
+        self.append_in_transaction(events).map_err(|e| self.name_the_fault(e))
+    }
+
+    fn append_in_transaction(&self, events: &[Event]) -> Result<Vec<Result<Appended, Refusal>>, LedgerError> {
         let mut conn = self.lock();
         let tx =
             conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(storage("starting an append"))?;
@@ -190,6 +194,38 @@ impl EmbeddedLedger {
         }
         tx.commit().map_err(storage("committing an append"))?;
         Ok(outcomes)
+    }
+
+    /// A failed write named by its cause where SQLite's code, or a probe write
+    /// beside the ledger, shows it: a full disk or a read-only data directory
+    /// (the operator's fix differs). Anything else stays a storage error.
+    fn name_the_fault(&self, e: LedgerError) -> LedgerError {
+        let LedgerError::Storage { doing, source } = e else { return e };
+        // An in-memory ledger has no directory to name or probe.
+        let (Some(dir), Some(_)) = (self.path.parent(), &self.reader) else {
+            return LedgerError::Storage { doing, source };
+        };
+        let dir = dir.to_owned();
+        match source.sqlite_error_code() {
+            Some(ErrorCode::DiskFull) => LedgerError::DiskFull { dir, doing },
+            Some(ErrorCode::ReadOnly) => LedgerError::ReadOnly { dir, doing, detail: source.to_string() },
+            // An I/O error (SQLite says only "disk I/O error"): ask the file system.
+            Some(ErrorCode::SystemIoFailure | ErrorCode::CannotOpen) => match probe_write(&dir) {
+                Err(p)
+                    if p.kind() == std::io::ErrorKind::StorageFull || p.kind() == std::io::ErrorKind::QuotaExceeded =>
+                {
+                    LedgerError::DiskFull { dir, doing }
+                }
+                Err(p)
+                    if p.kind() == std::io::ErrorKind::ReadOnlyFilesystem
+                        || p.kind() == std::io::ErrorKind::PermissionDenied =>
+                {
+                    LedgerError::ReadOnly { dir, doing, detail: p.to_string() }
+                }
+                _ => LedgerError::Storage { doing, source },
+            },
+            _ => LedgerError::Storage { doing, source },
+        }
     }
 
     /// The highest `seq` accepted (0 for an empty ledger).
@@ -304,6 +340,23 @@ impl EmbeddedLedger {
         conn.execute_batch("COMMIT").map_err(storage("ending a scan"))?;
         Ok(head)
     }
+}
+
+/// Bytes of the probe [`EmbeddedLedger::name_the_fault`] writes: one page, so
+/// a full file system fails it as it failed the ledger's write.
+const PROBE_BYTES: usize = 4096;
+
+/// Writes, syncs and removes a small file in `dir`: the error, if any, is the
+/// file system's own account of why the ledger's write failed.
+fn probe_write(dir: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let path = dir.join(format!(".write-probe-{}", std::process::id()));
+    let result = std::fs::File::create(&path).and_then(|mut f| {
+        f.write_all(&[0u8; PROBE_BYTES])?;
+        f.sync_all()
+    });
+    let _ = std::fs::remove_file(&path);
+    result
 }
 
 /// Receives one entity's history during a scan: its code as stored, events.

@@ -4,6 +4,7 @@
 use super::audit::{AuditLog, AuditRecord};
 use super::config::ServeConfig;
 use super::metrics::Metrics;
+use crate::data_lock::DataDirLock;
 use crate::domain::Seq;
 use crate::index::snapshot::SnapshotError;
 use crate::index::{restore, IndexHandle, IndexVersion, Syncer};
@@ -23,6 +24,8 @@ pub enum StartError {
     Ledger(#[from] LedgerError),
     #[error("cannot open the audit log: {0}")]
     Audit(String),
+    #[error("the lock is on {} but the data directory is {}", locked.display(), data.display())]
+    WrongLock { locked: PathBuf, data: PathBuf },
 }
 
 /// What the sync thread last did, for `/readyz`.
@@ -53,6 +56,17 @@ pub struct LedgerTrouble {
     pub last: String,
 }
 
+/// Why appends fail now (until one succeeds again), for `/readyz`.
+#[derive(Debug, Clone)]
+pub struct AppendFailure {
+    /// When the first of the current run of failures happened.
+    pub since: Instant,
+    /// [`LedgerError::cause`] of the latest failure.
+    pub cause: &'static str,
+    /// The latest failure, as answered.
+    pub what: String,
+}
+
 /// Shared state of a running gate.
 pub struct Gate {
     pub config: ServeConfig,
@@ -74,18 +88,24 @@ pub struct Gate {
     ledger_seen: Mutex<LedgerSeen>,
     /// The ledger's failures since start (see [`LedgerTrouble`]).
     pub ledger_trouble: Mutex<Option<LedgerTrouble>>,
+    /// Set while appends fail (a full disk, a read-only data directory).
+    pub append_failure: Mutex<Option<AppendFailure>>,
     connections: Arc<tokio::sync::Semaphore>,
+    /// This process's hold on the data directory, for as long as the gate lives.
+    _data_lock: DataDirLock,
 }
 
 impl Gate {
     /// Opens the ledger, restores the index (newest valid snapshot, then the
-    /// ledger's tail), opens the audit log and starts the sync thread.
-    pub fn start(config: ServeConfig, policy: &Policy) -> Result<Arc<Gate>, StartError> {
+    /// ledger's tail), opens the audit log and starts the sync thread. `lock`
+    /// is the caller's hold on `config.data` ([`DataDirLock::acquire`]).
+    pub fn start(config: ServeConfig, policy: &Policy, lock: DataDirLock) -> Result<Arc<Gate>, StartError> {
         if config.admin_token.as_deref().is_none_or(str::is_empty) {
             return Err(StartError::NoAdminToken);
         }
-        std::fs::create_dir_all(&config.data)
-            .map_err(|source| LedgerError::CreateDir { path: config.data.clone(), source })?;
+        if lock.dir() != config.data {
+            return Err(StartError::WrongLock { locked: lock.dir().to_owned(), data: config.data.clone() });
+        }
         let ledger = Arc::new(Ledger::open_store(config.store.as_deref(), &config.data, policy)?);
         tracing::info!(ledger = %ledger.describe(), "ledger open");
         let restored = restore::restore(&config.data, &ledger)?;
@@ -124,7 +144,9 @@ impl Gate {
             listener_connected: AtomicBool::new(false),
             ledger_seen: Mutex::new(LedgerSeen { head: caught_up, unreachable_since: None }),
             ledger_trouble: Mutex::new(None),
+            append_failure: Mutex::new(None),
             connections,
+            _data_lock: lock,
         });
         let thread = {
             let gate = gate.clone();
@@ -235,6 +257,26 @@ impl Gate {
             }
         }
         (head, *seen)
+    }
+
+    /// Records how an append went: a storage failure is logged and kept for
+    /// `/readyz` until an append succeeds again.
+    pub fn note_append(&self, result: Result<(), &LedgerError>) {
+        let mut failure = self.append_failure.lock().expect("not poisoned");
+        match result {
+            Ok(()) => {
+                if let Some(f) = failure.take() {
+                    tracing::info!(failing_for_seconds = f.since.elapsed().as_secs_f64(), "appends succeed again");
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, cause = e.cause(), "append failed; nothing was stored");
+                let since = failure.as_ref().map_or_else(Instant::now, |f| f.since);
+                *failure = Some(AppendFailure { since, cause: e.cause(), what: e.to_string() });
+                drop(failure);
+                self.note_ledger_trouble(format!("append failed: {e}"));
+            }
+        }
     }
 
     /// Remembers a failure of the ledger for `/readyz`.

@@ -59,6 +59,8 @@ pub struct Metrics {
 /// Values read from elsewhere at render time.
 pub struct Gauges {
     pub ledger_reachable: bool,
+    /// No append has failed since the last one that succeeded.
+    pub ledger_writable: bool,
     pub index_seq: u64,
     pub ledger_head: u64,
     pub overlay_entities: u64,
@@ -165,11 +167,16 @@ impl Metrics {
             "# HELP claimgate_connections_refused_total Connections closed at once because the connection cap was reached.\n# TYPE claimgate_connections_refused_total counter\nclaimgate_connections_refused_total {}",
             get(&self.connections_refused)
         );
-        let gauges: [(&str, &str, f64); 6] = [
+        let gauges: [(&str, &str, f64); 7] = [
             (
                 "claimgate_ledger_reachable",
                 "1 if the ledger's head could be read just now, else 0.",
                 f64::from(u8::from(g.ledger_reachable)),
+            ),
+            (
+                "claimgate_ledger_writable",
+                "0 while appends fail (disk full, read-only data directory: see /readyz), else 1.",
+                f64::from(u8::from(g.ledger_writable)),
             ),
             ("claimgate_index_seq", "Ledger seq the served index reflects.", g.index_seq as f64),
             (

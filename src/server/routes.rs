@@ -388,7 +388,7 @@ async fn explain(gate: &Arc<Gate>, claim: Claim, seq: Seq) -> Result<Value, ApiE
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?
-    .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ledger_unavailable", e.to_string()))?;
+    .map_err(|e| ApiError::ledger(&e, ""))?;
     let upto = |mut v: Vec<crate::event::RecordedEvent>| {
         v.retain(|r| r.seq <= seq);
         v
@@ -431,9 +431,7 @@ async fn file(gate: &Arc<Gate>, kind: &str, code: &str, query: Option<&str>) -> 
         None => SystemClock.today(),
     };
     let ledger = gate.ledger.clone();
-    let unavailable = |e: crate::ledger::LedgerError| {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ledger_unavailable", e.to_string())
-    };
+    let unavailable = |e: crate::ledger::LedgerError| ApiError::ledger(&e, "");
     let join = |e: tokio::task::JoinError| ApiError::internal(e.to_string());
     if kind == "practitioners" {
         let code = PractitionerCode::parse(code).map_err(|e| ApiError::invalid("practitioner", e.0))?;
@@ -475,10 +473,9 @@ async fn events(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, ApiEr
     let ledger = gate.ledger.clone();
     let appended = tokio::task::spawn_blocking(move || ledger.append_batch(&valid))
         .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ledger_unavailable", format!("{e}; nothing was stored"))
-        })?;
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    gate.note_append(appended.as_ref().map(|_| ()));
+    let appended = appended.map_err(|e| ApiError::ledger(&e, "; nothing from this request was stored"))?;
     gate.wake_sync();
     let mut appended = appended.into_iter();
     let outcomes: Vec<Result<Seq, Refusal>> = parsed
@@ -548,6 +545,7 @@ async fn ready(gate: &Arc<Gate>) -> Reply {
     let version = gate.version();
     let status = gate.sync_status.lock().expect("not poisoned").clone();
     let trouble = gate.ledger_trouble.lock().expect("not poisoned").clone();
+    let append_failure = gate.append_failure.lock().expect("not poisoned").clone();
     let (head, seen) = match observed {
         Some((head, seen)) => (head, Some(seen)),
         None => (None, None),
@@ -567,7 +565,9 @@ async fn ready(gate: &Arc<Gate>) -> Reply {
         (None, Some(o)) => Some(format!("the ledger cannot be read for {:.1} s: failing closed", o.as_secs_f64())),
         (None, None) => Some("the ledger cannot be read".to_owned()),
         _ if !within_lag => Some("the index is further behind the ledger than max_lag".to_owned()),
-        _ => None,
+        _ => append_failure
+            .as_ref()
+            .map(|f| format!("appends fail ({}): checks are answered from the index; see append_failure", f.cause)),
     };
     let body = j!({
         "ready": ready,
@@ -583,6 +583,8 @@ async fn ready(gate: &Arc<Gate>) -> Reply {
         "ledger_notifications": gate.ledger.listen_supported().then(|| if gate.listener_connected.load(Ordering::Relaxed) { "connected" } else { "disconnected: polling" }),
         "ledger_failures": trouble.as_ref().map_or(0, |t| t.count),
         "last_ledger_failure": trouble.map(|t| j!({"age_seconds": t.last_at.elapsed().as_secs_f64(), "what": t.last})),
+        "ledger_writable": append_failure.is_none(),
+        "append_failure": append_failure.map(|f| j!({"cause": f.cause, "failing_for_seconds": f.since.elapsed().as_secs_f64(), "what": f.what})),
         "snapshots_refused_at_start": gate.refused_snapshots.iter().map(|(p, e)| j!({"path": p.display().to_string(), "error": e})).collect::<Vec<_>>(),
         "reason": reason,
     });
@@ -598,6 +600,7 @@ async fn metrics(gate: &Arc<Gate>) -> Reply {
     let version = gate.version();
     let gauges = Gauges {
         ledger_reachable: head.is_some(),
+        ledger_writable: gate.append_failure.lock().expect("not poisoned").is_none(),
         index_seq: version.seq(),
         ledger_head: head.unwrap_or(seen),
         overlay_entities: version.overlay_len() as u64,

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 /// Every `*.json` case in the spec's case directory (`CLAIMGATE_SPEC_CASES`,
 /// else `../shared/spec/cases` beside the checkout), sorted. A missing or
 /// empty directory fails the test loudly: a suite over no cases proves nothing.
+#[allow(dead_code)] // not every test binary runs the spec's cases
 pub fn case_files() -> Vec<PathBuf> {
     let dir = std::env::var_os("CLAIMGATE_SPEC_CASES")
         .map(PathBuf::from)
