@@ -374,3 +374,302 @@ fn a_read_only_data_directory_refuses_appends_by_name_and_a_repair_loses_nothing
     assert_checks_answer(&again, acknowledged.last());
     acknowledged.append(&again, registered(DOC2, INST, "2025-01-01"));
 }
+
+/// `claimgate ARGS` with the admin token set, run to its end (bounded).
+fn claimgate(args: &[&str]) -> Output {
+    let mut command = Command::new(binary());
+    command.args(args).env("CLAIMGATE_ADMIN_TOKEN", TOKEN).env("RUST_LOG", "warn");
+    run_bounded(command)
+}
+
+/// `claimgate serve` on `data` with free loopback ports, which must refuse to
+/// start: exits non-zero; returns what it printed on stderr.
+fn serve_refused(data: &Path) -> String {
+    let out =
+        claimgate(&["serve", "--data", path_str(data), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "serve on {} started: {}\n{stderr}", data.display(), out.status);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    stderr
+}
+
+/// Issue 8: one claimgate process per data directory. A second `serve` (and
+/// `demo`, `append`, `snapshot write`) on a directory a server holds is
+/// refused with a message naming the directory and the holder's pid, exits
+/// non-zero, and the first server goes on answering and accepting events.
+/// The lock dies with its process: after SIGKILL a new server starts at once.
+#[test]
+fn a_second_process_on_a_data_directory_is_refused_and_the_first_keeps_answering() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut first = Server::start(&data, &[]);
+    let mut acknowledged = Acknowledged::default();
+    suspend_doc(&first, &mut acknowledged);
+    let in_use = format!(
+        "data directory {} is in use by another claimgate process (pid {}); stop it or use another --data",
+        data.display(),
+        first.child.id()
+    );
+    let stderr = serve_refused(&data);
+    assert!(stderr.contains(&in_use), "{stderr}");
+
+    let events = dir.path().join("events.json");
+    std::fs::write(&events, json!([registered(DOC2, INST, "2025-01-01")]).to_string()).unwrap();
+    let d = path_str(&data);
+    for args in [
+        &["append", "--data", d, path_str(&events)][..],
+        &["snapshot", "write", "--data", d],
+        &["demo", "--practitioners", "20", "--data", d, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
+    ] {
+        let out = claimgate(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(&in_use), "{args:?}: {stderr}");
+    }
+
+    assert!(first.exited().is_none(), "the first server is still running");
+    assert_checks_answer(&first, acknowledged.last());
+    acknowledged.append(&first, registered(DOC2, INST, "2025-01-01"));
+
+    first.child.kill().expect("SIGKILL");
+    first.child.wait().expect("reaped");
+    let again = Server::start(&data, &[]);
+    assert_eq!(again.start_seq, acknowledged.last(), "a crash leaves no stale lock");
+    assert_checks_answer(&again, acknowledged.last());
+}
+
+/// A ledger file in a fresh data directory made by `make`, for `serve` to refuse.
+struct BadLedger {
+    what: &'static str,
+    /// Words the refusal must contain besides the file's path.
+    says: &'static [&'static str],
+    make: fn(&Path),
+}
+
+/// Deterministic bytes that are not SQLite (xorshift).
+fn garbage(len: usize) -> Vec<u8> {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A real ledger with a few events, closed cleanly (everything in the main file).
+fn real_ledger(data: &Path) {
+    let policy = Policy::default();
+    let ledger = Ledger::open(data, &policy).unwrap();
+    for (i, v) in [designated(INST, "2024-01-01"), registered(DOC, INST, "2024-01-01")].iter().enumerate() {
+        let seq = ledger.append(&Event::parse(v, &policy).unwrap()).unwrap().seq;
+        assert_eq!(seq, i as u64 + 1);
+    }
+    for i in 0..200 {
+        let v = violation(&format!("V{i}"), DOC, "2025-02-01", 1, "minor");
+        ledger.append(&Event::parse(&v, &policy).unwrap()).unwrap();
+    }
+}
+
+fn truncate_ledger(data: &Path, keep: impl Fn(u64) -> u64) {
+    let file = std::fs::OpenOptions::new().write(true).open(data.join(LEDGER_FILE)).unwrap();
+    let len = file.metadata().unwrap().len();
+    file.set_len(keep(len)).unwrap();
+}
+
+fn bad_ledgers() -> Vec<BadLedger> {
+    vec![
+        BadLedger {
+            what: "garbage bytes",
+            says: &["is not a claimgate ledger", "Point --data at"],
+            make: |data| std::fs::write(data.join(LEDGER_FILE), garbage(64 * 1024)).unwrap(),
+        },
+        BadLedger {
+            what: "a ledger truncated inside its header",
+            says: &["is damaged", "restore the data directory from a backup"],
+            make: |data| {
+                real_ledger(data);
+                truncate_ledger(data, |_| 50);
+            },
+        },
+        BadLedger {
+            what: "a ledger truncated to half its length",
+            says: &["damaged", "restore the data directory from a backup"],
+            make: |data| {
+                real_ledger(data);
+                truncate_ledger(data, |len| len / 2);
+            },
+        },
+        BadLedger {
+            what: "a ledger without its last page",
+            says: &["damaged", "restore the data directory from a backup"],
+            make: |data| {
+                real_ledger(data);
+                truncate_ledger(data, |len| len - 4096);
+            },
+        },
+        BadLedger {
+            what: "a ledger with a page of garbage inside",
+            says: &["damaged", "restore the data directory from a backup"],
+            make: |data| {
+                real_ledger(data);
+                let path = data.join(LEDGER_FILE);
+                let mut bytes = std::fs::read(&path).unwrap();
+                let page = bytes.len() / 4096 / 2 * 4096;
+                bytes[page..page + 4096].copy_from_slice(&garbage(4096));
+                std::fs::write(&path, bytes).unwrap();
+            },
+        },
+        BadLedger {
+            what: "an SQLite database of another application",
+            says: &["another application", "Point --data at"],
+            make: |data| {
+                let db = rusqlite::Connection::open(data.join(LEDGER_FILE)).unwrap();
+                db.execute_batch(
+                    "CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT); INSERT INTO notes (text) VALUES ('mine');",
+                )
+                .unwrap();
+            },
+        },
+        BadLedger {
+            what: "a ledger of a newer schema",
+            says: &["newer than this build supports", "upgrade claimgate"],
+            make: |data| {
+                real_ledger(data);
+                let db = rusqlite::Connection::open(data.join(LEDGER_FILE)).unwrap();
+                db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'", []).unwrap();
+            },
+        },
+    ]
+}
+
+/// Issue 8: a damaged or foreign ledger file at start. `serve` refuses to
+/// start (exit 1) with a message naming the file and what to do, and leaves
+/// the file byte for byte as it was: never a fresh ledger over it, no index
+/// built, no audit log opened beside it.
+#[test]
+fn a_damaged_or_foreign_ledger_stops_serve_by_name_and_is_left_untouched() {
+    for bad in bad_ledgers() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        (bad.make)(&data);
+        let ledger = data.join(LEDGER_FILE);
+        let before = std::fs::read(&ledger).unwrap();
+        let stderr = serve_refused(&data);
+        assert!(stderr.contains(path_str(&ledger)), "{}: names the file: {stderr}", bad.what);
+        for words in bad.says {
+            assert!(stderr.contains(words), "{}: says {words:?}: {stderr}", bad.what);
+        }
+        assert!(std::fs::read(&ledger).unwrap() == before, "{}: the file was changed", bad.what);
+        let mut left: Vec<String> =
+            std::fs::read_dir(&data).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        left.sort();
+        assert_eq!(left, [claimgate::data_lock::LOCK_FILE, LEDGER_FILE], "{}: nothing else was made", bad.what);
+    }
+}
+
+/// `claimgate check` on a stopped data directory: the rules engine's answer
+/// from the whole ledger, the reference a served check must equal.
+fn reference_check(data: &Path, practitioner: &str, date: &str) -> Value {
+    let out = claimgate(&[
+        "check",
+        "--data",
+        path_str(data),
+        "--practitioner",
+        practitioner,
+        "--institution",
+        INST,
+        "--date",
+        date,
+    ]);
+    assert!(out.status.success(), "check: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `claimgate snapshot write` on a stopped data directory; returns the snapshot's path.
+fn write_snapshot(data: &Path) -> PathBuf {
+    let out = claimgate(&["snapshot", "write", "--data", path_str(data)]);
+    assert!(out.status.success(), "snapshot write: {}", String::from_utf8_lossy(&out.stderr));
+    let line: Value = serde_json::from_slice(&out.stdout).unwrap();
+    PathBuf::from(line["snapshot"].as_str().expect("the snapshot's path"))
+}
+
+/// A server on `data` whose log (RUST_LOG=warn) goes to `log`.
+fn logged_server(data: &Path, log: &Path) -> Server {
+    let mut command = Command::new(binary());
+    command.stderr(std::fs::File::create(log).unwrap());
+    Server::start_with(command, data, &[])
+}
+
+/// Issue 8: a damaged newest snapshot. The server falls back to the previous
+/// valid snapshot, and with that one damaged too, to a build from the ledger;
+/// it says so in its log and in `/readyz` (`snapshots_refused_at_start`,
+/// `index_restored_from`), and answers every check exactly as the rules engine
+/// does on the whole ledger (the snapshot's tail included).
+#[test]
+fn a_damaged_newest_snapshot_falls_back_says_so_and_answers_correctly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = Server::start(&data, &[]);
+    let mut acknowledged = Acknowledged::default();
+    suspend_doc(&server, &mut acknowledged);
+    assert_eq!(server.terminate().code(), Some(0));
+    let older = write_snapshot(&data);
+    let mut server = Server::start(&data, &[]);
+    acknowledged.append(&server, violation("V2", DOC, "2026-04-01", 4, "moderate"));
+    assert_eq!(server.terminate().code(), Some(0));
+    let newest = write_snapshot(&data);
+    assert_ne!(older, newest);
+    // A tail beyond the newest snapshot, which the restored index must catch up on.
+    let mut server = Server::start(&data, &[]);
+    acknowledged.append(&server, registered(DOC2, INST, "2025-01-01"));
+    acknowledged.append(&server, violation("V3", DOC2, "2026-02-01", 9, "serious"));
+    assert_eq!(server.terminate().code(), Some(0));
+    let claims =
+        [(DOC, "2026-01-05"), (DOC, "2026-03-20"), (DOC, "2026-04-10"), (DOC2, "2026-01-20"), (DOC2, "2026-02-10")];
+    let expected: Vec<Value> = claims.iter().map(|(p, d)| reference_check(&data, p, d)).collect();
+    let reasons: std::collections::HashSet<String> = expected.iter().map(|v| v["reason"].to_string()).collect();
+    assert!(reasons.len() >= 3, "the claims tell the snapshots' states apart: {expected:?}");
+
+    // One bit of the newest snapshot's payload flips: its checksum fails.
+    let mut bytes = std::fs::read(&newest).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&newest, bytes).unwrap();
+    let log = dir.path().join("first.log");
+    let mut server = logged_server(&data, &log);
+    let assert_served = |server: &Server, refused: &[&Path], from: &str| {
+        let (status, ready) = readyz(server);
+        assert_eq!(status, 200, "{ready}");
+        assert_eq!(ready["index_restored_from"], from, "{ready}");
+        let listed: Vec<&str> = ready["snapshots_refused_at_start"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["path"].as_str().unwrap())
+            .collect();
+        assert_eq!(listed, refused.iter().map(|p| path_str(p)).collect::<Vec<_>>(), "{ready}");
+        assert_eq!(server.start_seq, acknowledged.last(), "caught up on the tail");
+        for ((p, d), want) in claims.iter().zip(&expected) {
+            let got = server.check(&claim(p, d, false)).json();
+            let answer = |v: &Value| (v["verdict"].clone(), v["reason"].clone(), v["seq"].clone());
+            assert_eq!(answer(&got), answer(want), "{p} on {d}: {got}");
+        }
+        ready
+    };
+    let ready = assert_served(&server, &[&newest], path_str(&older));
+    assert!(ready["snapshots_refused_at_start"][0]["error"].as_str().unwrap().contains("checksum"), "{ready}");
+    assert_eq!(server.terminate().code(), Some(0));
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("snapshot refused; falling back") && logged.contains(path_str(&newest)), "{logged}");
+
+    // The older one is cut short as well: the index is built from the ledger.
+    let file = std::fs::OpenOptions::new().write(true).open(&older).unwrap();
+    file.set_len(file.metadata().unwrap().len() / 2).unwrap();
+    let server = logged_server(&data, &dir.path().join("second.log"));
+    let ready = assert_served(&server, &[&newest, &older], "ledger");
+    assert!(ready["snapshots_refused_at_start"][1]["error"].as_str().unwrap().contains("truncated"), "{ready}");
+}

@@ -43,11 +43,14 @@ CREATE INDEX events_by_violation ON events(violation_id, kind) WHERE violation_i
 
 /// The append-only event ledger on an embedded SQLite file (the default backend).
 pub struct EmbeddedLedger {
-    conn: Mutex<Connection>,
     /// A second, read-only connection for tailing and history reads, so the
     /// index sync never waits behind an append's synchronous commit (WAL lets
     /// readers and the writer run at once). `None` for an in-memory ledger.
+    /// Declared (so dropped) before the writer: the last connection to close
+    /// checkpoints the WAL into the main file and removes it, and only the
+    /// writer can, so a stopped ledger is one self-contained file.
     reader: Option<Mutex<Connection>>,
+    conn: Mutex<Connection>,
     policy: Policy,
     path: PathBuf,
     id: u64,
@@ -369,8 +372,17 @@ fn new_ledger_id() -> u64 {
     xxhash_rust::xxh3::xxh3_64(format!("{nanos}:{}", std::process::id()).as_bytes()) >> 1
 }
 
+/// Why a file could not be opened as a ledger: damaged (SQLite's own file, but
+/// malformed), not reachable (the directory or file system), or not SQLite.
 fn not_a_ledger(path: &Path, e: rusqlite::Error) -> LedgerError {
-    LedgerError::NotALedger { path: path.to_owned(), detail: e.to_string() }
+    let (path, detail) = (path.to_owned(), e.to_string());
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseCorrupt) => LedgerError::Damaged { path, detail },
+        Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly | ErrorCode::PermissionDenied) => {
+            LedgerError::CannotOpen { path, detail }
+        }
+        _ => LedgerError::NotALedger { path, detail },
+    }
 }
 
 fn head_of(conn: &Connection) -> Result<Seq, LedgerError> {

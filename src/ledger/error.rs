@@ -11,6 +11,10 @@ pub enum LedgerError {
     CreateDir { path: PathBuf, source: std::io::Error },
     #[error("{path} is not a claimgate ledger ({detail}); refusing to open it. Point --data at the directory claimgate created, or at an empty one for a new ledger")]
     NotALedger { path: PathBuf, detail: String },
+    #[error("{path} is damaged ({detail}); refusing to use it or to create a new ledger over it. Keep the file (it is the authoritative record) and restore the data directory from a backup; `sqlite3 {path} 'PRAGMA integrity_check'` shows the damage")]
+    Damaged { path: PathBuf, detail: String },
+    #[error("cannot open the ledger {path}: {detail}; check that the data directory exists, is writable by this user, and is on a mounted, writable file system")]
+    CannotOpen { path: PathBuf, detail: String },
     #[error(
         "{path} has ledger schema version {found}, newer than this build supports ({supported}); upgrade claimgate"
     )]
@@ -41,7 +45,13 @@ impl LedgerError {
         match self {
             LedgerError::DiskFull { .. } => "disk_full",
             LedgerError::ReadOnly { .. } => "read_only",
-            LedgerError::Corrupt { .. } | LedgerError::NotALedger { .. } => "corrupt",
+            LedgerError::Corrupt { .. } | LedgerError::NotALedger { .. } | LedgerError::Damaged { .. } => "corrupt",
+            LedgerError::Storage { source, .. } => match source.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => "corrupt",
+                Some(rusqlite::ErrorCode::DiskFull) => "disk_full",
+                Some(rusqlite::ErrorCode::ReadOnly) => "read_only",
+                _ => "storage",
+            },
             LedgerError::Postgres { source, .. } => match source.code() {
                 Some(c) if *c == SqlState::DISK_FULL => "disk_full",
                 Some(c) if *c == SqlState::READ_ONLY_SQL_TRANSACTION => "read_only",

@@ -26,6 +26,21 @@ pub enum StartError {
     Audit(String),
     #[error("the lock is on {} but the data directory is {}", locked.display(), data.display())]
     WrongLock { locked: PathBuf, data: PathBuf },
+    #[error("cannot build the index from the ledger {ledger}: {source}{advice}")]
+    LedgerUnreadable { ledger: String, source: LedgerError, advice: &'static str },
+}
+
+impl StartError {
+    /// The ledger opened but could not be read through: name it, and say
+    /// what to do when it is damaged.
+    fn unreadable(ledger: &Ledger, source: LedgerError) -> StartError {
+        let advice = if source.cause() == "corrupt" {
+            ". The ledger is damaged: keep the file (it is the authoritative record) and restore the data directory from a backup"
+        } else {
+            ""
+        };
+        StartError::LedgerUnreadable { ledger: ledger.describe(), source, advice }
+    }
 }
 
 /// What the sync thread last did, for `/readyz`.
@@ -79,6 +94,8 @@ pub struct Gate {
     pub sync_status: Mutex<SyncStatus>,
     /// Snapshots refused at start-up, reported by `/readyz`.
     pub refused_snapshots: Vec<(PathBuf, String)>,
+    /// The snapshot the index was restored from at start-up (`None`: built from the ledger).
+    pub restored_from: Option<PathBuf>,
     wake_sync: crossbeam_channel::Sender<()>,
     stop: Arc<AtomicBool>,
     sync_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -108,7 +125,8 @@ impl Gate {
         }
         let ledger = Arc::new(Ledger::open_store(config.store.as_deref(), &config.data, policy)?);
         tracing::info!(ledger = %ledger.describe(), "ledger open");
-        let restored = restore::restore(&config.data, &ledger)?;
+        let unreadable = |source| StartError::unreadable(&ledger, source);
+        let restored = restore::restore(&config.data, &ledger).map_err(unreadable)?;
         for (path, why) in &restored.refused {
             tracing::warn!(snapshot = %path.display(), error = %why, "snapshot refused; falling back");
         }
@@ -122,7 +140,7 @@ impl Gate {
             restored.refused.iter().map(|(p, e): &(PathBuf, SnapshotError)| (p.clone(), e.to_string())).collect();
         let index = Arc::new(IndexHandle::new(restored.version));
         let started = Instant::now();
-        let caught_up = Syncer::new(ledger.clone(), index.clone()).catch_up()?;
+        let caught_up = Syncer::new(ledger.clone(), index.clone()).catch_up().map_err(unreadable)?;
         tracing::info!(seq = caught_up, seconds = started.elapsed().as_secs_f64(), "index caught up with the ledger");
         let audit = AuditLog::open(&config.data).map_err(|e| StartError::Audit(e.to_string()))?;
         let (wake_sync, wake_rx) = crossbeam_channel::bounded(1);
@@ -137,6 +155,7 @@ impl Gate {
             seq_watch,
             sync_status: Mutex::new(SyncStatus { last_swap: Instant::now(), last_error: None }),
             refused_snapshots,
+            restored_from: restored.snapshot.clone(),
             wake_sync,
             stop: Arc::new(AtomicBool::new(false)),
             sync_thread: Mutex::new(None),

@@ -585,6 +585,7 @@ async fn ready(gate: &Arc<Gate>) -> Reply {
         "last_ledger_failure": trouble.map(|t| j!({"age_seconds": t.last_at.elapsed().as_secs_f64(), "what": t.last})),
         "ledger_writable": append_failure.is_none(),
         "append_failure": append_failure.map(|f| j!({"cause": f.cause, "failing_for_seconds": f.since.elapsed().as_secs_f64(), "what": f.what})),
+        "index_restored_from": gate.restored_from.as_ref().map_or_else(|| "ledger".to_owned(), |p| p.display().to_string()),
         "snapshots_refused_at_start": gate.refused_snapshots.iter().map(|(p, e)| j!({"path": p.display().to_string(), "error": e})).collect::<Vec<_>>(),
         "reason": reason,
     });
