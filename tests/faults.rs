@@ -230,6 +230,16 @@ fn suspend_doc(server: &Server, acknowledged: &mut Acknowledged) {
     acknowledged.append(server, violation("V1", DOC, "2026-03-10", 9, "serious"));
 }
 
+/// A data directory whose ledger holds the history of [`suspend_doc`],
+/// written through a server that has stopped again.
+fn stopped_with_history(data: &Path) -> Acknowledged {
+    let mut server = Server::start(data, &[]);
+    let mut acknowledged = Acknowledged::default();
+    suspend_doc(&server, &mut acknowledged);
+    assert_eq!(server.terminate().code(), Some(0));
+    acknowledged
+}
+
 /// Checks are answered from the index by the history of [`suspend_doc`], at `seq`.
 fn assert_checks_answer(server: &Server, seq: u64) {
     let rejected = server.check(&with(claim(DOC, "2026-03-20", false), "min_seq", json!(seq))).json();
@@ -438,6 +448,38 @@ fn a_second_process_on_a_data_directory_is_refused_and_the_first_keeps_answering
     assert_checks_answer(&again, acknowledged.last());
 }
 
+/// Issue 8, a data directory that is read-only before the server starts (a
+/// read-only bind mount): `serve` refuses to start (exit 1) with a message
+/// naming the ledger file and the file system's own reason, and touches
+/// nothing; once the mount is read-write again it serves every event.
+#[test]
+fn a_data_directory_read_only_at_start_stops_serve_by_name_until_it_is_writable() {
+    let Some(ns) = Namespace::new("the read-only start test") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let acknowledged = stopped_with_history(&data);
+    let before = std::fs::read(data.join(LEDGER_FILE)).unwrap();
+    let d = path_str(&data);
+    ns.run("mount", &["--bind", d, d]);
+    ns.run("mount", &["-o", "remount,bind,ro", d]);
+
+    let mut serve = ns.command(binary());
+    serve.args(["serve", "--data", d, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"]);
+    serve.env("CLAIMGATE_ADMIN_TOKEN", TOKEN);
+    let out = run_bounded(serve);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let ledger = data.join(LEDGER_FILE);
+    assert!(stderr.contains(&format!("cannot open the ledger {}", ledger.display())), "{stderr}");
+    assert!(stderr.contains("Read-only file system") && stderr.contains("writable"), "{stderr}");
+    assert!(std::fs::read(&ledger).unwrap() == before, "the ledger was changed");
+
+    ns.run("mount", &["-o", "remount,bind,rw", d]);
+    let again = ns.server(&data);
+    assert_eq!(again.start_seq, acknowledged.last());
+    assert_checks_answer(&again, acknowledged.last());
+}
+
 /// A ledger file in a fresh data directory made by `make`, for `serve` to refuse.
 struct BadLedger {
     what: &'static str,
@@ -613,10 +655,7 @@ fn logged_server(data: &Path, log: &Path) -> Server {
 fn a_damaged_newest_snapshot_falls_back_says_so_and_answers_correctly() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut server = Server::start(&data, &[]);
-    let mut acknowledged = Acknowledged::default();
-    suspend_doc(&server, &mut acknowledged);
-    assert_eq!(server.terminate().code(), Some(0));
+    let mut acknowledged = stopped_with_history(&data);
     let older = write_snapshot(&data);
     let mut server = Server::start(&data, &[]);
     acknowledged.append(&server, violation("V2", DOC, "2026-04-01", 4, "moderate"));

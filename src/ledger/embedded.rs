@@ -379,6 +379,12 @@ fn not_a_ledger(path: &Path, e: rusqlite::Error) -> LedgerError {
     match e.sqlite_error_code() {
         Some(ErrorCode::DatabaseCorrupt) => LedgerError::Damaged { path, detail },
         Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly | ErrorCode::PermissionDenied) => {
+            // SQLite does not say why: the file system does, to a test write.
+            let beside = path.parent().map(|dir| (dir, probe_write(dir)));
+            let detail = match beside {
+                Some((dir, Err(probe))) => format!("{detail}; a test write in {} fails: {probe}", dir.display()),
+                _ => detail,
+            };
             LedgerError::CannotOpen { path, detail }
         }
         _ => LedgerError::NotALedger { path, detail },
