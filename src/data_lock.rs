@@ -40,7 +40,8 @@ impl DataDirLock {
         let file = match OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path) {
             Ok(file) => file,
             // A read-only file system: an existing lock file can still be
-            // locked (flock needs no write access), so checks can be served.
+            // locked (flock needs no write access), so what is refused next
+            // is named for the real problem, the ledger's file system.
             Err(e) if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem => File::open(&path).map_err(io)?,
             Err(e) => return Err(io(e)),
         };

@@ -26,8 +26,32 @@ pub enum StartError {
     Audit(String),
     #[error("the lock is on {} but the data directory is {}", locked.display(), data.display())]
     WrongLock { locked: PathBuf, data: PathBuf },
+    #[error("{} is missing or empty, but {traces} beside it show that a ledger was there: it was lost or moved, and a new, empty one would answer every claim wrongly. Restore it from a backup; to start a new ledger on purpose, use an empty --data", path.display())]
+    LedgerLost { path: PathBuf, traces: String },
     #[error("cannot build the index from the ledger {ledger}: {source}{advice}")]
     LedgerUnreadable { ledger: String, source: LedgerError, advice: &'static str },
+}
+
+/// An embedded ledger file that is missing or empty (SQLite would make a new
+/// ledger of it) where an audit log or snapshots show one existed: refused.
+fn refuse_lost_ledger(data: &std::path::Path) -> Result<(), StartError> {
+    let path = data.join(crate::ledger::LEDGER_FILE);
+    if std::fs::metadata(&path).is_ok_and(|m| m.len() > 0) {
+        return Ok(());
+    }
+    let snapshots = crate::index::snapshot::list(&data.join(crate::index::snapshot::SNAPSHOT_DIR)).unwrap_or_default();
+    let mut traces = Vec::new();
+    if data.join(super::audit::AUDIT_FILE).exists() {
+        traces.push(format!("the audit log {}", super::audit::AUDIT_FILE));
+    }
+    if !snapshots.is_empty() {
+        traces.push(format!("{} index snapshot(s)", snapshots.len()));
+    }
+    if traces.is_empty() {
+        Ok(())
+    } else {
+        Err(StartError::LedgerLost { path, traces: traces.join(" and ") })
+    }
 }
 
 impl StartError {
@@ -122,6 +146,9 @@ impl Gate {
         }
         if lock.dir() != config.data {
             return Err(StartError::WrongLock { locked: lock.dir().to_owned(), data: config.data.clone() });
+        }
+        if config.store.is_none() {
+            refuse_lost_ledger(&config.data)?;
         }
         let ledger = Arc::new(Ledger::open_store(config.store.as_deref(), &config.data, policy)?);
         tracing::info!(ledger = %ledger.describe(), "ledger open");
