@@ -248,6 +248,20 @@ fn assert_checks_answer(server: &Server, seq: u64) {
     assert_eq!(settled["verdict"], "settle", "{settled}");
 }
 
+/// Waits (bounded) until the `/metrics` value of `name` passes `wanted`.
+fn wait_for_metric(server: &Server, name: &str, wanted: fn(f64) -> bool) {
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    loop {
+        let metrics = request(server.check, "GET", "/metrics", &[], b"").text();
+        let value = metrics.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok());
+        if value.is_some_and(wanted) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name} is {value:?} after {COMMAND_TIMEOUT:?}: {metrics}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn readyz(server: &Server) -> (u16, Value) {
     let reply = request(server.check, "GET", "/readyz", &[], b"");
     (reply.status, reply.json())
@@ -277,7 +291,9 @@ fn fill(path: &Path) -> usize {
 /// batch stores none of its events, checks go on from the index, `/readyz`
 /// and `/metrics` say appends fail; once space is freed the same append is
 /// accepted at the next `seq`, and the ledger holds exactly the acknowledged
-/// events (R5). A real tmpfs of 8 MiB, filled by a file beside the ledger.
+/// events (R5). The audit record of a reject made meanwhile is kept and
+/// written once there is room (R19's records must not be lost to a passing
+/// fault either). A real tmpfs of 8 MiB, filled by a file beside the ledger.
 #[test]
 fn a_full_disk_refuses_appends_by_name_checks_go_on_and_nothing_acknowledged_is_lost() {
     let Some(ns) = Namespace::new("the full-disk test") else { return };
@@ -312,11 +328,20 @@ fn a_full_disk_refuses_appends_by_name_checks_go_on_and_nothing_acknowledged_is_
     assert_eq!(ready["ledger_head"], acknowledged.last(), "nothing was half-written: {ready}");
     let metrics = request(server.check, "GET", "/metrics", &[], b"").text();
     assert!(metrics.contains("\nclaimgate_ledger_writable 0\n"), "{metrics}");
+    // The reject's audit record cannot be committed either: it is kept, not lost.
+    wait_for_metric(&server, "claimgate_audit_failed_commits_total", |n| n >= 1.0);
+    wait_for_metric(&server, "claimgate_audit_queue_depth", |n| n == 1.0);
 
     std::fs::remove_file(&filler).unwrap();
     acknowledged.append(&server, registered(DOC2, INST, "2025-01-01"));
     let (_, ready) = readyz(&server);
     assert_eq!((&ready["ledger_writable"], &ready["append_failure"]), (&json!(true), &Value::Null), "{ready}");
+    wait_for_metric(&server, "claimgate_audit_queue_depth", |n| n == 0.0);
+    let metrics = request(server.check, "GET", "/metrics", &[], b"").text();
+    assert!(metrics.contains("\nclaimgate_audit_lost_total 0\n"), "{metrics}");
+    let audit = server.admin_get("/v1/audit").json();
+    let records = audit["records"].as_array().unwrap();
+    assert!(records.iter().any(|r| r["reason"] == "practitioner_suspended"), "the kept record was written: {audit}");
     assert!(ready["ledger_failures"].as_u64().is_some_and(|n| n >= 2), "the failures stay counted: {ready}");
 
     assert_eq!(server.terminate().code(), Some(0));

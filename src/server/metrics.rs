@@ -67,6 +67,7 @@ pub struct Gauges {
     pub audit_queue_depth: u64,
     pub audit_written: u64,
     pub audit_lost: u64,
+    pub audit_failed_commits: u64,
     pub last_swap_age_seconds: f64,
 }
 
@@ -127,7 +128,7 @@ impl Metrics {
         let _ = writeln!(out, "claimgate_request_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}");
         let _ = writeln!(out, "claimgate_request_duration_seconds_sum {}", get(&self.latency_sum_us) as f64 / 1e6);
         let _ = writeln!(out, "claimgate_request_duration_seconds_count {}", get(&self.latency_count));
-        let counters: [(&str, &str, u64); 10] = [
+        let counters: [(&str, &str, u64); 11] = [
             (
                 "claimgate_ledger_listener_losses_total",
                 "Append-notification sessions lost (shared ledger).",
@@ -147,6 +148,11 @@ impl Metrics {
                 get(&self.audit_dropped),
             ),
             ("claimgate_audit_lost_total", "Audit records lost to a failed write.", g.audit_lost),
+            (
+                "claimgate_audit_failed_commits_total",
+                "Audit commits that failed (disk full, read-only); their records are retried unless counted lost.",
+                g.audit_failed_commits,
+            ),
             ("claimgate_audit_written_total", "Audit records committed.", g.audit_written),
             (
                 "claimgate_stale_index_total",

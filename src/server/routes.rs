@@ -608,6 +608,7 @@ async fn metrics(gate: &Arc<Gate>) -> Reply {
         audit_queue_depth: gate.audit.depth(),
         audit_written: gate.audit.written.load(Ordering::Relaxed),
         audit_lost: gate.audit.lost.load(Ordering::Relaxed),
+        audit_failed_commits: gate.audit.failed_commits.load(Ordering::Relaxed),
         last_swap_age_seconds: gate.sync_status.lock().expect("not poisoned").last_swap.elapsed().as_secs_f64(),
     };
     text(StatusCode::OK, "text/plain; version=0.0.4", gate.metrics.render(&gauges))
