@@ -132,9 +132,33 @@ struct ServerArgs {
     /// While the ledger cannot be read, stay ready at most this long (ms).
     #[arg(long, default_value_t = 30_000)]
     ready_max_outage_ms: u64,
-    /// Most open connections.
-    #[arg(long, default_value_t = 4_096)]
+    /// Most open connections on the check listener; past it new ones are closed at once.
+    #[arg(long, default_value_t = server::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
+    /// Write an index snapshot (in the background) every this many events, so a
+    /// restart tails only what came after; 0: only on POST /v1/snapshot.
+    #[arg(long, default_value_t = server::DEFAULT_SNAPSHOT_EVERY_EVENTS)]
+    snapshot_every_events: u64,
+    /// Crash campaign only: pause every snapshot write at STAGE for MS
+    /// milliseconds (half-written:MS or before-rename:MS).
+    #[arg(long, hide = true, value_name = "STAGE:MS", value_parser = server::FaultPause::parse)]
+    fault_snapshot_pause: Option<server::FaultPause>,
+    /// Most open connections on the admin listener (a cap of its own, so a flood
+    /// of check connections cannot lock administration out).
+    #[arg(long, default_value_t = server::DEFAULT_ADMIN_MAX_CONNECTIONS)]
+    admin_max_connections: usize,
+    /// How long a client may take to send a request's headers, in milliseconds;
+    /// also how long an idle keep-alive connection is kept. Then it is closed.
+    #[arg(long, default_value_t = server::DEFAULT_HEADER_READ_TIMEOUT.as_millis() as u64)]
+    header_timeout_ms: u64,
+    /// How long a client may take to send a request body once its headers are
+    /// in, in milliseconds; then 408 request_timeout.
+    #[arg(long, default_value_t = server::DEFAULT_BODY_READ_TIMEOUT.as_millis() as u64)]
+    body_timeout_ms: u64,
+    /// How long writing an answer may make no progress (a client that leaves
+    /// its answers unread), in milliseconds; then the connection is closed.
+    #[arg(long, default_value_t = server::DEFAULT_WRITE_STALL_TIMEOUT.as_millis() as u64)]
+    write_timeout_ms: u64,
 }
 
 impl ServerArgs {
@@ -155,7 +179,24 @@ impl ServerArgs {
         config.min_seq_wait = std::time::Duration::from_millis(self.min_seq_wait_ms);
         config.ready_max_lag = self.ready_max_lag;
         config.ready_max_outage = std::time::Duration::from_millis(self.ready_max_outage_ms);
+        for (flag, value) in [
+            ("--max-connections", self.max_connections as u64),
+            ("--admin-max-connections", self.admin_max_connections as u64),
+            ("--header-timeout-ms", self.header_timeout_ms),
+            ("--body-timeout-ms", self.body_timeout_ms),
+            ("--write-timeout-ms", self.write_timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(bad_input(format!("{flag} must be at least 1")));
+            }
+        }
         config.max_connections = self.max_connections;
+        config.snapshot_every_events = self.snapshot_every_events;
+        config.fault_snapshot_pause = self.fault_snapshot_pause;
+        config.admin_max_connections = self.admin_max_connections;
+        config.header_read_timeout = std::time::Duration::from_millis(self.header_timeout_ms);
+        config.body_read_timeout = std::time::Duration::from_millis(self.body_timeout_ms);
+        config.write_stall_timeout = std::time::Duration::from_millis(self.write_timeout_ms);
         Ok(config)
     }
 }

@@ -1,6 +1,8 @@
 //! The HTTP gate end to end: the real `claimgate serve` binary on loopback
-//! ports, driven over real sockets by the tiny HTTP/1.1 client in
-//! `common/server.rs`.
+//! ports, driven over real sockets by the tiny HTTP/1.1 client of
+//! `common/server.rs` (one request per connection, `Connection: close`, read
+//! to EOF). Hostile clients (slow, idle, pipelined, malformed) are in
+//! `hostile.rs`.
 //!
 //! Every server runs in its own temporary data directory and is killed when
 //! its guard drops, even when a test panics; every socket has read and write

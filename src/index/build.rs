@@ -12,12 +12,14 @@ use std::sync::Arc;
 pub fn from_ledger(ledger: &Ledger) -> Result<IndexVersion, LedgerError> {
     let builder = std::cell::RefCell::new(BaseBuilder::default());
     let policy = ledger.policy().clone();
+    let progress = std::cell::RefCell::new(Progress::new());
     let seq = ledger.scan_histories(
         |code, events| {
             let standing = practitioner::derive(code, events, &policy);
             if standing.registered_ever {
                 builder.borrow_mut().add_practitioner(code, &CompactPractitioner::from_standing(&standing));
             }
+            progress.borrow_mut().practitioner();
         },
         |code, events| {
             let standing = institution::derive(code, events);
@@ -26,7 +28,48 @@ pub fn from_ledger(ledger: &Ledger) -> Result<IndexVersion, LedgerError> {
             }
         },
     )?;
+    let progress = progress.into_inner();
+    if progress.logged {
+        tracing::info!(
+            practitioners = progress.practitioners,
+            seconds = progress.started.elapsed().as_secs_f64(),
+            "index build from the ledger: all histories read"
+        );
+    }
     Ok(IndexVersion::new(Arc::new(builder.into_inner().finish(seq))))
+}
+
+/// How often a long ledger build says how far it has come.
+const PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+/// Practitioners between looks at the clock.
+const PROGRESS_STRIDE: u64 = 65_536;
+
+/// Progress of a ledger build, logged every [`PROGRESS_INTERVAL`].
+struct Progress {
+    practitioners: u64,
+    started: std::time::Instant,
+    last: std::time::Instant,
+    logged: bool,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        let now = std::time::Instant::now();
+        Progress { practitioners: 0, started: now, last: now, logged: false }
+    }
+
+    fn practitioner(&mut self) {
+        self.practitioners += 1;
+        if self.practitioners.is_multiple_of(PROGRESS_STRIDE) && self.last.elapsed() >= PROGRESS_INTERVAL {
+            self.last = std::time::Instant::now();
+            self.logged = true;
+            tracing::info!(
+                practitioners = self.practitioners,
+                seconds = self.started.elapsed().as_secs_f64(),
+                "building the index from the ledger"
+            );
+        }
+    }
 }
 
 /// Builds the index of a reference World.

@@ -36,5 +36,6 @@ pub fn restore(data_dir: &Path, ledger: &Ledger) -> Result<Restored, LedgerError
             Err(e) => refused.push((path, e)),
         }
     }
+    tracing::info!(head, "no usable snapshot: building the index from the whole ledger");
     Ok(Restored { version: build::from_ledger(ledger)?, snapshot: None, refused })
 }

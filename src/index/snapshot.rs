@@ -121,6 +121,21 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SnapshotError + '_ {
 /// file, fsync, rename, fsync of the directory. Older snapshots beyond
 /// [`KEEP_SNAPSHOTS`] are removed. Returns the new file's path.
 pub fn write(dir: &Path, base: &Base, owner: Owner) -> Result<PathBuf, SnapshotError> {
+    write_with(dir, base, owner, &|_| {})
+}
+
+/// Where [`write_with`] is in writing a snapshot, for its hook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteStage {
+    /// The header and half the payload are in the temporary file.
+    HalfWritten,
+    /// The temporary file is complete and synced, not yet renamed.
+    BeforeRename,
+}
+
+/// [`write`], calling `hook` at each [`WriteStage`]: the crash campaign
+/// pauses there to kill the process mid-write (`serve --fault-snapshot-pause`).
+pub fn write_with(dir: &Path, base: &Base, owner: Owner, hook: &dyn Fn(WriteStage)) -> Result<PathBuf, SnapshotError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let payload = base.bytes();
     let header = Header {
@@ -135,9 +150,14 @@ pub fn write(dir: &Path, base: &Base, owner: Owner) -> Result<PathBuf, SnapshotE
     let tmp = dir.join(format!(".{}.{}.tmp", file_name(base.seq()), std::process::id()));
     let mut file = File::create(&tmp).map_err(io(&tmp))?;
     file.write_all(&header.encode()).map_err(io(&tmp))?;
-    file.write_all(payload).map_err(io(&tmp))?;
+    let (first, second) = payload.split_at(payload.len() / 2);
+    file.write_all(first).map_err(io(&tmp))?;
+    file.flush().map_err(io(&tmp))?;
+    hook(WriteStage::HalfWritten);
+    file.write_all(second).map_err(io(&tmp))?;
     file.sync_all().map_err(io(&tmp))?;
     drop(file);
+    hook(WriteStage::BeforeRename);
     std::fs::rename(&tmp, &path).map_err(io(&path))?;
     File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
     for old in list(dir)?.into_iter().skip(KEEP_SNAPSHOTS) {
@@ -145,6 +165,20 @@ pub fn write(dir: &Path, base: &Base, owner: Owner) -> Result<PathBuf, SnapshotE
         let _ = std::fs::remove_file(old);
     }
     Ok(path)
+}
+
+/// Removes temporary files left by snapshot writes that never finished (a
+/// process killed mid-write); returns how many. Only the writer of a data
+/// directory may call this.
+pub fn remove_unfinished(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(".index-") && n.ends_with(".tmp"))
+        })
+        .filter(|p| std::fs::remove_file(p).is_ok())
+        .count()
 }
 
 /// Snapshot files in `dir`, newest (highest `seq`) first.

@@ -3,6 +3,7 @@
 //! codes are RULES.md's (R4, R8) plus the transport's own.
 
 use super::config::MAX_BODY_BYTES;
+use super::gate::Gate;
 use crate::ledger::LedgerError;
 use crate::refusal::Refusal;
 use bytes::Bytes;
@@ -90,22 +91,31 @@ impl ApiError {
         if self.status == StatusCode::UNAUTHORIZED {
             r.headers_mut().insert("www-authenticate", hyper::header::HeaderValue::from_static("Bearer"));
         }
+        if self.status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of a late body may still be on its way: this connection
+            // cannot carry another request.
+            r.headers_mut().insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
+        }
         r
     }
 }
 
 /// Reads a request body of at most [`MAX_BODY_BYTES`] and parses it as JSON.
-pub async fn read_json(req: Request<Incoming>) -> Result<serde_json::Value, ApiError> {
-    parse_json(&read_body(req).await?)
+pub async fn read_json(gate: &Gate, req: Request<Incoming>) -> Result<serde_json::Value, ApiError> {
+    parse_json(&read_body(gate, req).await?)
 }
 
-/// Parses a body as JSON, or says why not.
+/// Parses a body as JSON, or says why not. serde_json refuses nesting deeper
+/// than 128 levels (its recursion limit), so a hostile `[[[[...` is a named
+/// 400 like any other malformed body, never a stack overflow.
 pub fn parse_json(bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| ApiError::invalid("body", format!("the body is not valid JSON: {e}")))
 }
 
-/// Reads a request body of at most [`MAX_BODY_BYTES`].
-pub async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
+/// Reads a request body of at most [`MAX_BODY_BYTES`], arriving within the
+/// gate's body read timeout (else 408 `request_timeout`: a slow sender cannot
+/// hold a connection and its handler open for ever).
+pub async fn read_body(gate: &Gate, req: Request<Incoming>) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -120,7 +130,20 @@ pub async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
             return Err(too_large());
         }
     }
-    let body = Limited::new(req.into_body(), MAX_BODY_BYTES).collect().await.map_err(|e| {
+    let timeout = gate.config.body_read_timeout;
+    let collected =
+        tokio::time::timeout(timeout, Limited::new(req.into_body(), MAX_BODY_BYTES).collect()).await.map_err(|_| {
+            gate.metrics.body_timeouts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!(
+                    "the request body did not arrive within {} ms of its headers; send the whole body at once",
+                    timeout.as_millis()
+                ),
+            )
+        })?;
+    let body = collected.map_err(|e| {
         if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
             too_large()
         } else {
@@ -151,5 +174,35 @@ mod tests {
         assert!(!constant_time_eq(b"secret", b"secret2"));
         assert!(!constant_time_eq(b"", b"x"));
         assert!(constant_time_eq(b"", b""));
+    }
+
+    /// Issue 8: the semantics the admin listener relies on. Equal only when
+    /// identical: a difference in the first byte or the last, a prefix either
+    /// way, or a different length of the same byte are all unequal, and the
+    /// comparison is symmetric. (Its constant time is by construction: every
+    /// byte pair up to the longer length is folded into one accumulator, with
+    /// no early exit; wall-clock timing is not asserted, being flaky.)
+    #[test]
+    fn constant_time_eq_is_equality_of_bytes_and_lengths() {
+        let token = b"0123456789abcdef";
+        let equal: &[u8] = b"0123456789abcdef";
+        let unequal: [&[u8]; 8] = [
+            b"X123456789abcdef",     // first byte
+            b"0123456789abcdeX",     // last byte
+            b"0123456789abcde",      // one shorter (a prefix)
+            b"0123456789abcdef0",    // one longer
+            b"0123456789abcdef\0",   // longer by a zero byte
+            b"0123456789abcdef\xFF", // longer by the padding byte
+            b"",
+            b"0000000000000000",
+        ];
+        assert!(constant_time_eq(token, equal));
+        for other in unequal {
+            assert!(!constant_time_eq(token, other), "{other:?}");
+            assert!(!constant_time_eq(other, token), "{other:?} (swapped)");
+        }
+        let zeros = [0u8; 4];
+        assert!(!constant_time_eq(&zeros[..3], &zeros), "lengths count even when the bytes agree");
+        assert!(constant_time_eq(&zeros, &[0u8; 4]));
     }
 }

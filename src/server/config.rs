@@ -22,6 +22,36 @@ pub const AUDIT_QUEUE_CAPACITY: usize = 65_536;
 pub const AUDIT_WRITE_BATCH: usize = 16_384;
 /// Longest the audit writer gathers records before one commit (one fsync).
 pub const AUDIT_COMMIT_INTERVAL: Duration = Duration::from_millis(25);
+/// Largest request head (request line and headers), in bytes (hyper's
+/// `max_header_size`; without it only hyper's read buffer limit, about 400 KiB
+/// and not exact, applied). A larger head is refused by hyper with a bare 431
+/// and the connection closed; the gate's own heads are a few hundred bytes.
+/// (hyper also refuses more than 100 headers, likewise.)
+pub const MAX_REQUEST_HEAD_BYTES: usize = 64 * 1024;
+/// Default for `--header-timeout-ms`: how long a client may take to send a
+/// request's head (request line and headers). hyper starts this timer whenever
+/// a connection waits for a request head, on a new connection and between
+/// keep-alive requests alike, so it also bounds how long an idle connection
+/// holds one of the connection cap's slots. On expiry the connection is
+/// closed without an answer (counted as `claimgate_header_timeouts_total`).
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default for `--body-timeout-ms`: how long a client may take to send a
+/// request body once its headers are in (1 MiB at 1 Mbit/s takes about 8 s).
+/// On expiry the answer is 408 `request_timeout` and the connection closes.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default for `--write-timeout-ms`: how long writing an answer may make no
+/// progress (a client that leaves its answers unread) before the connection
+/// is closed (counted as `claimgate_write_timeouts_total`).
+pub const DEFAULT_WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default for `--max-connections`: most open connections on the check listener.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4_096;
+/// Default for `--admin-max-connections`: most open connections on the admin
+/// listener. A cap of its own, so a flood of check connections can never lock
+/// the operators (and their `/metrics` and `/readyz`) out of the admin listener.
+pub const DEFAULT_ADMIN_MAX_CONNECTIONS: usize = 64;
+
+/// Events between the snapshots a serving gate writes by itself.
+pub const DEFAULT_SNAPSHOT_EVERY_EVENTS: u64 = 1_000_000;
 
 /// Everything `claimgate serve` is told.
 #[derive(Debug, Clone)]
@@ -40,14 +70,26 @@ pub struct ServeConfig {
     /// While the ledger cannot be read, stay ready (serving the last index) at
     /// most this long; then fail closed.
     pub ready_max_outage: Duration,
-    /// How long a client may take to send its request headers.
+    /// How long a client may take to send a request head; also the longest an
+    /// idle keep-alive connection is kept ([`DEFAULT_HEADER_READ_TIMEOUT`]).
     pub header_read_timeout: Duration,
+    /// How long a client may take to send a request body ([`DEFAULT_BODY_READ_TIMEOUT`]).
+    pub body_read_timeout: Duration,
+    /// How long writing an answer may make no progress ([`DEFAULT_WRITE_STALL_TIMEOUT`]).
+    pub write_stall_timeout: Duration,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
     /// Sync thread's poll interval when no write woke it.
     pub sync_idle: Duration,
-    /// Most open connections across both listeners.
+    /// Most open connections on the check listener; past it a new connection
+    /// is closed at once and counted (`claimgate_connections_refused_total`).
     pub max_connections: usize,
+    /// Write an index snapshot every this many events (0: only on request).
+    pub snapshot_every_events: u64,
+    /// Crash campaign only: pause snapshot writes at a stage.
+    pub fault_snapshot_pause: Option<super::snapshots::FaultPause>,
+    /// Most open connections on the admin listener, likewise.
+    pub admin_max_connections: usize,
 }
 
 impl ServeConfig {
@@ -62,10 +104,15 @@ impl ServeConfig {
             min_seq_wait: Duration::from_secs(1),
             ready_max_lag: 10_000,
             ready_max_outage: Duration::from_secs(30),
-            header_read_timeout: Duration::from_secs(5),
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            write_stall_timeout: DEFAULT_WRITE_STALL_TIMEOUT,
             shutdown_grace: Duration::from_secs(10),
             sync_idle: Duration::from_millis(50),
-            max_connections: 4_096,
+            snapshot_every_events: DEFAULT_SNAPSHOT_EVERY_EVENTS,
+            fault_snapshot_pause: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            admin_max_connections: DEFAULT_ADMIN_MAX_CONNECTIONS,
         }
     }
 }

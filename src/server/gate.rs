@@ -4,9 +4,11 @@
 use super::audit::{AuditLog, AuditRecord};
 use super::config::ServeConfig;
 use super::metrics::Metrics;
+use super::snapshots::Snapshots;
+use super::Listener;
 use crate::data_lock::DataDirLock;
 use crate::domain::Seq;
-use crate::index::snapshot::SnapshotError;
+use crate::index::snapshot::{Owner, SnapshotError};
 use crate::index::{restore, IndexHandle, IndexVersion, Syncer};
 use crate::ledger::{Ledger, LedgerError};
 use crate::policy::Policy;
@@ -131,7 +133,10 @@ pub struct Gate {
     pub ledger_trouble: Mutex<Option<LedgerTrouble>>,
     /// Set while appends fail (a full disk, a read-only data directory).
     pub append_failure: Mutex<Option<AppendFailure>>,
-    connections: Arc<tokio::sync::Semaphore>,
+    /// Snapshots written while serving.
+    pub snapshots: Arc<Snapshots>,
+    /// Connection slots: the check listener's and the admin listener's.
+    connections: [Arc<tokio::sync::Semaphore>; 2],
     /// This process's hold on the data directory, for as long as the gate lives.
     _data_lock: DataDirLock,
 }
@@ -165,14 +170,23 @@ impl Gate {
         }
         let refused_snapshots =
             restored.refused.iter().map(|(p, e): &(PathBuf, SnapshotError)| (p.clone(), e.to_string())).collect();
+        let start_seq = restored.snapshot.as_ref().map_or(0, |_| restored.version.seq());
         let index = Arc::new(IndexHandle::new(restored.version));
         let started = Instant::now();
         let caught_up = Syncer::new(ledger.clone(), index.clone()).catch_up().map_err(unreadable)?;
         tracing::info!(seq = caught_up, seconds = started.elapsed().as_secs_f64(), "index caught up with the ledger");
+        let snapshots = Arc::new(Snapshots::new(
+            &config.data,
+            Owner::new(ledger.id(), policy),
+            config.snapshot_every_events,
+            config.fault_snapshot_pause,
+            start_seq,
+        ));
         let audit = AuditLog::open(&config.data).map_err(|e| StartError::Audit(e.to_string()))?;
         let (wake_sync, wake_rx) = crossbeam_channel::bounded(1);
         let (seq_watch, _) = tokio::sync::watch::channel(caught_up);
-        let connections = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
+        let connections = [config.max_connections, config.admin_max_connections]
+            .map(|cap| Arc::new(tokio::sync::Semaphore::new(cap)));
         let gate = Arc::new(Gate {
             config,
             ledger,
@@ -191,6 +205,7 @@ impl Gate {
             ledger_seen: Mutex::new(LedgerSeen { head: caught_up, unreachable_since: None }),
             ledger_trouble: Mutex::new(None),
             append_failure: Mutex::new(None),
+            snapshots,
             connections,
             _data_lock: lock,
         });
@@ -271,6 +286,8 @@ impl Gate {
                         let mut status = self.sync_status.lock().expect("not poisoned");
                         status.last_swap = Instant::now();
                         status.last_error = None;
+                        drop(status);
+                        self.snapshots.after_swap(self.index.load());
                     }
                     Ok(None) => break,
                     Err(e) => {
@@ -342,9 +359,25 @@ impl Gate {
         self.index.load()
     }
 
-    /// A slot for one more connection, if under the cap.
-    pub fn connection_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        self.connections.clone().try_acquire_owned().ok()
+    /// A slot for one more connection on `which` listener, if under its cap.
+    pub fn connection_permit(&self, which: Listener) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.slots(which).clone().try_acquire_owned().ok()
+    }
+
+    /// Connections open on `which` listener.
+    pub fn open_connections(&self, which: Listener) -> u64 {
+        let cap = match which {
+            Listener::Check => self.config.max_connections,
+            Listener::Admin => self.config.admin_max_connections,
+        };
+        cap.saturating_sub(self.slots(which).available_permits()) as u64
+    }
+
+    fn slots(&self, which: Listener) -> &Arc<tokio::sync::Semaphore> {
+        match which {
+            Listener::Check => &self.connections[0],
+            Listener::Admin => &self.connections[1],
+        }
     }
 
     /// Records a reject (never blocks) or an emergency exemption (waits for

@@ -15,10 +15,12 @@ pub enum Route {
     Audit,
     Health,
     Metrics,
+    Snapshot,
     Other,
 }
 
-const ROUTES: [&str; 8] = ["check", "check_batch", "events", "files", "audit", "health", "metrics", "other"];
+const ROUTES: [&str; 9] =
+    ["check", "check_batch", "events", "files", "audit", "health", "metrics", "snapshot", "other"];
 
 /// Every reason a decision can carry, in metric order.
 const REASONS: [Reason; 9] = [
@@ -38,7 +40,7 @@ const LATENCY_BOUNDS_US: [u64; 12] = [10, 25, 50, 100, 250, 500, 1_000, 2_500, 5
 
 #[derive(Default)]
 pub struct Metrics {
-    requests: [AtomicU64; 8],
+    requests: [AtomicU64; 9],
     client_errors: AtomicU64,
     server_errors: AtomicU64,
     decisions: [AtomicU64; 9],
@@ -52,6 +54,9 @@ pub struct Metrics {
     pub audit_dropped: AtomicU64,
     pub stale_index: AtomicU64,
     pub connections_refused: AtomicU64,
+    pub header_timeouts: AtomicU64,
+    pub body_timeouts: AtomicU64,
+    pub write_timeouts: AtomicU64,
     pub unauthorized: AtomicU64,
     pub listener_losses: AtomicU64,
 }
@@ -69,6 +74,11 @@ pub struct Gauges {
     pub audit_lost: u64,
     pub audit_failed_commits: u64,
     pub last_swap_age_seconds: f64,
+    pub snapshots_written: u64,
+    pub snapshot_failures: u64,
+    pub last_snapshot_seq: u64,
+    /// Open connections on the check and the admin listener.
+    pub open_connections: [u64; 2],
 }
 
 impl Metrics {
@@ -128,7 +138,9 @@ impl Metrics {
         let _ = writeln!(out, "claimgate_request_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}");
         let _ = writeln!(out, "claimgate_request_duration_seconds_sum {}", get(&self.latency_sum_us) as f64 / 1e6);
         let _ = writeln!(out, "claimgate_request_duration_seconds_count {}", get(&self.latency_count));
-        let counters: [(&str, &str, u64); 11] = [
+        let counters: [(&str, &str, u64); 16] = [
+            ("claimgate_snapshots_written_total", "Index snapshots written while serving.", g.snapshots_written),
+            ("claimgate_snapshot_failures_total", "Index snapshot writes that failed.", g.snapshot_failures),
             (
                 "claimgate_ledger_listener_losses_total",
                 "Append-notification sessions lost (shared ledger).",
@@ -160,6 +172,21 @@ impl Metrics {
                 get(&self.stale_index),
             ),
             (
+                "claimgate_header_timeouts_total",
+                "Connections closed because a request head did not arrive in time (slow or idle clients).",
+                get(&self.header_timeouts),
+            ),
+            (
+                "claimgate_body_timeouts_total",
+                "Requests answered 408 request_timeout because the body did not arrive in time.",
+                get(&self.body_timeouts),
+            ),
+            (
+                "claimgate_write_timeouts_total",
+                "Connections closed because the client left an answer unread too long.",
+                get(&self.write_timeouts),
+            ),
+            (
                 "claimgate_unauthorized_total",
                 "Admin requests refused for a missing or wrong token.",
                 get(&self.unauthorized),
@@ -173,7 +200,16 @@ impl Metrics {
             "# HELP claimgate_connections_refused_total Connections closed at once because the connection cap was reached.\n# TYPE claimgate_connections_refused_total counter\nclaimgate_connections_refused_total {}",
             get(&self.connections_refused)
         );
-        let gauges: [(&str, &str, f64); 7] = [
+        let _ = writeln!(out, "# HELP claimgate_connections_open Open connections by listener (each has its own cap).\n# TYPE claimgate_connections_open gauge");
+        for (listener, open) in ["check", "admin"].iter().zip(g.open_connections) {
+            let _ = writeln!(out, "claimgate_connections_open{{listener=\"{listener}\"}} {open}");
+        }
+        let gauges: [(&str, &str, f64); 8] = [
+            (
+                "claimgate_snapshot_last_seq",
+                "Seq of the newest snapshot written or loaded at start (0: none).",
+                g.last_snapshot_seq as f64,
+            ),
             (
                 "claimgate_ledger_reachable",
                 "1 if the ledger's head could be read just now, else 0.",

@@ -11,15 +11,23 @@ mod config;
 mod gate;
 mod metrics;
 mod routes;
+mod snapshots;
+mod write_deadline;
 
-pub use config::{ServeConfig, DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN, MAX_BODY_BYTES};
+pub use config::{
+    ServeConfig, DEFAULT_ADMIN_LISTEN, DEFAULT_ADMIN_MAX_CONNECTIONS, DEFAULT_BODY_READ_TIMEOUT,
+    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, DEFAULT_SNAPSHOT_EVERY_EVENTS,
+    DEFAULT_WRITE_STALL_TIMEOUT, MAX_BODY_BYTES,
+};
 pub use gate::{Gate, StartError};
+pub use snapshots::FaultPause;
 
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
+use write_deadline::WriteDeadline;
 
 /// Which listener a request arrived on; admin routes exist only on `Admin`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +70,10 @@ pub async fn serve(gate: Arc<Gate>, bound: Bound, shutdown: impl std::future::Fu
                 continue;
             }
         };
-        let Some(permit) = gate.connection_permit() else {
+        // Over the listener's cap: close at once (the client sees EOF and may
+        // retry) rather than leave it queued in the kernel's backlog. Idle
+        // connections leave within the header read timeout, so the cap frees.
+        let Some(permit) = gate.connection_permit(which) else {
             gate.metrics.connections_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             drop(stream);
             continue;
@@ -73,11 +84,20 @@ pub async fn serve(gate: Arc<Gate>, bound: Bound, shutdown: impl std::future::Fu
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(gate.config.header_read_timeout)
+            .max_header_size(config::MAX_REQUEST_HEAD_BYTES)
             .keep_alive(true)
-            .serve_connection(TokioIo::new(stream), service);
+            .serve_connection(WriteDeadline::new(TokioIo::new(stream), gate.config.write_stall_timeout), service);
         let conn = graceful.watch(conn);
+        let counted = gate.clone();
         tokio::spawn(async move {
-            let _ = conn.await;
+            if let Err(e) = conn.await {
+                let metrics = &counted.metrics;
+                if write_deadline::is_write_timeout(&e) {
+                    metrics.write_timeouts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                } else if e.is_timeout() {
+                    metrics.header_timeouts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
             drop(permit);
         });
     }

@@ -7,6 +7,7 @@ use super::audit::{AuditQuery, AuditRecord};
 use super::config::{MAX_AUDIT_PAGE, MAX_EVENTS_PER_REQUEST, MAX_MIN_SEQ_WAIT};
 use super::gate::Gate;
 use super::metrics::{Gauges, Route};
+use super::snapshots::SnapshotRefusal;
 use super::Listener;
 use crate::claim::parse_claim;
 use crate::clock::{Clock, SystemClock};
@@ -75,6 +76,14 @@ async fn dispatch(gate: &Arc<Gate>, which: Listener, req: Request<Incoming>) -> 
             match authorize(gate, &req) {
                 Err(e) => Err(e),
                 Ok(()) if method == Method::POST => events(gate, req).await,
+                Ok(()) => wrong_method("POST"),
+            },
+        ),
+        (Listener::Admin, ["v1", "snapshot"]) => (
+            Route::Snapshot,
+            match authorize(gate, &req) {
+                Err(e) => Err(e),
+                Ok(()) if method == Method::POST => write_snapshot(gate).await,
                 Ok(()) => wrong_method("POST"),
             },
         ),
@@ -293,7 +302,7 @@ async fn judge<T>(gate: &Gate, min_seq: Option<Seq>, f: impl FnOnce(&IndexVersio
 }
 
 async fn check(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, ApiError> {
-    let body = read_body(req).await?;
+    let body = read_body(gate, req).await?;
     let line = parse_line_bytes(&body)?;
     if line.explain {
         let version = version_at_least(gate, line.min_seq).await?;
@@ -310,7 +319,7 @@ async fn check(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, ApiErr
 }
 
 async fn check_batch(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, ApiError> {
-    let body = read_body(req).await?;
+    let body = read_body(gate, req).await?;
     let fast: Option<(Vec<CheckLine>, Option<Seq>)> = serde_json::from_slice::<WireBatch>(&body)
         .ok()
         .filter(|b| b.lines.len() <= MAX_CHECK_BATCH)
@@ -455,7 +464,7 @@ async fn file(gate: &Arc<Gate>, kind: &str, code: &str, query: Option<&str>) -> 
 }
 
 async fn events(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, ApiError> {
-    let body = read_json(req).await?;
+    let body = read_json(gate, req).await?;
     let (raw, single) = match body {
         Value::Array(items) => (items, false),
         other => (vec![other], true),
@@ -500,6 +509,28 @@ async fn events(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, ApiEr
         })
         .collect();
     Ok(json(StatusCode::OK, &lines))
+}
+
+/// Writes a snapshot of the served index now (merging its overlay first).
+async fn write_snapshot(gate: &Arc<Gate>) -> Result<Reply, ApiError> {
+    let g = gate.clone();
+    let written = tokio::task::spawn_blocking(move || g.snapshots.write_now(&g.version()))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    match written {
+        Ok(w) => Ok(json(
+            StatusCode::OK,
+            &j!({"snapshot": w.path.display().to_string(), "seq": w.seq, "bytes": w.bytes, "seconds": w.seconds}),
+        )),
+        Err(e @ SnapshotRefusal::Busy) => {
+            Err(ApiError::new(StatusCode::CONFLICT, "snapshot_in_progress", e.to_string()))
+        }
+        Err(SnapshotRefusal::Failed(e)) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "snapshot_failed",
+            format!("{e}; the previous snapshots are intact"),
+        )),
+    }
 }
 
 async fn audit(gate: &Arc<Gate>, query: Option<&str>) -> Result<Reply, ApiError> {
@@ -586,6 +617,8 @@ async fn ready(gate: &Arc<Gate>) -> Reply {
         "ledger_writable": append_failure.is_none(),
         "append_failure": append_failure.map(|f| j!({"cause": f.cause, "failing_for_seconds": f.since.elapsed().as_secs_f64(), "what": f.what})),
         "index_restored_from": gate.restored_from.as_ref().map_or_else(|| "ledger".to_owned(), |p| p.display().to_string()),
+        "last_snapshot_seq": gate.snapshots.last_seq.load(Ordering::Relaxed),
+        "last_snapshot_error": gate.snapshots.last_error.lock().expect("not poisoned").clone(),
         "snapshots_refused_at_start": gate.refused_snapshots.iter().map(|(p, e)| j!({"path": p.display().to_string(), "error": e})).collect::<Vec<_>>(),
         "reason": reason,
     });
@@ -610,6 +643,10 @@ async fn metrics(gate: &Arc<Gate>) -> Reply {
         audit_lost: gate.audit.lost.load(Ordering::Relaxed),
         audit_failed_commits: gate.audit.failed_commits.load(Ordering::Relaxed),
         last_swap_age_seconds: gate.sync_status.lock().expect("not poisoned").last_swap.elapsed().as_secs_f64(),
+        snapshots_written: gate.snapshots.written.load(Ordering::Relaxed),
+        snapshot_failures: gate.snapshots.failed.load(Ordering::Relaxed),
+        last_snapshot_seq: gate.snapshots.last_seq.load(Ordering::Relaxed),
+        open_connections: [gate.open_connections(Listener::Check), gate.open_connections(Listener::Admin)],
     };
     text(StatusCode::OK, "text/plain; version=0.0.4", gate.metrics.render(&gauges))
 }

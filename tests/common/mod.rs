@@ -1,6 +1,7 @@
 //! Shared by the integration tests: where the spec's conformance cases are,
-//! the PostgreSQL server under test, and (`server`) the real binary over HTTP.
+//! the PostgreSQL server they may use, and (`server`) the gate under test.
 
+#[cfg(unix)]
 pub mod server;
 
 use std::path::PathBuf;
@@ -8,7 +9,7 @@ use std::path::PathBuf;
 /// Every `*.json` case in the spec's case directory (`CLAIMGATE_SPEC_CASES`,
 /// else `../shared/spec/cases` beside the checkout), sorted. A missing or
 /// empty directory fails the test loudly: a suite over no cases proves nothing.
-#[allow(dead_code)] // not every test binary runs the spec's cases
+#[allow(dead_code)] // not every test binary runs the cases
 pub fn case_files() -> Vec<PathBuf> {
     let dir = std::env::var_os("CLAIMGATE_SPEC_CASES")
         .map(PathBuf::from)

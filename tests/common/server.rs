@@ -1,11 +1,10 @@
-//! The real `claimgate serve` binary on loopback ports, a tiny HTTP/1.1
-//! client (one request per connection, `Connection: close`, read to EOF), and
-//! builders for events and claims: shared by the end-to-end tests
-//! (`tests/server.rs`, `tests/faults.rs`).
+//! The gate under test, shared by the HTTP test binaries: the real
+//! `claimgate serve` binary on free loopback ports (a guard that kills it on
+//! drop), a tiny HTTP/1.1 client (one request per connection, `Connection:
+//! close`, read to EOF), event and claim builders, and the error assertion.
 //!
-//! Every server is killed when its guard drops, even when a test panics;
-//! every socket has read and write timeouts, so no test can hang.
-#![allow(dead_code)] // each test binary uses a different part
+//! Every socket has read and write timeouts, so no test can hang.
+#![allow(dead_code)] // each test binary uses a part
 
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -208,6 +207,13 @@ pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &st
 /// a second thread, so a server that answers before reading the whole body
 /// (413) is heard rather than deadlocked on.
 pub fn exchange(addr: SocketAddr, raw: Vec<u8>) -> Reply {
+    let answer = exchange_bytes(addr, raw);
+    parse_reply(&answer).unwrap_or_else(|| panic!("not an HTTP response: {:?}", String::from_utf8_lossy(&answer)))
+}
+
+/// Writes `raw` on a fresh connection and returns every byte read until the
+/// server closes it.
+pub fn exchange_bytes(addr: SocketAddr, raw: Vec<u8>) -> Vec<u8> {
     let mut stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
@@ -235,10 +241,27 @@ pub fn exchange(addr: SocketAddr, raw: Vec<u8>) -> Reply {
     if let Some(w) = writer {
         let _ = w.join();
     }
-    parse_reply(&answer).unwrap_or_else(|| panic!("not an HTTP response: {:?}", String::from_utf8_lossy(&answer)))
+    answer
 }
 
+/// The one HTTP response `raw` holds (anything after it is ignored).
 pub fn parse_reply(raw: &[u8]) -> Option<Reply> {
+    parse_one_reply(raw).map(|(reply, _)| reply)
+}
+
+/// Every response in `raw`, in order (pipelining); `None` if any is cut short.
+pub fn parse_replies(mut raw: &[u8]) -> Option<Vec<Reply>> {
+    let mut replies = Vec::new();
+    while !raw.is_empty() {
+        let (reply, used) = parse_one_reply(raw)?;
+        replies.push(reply);
+        raw = &raw[used..];
+    }
+    Some(replies)
+}
+
+/// The first response in `raw` and how many bytes it took.
+fn parse_one_reply(raw: &[u8]) -> Option<(Reply, usize)> {
     let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = std::str::from_utf8(&raw[..end]).ok()?;
     let mut lines = head.split("\r\n");
@@ -254,32 +277,32 @@ pub fn parse_reply(raw: &[u8]) -> Option<Reply> {
         .collect();
     let rest = &raw[end + 4..];
     let get = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    let body = if get("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
+    let (body, used) = if get("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
         dechunk(rest)?
     } else if let Some(len) = get("content-length") {
         let len: usize = len.parse().ok()?;
-        if rest.len() < len {
-            return None;
-        }
-        rest[..len].to_vec()
+        (rest.get(..len)?.to_vec(), len)
     } else {
-        rest.to_vec()
+        (rest.to_vec(), rest.len())
     };
-    Some(Reply { status, headers, body })
+    Some((Reply { status, headers, body }, end + 4 + used))
 }
 
-pub fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
+/// A chunked body and how many bytes of `raw` it took.
+fn dechunk(raw: &[u8]) -> Option<(Vec<u8>, usize)> {
     let mut out = Vec::new();
+    let mut at = 0;
     loop {
-        let eol = raw.windows(2).position(|w| w == b"\r\n")?;
-        let size_text = std::str::from_utf8(&raw[..eol]).ok()?;
+        let eol = at + raw[at..].windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&raw[at..eol]).ok()?;
         let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-        raw = &raw[eol + 2..];
+        at = eol + 2;
         if size == 0 {
-            return Some(out);
+            // No trailers: the final CRLF.
+            return Some((out, at + 2));
         }
-        out.extend_from_slice(raw.get(..size)?);
-        raw = raw.get(size + 2..)?;
+        out.extend_from_slice(raw.get(at..at + size)?);
+        at += size + 2;
     }
 }
 

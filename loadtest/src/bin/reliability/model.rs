@@ -1,0 +1,163 @@
+//! The small world the campaigns write and check: institutions and
+//! practitioners with fixed codes, a mix of every R7 event kind on them at
+//! dates over ten years (so yearly totals, suspensions, terminations,
+//! revocations, repairs, re-registrations and institution sanctions all
+//! happen), and claim lines on the same people. Deterministic from a seed.
+
+use serde_json::{json, Value};
+
+/// First year of effective and service dates.
+const FIRST_YEAR: u32 = 2020;
+/// Years covered.
+const YEARS: u32 = 10;
+/// The date every institution is designated and every practitioner first registered.
+const SETUP_DATE: &str = "2019-01-01";
+
+/// A xorshift64* generator: reproducible campaigns without a dependency.
+#[derive(Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        assert!(n > 0);
+        self.next() % n
+    }
+
+    pub fn percent(&mut self, p: u64) -> bool {
+        self.below(100) < p
+    }
+}
+
+/// The world's people and places (shared by every writer and checker).
+#[derive(Clone)]
+pub struct World {
+    pub practitioners: u64,
+    pub institutions: u64,
+}
+
+impl World {
+    pub fn new(practitioners: u64, institutions: u64) -> World {
+        assert!(practitioners > 0 && institutions > 1);
+        World { practitioners, institutions }
+    }
+
+    pub fn practitioner(&self, i: u64) -> String {
+        format!("D{:012}", 110_105_000_000 + i)
+    }
+
+    pub fn institution(&self, j: u64) -> String {
+        format!("H{:011}", 11_010_500_000 + j)
+    }
+
+    /// The institution practitioner `i` is first registered at (a second for every third one).
+    fn home(&self, i: u64) -> (u64, Option<u64>) {
+        let first = i % self.institutions;
+        (first, (i % 3 == 0).then(|| (first + 1) % self.institutions))
+    }
+
+    /// Designations and first registrations, in an order R8 accepts.
+    pub fn setup_events(&self) -> Vec<Value> {
+        let mut events: Vec<Value> = (0..self.institutions)
+            .map(|j| json!({"type": "institution_designated", "institution": self.institution(j), "effective": SETUP_DATE}))
+            .collect();
+        for i in 0..self.practitioners {
+            let (first, second) = self.home(i);
+            for j in std::iter::once(first).chain(second) {
+                events.push(json!({"type": "practitioner_registered", "practitioner": self.practitioner(i),
+                    "institution": self.institution(j), "effective": SETUP_DATE}));
+            }
+        }
+        events
+    }
+
+    /// A claim line: mostly at one of the practitioner's own institutions.
+    pub fn claim(&self, rng: &mut Rng) -> Value {
+        let i = rng.below(self.practitioners);
+        let (first, second) = self.home(i);
+        let j = match rng.below(10) {
+            0..=5 => first,
+            6 | 7 => second.unwrap_or(first),
+            _ => rng.below(self.institutions),
+        };
+        json!({"practitioner_id": self.practitioner(i), "institution_id": self.institution(j),
+            "service_date": date(rng), "emergency": rng.percent(5)})
+    }
+}
+
+/// One writer's stream of events: violation ids are unique to the writer
+/// (and the run's `nonce`), revocations name the writer's own violations.
+pub struct Writer {
+    world: World,
+    prefix: String,
+    scored: u64,
+    rng: Rng,
+}
+
+impl Writer {
+    pub fn new(world: &World, nonce: &str, writer: usize, seed: u64) -> Writer {
+        Writer { world: world.clone(), prefix: format!("{nonce}-w{writer}"), scored: 0, rng: Rng::new(seed) }
+    }
+
+    /// The next event (some will be refused by R8, which is part of the test).
+    pub fn next_event(&mut self) -> Value {
+        let w = &self.world;
+        let rng = &mut self.rng;
+        let p = w.practitioner(rng.below(w.practitioners));
+        let i = w.institution(rng.below(w.institutions));
+        match rng.below(100) {
+            0..=39 => {
+                self.scored += 1;
+                let (severity, low) =
+                    [("minor", 1), ("moderate", 4), ("serious", 7), ("fraud", 10)][rng.below(4) as usize];
+                let responsibility = ["primary", "important", "general"][rng.below(3) as usize];
+                let mut v = json!({"type": "violation_scored", "violation_id": format!("{}-{}", self.prefix, self.scored),
+                    "practitioner": p, "institution": i, "effective": date(rng), "points": low + rng.below(3),
+                    "severity": severity, "responsibility": responsibility});
+                if rng.percent(15) {
+                    v["suspension_months"] = json!(1 + rng.below(6));
+                }
+                v
+            }
+            40..=49 if self.scored > 0 => json!({"type": "violation_revoked",
+                "violation_id": format!("{}-{}", self.prefix, 1 + rng.below(self.scored)), "effective": date(rng)}),
+            40..=64 => {
+                json!({"type": "points_repaired", "practitioner": p, "points": 1 + rng.below(3), "effective": date(rng)})
+            }
+            65..=79 => {
+                json!({"type": "practitioner_registered", "practitioner": p, "institution": i, "effective": date(rng)})
+            }
+            80..=87 => {
+                json!({"type": "practitioner_deregistered", "practitioner": p, "institution": i, "effective": date(rng)})
+            }
+            88..=91 => {
+                let from = date(rng);
+                let until = format!("{}{}", from[..4].parse::<u32>().expect("year") + 1, &from[4..]);
+                json!({"type": "institution_suspended", "institution": i, "effective": from, "until": until})
+            }
+            92 | 93 => json!({"type": "institution_terminated", "institution": i, "effective": date(rng)}),
+            94..=96 => json!({"type": "institution_designated", "institution": i, "effective": date(rng)}),
+            _ => {
+                let direct_e = if rng.percent(20) { json!(["refused_rectification"]) } else { json!([]) };
+                json!({"type": "institution_rated", "institution": i, "year": FIRST_YEAR + rng.below(YEARS as u64) as u32,
+                    "score": rng.below(101), "direct_e": direct_e})
+            }
+        }
+    }
+}
+
+/// A civil date in the covered years (days 1–28, valid in every month).
+fn date(rng: &mut Rng) -> String {
+    format!("{}-{:02}-{:02}", FIRST_YEAR + rng.below(YEARS as u64) as u32, 1 + rng.below(12), 1 + rng.below(28))
+}
