@@ -291,9 +291,11 @@ fn fill(path: &Path) -> usize {
 /// batch stores none of its events, checks go on from the index, `/readyz`
 /// and `/metrics` say appends fail; once space is freed the same append is
 /// accepted at the next `seq`, and the ledger holds exactly the acknowledged
-/// events (R5). The audit record of a reject made meanwhile is kept and
-/// written once there is room (R19's records must not be lost to a passing
-/// fault either). A real tmpfs of 8 MiB, filled by a file beside the ledger.
+/// events (R5). A snapshot asked for meanwhile fails with 503
+/// `snapshot_failed` (cause `disk_full`) and leaves no partial file taking
+/// room; the audit record of a reject made meanwhile is kept (R19's records
+/// must not be lost to a passing fault either); once there is room both are
+/// written. A real tmpfs of 8 MiB, filled by a file beside the ledger.
 #[test]
 fn a_full_disk_refuses_appends_by_name_checks_go_on_and_nothing_acknowledged_is_lost() {
     let Some(ns) = Namespace::new("the full-disk test") else { return };
@@ -328,6 +330,14 @@ fn a_full_disk_refuses_appends_by_name_checks_go_on_and_nothing_acknowledged_is_
     assert_eq!(ready["ledger_head"], acknowledged.last(), "nothing was half-written: {ready}");
     let metrics = request(server.check, "GET", "/metrics", &[], b"").text();
     assert!(metrics.contains("\nclaimgate_ledger_writable 0\n"), "{metrics}");
+    // A snapshot cannot be written either, and leaves no partial file taking room.
+    let refused = server.admin_post("/v1/snapshot", &json!({}));
+    assert_error("snapshot on a full disk", &refused, 503, "snapshot_failed", Field::Absent);
+    assert_eq!(refused.json()["cause"], "disk_full", "{}", refused.text());
+    let snapshots = ns.path(&data.join("snapshots"));
+    let left: Vec<_> =
+        std::fs::read_dir(&snapshots).map(|d| d.map(|e| e.unwrap().file_name()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "the failed snapshot left {left:?}");
     // The reject's audit record cannot be committed either: it is kept, not lost.
     wait_for_metric(&server, "claimgate_audit_failed_commits_total", |n| n >= 1.0);
     wait_for_metric(&server, "claimgate_audit_queue_depth", |n| n == 1.0);
@@ -337,6 +347,8 @@ fn a_full_disk_refuses_appends_by_name_checks_go_on_and_nothing_acknowledged_is_
     let (_, ready) = readyz(&server);
     assert_eq!((&ready["ledger_writable"], &ready["append_failure"]), (&json!(true), &Value::Null), "{ready}");
     wait_for_metric(&server, "claimgate_audit_queue_depth", |n| n == 0.0);
+    let written = server.admin_post("/v1/snapshot", &json!({}));
+    assert_eq!(written.status, 200, "a snapshot is written once there is room: {}", written.text());
     let metrics = request(server.check, "GET", "/metrics", &[], b"").text();
     assert!(metrics.contains("\nclaimgate_audit_lost_total 0\n"), "{metrics}");
     let audit = server.admin_get("/v1/audit").json();

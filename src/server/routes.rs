@@ -525,11 +525,22 @@ async fn write_snapshot(gate: &Arc<Gate>) -> Result<Reply, ApiError> {
         Err(e @ SnapshotRefusal::Busy) => {
             Err(ApiError::new(StatusCode::CONFLICT, "snapshot_in_progress", e.to_string()))
         }
-        Err(SnapshotRefusal::Failed(e)) => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "snapshot_failed",
-            format!("{e}; the previous snapshots are intact"),
-        )),
+        Err(SnapshotRefusal::Failed(e)) => Err(match e.disk_fault() {
+            // The disk, not the gate: 503 with the cause and the fix.
+            Some((cause, fix)) => ApiError {
+                cause: Some(cause),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "snapshot_failed",
+                    format!("{e}: {fix}; the previous snapshots are intact, nothing partial was left"),
+                )
+            },
+            None => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "snapshot_failed",
+                format!("{e}; the previous snapshots are intact"),
+            ),
+        }),
     }
 }
 
