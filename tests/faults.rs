@@ -10,9 +10,10 @@
 //! (ENOSPC, SQLITE_FULL) and an ext4 image on a loop device is turned
 //! read-only by the kernel's own error path (`errors=remount-ro` and
 //! `/sys/fs/ext4/DEV/trigger_fs_error`, the path an I/O error takes), so every
-//! write through an open file then fails with EROFS. Root ignores permission
-//! bits, so chmod could not make a directory read-only here. The namespace and
-//! its mounts vanish with its last process, even if the test is killed.
+//! write through an open file then fails with EROFS; a directory read-only
+//! before start is a read-only bind mount. Root ignores permission bits, so
+//! chmod could not make a directory read-only here. The namespace and its
+//! mounts vanish with its last process, even if the test is killed.
 //! Where mount namespaces are not permitted (not root), these tests print a
 //! notice and pass, except under CI (`CI` set), where that is a failure.
 #![cfg(target_os = "linux")]
