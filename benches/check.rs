@@ -54,14 +54,14 @@ fn claims(population: &Population) -> Vec<Claim> {
                 Event::PractitionerRegistered { institution, .. } => Some(*institution),
                 _ => None,
             }) {
-                Some(inst) if rng.next() % 10 != 0 => inst,
+                Some(inst) if !rng.next().is_multiple_of(10) => inst,
                 _ => population.institution_code(rng.next() % institutions),
             };
             Claim {
                 practitioner: population.practitioner_code(i),
                 institution,
                 service_date: CivilDate::from_day_number(first + (rng.next() % 1096) as i32).unwrap(),
-                emergency: rng.next() % 20 == 0,
+                emergency: rng.next().is_multiple_of(20),
             }
         })
         .collect()

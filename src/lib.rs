@@ -7,10 +7,12 @@
 //! - [`event`], [`refusal`], [`policy`]: the ledger's vocabulary (R7, R8).
 //! - [`rules`]: pure derivation, validation and the claim check.
 //! - [`ledger`]: the authoritative, append-only event store (R5).
+//! - [`data_lock`]: one writing process per data directory.
 //! - [`scenario`]: the conformance runner behind `claimgate replay`.
 
 pub mod claim;
 pub mod clock;
+pub mod data_lock;
 pub mod domain;
 pub mod event;
 pub mod index;

@@ -5,6 +5,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use claimgate::claim::parse_claim;
 use claimgate::clock::{Clock, SystemClock};
+use claimgate::data_lock::DataDirLock;
 use claimgate::domain::{CivilDate, InstitutionCode, PractitionerCode};
 use claimgate::event::Event;
 use claimgate::index::snapshot::{self, Owner};
@@ -277,6 +278,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Append { data, file } => {
             let values = read_events(file)?;
+            // The embedded ledger is written here: the data directory must be ours.
+            let _lock = if cli.store.is_none() { Some(lock_data(&data)?) } else { None };
             let ledger = Ledger::open_store(cli.store.as_deref(), &data, &policy)?;
             let mut index = 0;
             for chunk in values.chunks(MAX_APPEND_BATCH) {
@@ -325,8 +328,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Serve { server } => {
             let mut config = server.config()?;
             config.store = cli.store.clone();
+            let lock = lock_data(&config.data)?;
             drop(out);
-            run_server(config, &policy, None)?;
+            run_server(config, &policy, None, lock)?;
             return Ok(());
         }
         Command::Demo { practitioners, seed, server } => {
@@ -335,12 +339,15 @@ fn run(cli: Cli) -> Result<(), Failure> {
             if config.admin_token.is_none() {
                 config.admin_token = Some(random_token());
             }
+            let lock = lock_data(&config.data)?;
             let examples = demo::prepare(&config.data, config.store.as_deref(), practitioners, seed, &policy)?;
             drop(out);
-            run_server(config, &policy, Some(examples))?;
+            run_server(config, &policy, Some(examples), lock)?;
             return Ok(());
         }
         Command::Snapshot(SnapshotCommand::Write { data }) => {
+            require_ledger(&data, cli.store.as_deref())?;
+            let _lock = lock_data(&data)?;
             let ledger = Arc::new(open_existing(&data, cli.store.as_deref(), &policy)?);
             let started = Instant::now();
             let restored = restore::restore(&data, &ledger)?;
@@ -426,8 +433,13 @@ fn with_temporary_schema(url: &str) -> String {
     format!("{url}{sep}schema=replay_{}_{nanos}", std::process::id())
 }
 
-/// Starts the gate and serves until SIGTERM or Ctrl-C.
-fn run_server(config: ServeConfig, policy: &Policy, examples: Option<demo::Examples>) -> Result<(), Failure> {
+/// Starts the gate (which keeps `lock` while it lives) and serves until SIGTERM or Ctrl-C.
+fn run_server(
+    config: ServeConfig,
+    policy: &Policy,
+    examples: Option<demo::Examples>,
+    lock: DataDirLock,
+) -> Result<(), Failure> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -444,7 +456,7 @@ fn run_server(config: ServeConfig, policy: &Policy, examples: Option<demo::Examp
         let gate = {
             let config = ServeConfig { listen: bound.check_addr, admin_listen: bound.admin_addr, ..config.clone() };
             let policy = policy.clone();
-            tokio::task::spawn_blocking(move || Gate::start(config, &policy))
+            tokio::task::spawn_blocking(move || Gate::start(config, &policy, lock))
                 .await
                 .map_err(|e| Failure(e.to_string(), 1))?
                 .map_err(|e| Failure(e.to_string(), 1))?
@@ -487,19 +499,33 @@ fn random_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Opens the ledger of an existing data directory (never creates one).
-fn open_existing(data: &std::path::Path, store: Option<&str>, policy: &Policy) -> Result<Ledger, Failure> {
-    if let Some(url) = store {
-        return Ok(Ledger::open_postgres(url, policy)?);
-    }
-    if !data.join(claimgate::ledger::LEDGER_FILE).exists() {
+/// Creates the data directory if need be and locks it for this process
+/// (released when the process ends, however it ends).
+fn lock_data(data: &std::path::Path) -> Result<DataDirLock, Failure> {
+    std::fs::create_dir_all(data)
+        .map_err(|source| claimgate::ledger::LedgerError::CreateDir { path: data.to_owned(), source })?;
+    Ok(DataDirLock::acquire(data)?)
+}
+
+/// Refuses a data directory without an embedded ledger (unless `--store`).
+fn require_ledger(data: &std::path::Path, store: Option<&str>) -> Result<(), Failure> {
+    if store.is_none() && !data.join(claimgate::ledger::LEDGER_FILE).exists() {
         return Err(bad_input(format!(
             "no ledger in {}; append events first (claimgate append --data {} FILE)",
             data.display(),
             data.display()
         )));
     }
-    Ok(Ledger::open(data, policy)?)
+    Ok(())
+}
+
+/// Opens the ledger of an existing data directory (never creates one).
+fn open_existing(data: &std::path::Path, store: Option<&str>, policy: &Policy) -> Result<Ledger, Failure> {
+    require_ledger(data, store)?;
+    match store {
+        Some(url) => Ok(Ledger::open_postgres(url, policy)?),
+        None => Ok(Ledger::open(data, policy)?),
+    }
 }
 
 /// Reads events as a JSON array, a scenario file's `events`, one JSON object,

@@ -60,7 +60,7 @@ impl Progress {
 
     fn practitioner(&mut self) {
         self.practitioners += 1;
-        if self.practitioners % PROGRESS_STRIDE == 0 && self.last.elapsed() >= PROGRESS_INTERVAL {
+        if self.practitioners.is_multiple_of(PROGRESS_STRIDE) && self.last.elapsed() >= PROGRESS_INTERVAL {
             self.last = std::time::Instant::now();
             self.logged = true;
             tracing::info!(

@@ -93,6 +93,23 @@ pub enum SnapshotError {
     AheadOfLedger { snapshot: Seq, ledger: Seq },
 }
 
+impl SnapshotError {
+    /// For a write that failed on the disk itself: `disk_full` or `read_only`
+    /// (the words of `LedgerError::cause`), with what the operator should do.
+    pub fn disk_fault(&self) -> Option<(&'static str, &'static str)> {
+        let SnapshotError::Io { source, .. } = self else { return None };
+        match source.kind() {
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+                Some(("disk_full", "free space on that file system, then write the snapshot again"))
+            }
+            std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied => {
+                Some(("read_only", "make the data directory writable again"))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// The file name of the snapshot at `seq`.
 pub fn file_name(seq: Seq) -> String {
     format!("index-{seq:020}.snap")
@@ -148,17 +165,24 @@ pub fn write_with(dir: &Path, base: &Base, owner: Owner, hook: &dyn Fn(WriteStag
     };
     let path = dir.join(file_name(base.seq()));
     let tmp = dir.join(format!(".{}.{}.tmp", file_name(base.seq()), std::process::id()));
-    let mut file = File::create(&tmp).map_err(io(&tmp))?;
-    file.write_all(&header.encode()).map_err(io(&tmp))?;
-    let (first, second) = payload.split_at(payload.len() / 2);
-    file.write_all(first).map_err(io(&tmp))?;
-    file.flush().map_err(io(&tmp))?;
-    hook(WriteStage::HalfWritten);
-    file.write_all(second).map_err(io(&tmp))?;
-    file.sync_all().map_err(io(&tmp))?;
-    drop(file);
-    hook(WriteStage::BeforeRename);
-    std::fs::rename(&tmp, &path).map_err(io(&path))?;
+    let written = (|| {
+        let mut file = File::create(&tmp).map_err(io(&tmp))?;
+        file.write_all(&header.encode()).map_err(io(&tmp))?;
+        let (first, second) = payload.split_at(payload.len() / 2);
+        file.write_all(first).map_err(io(&tmp))?;
+        file.flush().map_err(io(&tmp))?;
+        hook(WriteStage::HalfWritten);
+        file.write_all(second).map_err(io(&tmp))?;
+        file.sync_all().map_err(io(&tmp))?;
+        drop(file);
+        hook(WriteStage::BeforeRename);
+        std::fs::rename(&tmp, &path).map_err(io(&path))
+    })();
+    if written.is_err() {
+        // A write that failed (a full disk) gives back the room it took.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
     File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
     for old in list(dir)?.into_iter().skip(KEEP_SNAPSHOTS) {
         // Mapped readers keep their pages: unlinking never truncates a mapping.

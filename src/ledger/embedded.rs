@@ -9,7 +9,7 @@ use crate::event::{Event, RecordedEvent};
 use crate::policy::Policy;
 use crate::refusal::Refusal;
 use crate::rules::validate::{self, Admission, KnownViolation, LedgerFacts};
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -43,11 +43,14 @@ CREATE INDEX events_by_violation ON events(violation_id, kind) WHERE violation_i
 
 /// The append-only event ledger on an embedded SQLite file (the default backend).
 pub struct EmbeddedLedger {
-    conn: Mutex<Connection>,
     /// A second, read-only connection for tailing and history reads, so the
     /// index sync never waits behind an append's synchronous commit (WAL lets
     /// readers and the writer run at once). `None` for an in-memory ledger.
+    /// Declared (so dropped) before the writer: the last connection to close
+    /// checkpoints the WAL into the main file and removes it, and only the
+    /// writer can, so a stopped ledger is one self-contained file.
     reader: Option<Mutex<Connection>>,
+    conn: Mutex<Connection>,
     policy: Policy,
     path: PathBuf,
     id: u64,
@@ -170,6 +173,10 @@ impl EmbeddedLedger {
         if events.len() > MAX_APPEND_BATCH {
             return Err(LedgerError::BatchTooLarge { len: events.len(), max: MAX_APPEND_BATCH });
         }
+        self.append_in_transaction(events).map_err(|e| self.name_the_fault(e))
+    }
+
+    fn append_in_transaction(&self, events: &[Event]) -> Result<Vec<Result<Appended, Refusal>>, LedgerError> {
         let mut conn = self.lock();
         let tx =
             conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(storage("starting an append"))?;
@@ -190,6 +197,38 @@ impl EmbeddedLedger {
         }
         tx.commit().map_err(storage("committing an append"))?;
         Ok(outcomes)
+    }
+
+    /// A failed write named by its cause where SQLite's code, or a probe write
+    /// beside the ledger, shows it: a full disk or a read-only data directory
+    /// (the operator's fix differs). Anything else stays a storage error.
+    fn name_the_fault(&self, e: LedgerError) -> LedgerError {
+        let LedgerError::Storage { doing, source } = e else { return e };
+        // An in-memory ledger has no directory to name or probe.
+        let (Some(dir), Some(_)) = (self.path.parent(), &self.reader) else {
+            return LedgerError::Storage { doing, source };
+        };
+        let dir = dir.to_owned();
+        match source.sqlite_error_code() {
+            Some(ErrorCode::DiskFull) => LedgerError::DiskFull { dir, doing },
+            Some(ErrorCode::ReadOnly) => LedgerError::ReadOnly { dir, doing, detail: source.to_string() },
+            // An I/O error (SQLite says only "disk I/O error"): ask the file system.
+            Some(ErrorCode::SystemIoFailure | ErrorCode::CannotOpen) => match probe_write(&dir) {
+                Err(p)
+                    if p.kind() == std::io::ErrorKind::StorageFull || p.kind() == std::io::ErrorKind::QuotaExceeded =>
+                {
+                    LedgerError::DiskFull { dir, doing }
+                }
+                Err(p)
+                    if p.kind() == std::io::ErrorKind::ReadOnlyFilesystem
+                        || p.kind() == std::io::ErrorKind::PermissionDenied =>
+                {
+                    LedgerError::ReadOnly { dir, doing, detail: p.to_string() }
+                }
+                _ => LedgerError::Storage { doing, source },
+            },
+            _ => LedgerError::Storage { doing, source },
+        }
     }
 
     /// The highest `seq` accepted (0 for an empty ledger).
@@ -306,6 +345,23 @@ impl EmbeddedLedger {
     }
 }
 
+/// Bytes of the probe [`EmbeddedLedger::name_the_fault`] writes: one page, so
+/// a full file system fails it as it failed the ledger's write.
+const PROBE_BYTES: usize = 4096;
+
+/// Writes, syncs and removes a small file in `dir`: the error, if any, is the
+/// file system's own account of why the ledger's write failed.
+fn probe_write(dir: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let path = dir.join(format!(".write-probe-{}", std::process::id()));
+    let result = std::fs::File::create(&path).and_then(|mut f| {
+        f.write_all(&[0u8; PROBE_BYTES])?;
+        f.sync_all()
+    });
+    let _ = std::fs::remove_file(&path);
+    result
+}
+
 /// Receives one entity's history during a scan: its code as stored, events.
 type GroupSink<'a> = dyn FnMut(String, &[RecordedEvent]) -> Result<(), LedgerError> + 'a;
 
@@ -316,8 +372,23 @@ fn new_ledger_id() -> u64 {
     xxhash_rust::xxh3::xxh3_64(format!("{nanos}:{}", std::process::id()).as_bytes()) >> 1
 }
 
+/// Why a file could not be opened as a ledger: damaged (SQLite's own file, but
+/// malformed), not reachable (the directory or file system), or not SQLite.
 fn not_a_ledger(path: &Path, e: rusqlite::Error) -> LedgerError {
-    LedgerError::NotALedger { path: path.to_owned(), detail: e.to_string() }
+    let (path, detail) = (path.to_owned(), e.to_string());
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseCorrupt) => LedgerError::Damaged { path, detail },
+        Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly | ErrorCode::PermissionDenied) => {
+            // SQLite does not say why: the file system does, to a test write.
+            let beside = path.parent().map(|dir| (dir, probe_write(dir)));
+            let detail = match beside {
+                Some((dir, Err(probe))) => format!("{detail}; a test write in {} fails: {probe}", dir.display()),
+                _ => detail,
+            };
+            LedgerError::CannotOpen { path, detail }
+        }
+        _ => LedgerError::NotALedger { path, detail },
+    }
 }
 
 fn head_of(conn: &Connection) -> Result<Seq, LedgerError> {

@@ -11,6 +11,10 @@ pub enum LedgerError {
     CreateDir { path: PathBuf, source: std::io::Error },
     #[error("{path} is not a claimgate ledger ({detail}); refusing to open it. Point --data at the directory claimgate created, or at an empty one for a new ledger")]
     NotALedger { path: PathBuf, detail: String },
+    #[error("{path} is damaged ({detail}); refusing to use it or to create a new ledger over it. Keep the file (it is the authoritative record) and restore the data directory from a backup; `sqlite3 {path} 'PRAGMA integrity_check'` shows the damage")]
+    Damaged { path: PathBuf, detail: String },
+    #[error("cannot open the ledger {path}: {detail}; check that the data directory exists, is writable by this user, and is on a mounted, writable file system")]
+    CannotOpen { path: PathBuf, detail: String },
     #[error(
         "{path} has ledger schema version {found}, newer than this build supports ({supported}); upgrade claimgate"
     )]
@@ -21,12 +25,41 @@ pub enum LedgerError {
     Corrupt { seq: Seq, message: String },
     #[error("ledger storage failed while {doing}: {source}")]
     Storage { doing: &'static str, source: rusqlite::Error },
+    #[error("the file system holding the ledger ({}) is full (while {doing}). Free space on it or grow it; appends resume by themselves, nothing acknowledged is lost", dir.display())]
+    DiskFull { dir: std::path::PathBuf, doing: &'static str },
+    #[error("the ledger's data directory {} is read-only (while {doing}: {detail}). Make it writable again (if the kernel remounted its file system read-only after an I/O error: stop claimgate, repair it with fsck, remount it read-write), then restart claimgate; nothing acknowledged is lost", dir.display())]
+    ReadOnly { dir: std::path::PathBuf, doing: &'static str, detail: String },
     #[error("PostgreSQL ledger failed while {doing}: {}", postgres_detail(source))]
     Postgres { doing: &'static str, source: postgres::Error },
     #[error("cannot set up TLS to PostgreSQL: {detail}")]
     Tls { detail: String },
     #[error("a batch of {len} events is more than the {max} one append takes")]
     BatchTooLarge { len: usize, max: usize },
+}
+
+impl LedgerError {
+    /// The cause in one word, for APIs and `/readyz`: `disk_full`, `read_only`
+    /// (either backend), `corrupt`, or `storage` for any other failure.
+    pub fn cause(&self) -> &'static str {
+        use ::postgres::error::SqlState;
+        match self {
+            LedgerError::DiskFull { .. } => "disk_full",
+            LedgerError::ReadOnly { .. } => "read_only",
+            LedgerError::Corrupt { .. } | LedgerError::NotALedger { .. } | LedgerError::Damaged { .. } => "corrupt",
+            LedgerError::Storage { source, .. } => match source.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => "corrupt",
+                Some(rusqlite::ErrorCode::DiskFull) => "disk_full",
+                Some(rusqlite::ErrorCode::ReadOnly) => "read_only",
+                _ => "storage",
+            },
+            LedgerError::Postgres { source, .. } => match source.code() {
+                Some(c) if *c == SqlState::DISK_FULL => "disk_full",
+                Some(c) if *c == SqlState::READ_ONLY_SQL_TRANSACTION => "read_only",
+                _ => "storage",
+            },
+            _ => "storage",
+        }
+    }
 }
 
 /// Why an append did not happen.

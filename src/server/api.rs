@@ -1,9 +1,10 @@
 //! The HTTP boundary's error type and JSON plumbing. Every error is
-//! `{error, field?, message}` with a 4xx or 5xx status; the `error` codes are
-//! RULES.md's (R4, R8) plus the transport's own.
+//! `{error, field?, cause?, message}` with a 4xx or 5xx status; the `error`
+//! codes are RULES.md's (R4, R8) plus the transport's own.
 
 use super::config::MAX_BODY_BYTES;
 use super::gate::Gate;
+use crate::ledger::LedgerError;
 use crate::refusal::Refusal;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -19,12 +20,24 @@ pub struct ApiError {
     pub error: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// For `ledger_unavailable`: what is wrong with the store, in one word
+    /// ([`LedgerError::cause`]: `disk_full`, `read_only`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cause: Option<&'static str>,
     pub message: String,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, error: &str, message: impl Into<String>) -> ApiError {
-        ApiError { status, error: error.to_owned(), field: None, message: message.into() }
+        ApiError { status, error: error.to_owned(), field: None, cause: None, message: message.into() }
+    }
+
+    /// 503 `ledger_unavailable`: the store failed (nothing about the request's validity).
+    pub fn ledger(e: &LedgerError, consequence: &str) -> ApiError {
+        ApiError {
+            cause: Some(e.cause()),
+            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ledger_unavailable", format!("{e}{consequence}"))
+        }
     }
 
     pub fn invalid(field: &str, message: impl Into<String>) -> ApiError {
@@ -47,7 +60,7 @@ impl From<Refusal> for ApiError {
         } else {
             StatusCode::UNPROCESSABLE_ENTITY
         };
-        ApiError { status, error: r.code.as_str().to_owned(), field: r.field, message: r.message }
+        ApiError { status, error: r.code.as_str().to_owned(), field: r.field, cause: None, message: r.message }
     }
 }
 

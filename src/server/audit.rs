@@ -6,6 +6,10 @@
 //! loss is never silent and the check is not slowed; an emergency exemption's
 //! record (R19: always recorded) spills into a bounded overflow list the writer
 //! drains first, and only past `MAX_OVERFLOW` waits, up to `MUST_KEEP_WAIT`.
+//! A commit that fails (a full disk, a read-only data directory) keeps its
+//! records in that list and is retried every `RETRY_INTERVAL`, so a passing
+//! fault loses nothing; records are lost (logged and counted) only when the
+//! list is full or at shutdown.
 
 use super::config::{AUDIT_COMMIT_INTERVAL, AUDIT_QUEUE_CAPACITY, AUDIT_WRITE_BATCH, MAX_AUDIT_PAGE};
 use rusqlite::{params, Connection};
@@ -19,6 +23,9 @@ pub const MAX_OVERFLOW: usize = 1_000_000;
 
 /// Longest an emergency exemption waits for room in a full audit queue.
 pub const MUST_KEEP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How often a failed commit is tried again while no new record arrives.
+pub const RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// The audit database's file name inside the data directory.
 pub const AUDIT_FILE: &str = "audit.sqlite3";
@@ -56,6 +63,8 @@ pub struct AuditLog {
     pub written: Arc<AtomicU64>,
     /// Records a failed commit lost (logged and counted).
     pub lost: Arc<AtomicU64>,
+    /// Commits that failed (their records kept for a retry, or lost).
+    pub failed_commits: Arc<AtomicU64>,
     /// Exemption records that found the queue full (drained first).
     overflow: Arc<Mutex<Vec<AuditRecord>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -91,12 +100,14 @@ impl AuditLog {
         let depth = Arc::new(AtomicU64::new(0));
         let written = Arc::new(AtomicU64::new(0));
         let lost = Arc::new(AtomicU64::new(0));
+        let failed_commits = Arc::new(AtomicU64::new(0));
         let overflow = Arc::new(Mutex::new(Vec::new()));
         let writer = {
-            let (depth, written, lost, overflow) = (depth.clone(), written.clone(), lost.clone(), overflow.clone());
+            let (depth, written, lost, failed, overflow) =
+                (depth.clone(), written.clone(), lost.clone(), failed_commits.clone(), overflow.clone());
             std::thread::Builder::new()
                 .name("audit-writer".into())
-                .spawn(move || write_loop(conn, rx, &overflow, &depth, &written, &lost))
+                .spawn(move || write_loop(conn, rx, &overflow, &depth, &written, &lost, &failed))
                 .expect("spawning the audit writer")
         };
         Ok(AuditLog {
@@ -104,6 +115,7 @@ impl AuditLog {
             depth,
             written,
             lost,
+            failed_commits,
             overflow,
             writer: Mutex::new(Some(writer)),
             reader: Mutex::new(reader),
@@ -193,13 +205,23 @@ fn write_loop(
     depth: &AtomicU64,
     written: &AtomicU64,
     lost: &AtomicU64,
+    failed_commits: &AtomicU64,
 ) {
     let mut closed = false;
+    // Failed commits since the last good one (logged at 1, 2, 4, 8, ...).
+    let mut failing: u64 = 0;
     while !closed {
         let mut batch = std::mem::take(&mut *overflow.lock().expect("not poisoned"));
-        match rx.recv() {
+        // With records waiting (a failed commit's), wake to retry them.
+        let next = if batch.is_empty() {
+            rx.recv().map_err(|_| crossbeam_channel::RecvTimeoutError::Disconnected)
+        } else {
+            rx.recv_timeout(RETRY_INTERVAL)
+        };
+        match next {
             Ok(first) => batch.push(first),
-            Err(_) => {
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
                 closed = true;
                 batch.append(&mut overflow.lock().expect("not poisoned"));
                 if batch.is_empty() {
@@ -244,14 +266,31 @@ fn write_loop(
             }
             tx.commit()
         })();
-        depth.fetch_sub(batch.len() as u64, Ordering::Relaxed);
         match result {
             Ok(()) => {
+                depth.fetch_sub(batch.len() as u64, Ordering::Relaxed);
                 written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                if failing > 0 {
+                    tracing::info!(failed_attempts = failing, records = batch.len(), "audit writes succeed again");
+                    failing = 0;
+                }
             }
             Err(e) => {
-                lost.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                tracing::error!(error = %e, records = batch.len(), "audit write failed; records lost (counted)");
+                failing += 1;
+                failed_commits.fetch_add(1, Ordering::Relaxed);
+                let mut waiting = overflow.lock().expect("not poisoned");
+                if !closed && waiting.len() + batch.len() <= MAX_OVERFLOW {
+                    if failing.is_power_of_two() {
+                        tracing::error!(error = %e, records = batch.len(), failed_attempts = failing, "audit write failed; records kept, retrying");
+                    }
+                    // Oldest first, ahead of what spilled over meanwhile.
+                    batch.append(&mut waiting);
+                    *waiting = batch;
+                } else {
+                    depth.fetch_sub(batch.len() as u64, Ordering::Relaxed);
+                    lost.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    tracing::error!(error = %e, records = batch.len(), "audit write failed; records lost (counted)");
+                }
             }
         }
     }

@@ -6,6 +6,7 @@ use super::config::ServeConfig;
 use super::metrics::Metrics;
 use super::snapshots::Snapshots;
 use super::Listener;
+use crate::data_lock::DataDirLock;
 use crate::domain::Seq;
 use crate::index::snapshot::{Owner, SnapshotError};
 use crate::index::{restore, IndexHandle, IndexVersion, Syncer};
@@ -25,6 +26,47 @@ pub enum StartError {
     Ledger(#[from] LedgerError),
     #[error("cannot open the audit log: {0}")]
     Audit(String),
+    #[error("the lock is on {} but the data directory is {}", locked.display(), data.display())]
+    WrongLock { locked: PathBuf, data: PathBuf },
+    #[error("{} is missing or empty, but {traces} beside it show that a ledger was there: it was lost or moved, and a new, empty one would answer every claim wrongly. Restore it from a backup; to start a new ledger on purpose, use an empty --data", path.display())]
+    LedgerLost { path: PathBuf, traces: String },
+    #[error("cannot build the index from the ledger {ledger}: {source}{advice}")]
+    LedgerUnreadable { ledger: String, source: LedgerError, advice: &'static str },
+}
+
+/// An embedded ledger file that is missing or empty (SQLite would make a new
+/// ledger of it) where an audit log or snapshots show one existed: refused.
+fn refuse_lost_ledger(data: &std::path::Path) -> Result<(), StartError> {
+    let path = data.join(crate::ledger::LEDGER_FILE);
+    if std::fs::metadata(&path).is_ok_and(|m| m.len() > 0) {
+        return Ok(());
+    }
+    let snapshots = crate::index::snapshot::list(&data.join(crate::index::snapshot::SNAPSHOT_DIR)).unwrap_or_default();
+    let mut traces = Vec::new();
+    if data.join(super::audit::AUDIT_FILE).exists() {
+        traces.push(format!("the audit log {}", super::audit::AUDIT_FILE));
+    }
+    if !snapshots.is_empty() {
+        traces.push(format!("{} index snapshot(s)", snapshots.len()));
+    }
+    if traces.is_empty() {
+        Ok(())
+    } else {
+        Err(StartError::LedgerLost { path, traces: traces.join(" and ") })
+    }
+}
+
+impl StartError {
+    /// The ledger opened but could not be read through: name it, and say
+    /// what to do when it is damaged.
+    fn unreadable(ledger: &Ledger, source: LedgerError) -> StartError {
+        let advice = if source.cause() == "corrupt" {
+            ". The ledger is damaged: keep the file (it is the authoritative record) and restore the data directory from a backup"
+        } else {
+            ""
+        };
+        StartError::LedgerUnreadable { ledger: ledger.describe(), source, advice }
+    }
 }
 
 /// What the sync thread last did, for `/readyz`.
@@ -55,6 +97,17 @@ pub struct LedgerTrouble {
     pub last: String,
 }
 
+/// Why appends fail now (until one succeeds again), for `/readyz`.
+#[derive(Debug, Clone)]
+pub struct AppendFailure {
+    /// When the first of the current run of failures happened.
+    pub since: Instant,
+    /// [`LedgerError::cause`] of the latest failure.
+    pub cause: &'static str,
+    /// The latest failure, as answered.
+    pub what: String,
+}
+
 /// Shared state of a running gate.
 pub struct Gate {
     pub config: ServeConfig,
@@ -67,6 +120,8 @@ pub struct Gate {
     pub sync_status: Mutex<SyncStatus>,
     /// Snapshots refused at start-up, reported by `/readyz`.
     pub refused_snapshots: Vec<(PathBuf, String)>,
+    /// The snapshot the index was restored from at start-up (`None`: built from the ledger).
+    pub restored_from: Option<PathBuf>,
     wake_sync: crossbeam_channel::Sender<()>,
     stop: Arc<AtomicBool>,
     sync_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -76,24 +131,34 @@ pub struct Gate {
     ledger_seen: Mutex<LedgerSeen>,
     /// The ledger's failures since start (see [`LedgerTrouble`]).
     pub ledger_trouble: Mutex<Option<LedgerTrouble>>,
+    /// Set while appends fail (a full disk, a read-only data directory).
+    pub append_failure: Mutex<Option<AppendFailure>>,
     /// Snapshots written while serving.
     pub snapshots: Arc<Snapshots>,
     /// Connection slots: the check listener's and the admin listener's.
     connections: [Arc<tokio::sync::Semaphore>; 2],
+    /// This process's hold on the data directory, for as long as the gate lives.
+    _data_lock: DataDirLock,
 }
 
 impl Gate {
     /// Opens the ledger, restores the index (newest valid snapshot, then the
-    /// ledger's tail), opens the audit log and starts the sync thread.
-    pub fn start(config: ServeConfig, policy: &Policy) -> Result<Arc<Gate>, StartError> {
+    /// ledger's tail), opens the audit log and starts the sync thread. `lock`
+    /// is the caller's hold on `config.data` ([`DataDirLock::acquire`]).
+    pub fn start(config: ServeConfig, policy: &Policy, lock: DataDirLock) -> Result<Arc<Gate>, StartError> {
         if config.admin_token.as_deref().is_none_or(str::is_empty) {
             return Err(StartError::NoAdminToken);
         }
-        std::fs::create_dir_all(&config.data)
-            .map_err(|source| LedgerError::CreateDir { path: config.data.clone(), source })?;
+        if lock.dir() != config.data {
+            return Err(StartError::WrongLock { locked: lock.dir().to_owned(), data: config.data.clone() });
+        }
+        if config.store.is_none() {
+            refuse_lost_ledger(&config.data)?;
+        }
         let ledger = Arc::new(Ledger::open_store(config.store.as_deref(), &config.data, policy)?);
         tracing::info!(ledger = %ledger.describe(), "ledger open");
-        let restored = restore::restore(&config.data, &ledger)?;
+        let unreadable = |source| StartError::unreadable(&ledger, source);
+        let restored = restore::restore(&config.data, &ledger).map_err(unreadable)?;
         for (path, why) in &restored.refused {
             tracing::warn!(snapshot = %path.display(), error = %why, "snapshot refused; falling back");
         }
@@ -108,7 +173,7 @@ impl Gate {
         let start_seq = restored.snapshot.as_ref().map_or(0, |_| restored.version.seq());
         let index = Arc::new(IndexHandle::new(restored.version));
         let started = Instant::now();
-        let caught_up = Syncer::new(ledger.clone(), index.clone()).catch_up()?;
+        let caught_up = Syncer::new(ledger.clone(), index.clone()).catch_up().map_err(unreadable)?;
         tracing::info!(seq = caught_up, seconds = started.elapsed().as_secs_f64(), "index caught up with the ledger");
         let snapshots = Arc::new(Snapshots::new(
             &config.data,
@@ -131,6 +196,7 @@ impl Gate {
             seq_watch,
             sync_status: Mutex::new(SyncStatus { last_swap: Instant::now(), last_error: None }),
             refused_snapshots,
+            restored_from: restored.snapshot.clone(),
             wake_sync,
             stop: Arc::new(AtomicBool::new(false)),
             sync_thread: Mutex::new(None),
@@ -138,8 +204,10 @@ impl Gate {
             listener_connected: AtomicBool::new(false),
             ledger_seen: Mutex::new(LedgerSeen { head: caught_up, unreachable_since: None }),
             ledger_trouble: Mutex::new(None),
+            append_failure: Mutex::new(None),
             snapshots,
             connections,
+            _data_lock: lock,
         });
         let thread = {
             let gate = gate.clone();
@@ -252,6 +320,26 @@ impl Gate {
             }
         }
         (head, *seen)
+    }
+
+    /// Records how an append went: a storage failure is logged and kept for
+    /// `/readyz` until an append succeeds again.
+    pub fn note_append(&self, result: Result<(), &LedgerError>) {
+        let mut failure = self.append_failure.lock().expect("not poisoned");
+        match result {
+            Ok(()) => {
+                if let Some(f) = failure.take() {
+                    tracing::info!(failing_for_seconds = f.since.elapsed().as_secs_f64(), "appends succeed again");
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, cause = e.cause(), "append failed; nothing was stored");
+                let since = failure.as_ref().map_or_else(Instant::now, |f| f.since);
+                *failure = Some(AppendFailure { since, cause: e.cause(), what: e.to_string() });
+                drop(failure);
+                self.note_ledger_trouble(format!("append failed: {e}"));
+            }
+        }
     }
 
     /// Remembers a failure of the ledger for `/readyz`.

@@ -64,12 +64,15 @@ pub struct Metrics {
 /// Values read from elsewhere at render time.
 pub struct Gauges {
     pub ledger_reachable: bool,
+    /// No append has failed since the last one that succeeded.
+    pub ledger_writable: bool,
     pub index_seq: u64,
     pub ledger_head: u64,
     pub overlay_entities: u64,
     pub audit_queue_depth: u64,
     pub audit_written: u64,
     pub audit_lost: u64,
+    pub audit_failed_commits: u64,
     pub last_swap_age_seconds: f64,
     pub snapshots_written: u64,
     pub snapshot_failures: u64,
@@ -135,7 +138,7 @@ impl Metrics {
         let _ = writeln!(out, "claimgate_request_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}");
         let _ = writeln!(out, "claimgate_request_duration_seconds_sum {}", get(&self.latency_sum_us) as f64 / 1e6);
         let _ = writeln!(out, "claimgate_request_duration_seconds_count {}", get(&self.latency_count));
-        let counters: [(&str, &str, u64); 15] = [
+        let counters: [(&str, &str, u64); 16] = [
             ("claimgate_snapshots_written_total", "Index snapshots written while serving.", g.snapshots_written),
             ("claimgate_snapshot_failures_total", "Index snapshot writes that failed.", g.snapshot_failures),
             (
@@ -157,6 +160,11 @@ impl Metrics {
                 get(&self.audit_dropped),
             ),
             ("claimgate_audit_lost_total", "Audit records lost to a failed write.", g.audit_lost),
+            (
+                "claimgate_audit_failed_commits_total",
+                "Audit commits that failed (disk full, read-only); their records are retried unless counted lost.",
+                g.audit_failed_commits,
+            ),
             ("claimgate_audit_written_total", "Audit records committed.", g.audit_written),
             (
                 "claimgate_stale_index_total",
@@ -196,7 +204,7 @@ impl Metrics {
         for (listener, open) in ["check", "admin"].iter().zip(g.open_connections) {
             let _ = writeln!(out, "claimgate_connections_open{{listener=\"{listener}\"}} {open}");
         }
-        let gauges: [(&str, &str, f64); 7] = [
+        let gauges: [(&str, &str, f64); 8] = [
             (
                 "claimgate_snapshot_last_seq",
                 "Seq of the newest snapshot written or loaded at start (0: none).",
@@ -206,6 +214,11 @@ impl Metrics {
                 "claimgate_ledger_reachable",
                 "1 if the ledger's head could be read just now, else 0.",
                 f64::from(u8::from(g.ledger_reachable)),
+            ),
+            (
+                "claimgate_ledger_writable",
+                "0 while appends fail (disk full, read-only data directory: see /readyz), else 1.",
+                f64::from(u8::from(g.ledger_writable)),
             ),
             ("claimgate_index_seq", "Ledger seq the served index reflects.", g.index_seq as f64),
             (

@@ -397,7 +397,7 @@ async fn explain(gate: &Arc<Gate>, claim: Claim, seq: Seq) -> Result<Value, ApiE
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?
-    .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ledger_unavailable", e.to_string()))?;
+    .map_err(|e| ApiError::ledger(&e, ""))?;
     let upto = |mut v: Vec<crate::event::RecordedEvent>| {
         v.retain(|r| r.seq <= seq);
         v
@@ -440,9 +440,7 @@ async fn file(gate: &Arc<Gate>, kind: &str, code: &str, query: Option<&str>) -> 
         None => SystemClock.today(),
     };
     let ledger = gate.ledger.clone();
-    let unavailable = |e: crate::ledger::LedgerError| {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ledger_unavailable", e.to_string())
-    };
+    let unavailable = |e: crate::ledger::LedgerError| ApiError::ledger(&e, "");
     let join = |e: tokio::task::JoinError| ApiError::internal(e.to_string());
     if kind == "practitioners" {
         let code = PractitionerCode::parse(code).map_err(|e| ApiError::invalid("practitioner", e.0))?;
@@ -484,10 +482,9 @@ async fn events(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, ApiEr
     let ledger = gate.ledger.clone();
     let appended = tokio::task::spawn_blocking(move || ledger.append_batch(&valid))
         .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ledger_unavailable", format!("{e}; nothing was stored"))
-        })?;
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    gate.note_append(appended.as_ref().map(|_| ()));
+    let appended = appended.map_err(|e| ApiError::ledger(&e, "; nothing from this request was stored"))?;
     gate.wake_sync();
     let mut appended = appended.into_iter();
     let outcomes: Vec<Result<Seq, Refusal>> = parsed
@@ -528,11 +525,22 @@ async fn write_snapshot(gate: &Arc<Gate>) -> Result<Reply, ApiError> {
         Err(e @ SnapshotRefusal::Busy) => {
             Err(ApiError::new(StatusCode::CONFLICT, "snapshot_in_progress", e.to_string()))
         }
-        Err(SnapshotRefusal::Failed(e)) => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "snapshot_failed",
-            format!("{e}; the previous snapshots are intact"),
-        )),
+        Err(SnapshotRefusal::Failed(e)) => Err(match e.disk_fault() {
+            // The disk, not the gate: 503 with the cause and the fix.
+            Some((cause, fix)) => ApiError {
+                cause: Some(cause),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "snapshot_failed",
+                    format!("{e}: {fix}; the previous snapshots are intact, nothing partial was left"),
+                )
+            },
+            None => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "snapshot_failed",
+                format!("{e}; the previous snapshots are intact"),
+            ),
+        }),
     }
 }
 
@@ -579,6 +587,7 @@ async fn ready(gate: &Arc<Gate>) -> Reply {
     let version = gate.version();
     let status = gate.sync_status.lock().expect("not poisoned").clone();
     let trouble = gate.ledger_trouble.lock().expect("not poisoned").clone();
+    let append_failure = gate.append_failure.lock().expect("not poisoned").clone();
     let (head, seen) = match observed {
         Some((head, seen)) => (head, Some(seen)),
         None => (None, None),
@@ -598,7 +607,9 @@ async fn ready(gate: &Arc<Gate>) -> Reply {
         (None, Some(o)) => Some(format!("the ledger cannot be read for {:.1} s: failing closed", o.as_secs_f64())),
         (None, None) => Some("the ledger cannot be read".to_owned()),
         _ if !within_lag => Some("the index is further behind the ledger than max_lag".to_owned()),
-        _ => None,
+        _ => append_failure
+            .as_ref()
+            .map(|f| format!("appends fail ({}): checks are answered from the index; see append_failure", f.cause)),
     };
     let body = j!({
         "ready": ready,
@@ -614,6 +625,9 @@ async fn ready(gate: &Arc<Gate>) -> Reply {
         "ledger_notifications": gate.ledger.listen_supported().then(|| if gate.listener_connected.load(Ordering::Relaxed) { "connected" } else { "disconnected: polling" }),
         "ledger_failures": trouble.as_ref().map_or(0, |t| t.count),
         "last_ledger_failure": trouble.map(|t| j!({"age_seconds": t.last_at.elapsed().as_secs_f64(), "what": t.last})),
+        "ledger_writable": append_failure.is_none(),
+        "append_failure": append_failure.map(|f| j!({"cause": f.cause, "failing_for_seconds": f.since.elapsed().as_secs_f64(), "what": f.what})),
+        "index_restored_from": gate.restored_from.as_ref().map_or_else(|| "ledger".to_owned(), |p| p.display().to_string()),
         "last_snapshot_seq": gate.snapshots.last_seq.load(Ordering::Relaxed),
         "last_snapshot_error": gate.snapshots.last_error.lock().expect("not poisoned").clone(),
         "snapshots_refused_at_start": gate.refused_snapshots.iter().map(|(p, e)| j!({"path": p.display().to_string(), "error": e})).collect::<Vec<_>>(),
@@ -631,12 +645,14 @@ async fn metrics(gate: &Arc<Gate>) -> Reply {
     let version = gate.version();
     let gauges = Gauges {
         ledger_reachable: head.is_some(),
+        ledger_writable: gate.append_failure.lock().expect("not poisoned").is_none(),
         index_seq: version.seq(),
         ledger_head: head.unwrap_or(seen),
         overlay_entities: version.overlay_len() as u64,
         audit_queue_depth: gate.audit.depth(),
         audit_written: gate.audit.written.load(Ordering::Relaxed),
         audit_lost: gate.audit.lost.load(Ordering::Relaxed),
+        audit_failed_commits: gate.audit.failed_commits.load(Ordering::Relaxed),
         last_swap_age_seconds: gate.sync_status.lock().expect("not poisoned").last_swap.elapsed().as_secs_f64(),
         snapshots_written: gate.snapshots.written.load(Ordering::Relaxed),
         snapshot_failures: gate.snapshots.failed.load(Ordering::Relaxed),

@@ -40,7 +40,15 @@ pub struct Server {
 impl Server {
     /// Starts the binary on `data` with free loopback ports and `extra` flags.
     pub fn start(data: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_claimgate"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_claimgate"));
+        command.stderr(Stdio::inherit());
+        Server::start_with(command, data, extra)
+    }
+
+    /// Like [`Server::start`], with `command` running the binary (it may be
+    /// a wrapper such as `nsenter ... claimgate`, and may redirect stderr).
+    pub fn start_with(mut command: Command, data: &Path, extra: &[&str]) -> Server {
+        let mut child = command
             .arg("serve")
             .arg("--data")
             .arg(data)
@@ -50,7 +58,6 @@ impl Server {
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
             .spawn()
             .expect("spawning claimgate serve");
         let stdout = child.stdout.take().expect("piped stdout");
