@@ -64,7 +64,7 @@ impl World {
     /// The institution practitioner `i` is first registered at (a second for every third one).
     fn home(&self, i: u64) -> (u64, Option<u64>) {
         let first = i % self.institutions;
-        (first, (i % 3 == 0).then(|| (first + 1) % self.institutions))
+        (first, i.is_multiple_of(3).then(|| (first + 1) % self.institutions))
     }
 
     /// Designations and first registrations, in an order R8 accepts.
