@@ -7,11 +7,13 @@
 
 mod api;
 mod audit;
+pub mod bodies;
 mod config;
 mod gate;
 mod metrics;
 mod routes;
 
+pub use api::{parse_json, ApiError};
 pub use config::{ServeConfig, DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN, MAX_BODY_BYTES};
 pub use gate::{Gate, StartError};
 
