@@ -85,8 +85,11 @@ for target in "${TARGETS[@]}"; do
         crashes=1
     fi
     corpus=$(find "$FUZZ_DIR/corpus/$target" -type f | wc -l)
-    line=$(printf '%-17s inputs %12d  seconds %6d  crashes %3d  corpus %6d  sanitizer %s' \
-        "$target" "$inputs" "$seconds" "$crashes" "$corpus" "$SANITIZER")
+    # libFuzzer's own (reduced, in-memory) corpus and edge coverage at the end.
+    active=$(grep -o 'DONE .*corp: [0-9]*' "$LOG_DIR/$target.log" | tail -n 1 | grep -o '[0-9]*$' || true)
+    cov=$(grep -o 'DONE *cov: [0-9]*' "$LOG_DIR/$target.log" | tail -n 1 | grep -o '[0-9]*$' || true)
+    line=$(printf '%-17s inputs %12d  seconds %6d  crashes %3d  corpus %6d files (%s active)  cov %s  sanitizer %s' \
+        "$target" "$inputs" "$seconds" "$crashes" "$corpus" "${active:-?}" "${cov:-?}" "$SANITIZER")
     echo "$line"
     summary+=("$line")
     total_inputs=$((total_inputs + inputs))
