@@ -84,7 +84,7 @@ impl PractitionerCode {
             && l2 <= ALPHABET
             && PRACTITIONER_DIGITS.contains(&count)
             && letters + count <= PRACTITIONER_MAX_LEN
-            && u128::from(value) < 10u128.pow(count as u32);
+            && value < 10u64.pow(count as u32);
         valid.then_some(PractitionerCode(packed))
     }
 }
