@@ -19,6 +19,8 @@ const INSTITUTION_DIGITS: usize = 11;
 /// Longest violation id accepted, in bytes.
 pub const MAX_VIOLATION_ID_BYTES: usize = 128;
 
+/// Letters A-Z, packed as 1..=26 (0: no second letter).
+const ALPHABET: u64 = 26;
 const VALUE_BITS: u32 = 60; // 10^18 - 1 < 2^60
 const COUNT_BITS: u32 = 5;
 const LETTER_BITS: u32 = 5;
@@ -67,10 +69,23 @@ impl PractitionerCode {
         self.0
     }
 
-    /// Rebuilds a code from [`PractitionerCode::packed`], if it is one.
+    /// Rebuilds a code from [`PractitionerCode::packed`], if it is one: the
+    /// packing `parse` gives for some text, checked field by field (cheap
+    /// enough to run on every entry of a snapshot as it loads).
     pub fn from_packed(packed: u128) -> Option<PractitionerCode> {
-        let code = PractitionerCode(packed);
-        PractitionerCode::parse(&code.to_string()).ok().filter(|c| *c == code)
+        let field = |shift: u32, bits: u32| ((packed >> shift) & ((1 << bits) - 1)) as u64;
+        let value = field(0, VALUE_BITS);
+        let count = field(VALUE_BITS, COUNT_BITS) as usize;
+        let l2 = field(VALUE_BITS + COUNT_BITS, LETTER_BITS);
+        let l1 = field(VALUE_BITS + COUNT_BITS + LETTER_BITS, LETTER_BITS);
+        let letters = if l2 == 0 { 1 } else { 2 };
+        let valid = packed >> (VALUE_BITS + COUNT_BITS + 2 * LETTER_BITS) == 0
+            && (1..=ALPHABET).contains(&l1)
+            && l2 <= ALPHABET
+            && PRACTITIONER_DIGITS.contains(&count)
+            && letters + count <= PRACTITIONER_MAX_LEN
+            && value < 10u64.pow(count as u32);
+        valid.then_some(PractitionerCode(packed))
     }
 }
 
@@ -81,9 +96,11 @@ impl fmt::Display for PractitionerCode {
         let count = ((p >> VALUE_BITS) & ((1 << COUNT_BITS) - 1)) as usize;
         let l2 = ((p >> (VALUE_BITS + COUNT_BITS)) & ((1 << LETTER_BITS) - 1)) as u8;
         let l1 = ((p >> (VALUE_BITS + COUNT_BITS + LETTER_BITS)) & ((1 << LETTER_BITS) - 1)) as u8;
-        write!(f, "{}", char::from(b'A' + l1.wrapping_sub(1)))?;
+        // Wrapping: a packing that is not a code (from_packed on damaged
+        // bytes) prints as something `parse` refuses, never overflows.
+        write!(f, "{}", char::from(b'A'.wrapping_add(l1.wrapping_sub(1))))?;
         if l2 != 0 {
-            write!(f, "{}", char::from(b'A' + l2 - 1))?;
+            write!(f, "{}", char::from(b'A'.wrapping_add(l2 - 1)))?;
         }
         write!(f, "{value:0count$}")
     }
@@ -118,8 +135,10 @@ impl InstitutionCode {
 
     /// Rebuilds a code from [`InstitutionCode::packed`], if it is one.
     pub fn from_packed(packed: u64) -> Option<InstitutionCode> {
-        let code = InstitutionCode(packed);
-        InstitutionCode::parse(&code.to_string()).ok().filter(|c| *c == code)
+        let letter = packed >> INSTITUTION_VALUE_BITS;
+        let value = packed & ((1 << INSTITUTION_VALUE_BITS) - 1);
+        let valid = (1..=ALPHABET).contains(&letter) && value < 10u64.pow(INSTITUTION_DIGITS as u32);
+        valid.then_some(InstitutionCode(packed))
     }
 }
 
@@ -127,7 +146,7 @@ impl fmt::Display for InstitutionCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let letter = (self.0 >> INSTITUTION_VALUE_BITS) as u8;
         let value = self.0 & ((1 << INSTITUTION_VALUE_BITS) - 1);
-        write!(f, "{}{value:011}", char::from(b'A' + letter.wrapping_sub(1)))
+        write!(f, "{}{value:011}", char::from(b'A'.wrapping_add(letter.wrapping_sub(1))))
     }
 }
 
@@ -230,6 +249,31 @@ mod tests {
         }
         for s in ["h11010500001", "H1101050000", "H110105000011", "HH1010500001", ""] {
             assert!(InstitutionCode::parse(s).is_err(), "{s} should be refused");
+        }
+    }
+
+    /// Issue 8 (fuzzing a snapshot's payload): `from_packed` on bytes that are
+    /// no code must answer `None`, never panic, and agree with printing the
+    /// packing and parsing it back.
+    #[test]
+    fn from_packed_refuses_every_packing_that_is_not_a_code() {
+        let valid = PractitionerCode::parse("HJ310115000003").unwrap().packed();
+        let mut packings = vec![0, 1, u128::MAX, u128::from(u64::MAX), valid, valid | 1 << 80, valid ^ 1 << 60];
+        packings.extend((0..128).map(|bit| 1u128 << bit));
+        packings.extend((0..128).map(|bit| valid ^ (1u128 << bit)));
+        for packed in packings {
+            let round_trip = PractitionerCode::parse(&PractitionerCode(packed).to_string()).ok();
+            let expected = round_trip.filter(|c| c.packed() == packed);
+            assert_eq!(PractitionerCode::from_packed(packed), expected, "{packed:#x}");
+        }
+        let valid = InstitutionCode::parse("P44030500012").unwrap().packed();
+        let mut packings = vec![0, 1, u64::MAX, valid, 27 << INSTITUTION_VALUE_BITS];
+        packings.extend((0..64).map(|bit| 1u64 << bit));
+        packings.extend((0..64).map(|bit| valid ^ (1u64 << bit)));
+        for packed in packings {
+            let round_trip = InstitutionCode::parse(&InstitutionCode(packed).to_string()).ok();
+            let expected = round_trip.filter(|c| c.packed() == packed);
+            assert_eq!(InstitutionCode::from_packed(packed), expected, "{packed:#x}");
         }
     }
 

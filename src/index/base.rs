@@ -252,43 +252,14 @@ impl Base {
     pub fn practitioner(&self, code: PractitionerCode) -> Option<BasePractitioner<'_>> {
         let slots = self.p_slots();
         let (k0, k1) = practitioner_key(code);
-        let mut i = bucket(practitioner_hash(k0, k1), slots.len());
-        loop {
-            let s = &slots[i];
-            let s1 = s.k1.to_native();
-            if s.k0.to_native() == k0 && s1 & CODE_HIGH_MASK == k1 {
-                return Some(BasePractitioner { slot: s, spans: self.p_spans() });
-            }
-            if s1 == 0 {
-                return None;
-            }
-            i += 1;
-            if i == slots.len() {
-                i = 0;
-            }
-        }
+        find_practitioner(slots, k0, k1).map(|i| BasePractitioner { slot: &slots[i], spans: self.p_spans() })
     }
 
     /// Looks up an institution.
     #[inline]
     pub fn institution(&self, code: InstitutionCode) -> Option<BaseInstitution<'_>> {
         let slots = self.i_slots();
-        let key = code.packed();
-        let mut i = bucket(mix(key), slots.len());
-        loop {
-            let s = &slots[i];
-            let k = s.k0.to_native();
-            if k == key {
-                return Some(BaseInstitution { slot: s, spans: self.i_spans() });
-            }
-            if k == 0 {
-                return None;
-            }
-            i += 1;
-            if i == slots.len() {
-                i = 0;
-            }
-        }
+        find_institution(slots, code.packed()).map(|i| BaseInstitution { slot: &slots[i], spans: self.i_spans() })
     }
 
     /// Asks the CPU to start loading the slots a claim will probe.
@@ -321,9 +292,52 @@ impl Base {
     }
 }
 
+/// The slot of a practitioner's packed code: one hash, a short linear probe
+/// to the code or the first empty slot.
+#[inline(always)]
+fn find_practitioner(slots: &[ArchivedSlot], k0: u64, k1: u64) -> Option<usize> {
+    let mut i = bucket(practitioner_hash(k0, k1), slots.len());
+    loop {
+        let s = &slots[i];
+        let s1 = s.k1.to_native();
+        if s.k0.to_native() == k0 && s1 & CODE_HIGH_MASK == k1 {
+            return Some(i);
+        }
+        if s1 == 0 {
+            return None;
+        }
+        i += 1;
+        if i == slots.len() {
+            i = 0;
+        }
+    }
+}
+
+/// The slot of an institution's packed code.
+#[inline(always)]
+fn find_institution(slots: &[ArchivedSlot], key: u64) -> Option<usize> {
+    let mut i = bucket(mix(key), slots.len());
+    loop {
+        let k = slots[i].k0.to_native();
+        if k == key {
+            return Some(i);
+        }
+        if k == 0 {
+            return None;
+        }
+        i += 1;
+        if i == slots.len() {
+            i = 0;
+        }
+    }
+}
+
 /// Checks what rkyv's validation cannot know: every span reference lies
-/// inside its span array, the counts agree, and each table has an empty slot
-/// (so a probe for a missing code terminates). Run once when a snapshot loads.
+/// inside its span array, the counts agree, each table has an empty slot
+/// (so a probe for a missing code terminates), and every entry holds a valid
+/// code in the very slot a lookup of that code reaches (no duplicate, none
+/// unreachable), so decoding and merging a loaded base cannot fail. Run once
+/// when a snapshot loads; the probes walk the tables almost in order.
 pub fn check_tables(t: &ArchivedTables) -> Result<(), String> {
     let p_slots = t.practitioner_slots.as_slice();
     let i_slots = t.institution_slots.as_slice();
@@ -334,6 +348,24 @@ pub fn check_tables(t: &ArchivedTables) -> Result<(), String> {
     }
     if p_used as u64 != t.practitioner_count.to_native() || i_used as u64 != t.institution_count.to_native() {
         return Err("entry counts disagree with the tables".into());
+    }
+    for (i, s) in p_slots.iter().enumerate().filter(|(_, s)| s.k1.to_native() != 0) {
+        let (k0, k1) = (s.k0.to_native(), s.k1.to_native() & CODE_HIGH_MASK);
+        if PractitionerCode::from_packed(u128::from(k0) | u128::from(k1) << 64).is_none() {
+            return Err(format!("practitioner slot {i} holds no valid code"));
+        }
+        if find_practitioner(p_slots, k0, k1) != Some(i) {
+            return Err(format!("practitioner slot {i} is a duplicate or out of its probe sequence"));
+        }
+    }
+    for (i, s) in i_slots.iter().enumerate().filter(|(_, s)| s.k0.to_native() != 0) {
+        let key = s.k0.to_native();
+        if InstitutionCode::from_packed(key).is_none() {
+            return Err(format!("institution slot {i} holds no valid code"));
+        }
+        if find_institution(i_slots, key) != Some(i) {
+            return Err(format!("institution slot {i} is a duplicate or out of its probe sequence"));
+        }
     }
     let p_spans = t.practitioner_spans.len();
     for s in p_slots.iter().filter(|s| s.k1.to_native() & MODE_SPANS != 0) {

@@ -39,7 +39,8 @@ pub struct Header {
 }
 
 impl Header {
-    fn encode(&self) -> [u8; HEADER_LEN] {
+    /// The header's 64 bytes, as written before the archive.
+    pub fn encode(&self) -> [u8; HEADER_LEN] {
         let mut h = [0u8; HEADER_LEN];
         h[..16].copy_from_slice(&MAGIC);
         h[16..20].copy_from_slice(&self.format_version.to_le_bytes());

@@ -13,7 +13,7 @@ use hyper::{Request, Response, StatusCode};
 use serde::Serialize;
 
 /// An error answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ApiError {
     #[serde(skip)]
     pub status: StatusCode,
@@ -98,11 +98,6 @@ impl ApiError {
         }
         r
     }
-}
-
-/// Reads a request body of at most [`MAX_BODY_BYTES`] and parses it as JSON.
-pub async fn read_json(gate: &Gate, req: Request<Incoming>) -> Result<serde_json::Value, ApiError> {
-    parse_json(&read_body(gate, req).await?)
 }
 
 /// Parses a body as JSON, or says why not. serde_json refuses nesting deeper

@@ -7,6 +7,7 @@
 
 mod api;
 mod audit;
+pub mod bodies;
 mod config;
 mod gate;
 mod metrics;
@@ -14,6 +15,7 @@ mod routes;
 mod snapshots;
 mod write_deadline;
 
+pub use api::{parse_json, ApiError};
 pub use config::{
     ServeConfig, DEFAULT_ADMIN_LISTEN, DEFAULT_ADMIN_MAX_CONNECTIONS, DEFAULT_BODY_READ_TIMEOUT,
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, DEFAULT_SNAPSHOT_EVERY_EVENTS,

@@ -2,18 +2,18 @@
 //! admin routes (events, audit) exist only on the admin listener and need the
 //! bearer token.
 
-use super::api::{constant_time_eq, json, parse_json, read_body, read_json, text, ApiError, Reply};
+use super::api::{constant_time_eq, json, read_body, text, ApiError, Reply};
 use super::audit::{AuditQuery, AuditRecord};
-use super::config::{MAX_AUDIT_PAGE, MAX_EVENTS_PER_REQUEST, MAX_MIN_SEQ_WAIT};
+use super::bodies::{parse_batch_body, parse_check_body, parse_events_body, CheckBatch, CheckLine, EventsBody};
+use super::config::{MAX_AUDIT_PAGE, MAX_MIN_SEQ_WAIT};
 use super::gate::Gate;
 use super::metrics::{Gauges, Route};
 use super::snapshots::SnapshotRefusal;
 use super::Listener;
-use crate::claim::parse_claim;
 use crate::clock::{Clock, SystemClock};
 use crate::domain::{CivilDate, CreditNotice, Grade, Inspection, InstitutionCode, PractitionerCode, Seq};
 use crate::event::Event;
-use crate::index::{IndexVersion, MAX_CHECK_BATCH};
+use crate::index::IndexVersion;
 use crate::refusal::Refusal;
 use crate::rules::{institution, practitioner, Claim, Decision, Reason, Verdict, Waivers};
 use hyper::body::Incoming;
@@ -23,9 +23,6 @@ use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
-
-/// Longest `claim_id` echoed back, in bytes.
-const MAX_CLAIM_ID_BYTES: usize = 128;
 
 pub async fn handle(gate: Arc<Gate>, which: Listener, req: Request<Incoming>) -> Result<Reply, Infallible> {
     let started = Instant::now();
@@ -121,40 +118,6 @@ fn authorize(gate: &Gate, req: &Request<Incoming>) -> Result<(), ApiError> {
     }
 }
 
-/// One parsed claim line of the check API.
-struct CheckLine {
-    claim: Claim,
-    claim_id: Option<Value>,
-    min_seq: Option<Seq>,
-    explain: bool,
-}
-
-fn parse_line(value: &Value) -> Result<CheckLine, ApiError> {
-    let claim = parse_claim(value).map_err(ApiError::from)?;
-    let claim_id = match value.get("claim_id") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.len() <= MAX_CLAIM_ID_BYTES => Some(Value::String(s.clone())),
-        Some(Value::Number(n)) if n.is_u64() => Some(Value::Number(n.clone())),
-        Some(_) => {
-            return Err(ApiError::invalid(
-                "claim_id",
-                format!("`claim_id` must be a string of at most {MAX_CLAIM_ID_BYTES} bytes or a whole number"),
-            ))
-        }
-    };
-    let min_seq = match value.get("min_seq") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(
-            v.as_u64().ok_or_else(|| ApiError::invalid("min_seq", "`min_seq` must be a whole non-negative number"))?,
-        ),
-    };
-    let explain = match value.get("explain") {
-        None | Some(Value::Null) => false,
-        Some(v) => v.as_bool().ok_or_else(|| ApiError::invalid("explain", "`explain` must be true or false"))?,
-    };
-    Ok(CheckLine { claim, claim_id, min_seq, explain })
-}
-
 /// The current version, waiting (bounded) until it reflects `min_seq`.
 async fn version_at_least(gate: &Gate, min_seq: Option<Seq>) -> Result<Arc<IndexVersion>, ApiError> {
     let version = gate.version();
@@ -234,64 +197,6 @@ fn answer<'a>(gate: &Gate, line: &'a CheckLine, decision: &Decision, seq: Seq) -
     }
 }
 
-/// The common shape of a claim line, read without building a JSON tree.
-/// Anything it cannot take (escaped strings, odd types, bad codes) goes to
-/// the general parser, which names the field at fault.
-#[derive(serde::Deserialize)]
-struct WireLine<'a> {
-    #[serde(borrow)]
-    practitioner_id: &'a str,
-    #[serde(borrow)]
-    institution_id: &'a str,
-    #[serde(borrow)]
-    service_date: &'a str,
-    emergency: bool,
-    #[serde(default)]
-    claim_id: Option<Value>,
-    #[serde(default)]
-    min_seq: Option<u64>,
-    #[serde(default)]
-    explain: Option<bool>,
-}
-
-impl WireLine<'_> {
-    fn fast(self) -> Option<CheckLine> {
-        let claim_id = match self.claim_id {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) if s.len() <= MAX_CLAIM_ID_BYTES => Some(Value::String(s)),
-            Some(Value::Number(n)) if n.is_u64() => Some(Value::Number(n)),
-            Some(_) => return None,
-        };
-        Some(CheckLine {
-            claim: Claim {
-                practitioner: PractitionerCode::parse(self.practitioner_id).ok()?,
-                institution: InstitutionCode::parse(self.institution_id).ok()?,
-                service_date: CivilDate::parse(self.service_date).ok()?,
-                emergency: self.emergency,
-            },
-            claim_id,
-            min_seq: self.min_seq,
-            explain: self.explain.unwrap_or(false),
-        })
-    }
-}
-
-#[derive(serde::Deserialize)]
-struct WireBatch<'a> {
-    #[serde(borrow)]
-    lines: Vec<WireLine<'a>>,
-    #[serde(default)]
-    min_seq: Option<u64>,
-}
-
-/// Parses one claim line: the fast typed path, else the general one.
-fn parse_line_bytes(bytes: &[u8]) -> Result<CheckLine, ApiError> {
-    if let Some(line) = serde_json::from_slice::<WireLine>(bytes).ok().and_then(WireLine::fast) {
-        return Ok(line);
-    }
-    parse_line(&parse_json(bytes)?)
-}
-
 /// The current version if it reflects `min_seq`, without cloning its `Arc`;
 /// otherwise waits (bounded) for it.
 async fn judge<T>(gate: &Gate, min_seq: Option<Seq>, f: impl FnOnce(&IndexVersion) -> T) -> Result<T, ApiError> {
@@ -303,7 +208,7 @@ async fn judge<T>(gate: &Gate, min_seq: Option<Seq>, f: impl FnOnce(&IndexVersio
 
 async fn check(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, ApiError> {
     let body = read_body(gate, req).await?;
-    let line = parse_line_bytes(&body)?;
+    let line = parse_check_body(&body)?;
     if line.explain {
         let version = version_at_least(gate, line.min_seq).await?;
         let decision = version.check(&line.claim);
@@ -319,32 +224,7 @@ async fn check(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, ApiErr
 }
 
 async fn check_batch(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, ApiError> {
-    let body = read_body(gate, req).await?;
-    let fast: Option<(Vec<CheckLine>, Option<Seq>)> = serde_json::from_slice::<WireBatch>(&body)
-        .ok()
-        .filter(|b| b.lines.len() <= MAX_CHECK_BATCH)
-        .and_then(|b| Some((b.lines.into_iter().map(WireLine::fast).collect::<Option<Vec<_>>>()?, b.min_seq)));
-    let (parsed, batch_min_seq): (Vec<Result<CheckLine, ApiError>>, Option<Seq>) = match fast {
-        Some((lines, min_seq)) => (lines.into_iter().map(Ok).collect(), min_seq),
-        None => {
-            let body = parse_json(&body)?;
-            let lines = body
-                .get("lines")
-                .and_then(Value::as_array)
-                .ok_or_else(|| ApiError::invalid("lines", "the body must be {\"lines\": [claim lines]}"))?;
-            if lines.len() > MAX_CHECK_BATCH {
-                return Err(ApiError {
-                    field: Some("lines".into()),
-                    ..ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "batch_too_large",
-                        format!("{} lines; a batch holds at most {MAX_CHECK_BATCH}", lines.len()),
-                    )
-                });
-            }
-            (lines.iter().map(parse_line).collect(), body.get("min_seq").and_then(Value::as_u64))
-        }
-    };
+    let CheckBatch { lines: parsed, min_seq: batch_min_seq } = parse_batch_body(&read_body(gate, req).await?)?;
     let min_seq = parsed.iter().filter_map(|l| l.as_ref().ok()?.min_seq).chain(batch_min_seq).max();
     let claims: Vec<Claim> = parsed.iter().filter_map(|l| l.as_ref().ok().map(|l| l.claim)).collect();
     let explains = parsed.iter().any(|l| l.as_ref().is_ok_and(|l| l.explain));
@@ -464,20 +344,7 @@ async fn file(gate: &Arc<Gate>, kind: &str, code: &str, query: Option<&str>) -> 
 }
 
 async fn events(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, ApiError> {
-    let body = read_json(gate, req).await?;
-    let (raw, single) = match body {
-        Value::Array(items) => (items, false),
-        other => (vec![other], true),
-    };
-    if raw.len() > MAX_EVENTS_PER_REQUEST {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "batch_too_large",
-            format!("{} events; one request takes at most {MAX_EVENTS_PER_REQUEST}", raw.len()),
-        ));
-    }
-    let policy = gate.ledger.policy();
-    let parsed: Vec<Result<Event, Refusal>> = raw.iter().map(|v| Event::parse(v, policy)).collect();
+    let EventsBody { events: parsed, single } = parse_events_body(&read_body(gate, req).await?, gate.ledger.policy())?;
     let valid: Vec<Event> = parsed.iter().filter_map(|p| p.as_ref().ok().cloned()).collect();
     let ledger = gate.ledger.clone();
     let appended = tokio::task::spawn_blocking(move || ledger.append_batch(&valid))

@@ -1,0 +1,214 @@
+//! Request bodies into typed requests: pure functions from bytes, with no
+//! I/O, used by the routes and by the fuzz targets (`fuzz/`), so the fuzzer
+//! exercises the exact parsing code the server runs.
+//!
+//! Check bodies have two paths: a fast typed read of the common shape (no
+//! JSON tree), and the general parser, which takes anything and names the
+//! field at fault. The fast path may only ever accept what the general path
+//! accepts, with the same result; `fuzz/` checks that property.
+
+use super::api::{parse_json, ApiError};
+use super::config::MAX_EVENTS_PER_REQUEST;
+use crate::claim::parse_claim;
+use crate::domain::{CivilDate, InstitutionCode, PractitionerCode, Seq};
+use crate::event::Event;
+use crate::index::MAX_CHECK_BATCH;
+use crate::policy::Policy;
+use crate::refusal::Refusal;
+use crate::rules::Claim;
+use hyper::StatusCode;
+use serde_json::Value;
+
+/// Longest `claim_id` echoed back, in bytes.
+pub const MAX_CLAIM_ID_BYTES: usize = 128;
+
+/// One parsed claim line of the check API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckLine {
+    pub claim: Claim,
+    /// Echoed back as sent: a string of at most [`MAX_CLAIM_ID_BYTES`] or a whole number.
+    pub claim_id: Option<Value>,
+    pub min_seq: Option<Seq>,
+    pub explain: bool,
+}
+
+/// A parsed `POST /v1/check/batch` body: one outcome per line, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckBatch {
+    pub lines: Vec<Result<CheckLine, ApiError>>,
+    /// The batch-wide `min_seq`, if given.
+    pub min_seq: Option<Seq>,
+}
+
+/// A parsed `POST /v1/events` body: one outcome per event, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventsBody {
+    pub events: Vec<Result<Event, Refusal>>,
+    /// The body was one event (not an array): the answer is that event's.
+    pub single: bool,
+}
+
+/// Parses a `POST /v1/check` body: the fast typed path, else the general one.
+pub fn parse_check_body(bytes: &[u8]) -> Result<CheckLine, ApiError> {
+    if let Some(line) = serde_json::from_slice::<Object<WireLine>>(bytes).ok().and_then(|l| l.0.fast()) {
+        return Ok(line);
+    }
+    parse_check_value(&parse_json(bytes)?)
+}
+
+/// Parses one claim line from a JSON value (the general path).
+pub fn parse_check_value(value: &Value) -> Result<CheckLine, ApiError> {
+    let claim = parse_claim(value).map_err(ApiError::from)?;
+    let claim_id = match value.get("claim_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.len() <= MAX_CLAIM_ID_BYTES => Some(Value::String(s.clone())),
+        Some(Value::Number(n)) if n.is_u64() => Some(Value::Number(n.clone())),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "claim_id",
+                format!("`claim_id` must be a string of at most {MAX_CLAIM_ID_BYTES} bytes or a whole number"),
+            ))
+        }
+    };
+    let min_seq = match value.get("min_seq") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64().ok_or_else(|| ApiError::invalid("min_seq", "`min_seq` must be a whole non-negative number"))?,
+        ),
+    };
+    let explain = match value.get("explain") {
+        None | Some(Value::Null) => false,
+        Some(v) => v.as_bool().ok_or_else(|| ApiError::invalid("explain", "`explain` must be true or false"))?,
+    };
+    Ok(CheckLine { claim, claim_id, min_seq, explain })
+}
+
+/// Parses a `POST /v1/check/batch` body: the fast typed path if every line
+/// takes it, else the general one. A bad line is its own error; a body that is
+/// not `{"lines": [...]}` of at most [`MAX_CHECK_BATCH`] lines is refused whole.
+pub fn parse_batch_body(bytes: &[u8]) -> Result<CheckBatch, ApiError> {
+    let fast = serde_json::from_slice::<Object<WireBatch>>(bytes)
+        .ok()
+        .map(|b| b.0)
+        .filter(|b| b.lines.len() <= MAX_CHECK_BATCH)
+        .and_then(|b| Some((b.lines.into_iter().map(|l| l.0.fast()).collect::<Option<Vec<_>>>()?, b.min_seq)));
+    match fast {
+        Some((lines, min_seq)) => Ok(CheckBatch { lines: lines.into_iter().map(Ok).collect(), min_seq }),
+        None => parse_batch_value(&parse_json(bytes)?),
+    }
+}
+
+/// Parses a batch body from a JSON value (the general path).
+pub fn parse_batch_value(body: &Value) -> Result<CheckBatch, ApiError> {
+    let lines = body
+        .get("lines")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ApiError::invalid("lines", "the body must be {\"lines\": [claim lines]}"))?;
+    if lines.len() > MAX_CHECK_BATCH {
+        return Err(ApiError {
+            field: Some("lines".into()),
+            ..ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "batch_too_large",
+                format!("{} lines; a batch holds at most {MAX_CHECK_BATCH}", lines.len()),
+            )
+        });
+    }
+    Ok(CheckBatch {
+        lines: lines.iter().map(parse_check_value).collect(),
+        min_seq: body.get("min_seq").and_then(Value::as_u64),
+    })
+}
+
+/// Parses a `POST /v1/events` body: one event, or an array of at most
+/// [`MAX_EVENTS_PER_REQUEST`] events, each parsed on its own (R4).
+pub fn parse_events_body(bytes: &[u8], policy: &Policy) -> Result<EventsBody, ApiError> {
+    let (raw, single) = match parse_json(bytes)? {
+        Value::Array(items) => (items, false),
+        other => (vec![other], true),
+    };
+    if raw.len() > MAX_EVENTS_PER_REQUEST {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!("{} events; one request takes at most {MAX_EVENTS_PER_REQUEST}", raw.len()),
+        ));
+    }
+    Ok(EventsBody { events: raw.iter().map(|v| Event::parse(v, policy)).collect(), single })
+}
+
+/// The common shape of a claim line, read without building a JSON tree.
+/// Anything it cannot take (escaped strings, odd types, bad codes, fields it
+/// does not know) goes to the general parser, which names the field at fault.
+/// Unknown fields are refused rather than skipped because serde_json skips
+/// without validating (invalid UTF-8, lone surrogates, nesting past the
+/// recursion limit), which the general parser refuses (found by `fuzz/`).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireLine<'a> {
+    #[serde(borrow)]
+    practitioner_id: &'a str,
+    #[serde(borrow)]
+    institution_id: &'a str,
+    #[serde(borrow)]
+    service_date: &'a str,
+    emergency: bool,
+    #[serde(default)]
+    claim_id: Option<Value>,
+    #[serde(default)]
+    min_seq: Option<u64>,
+    #[serde(default)]
+    explain: Option<bool>,
+}
+
+impl WireLine<'_> {
+    fn fast(self) -> Option<CheckLine> {
+        let claim_id = match self.claim_id {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.len() <= MAX_CLAIM_ID_BYTES => Some(Value::String(s)),
+            Some(Value::Number(n)) if n.is_u64() => Some(Value::Number(n)),
+            Some(_) => return None,
+        };
+        Some(CheckLine {
+            claim: Claim {
+                practitioner: PractitionerCode::parse(self.practitioner_id).ok()?,
+                institution: InstitutionCode::parse(self.institution_id).ok()?,
+                service_date: CivilDate::parse(self.service_date).ok()?,
+                emergency: self.emergency,
+            },
+            claim_id,
+            min_seq: self.min_seq,
+            explain: self.explain.unwrap_or(false),
+        })
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireBatch<'a> {
+    #[serde(borrow)]
+    lines: Vec<Object<WireLine<'a>>>,
+    #[serde(default)]
+    min_seq: Option<u64>,
+}
+
+/// A `T` read only from a JSON object. serde's derived structs also accept
+/// a JSON array of the fields in order, which the general parser (and the
+/// API) refuses; this keeps the fast path to objects (found by `fuzz/`).
+struct Object<T>(T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct OnlyMaps<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for OnlyMaps<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer.deserialize_map(OnlyMaps(std::marker::PhantomData)).map(Object)
+    }
+}
