@@ -217,6 +217,10 @@ impl Gate {
                 .expect("spawning the sync thread")
         };
         *gate.sync_thread.lock().expect("not poisoned") = Some(thread);
+        // A start that built from the ledger (or an old snapshot) far behind
+        // the head writes a snapshot now, in the background, so the next
+        // restart does not repeat the build.
+        gate.snapshots.after_swap(gate.index.load());
         if gate.ledger.listen_supported() {
             let listener = {
                 let gate = gate.clone();
