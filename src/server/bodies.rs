@@ -21,6 +21,10 @@ use serde_json::Value;
 
 /// Longest `claim_id` echoed back, in bytes.
 pub const MAX_CLAIM_ID_BYTES: usize = 128;
+/// Most lines of one batch that may ask for `explain`: each reads the
+/// ledger, so an unauthenticated batch of thousands would hold the ledger's
+/// read session for seconds.
+pub const MAX_EXPLAINED_LINES_PER_BATCH: usize = 100;
 
 /// One parsed claim line of the check API.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,12 +74,7 @@ pub fn parse_check_value(value: &Value) -> Result<CheckLine, ApiError> {
             ))
         }
     };
-    let min_seq = match value.get("min_seq") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(
-            v.as_u64().ok_or_else(|| ApiError::invalid("min_seq", "`min_seq` must be a whole non-negative number"))?,
-        ),
-    };
+    let min_seq = optional_min_seq(value)?;
     let explain = match value.get("explain") {
         None | Some(Value::Null) => false,
         Some(v) => v.as_bool().ok_or_else(|| ApiError::invalid("explain", "`explain` must be true or false"))?,
@@ -93,9 +92,36 @@ pub fn parse_batch_body(bytes: &[u8]) -> Result<CheckBatch, ApiError> {
         .filter(|b| b.lines.len() <= MAX_CHECK_BATCH)
         .and_then(|b| Some((b.lines.into_iter().map(|l| l.0.fast()).collect::<Option<Vec<_>>>()?, b.min_seq)));
     match fast {
-        Some((lines, min_seq)) => Ok(CheckBatch { lines: lines.into_iter().map(Ok).collect(), min_seq }),
+        Some((lines, min_seq)) => {
+            within_explain_limit(CheckBatch { lines: lines.into_iter().map(Ok).collect(), min_seq })
+        }
         None => parse_batch_value(&parse_json(bytes)?),
     }
+}
+
+/// `min_seq` of a line or a batch: absent, null, or a whole non-negative number.
+fn optional_min_seq(value: &Value) -> Result<Option<Seq>, ApiError> {
+    match value.get("min_seq") {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => Ok(Some(
+            v.as_u64().ok_or_else(|| ApiError::invalid("min_seq", "`min_seq` must be a whole non-negative number"))?,
+        )),
+    }
+}
+
+/// Refuses a batch with more than [`MAX_EXPLAINED_LINES_PER_BATCH`] lines asking for `explain`.
+fn within_explain_limit(batch: CheckBatch) -> Result<CheckBatch, ApiError> {
+    let explained = batch.lines.iter().filter(|l| l.as_ref().is_ok_and(|l| l.explain)).count();
+    if explained > MAX_EXPLAINED_LINES_PER_BATCH {
+        return Err(ApiError::invalid(
+            "explain",
+            format!(
+                "{explained} lines ask for `explain`; a batch may explain at most {MAX_EXPLAINED_LINES_PER_BATCH}: \
+                 ask for the others without it, or in further batches"
+            ),
+        ));
+    }
+    Ok(batch)
 }
 
 /// Parses a batch body from a JSON value (the general path).
@@ -114,9 +140,9 @@ pub fn parse_batch_value(body: &Value) -> Result<CheckBatch, ApiError> {
             )
         });
     }
-    Ok(CheckBatch {
+    within_explain_limit(CheckBatch {
         lines: lines.iter().map(parse_check_value).collect(),
-        min_seq: body.get("min_seq").and_then(Value::as_u64),
+        min_seq: optional_min_seq(body)?,
     })
 }
 
@@ -210,5 +236,51 @@ impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Object<T> {
             }
         }
         deserializer.deserialize_map(OnlyMaps(std::marker::PhantomData)).map(Object)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn line(explain: bool) -> Value {
+        json!({"practitioner_id": "D110105000001", "institution_id": "H11010500001",
+            "service_date": "2026-03-11", "emergency": false, "explain": explain})
+    }
+
+    fn batch(body: Value) -> Result<CheckBatch, ApiError> {
+        parse_batch_body(body.to_string().as_bytes())
+    }
+
+    #[test]
+    fn a_batch_min_seq_that_is_not_a_whole_number_is_refused_as_on_a_single_line() {
+        for bad in [json!("5"), json!(-1), json!(1.5), json!(true)] {
+            let error = batch(json!({"lines": [line(false)], "min_seq": bad})).unwrap_err();
+            assert_eq!((error.error.as_str(), error.field.as_deref()), ("invalid_request", Some("min_seq")), "{bad}");
+            let single = parse_check_body(with_min_seq(line(false), bad.clone()).to_string().as_bytes()).unwrap_err();
+            assert_eq!(single.field.as_deref(), Some("min_seq"), "{bad}");
+        }
+        assert_eq!(batch(json!({"lines": [line(false)], "min_seq": 7})).unwrap().min_seq, Some(7));
+        assert_eq!(batch(json!({"lines": [line(false)], "min_seq": null})).unwrap().min_seq, None);
+    }
+
+    fn with_min_seq(mut line: Value, min_seq: Value) -> Value {
+        line["min_seq"] = min_seq;
+        line
+    }
+
+    #[test]
+    fn a_batch_may_explain_at_most_its_limit_of_lines() {
+        let at_limit: Vec<Value> =
+            (0..MAX_EXPLAINED_LINES_PER_BATCH).map(|_| line(true)).chain([line(false)]).collect();
+        assert_eq!(batch(json!({"lines": at_limit})).unwrap().lines.len(), MAX_EXPLAINED_LINES_PER_BATCH + 1);
+        let over: Vec<Value> = (0..=MAX_EXPLAINED_LINES_PER_BATCH).map(|_| line(true)).collect();
+        let error = batch(json!({"lines": over})).unwrap_err();
+        assert_eq!((error.error.as_str(), error.field.as_deref()), ("invalid_request", Some("explain")));
+        // The general path (an odd line sends the body there) keeps the same limit.
+        let mut odd: Vec<Value> = (0..=MAX_EXPLAINED_LINES_PER_BATCH).map(|_| line(true)).collect();
+        odd.push(json!("not a line"));
+        assert_eq!(batch(json!({"lines": odd})).unwrap_err().field.as_deref(), Some("explain"));
     }
 }
