@@ -280,7 +280,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let values = read_events(file)?;
             // The embedded ledger is written here: the data directory must be ours.
             let _lock = if cli.store.is_none() { Some(lock_data(&data)?) } else { None };
+            if cli.store.is_none() {
+                // Never start a new ledger over one that was lost (its audit log or snapshots remain).
+                server::refuse_lost_ledger(&data)?;
+            }
             let ledger = Ledger::open_store(cli.store.as_deref(), &data, &policy)?;
+            // An offline writer: a damaged page anywhere refuses the append
+            // (a server finds damage when it reads; this reads everything first).
+            ledger.verify_pages()?;
             let mut index = 0;
             for chunk in values.chunks(MAX_APPEND_BATCH) {
                 let mut parsed = Vec::with_capacity(chunk.len());

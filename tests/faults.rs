@@ -648,7 +648,7 @@ fn bad_ledgers() -> Vec<BadLedger> {
 /// directory as it was (only the lock file may be new): never a fresh ledger
 /// over it, no index built, no audit log opened.
 #[test]
-fn a_damaged_or_foreign_ledger_stops_serve_by_name_and_is_left_untouched() {
+fn a_damaged_or_foreign_ledger_stops_serve_and_append_by_name_and_is_left_untouched() {
     for bad in bad_ledgers() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
@@ -673,6 +673,19 @@ fn a_damaged_or_foreign_ledger_stops_serve_by_name_and_is_left_untouched() {
         }
         assert!(std::fs::read(&ledger).ok() == before, "{}: the file was changed", bad.what);
         assert_eq!(listing(), listed, "{}: nothing was made or removed", bad.what);
+        // `claimgate append` refuses the same directory the same way.
+        let events = dir.path().join("events.json");
+        std::fs::write(
+            &events,
+            r#"[{"type":"institution_designated","institution":"H11010500001","effective":"2024-01-01"}]"#,
+        )
+        .unwrap();
+        let out = claimgate(&["append", "--data", path_str(&data), path_str(&events)]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{}: append was accepted: {stderr}", bad.what);
+        assert!(stderr.contains(path_str(&ledger)), "{}: append names the file: {stderr}", bad.what);
+        assert!(std::fs::read(&ledger).ok() == before, "{}: append changed the file", bad.what);
+        assert_eq!(listing(), listed, "{}: append made or removed something", bad.what);
     }
 }
 

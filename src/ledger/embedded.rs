@@ -160,6 +160,26 @@ impl EmbeddedLedger {
         }
     }
 
+    /// Reads every page of the file (SQLite's `PRAGMA quick_check`): a
+    /// damaged page anywhere is found even where no read would reach it
+    /// soon. O(file size): for offline tools, not a serving path.
+    pub fn verify_pages(&self) -> Result<(), LedgerError> {
+        let conn = self.lock();
+        let mut statement = conn.prepare("PRAGMA quick_check").map_err(|e| self.damaged(e.to_string()))?;
+        let findings: Vec<String> = statement
+            .query_map([], |row| row.get::<_, String>(0))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.damaged(e.to_string()))?;
+        match findings.as_slice() {
+            [ok] if ok == "ok" => Ok(()),
+            _ => Err(self.damaged(findings.into_iter().take(3).collect::<Vec<_>>().join("; "))),
+        }
+    }
+
+    fn damaged(&self, detail: String) -> LedgerError {
+        LedgerError::Damaged { path: self.path.clone(), detail }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave a half-written event:
         // the open transaction rolls back when dropped.

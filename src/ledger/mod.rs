@@ -106,6 +106,15 @@ impl Ledger {
         }
     }
 
+    /// Reads the whole embedded ledger file for damage (see
+    /// [`EmbeddedLedger::verify_pages`]); PostgreSQL checks its own pages.
+    pub fn verify_pages(&self) -> Result<(), LedgerError> {
+        match &self.backend {
+            Backend::Embedded(l) => l.verify_pages(),
+            Backend::Postgres(_) => Ok(()),
+        }
+    }
+
     /// Whether other processes may append (a shared ledger worth listening to).
     pub fn listen_supported(&self) -> bool {
         matches!(self.backend, Backend::Postgres(_))

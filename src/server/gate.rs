@@ -28,7 +28,7 @@ pub enum StartError {
     Audit(String),
     #[error("the lock is on {} but the data directory is {}", locked.display(), data.display())]
     WrongLock { locked: PathBuf, data: PathBuf },
-    #[error("{} is missing or empty, but {traces} beside it show that a ledger was there: it was lost or moved, and a new, empty one would answer every claim wrongly. Restore it from a backup; to start a new ledger on purpose, use an empty --data", path.display())]
+    #[error("{} is missing or empty, but there is {traces} beside it, so a ledger was there: it was lost or moved, and a new, empty one would answer every claim wrongly. Restore it from a backup; to start a new ledger on purpose, use an empty --data", path.display())]
     LedgerLost { path: PathBuf, traces: String },
     #[error("cannot build the index from the ledger {ledger}: {source}{advice}")]
     LedgerUnreadable { ledger: String, source: LedgerError, advice: &'static str },
@@ -36,7 +36,7 @@ pub enum StartError {
 
 /// An embedded ledger file that is missing or empty (SQLite would make a new
 /// ledger of it) where an audit log or snapshots show one existed: refused.
-fn refuse_lost_ledger(data: &std::path::Path) -> Result<(), StartError> {
+pub fn refuse_lost_ledger(data: &std::path::Path) -> Result<(), StartError> {
     let path = data.join(crate::ledger::LEDGER_FILE);
     if std::fs::metadata(&path).is_ok_and(|m| m.len() > 0) {
         return Ok(());
