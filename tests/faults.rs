@@ -788,3 +788,52 @@ fn a_damaged_newest_snapshot_falls_back_says_so_and_answers_correctly() {
     let ready = assert_served(&server, &[&newest, &older], "ledger");
     assert!(ready["snapshots_refused_at_start"][1]["error"].as_str().unwrap().contains("truncated"), "{ready}");
 }
+
+/// Waits (bounded) for the background page check to finish; returns `/readyz`.
+fn pages_checked(server: &Server) -> Value {
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    loop {
+        let (_, ready) = readyz(server);
+        if ready["ledger_pages"]["state"] != "checking" {
+            return ready;
+        }
+        assert!(Instant::now() < deadline, "the page check never finished: {ready}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Issue 8: a damaged page behind a snapshot. Restoring from the snapshot
+/// reads only the ledger's tail, so the gate starts; the page check it runs
+/// in the background reads every page, finds the damage, and says so on
+/// `/readyz` (`ledger_pages`), in `/metrics` and in the log, while checks go
+/// on from the index. A sound ledger is reported sound.
+#[test]
+fn a_damaged_page_behind_a_snapshot_is_found_in_the_background_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    real_ledger(&data);
+    write_snapshot(&data);
+    let mut server = Server::start(&data, &[]);
+    let ready = pages_checked(&server);
+    assert_eq!(ready["ledger_pages"]["state"], "sound", "{ready}");
+    assert_eq!(server.terminate().code(), Some(0));
+
+    let path = data.join(LEDGER_FILE);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let page = bytes.len() / 4096 / 2 * 4096;
+    bytes[page..page + 4096].copy_from_slice(&garbage(4096));
+    std::fs::write(&path, bytes).unwrap();
+    let log = dir.path().join("damaged.log");
+    let mut server = logged_server(&data, &log);
+    let ready = pages_checked(&server);
+    assert_eq!(ready["ledger_pages"]["state"], "damaged", "{ready}");
+    assert!(ready["ledger_pages"]["detail"].as_str().is_some_and(|d| !d.is_empty()), "{ready}");
+    let reply = server.check(&claim(DOC, "2024-06-01", false));
+    assert_eq!(reply.status, 200, "checks go on from the index: {}", reply.text());
+    let metrics = request(server.check, "GET", "/metrics", &[], b"").text();
+    assert!(metrics.contains("\nclaimgate_ledger_damaged 1\n"), "{metrics}");
+    assert_eq!(server.terminate().code(), Some(0));
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("the ledger file is damaged"), "{logged}");
+}

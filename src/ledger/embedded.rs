@@ -162,22 +162,31 @@ impl EmbeddedLedger {
 
     /// Reads every page of the file (SQLite's `PRAGMA quick_check`): a
     /// damaged page anywhere is found even where no read would reach it
-    /// soon. O(file size): for offline tools, not a serving path.
+    /// soon. O(file size), on a read connection of its own, so appends and
+    /// the index sync go on meanwhile.
     pub fn verify_pages(&self) -> Result<(), LedgerError> {
-        let conn = self.lock();
-        let mut statement = conn.prepare("PRAGMA quick_check").map_err(|e| self.damaged(e.to_string()))?;
-        let findings: Vec<String> = statement
-            .query_map([], |row| row.get::<_, String>(0))
-            .and_then(|rows| rows.collect())
-            .map_err(|e| self.damaged(e.to_string()))?;
-        match findings.as_slice() {
-            [ok] if ok == "ok" => Ok(()),
-            _ => Err(self.damaged(findings.into_iter().take(3).collect::<Vec<_>>().join("; "))),
+        match self.page_check() {
+            Some(check) => check.run(),
+            None => quick_check(&self.lock(), &self.path),
         }
     }
 
-    fn damaged(&self, detail: String) -> LedgerError {
-        LedgerError::Damaged { path: self.path.clone(), detail }
+    /// The page check of this ledger's file, to run on a thread of its own
+    /// without holding the ledger; `None` for an in-memory ledger.
+    pub fn page_check(&self) -> Option<PageCheck> {
+        (self.path.as_os_str() != ":memory:").then(|| PageCheck { path: self.path.clone() })
+    }
+
+    /// Runs `op` on a read-only connection opened for it (the writer's, for
+    /// an in-memory ledger), so a long read never holds the shared ones.
+    fn with_own_reader<T>(&self, op: impl FnOnce(&Connection) -> Result<T, LedgerError>) -> Result<T, LedgerError> {
+        if self.path.as_os_str() == ":memory:" {
+            return op(&self.lock());
+        }
+        let conn =
+            Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(storage("opening a read connection"))?;
+        op(&conn)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -304,19 +313,7 @@ impl EmbeddedLedger {
         mut on_practitioner: impl FnMut(PractitionerCode, &[RecordedEvent]),
         mut on_institution: impl FnMut(InstitutionCode, &[RecordedEvent]),
     ) -> Result<Seq, LedgerError> {
-        let separate;
-        let shared;
-        let conn: &Connection = if self.path.as_os_str() == ":memory:" {
-            shared = self.lock();
-            &shared
-        } else {
-            separate = Connection::open_with_flags(
-                &self.path,
-                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )
-            .map_err(storage("opening a read connection"))?;
-            &separate
-        };
+        self.with_own_reader(|conn| {
         // One read transaction: the head and both scans see the same snapshot.
         conn.execute_batch("BEGIN").map_err(storage("starting a scan"))?;
         let head = head_of(conn)?;
@@ -362,6 +359,37 @@ impl EmbeddedLedger {
         )?;
         conn.execute_batch("COMMIT").map_err(storage("ending a scan"))?;
         Ok(head)
+        })
+    }
+}
+
+/// A check of every page of a ledger file (see [`EmbeddedLedger::verify_pages`]).
+#[derive(Debug, Clone)]
+pub struct PageCheck {
+    path: PathBuf,
+}
+
+impl PageCheck {
+    /// Runs the check on a read-only connection of its own.
+    pub fn run(&self) -> Result<(), LedgerError> {
+        let conn =
+            Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(storage("opening a read connection"))?;
+        quick_check(&conn, &self.path)
+    }
+}
+
+/// SQLite's `PRAGMA quick_check` on `conn`: `Damaged` naming what it found.
+fn quick_check(conn: &Connection, path: &Path) -> Result<(), LedgerError> {
+    let damaged = |detail: String| LedgerError::Damaged { path: path.to_owned(), detail };
+    let mut statement = conn.prepare("PRAGMA quick_check").map_err(|e| damaged(e.to_string()))?;
+    let findings: Vec<String> = statement
+        .query_map([], |row| row.get::<_, String>(0))
+        .and_then(|rows| rows.collect())
+        .map_err(|e| damaged(e.to_string()))?;
+    match findings.as_slice() {
+        [ok] if ok == "ok" => Ok(()),
+        _ => Err(damaged(findings.into_iter().take(3).collect::<Vec<_>>().join("; "))),
     }
 }
 

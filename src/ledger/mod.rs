@@ -14,7 +14,7 @@ mod error;
 mod postgres;
 mod postgres_tls;
 
-pub use embedded::{EmbeddedLedger, LEDGER_FILE, MAX_APPEND_BATCH, MAX_TAIL_BATCH};
+pub use embedded::{EmbeddedLedger, PageCheck, LEDGER_FILE, MAX_APPEND_BATCH, MAX_TAIL_BATCH};
 pub use error::{AppendError, LedgerError};
 pub use postgres::{NotifyListener, PostgresLedger};
 
@@ -112,6 +112,16 @@ impl Ledger {
         match &self.backend {
             Backend::Embedded(l) => l.verify_pages(),
             Backend::Postgres(_) => Ok(()),
+        }
+    }
+
+    /// The page check of an embedded ledger's file, to run in the
+    /// background; `None` for PostgreSQL (which checks its own pages) and
+    /// for an in-memory ledger.
+    pub fn page_check(&self) -> Option<PageCheck> {
+        match &self.backend {
+            Backend::Embedded(l) => l.page_check(),
+            Backend::Postgres(_) => None,
         }
     }
 

@@ -56,6 +56,35 @@ pub fn refuse_lost_ledger(data: &std::path::Path) -> Result<(), StartError> {
     }
 }
 
+/// Checks every page of the ledger file on a thread of its own (holding
+/// neither the ledger nor the gate, so shutdown never waits for it) and
+/// records what it found in `pages`.
+fn start_page_check(check: crate::ledger::PageCheck, pages: Arc<Mutex<LedgerPages>>) {
+    *pages.lock().expect("not poisoned") = LedgerPages::Checking { since: Instant::now() };
+    let result = pages.clone();
+    let spawned = std::thread::Builder::new().name("ledger-pages".into()).spawn(move || {
+        let started = Instant::now();
+        let found = match check.run() {
+            Ok(()) => {
+                tracing::info!(seconds = started.elapsed().as_secs_f64(), "ledger file checked: every page is sound");
+                LedgerPages::Sound { seconds: started.elapsed().as_secs_f64() }
+            }
+            Err(LedgerError::Damaged { detail, .. }) => {
+                tracing::error!(%detail, "the ledger file is damaged: keep it, and restore the data directory from a backup; checks go on from the index, and reads or appends that reach the damage will fail");
+                LedgerPages::Damaged { detail }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not check the ledger file's pages");
+                LedgerPages::Unchecked { error: e.to_string() }
+            }
+        };
+        *result.lock().expect("not poisoned") = found;
+    });
+    if let Err(e) = spawned {
+        *pages.lock().expect("not poisoned") = LedgerPages::Unchecked { error: e.to_string() };
+    }
+}
+
 impl StartError {
     /// The ledger opened but could not be read through: name it, and say
     /// what to do when it is damaged.
@@ -108,6 +137,28 @@ pub struct AppendFailure {
     pub what: String,
 }
 
+/// The background check of the embedded ledger file's pages, started with
+/// the gate: a restore from a snapshot reads only the ledger's tail, so
+/// damage elsewhere would otherwise surface only when a read reaches it.
+#[derive(Debug, Clone)]
+pub enum LedgerPages {
+    /// A shared (PostgreSQL) ledger: the database checks its own pages.
+    NotChecked,
+    Checking {
+        since: Instant,
+    },
+    Sound {
+        seconds: f64,
+    },
+    Damaged {
+        detail: String,
+    },
+    /// The check itself could not run (say, the file could not be opened).
+    Unchecked {
+        error: String,
+    },
+}
+
 /// Shared state of a running gate.
 pub struct Gate {
     pub config: ServeConfig,
@@ -135,6 +186,8 @@ pub struct Gate {
     pub append_failure: Mutex<Option<AppendFailure>>,
     /// Snapshots written while serving.
     pub snapshots: Arc<Snapshots>,
+    /// What the background page check of the ledger file found.
+    pub ledger_pages: Arc<Mutex<LedgerPages>>,
     /// Connection slots: the check listener's and the admin listener's.
     connections: [Arc<tokio::sync::Semaphore>; 2],
     /// This process's hold on the data directory, for as long as the gate lives.
@@ -206,6 +259,7 @@ impl Gate {
             ledger_trouble: Mutex::new(None),
             append_failure: Mutex::new(None),
             snapshots,
+            ledger_pages: Arc::new(Mutex::new(LedgerPages::NotChecked)),
             connections,
             _data_lock: lock,
         });
@@ -217,6 +271,9 @@ impl Gate {
                 .expect("spawning the sync thread")
         };
         *gate.sync_thread.lock().expect("not poisoned") = Some(thread);
+        if let Some(check) = gate.ledger.page_check() {
+            start_page_check(check, gate.ledger_pages.clone());
+        }
         // A start that built from the ledger (or an old snapshot) far behind
         // the head writes a snapshot now, in the background, so the next
         // restart does not repeat the build.

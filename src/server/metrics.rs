@@ -79,6 +79,8 @@ pub struct Gauges {
     pub last_snapshot_seq: u64,
     /// Open connections on the check and the admin listener.
     pub open_connections: [u64; 2],
+    /// The background page check found the ledger file damaged.
+    pub ledger_damaged: bool,
 }
 
 impl Metrics {
@@ -204,7 +206,12 @@ impl Metrics {
         for (listener, open) in ["check", "admin"].iter().zip(g.open_connections) {
             let _ = writeln!(out, "claimgate_connections_open{{listener=\"{listener}\"}} {open}");
         }
-        let gauges: [(&str, &str, f64); 8] = [
+        let gauges: [(&str, &str, f64); 9] = [
+            (
+                "claimgate_ledger_damaged",
+                "1 if the start-up check of the ledger file found a damaged page (see /readyz), else 0.",
+                f64::from(u8::from(g.ledger_damaged)),
+            ),
             (
                 "claimgate_snapshot_last_seq",
                 "Seq of the newest snapshot written or loaded at start (0: none).",

@@ -6,7 +6,7 @@ use super::api::{constant_time_eq, json, read_body, text, ApiError, Reply};
 use super::audit::{AuditQuery, AuditRecord};
 use super::bodies::{parse_batch_body, parse_check_body, parse_events_body, CheckBatch, CheckLine, EventsBody};
 use super::config::{MAX_AUDIT_PAGE, MAX_MIN_SEQ_WAIT};
-use super::gate::Gate;
+use super::gate::{Gate, LedgerPages};
 use super::metrics::{Gauges, Route};
 use super::snapshots::SnapshotRefusal;
 use super::Listener;
@@ -490,6 +490,13 @@ async fn ready(gate: &Arc<Gate>) -> Reply {
         "last_swap_error": status.last_error,
         "ledger": gate.ledger.describe(),
         "ledger_notifications": gate.ledger.listen_supported().then(|| if gate.listener_connected.load(Ordering::Relaxed) { "connected" } else { "disconnected: polling" }),
+        "ledger_pages": match gate.ledger_pages.lock().expect("not poisoned").clone() {
+            LedgerPages::NotChecked => Value::Null,
+            LedgerPages::Checking { since } => j!({"state": "checking", "for_seconds": since.elapsed().as_secs_f64()}),
+            LedgerPages::Sound { seconds } => j!({"state": "sound", "seconds": seconds}),
+            LedgerPages::Damaged { detail } => j!({"state": "damaged", "detail": detail}),
+            LedgerPages::Unchecked { error } => j!({"state": "unchecked", "error": error}),
+        },
         "ledger_failures": trouble.as_ref().map_or(0, |t| t.count),
         "last_ledger_failure": trouble.map(|t| j!({"age_seconds": t.last_at.elapsed().as_secs_f64(), "what": t.last})),
         "ledger_writable": append_failure.is_none(),
@@ -525,6 +532,7 @@ async fn metrics(gate: &Arc<Gate>) -> Reply {
         snapshot_failures: gate.snapshots.failed.load(Ordering::Relaxed),
         last_snapshot_seq: gate.snapshots.last_seq.load(Ordering::Relaxed),
         open_connections: [gate.open_connections(Listener::Check), gate.open_connections(Listener::Admin)],
+        ledger_damaged: matches!(*gate.ledger_pages.lock().expect("not poisoned"), LedgerPages::Damaged { .. }),
     };
     text(StatusCode::OK, "text/plain; version=0.0.4", gate.metrics.render(&gauges))
 }
