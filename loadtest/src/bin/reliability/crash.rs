@@ -7,13 +7,14 @@
 //! restarted index answers exactly as the reference rules engine on the
 //! ledger.
 
-use crate::gate::{Gate, Launch, TOKEN};
+use crate::gate::{Launch, TOKEN};
 use crate::http::Http;
 use crate::model::{Rng, World};
 use crate::verify::{decided, parse_event, stored_events, Reference};
 use crate::writers::{self, Outcomes, Pace};
+use crate::{Setup, MAX_SECONDS, MAX_WORKERS};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,16 +53,38 @@ impl Moment {
     }
 }
 
-/// The campaign's settings.
+/// Most trials one run may ask for.
+const MAX_TRIALS: u64 = 100_000;
+
+/// The campaign's settings (`reliability crash --help`).
+#[derive(clap::Args)]
 pub struct Settings {
-    pub binary: PathBuf,
-    pub work: PathBuf,
+    #[arg(long, default_value_t = 100)]
     pub trials: u64,
-    pub seed: u64,
+    /// Concurrent admin writers.
+    #[arg(long, default_value_t = 4)]
     pub writers: usize,
+    #[arg(long, default_value_t = 200)]
     pub practitioners: u64,
+    #[arg(long, default_value_t = 10)]
     pub institutions: u64,
+    /// Stop starting new trials after this many seconds.
+    #[arg(long, default_value_t = 3_600.0)]
     pub max_seconds: f64,
+}
+
+impl Settings {
+    /// Refuses settings outside the campaign's bounds, saying which.
+    pub fn check(&self) -> Result<(), String> {
+        let valid = (1..=MAX_TRIALS).contains(&self.trials)
+            && (1..=MAX_WORKERS).contains(&self.writers)
+            && self.practitioners > 0
+            && self.institutions > 1
+            && (0.0..=MAX_SECONDS).contains(&self.max_seconds);
+        valid.then_some(()).ok_or_else(|| {
+            format!("crash needs --trials 1..={MAX_TRIALS}, --writers 1..={MAX_WORKERS}, at least 1 practitioner and 2 institutions, --max-seconds up to {MAX_SECONDS}")
+        })
+    }
 }
 
 /// One trial's findings.
@@ -97,7 +120,7 @@ impl Trial {
 }
 
 /// Runs the trials (bounded by `max_seconds`); returns each trial's findings.
-pub fn run(settings: &Settings) -> Vec<Trial> {
+pub fn run(setup: &Setup, settings: &Settings) -> Vec<Trial> {
     let started = Instant::now();
     let mut trials = Vec::new();
     for t in 0..settings.trials {
@@ -106,7 +129,7 @@ pub fn run(settings: &Settings) -> Vec<Trial> {
             break;
         }
         let moment = Moment::ALL[(t % Moment::ALL.len() as u64) as usize];
-        let trial = one_trial(settings, t, moment);
+        let trial = one_trial(setup, settings, t, moment);
         eprintln!(
             "crash: trial {t:>3} {:<23} acked {:>5} found {:>5} lost {} altered {} unacked-present {} wrong {} {}",
             moment.name(),
@@ -123,15 +146,41 @@ pub fn run(settings: &Settings) -> Vec<Trial> {
     trials
 }
 
-fn one_trial(settings: &Settings, t: u64, moment: Moment) -> Trial {
+/// The campaign's report over its trials, and whether every trial passed.
+pub fn summary(results: &[Trial]) -> (serde_json::Value, bool) {
+    let sum = |f: fn(&Trial) -> usize| results.iter().map(f).sum::<usize>();
+    let count = |f: fn(&Trial) -> bool| results.iter().filter(|t| f(t)).count();
+    let passed = !results.is_empty() && results.iter().all(Trial::passed);
+    let mut moments = std::collections::BTreeMap::new();
+    for t in results {
+        *moments.entry(t.moment).or_insert(0u64) += 1;
+    }
+    let report = json!({
+        "campaign": "crash", "trials": results.len(), "passed": passed, "kills_by_moment": moments,
+        "events_acknowledged": sum(|t| t.acknowledged), "acknowledged_found": sum(|t| t.found),
+        "lost": sum(|t| t.lost), "altered": sum(|t| t.altered),
+        "unacknowledged_present": sum(|t| t.unacknowledged_present),
+        "unexplained_present": sum(|t| t.unexplained_present),
+        "answers_checked": sum(|t| t.answers_checked), "wrong_answers": sum(|t| t.wrong_answers),
+        "start_up_kills_before_listening": count(|t| t.killed_before_listening == Some(true)),
+        "snapshot_pauses_reached": count(|t| t.pause_reached == Some(true)),
+        "refused_snapshots_at_restart": sum(|t| t.refused_snapshots_at_restart),
+        "restarts_from_a_snapshot": count(|t| t.restarted_from_snapshot),
+        "seconds": results.iter().map(|t| t.seconds).sum::<f64>(),
+        "failed_trials": results.iter().filter(|t| !t.passed()).collect::<Vec<_>>(),
+    });
+    (report, passed)
+}
+
+fn one_trial(setup: &Setup, settings: &Settings, t: u64, moment: Moment) -> Trial {
     let started = Instant::now();
     let mut trial = Trial { trial: t, moment: moment.name(), ..Trial::default() };
-    let dir = settings.work.join(format!("trial-{t:04}"));
+    let dir = setup.work.join(format!("trial-{t:04}"));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut rng = Rng::new(settings.seed ^ (t + 1).wrapping_mul(0xA24B_AED4_963E_E407));
+    let mut rng = Rng::new(setup.seed ^ (t + 1).wrapping_mul(0xA24B_AED4_963E_E407));
     let world = World::new(settings.practitioners, settings.institutions);
     let launch = |extra: Vec<String>| Launch {
-        binary: settings.binary.clone(),
+        binary: setup.binary.clone(),
         data: dir.join("data"),
         log: dir.join("gate.log"),
         extra,
@@ -172,7 +221,7 @@ fn kill_during(
         extra.extend(["--fault-snapshot-pause".to_owned(), format!("{stage}:{SNAPSHOT_PAUSE_MS}")]);
     }
     let gate = launch(extra.clone()).start()?;
-    let mut outcomes = setup(&gate, world)?;
+    let mut outcomes = writers::set_up(gate.admin, world)?;
     let stop = Arc::new(AtomicBool::new(false));
     let nonce = format!("t{}", trial.trial);
     let pace = Pace { per_request: 1, requests_per_s: None, stop_on_error: true };
@@ -207,22 +256,6 @@ fn kill_during(
         trial.killed_before_listening = Some(!spawned.is_listening());
     }
     Ok(outcomes)
-}
-
-/// Designations and first registrations, all of which must be acknowledged.
-fn setup(gate: &Gate, world: &World) -> Result<Outcomes, String> {
-    let events = world.setup_events();
-    let body = Value::from(events.clone()).to_string();
-    let reply = Http::new(gate.admin, REQUEST_TIMEOUT)
-        .send("POST", "/v1/events", Some(TOKEN), body.as_bytes())
-        .map_err(|e| format!("setup events: {e}"))?;
-    let lines = reply.json();
-    let mut out = Outcomes::default();
-    for (line, event) in lines.as_array().ok_or(format!("setup events: {} {lines}", reply.status))?.iter().zip(events) {
-        let seq = line["seq"].as_u64().ok_or(format!("setup event refused: {line}"))?;
-        out.acked.push((seq, event));
-    }
-    Ok(out)
 }
 
 /// Restarts the gate and checks the ledger, the snapshots and the answers.

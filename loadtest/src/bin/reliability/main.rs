@@ -28,10 +28,10 @@ use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Most crash trials one run may ask for.
-const MAX_TRIALS: u64 = 100_000;
 /// Longest run accepted, in seconds.
 const MAX_SECONDS: f64 = 24.0 * 3_600.0;
+/// Most concurrent writers or checkers.
+const MAX_WORKERS: usize = 64;
 
 #[derive(Parser)]
 #[command(
@@ -59,43 +59,16 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// kill -9 trials (moments rotate: appends, snapshot half written, snapshot before rename, start-up).
-    Crash {
-        #[arg(long, default_value_t = 100)]
-        trials: u64,
-        /// Concurrent admin writers.
-        #[arg(long, default_value_t = 4)]
-        writers: usize,
-        #[arg(long, default_value_t = 200)]
-        practitioners: u64,
-        #[arg(long, default_value_t = 10)]
-        institutions: u64,
-        /// Stop starting new trials after this many seconds.
-        #[arg(long, default_value_t = 3_600.0)]
-        max_seconds: f64,
-    },
+    Crash(crash::Settings),
     /// Checks at a steady rate while events arrive; every answer verified afterwards.
-    Soak {
-        /// Seconds of load.
-        #[arg(long, default_value_t = 600.0)]
-        duration: f64,
-        /// Admin events per second (in all).
-        #[arg(long, default_value_t = 1_000.0)]
-        events_per_s: f64,
-        /// Events per admin request (1-10,000).
-        #[arg(long, default_value_t = 10)]
-        events_per_request: usize,
-        #[arg(long, default_value_t = 2)]
-        writers: usize,
-        /// Check requests per second (in all; one in ten is a batch of 16 lines).
-        #[arg(long, default_value_t = 2_000.0)]
-        checks_per_s: f64,
-        #[arg(long, default_value_t = 4)]
-        checkers: usize,
-        #[arg(long, default_value_t = 20_000)]
-        practitioners: u64,
-        #[arg(long, default_value_t = 200)]
-        institutions: u64,
-    },
+    Soak(soak::Settings),
+}
+
+/// What every campaign is given: the binary under test, where to work, the seed.
+pub struct Setup {
+    pub binary: PathBuf,
+    pub work: PathBuf,
+    pub seed: u64,
 }
 
 fn main() -> ExitCode {
@@ -112,85 +85,19 @@ fn main() -> ExitCode {
         eprintln!("reliability: cannot create --work {}: {e}", cli.work.display());
         return ExitCode::from(2);
     }
-    let (report, passed) = match cli.command {
-        Command::Crash { trials, writers, practitioners, institutions, max_seconds } => {
-            if !(1..=MAX_TRIALS).contains(&trials)
-                || !(1..=64).contains(&writers)
-                || !(0.0..=MAX_SECONDS).contains(&max_seconds)
-            {
-                eprintln!(
-                    "reliability: --trials 1..={MAX_TRIALS}, --writers 1..=64, --max-seconds up to {MAX_SECONDS}"
-                );
-                return ExitCode::from(2);
-            }
-            let settings = crash::Settings {
-                binary,
-                work: cli.work.clone(),
-                trials,
-                seed: cli.seed,
-                writers,
-                practitioners,
-                institutions,
-                max_seconds,
-            };
-            let results = crash::run(&settings);
-            let sum = |f: fn(&crash::Trial) -> usize| results.iter().map(f).sum::<usize>();
-            let passed = !results.is_empty() && results.iter().all(crash::Trial::passed);
-            let mut moments = std::collections::BTreeMap::new();
-            for t in &results {
-                *moments.entry(t.moment).or_insert(0u64) += 1;
-            }
-            let report = json!({
-                "campaign": "crash", "trials": results.len(), "passed": passed, "kills_by_moment": moments,
-                "events_acknowledged": sum(|t| t.acknowledged), "acknowledged_found": sum(|t| t.found),
-                "lost": sum(|t| t.lost), "altered": sum(|t| t.altered),
-                "unacknowledged_present": sum(|t| t.unacknowledged_present),
-                "unexplained_present": sum(|t| t.unexplained_present),
-                "answers_checked": sum(|t| t.answers_checked), "wrong_answers": sum(|t| t.wrong_answers),
-                "start_up_kills_before_listening":
-                    results.iter().filter(|t| t.killed_before_listening == Some(true)).count(),
-                "snapshot_pauses_reached": results.iter().filter(|t| t.pause_reached == Some(true)).count(),
-                "refused_snapshots_at_restart": sum(|t| t.refused_snapshots_at_restart),
-                "restarts_from_a_snapshot": results.iter().filter(|t| t.restarted_from_snapshot).count(),
-                "seconds": results.iter().map(|t| t.seconds).sum::<f64>(),
-                "failed_trials": results.iter().filter(|t| !t.passed()).collect::<Vec<_>>(),
-            });
-            (report, passed)
-        }
-        Command::Soak {
-            duration,
-            events_per_s,
-            events_per_request,
-            writers,
-            checks_per_s,
-            checkers,
-            practitioners,
-            institutions,
-        } => {
-            let valid = (1.0..=MAX_SECONDS).contains(&duration)
-                && events_per_s > 0.0
-                && (1..=10_000).contains(&events_per_request)
-                && (1..=64).contains(&writers)
-                && checks_per_s > 0.0
-                && (1..=64).contains(&checkers);
-            if !valid {
-                eprintln!("reliability: soak needs --duration 1..={MAX_SECONDS}, positive rates, --events-per-request 1..=10000, 1..=64 writers and checkers");
-                return ExitCode::from(2);
-            }
-            let settings = soak::Settings {
-                binary,
-                work: cli.work.clone(),
-                seconds: duration,
-                events_per_s,
-                events_per_request,
-                writers,
-                checks_per_s,
-                checkers,
-                practitioners,
-                institutions,
-                seed: cli.seed,
-            };
-            let report = soak::run(&settings);
+    let checked = match &cli.command {
+        Command::Crash(settings) => settings.check(),
+        Command::Soak(settings) => settings.check(),
+    };
+    if let Err(e) = checked {
+        eprintln!("reliability: {e}");
+        return ExitCode::from(2);
+    }
+    let setup = Setup { binary, work: cli.work.clone(), seed: cli.seed };
+    let (report, passed) = match &cli.command {
+        Command::Crash(settings) => crash::summary(&crash::run(&setup, settings)),
+        Command::Soak(settings) => {
+            let report = soak::run(&setup, settings);
             eprintln!(
                 "soak: {:.0} s, {} events acknowledged ({:.0}/s), {} answers ({:.0}/s), {} wrong, {} failed checks, {} seq decreases, verified in {:.1} s",
                 report.seconds, report.events_acknowledged, report.events_per_s, report.answers, report.answers_per_s,

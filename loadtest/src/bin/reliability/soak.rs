@@ -10,8 +10,9 @@ use crate::http::Http;
 use crate::model::{Rng, World};
 use crate::verify::{decided, stored_events, Reference};
 use crate::writers::{self, Pace};
+use crate::{Setup, MAX_SECONDS, MAX_WORKERS};
+use claimgate::ledger::MAX_APPEND_BATCH as MAX_EVENTS_PER_REQUEST;
 use serde_json::{json, Value};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,19 +27,46 @@ const BATCH_LINES: u64 = 16;
 /// past it, the checker goes on but its answers are not verified.
 const MAX_RECORDED_PER_CHECKER: usize = 4_000_000;
 
-/// The soak's settings.
+/// The soak's settings (`reliability soak --help`).
+#[derive(clap::Args)]
 pub struct Settings {
-    pub binary: PathBuf,
-    pub work: PathBuf,
+    /// Seconds of load.
+    #[arg(long = "duration", default_value_t = 600.0)]
     pub seconds: f64,
+    /// Admin events per second (in all).
+    #[arg(long, default_value_t = 1_000.0)]
     pub events_per_s: f64,
+    /// Events per admin request (1-10,000).
+    #[arg(long, default_value_t = 10)]
     pub events_per_request: usize,
+    #[arg(long, default_value_t = 2)]
     pub writers: usize,
+    /// Check requests per second (in all; one in ten is a batch of 16 lines).
+    #[arg(long, default_value_t = 2_000.0)]
     pub checks_per_s: f64,
+    #[arg(long, default_value_t = 4)]
     pub checkers: usize,
+    #[arg(long, default_value_t = 20_000)]
     pub practitioners: u64,
+    #[arg(long, default_value_t = 200)]
     pub institutions: u64,
-    pub seed: u64,
+}
+
+impl Settings {
+    /// Refuses settings outside the soak's bounds, saying which.
+    pub fn check(&self) -> Result<(), String> {
+        let valid = (1.0..=MAX_SECONDS).contains(&self.seconds)
+            && self.events_per_s > 0.0
+            && (1..=MAX_EVENTS_PER_REQUEST).contains(&self.events_per_request)
+            && (1..=MAX_WORKERS).contains(&self.writers)
+            && self.checks_per_s > 0.0
+            && (1..=MAX_WORKERS).contains(&self.checkers)
+            && self.practitioners > 0
+            && self.institutions > 1;
+        valid.then_some(()).ok_or_else(|| {
+            format!("soak needs --duration 1..={MAX_SECONDS}, positive rates, --events-per-request 1..={MAX_EVENTS_PER_REQUEST}, 1..={MAX_WORKERS} writers and checkers, at least 1 practitioner and 2 institutions")
+        })
+    }
 }
 
 /// What the soak found.
@@ -84,9 +112,9 @@ struct Checked {
     samples: Vec<String>,
 }
 
-pub fn run(settings: &Settings) -> Report {
+pub fn run(setup: &Setup, settings: &Settings) -> Report {
     let mut report = Report::default();
-    let dir = settings.work.join("soak");
+    let dir = setup.work.join("soak");
     let _ = std::fs::remove_dir_all(&dir);
     if let Err(e) = std::fs::create_dir_all(&dir) {
         report.problems.push(format!("cannot create {}: {e}", dir.display()));
@@ -94,7 +122,7 @@ pub fn run(settings: &Settings) -> Report {
     }
     let world = World::new(settings.practitioners, settings.institutions);
     let launch =
-        Launch { binary: settings.binary.clone(), data: dir.join("data"), log: dir.join("gate.log"), extra: vec![] };
+        Launch { binary: setup.binary.clone(), data: dir.join("data"), log: dir.join("gate.log"), extra: vec![] };
     let gate = match launch.start() {
         Ok(gate) => gate,
         Err(e) => {
@@ -102,30 +130,21 @@ pub fn run(settings: &Settings) -> Report {
             return report;
         }
     };
-    let setup = world.setup_events();
-    for chunk in setup.chunks(5_000) {
-        let body = Value::from(chunk.to_vec()).to_string();
-        match Http::new(gate.admin, CHECK_TIMEOUT).send("POST", "/v1/events", Some(crate::gate::TOKEN), body.as_bytes())
-        {
-            Ok(r) if r.status == 200 => {}
-            other => {
-                report.problems.push(format!("setup events failed: {:?}", other.map(|r| r.json())));
-                return report;
-            }
-        }
+    if let Err(e) = writers::set_up(gate.admin, &world) {
+        report.problems.push(e);
+        return report;
     }
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let requests_per_s = settings.events_per_s / settings.events_per_request as f64 / settings.writers as f64;
     let pace =
         Pace { per_request: settings.events_per_request, requests_per_s: Some(requests_per_s), stop_on_error: false };
-    let writer_handles =
-        writers::start(gate.admin, &world, "soak", settings.writers, settings.seed, pace, stop.clone());
+    let writer_handles = writers::start(gate.admin, &world, "soak", settings.writers, setup.seed, pace, stop.clone());
     let checker_handles: Vec<_> = (0..settings.checkers)
         .map(|c| {
             let (world, stop, addr) = (world.clone(), stop.clone(), gate.check);
             let rate = settings.checks_per_s / settings.checkers as f64;
-            let mut rng = Rng::new(settings.seed ^ (0xC0FFEE + c as u64));
+            let mut rng = Rng::new(setup.seed ^ (0xC0FFEE + c as u64));
             std::thread::spawn(move || check_loop(addr, &world, rate, &mut rng, &stop))
         })
         .collect();

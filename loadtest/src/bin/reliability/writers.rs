@@ -117,6 +117,32 @@ fn record(out: &mut Outcomes, status: u16, body: &Value, events: Vec<Value>) {
     }
 }
 
+/// Events per request when setting the world up: under both the API's
+/// 10,000 events and its 1 MiB body (a registration is about 130 bytes).
+const SET_UP_EVENTS_PER_REQUEST: usize = 5_000;
+
+/// Appends the world's designations and first registrations, all of which
+/// must be acknowledged; returns them as acknowledged outcomes.
+pub fn set_up(admin: SocketAddr, world: &World) -> Result<Outcomes, String> {
+    let mut http = Http::new(admin, WRITE_TIMEOUT);
+    let mut out = Outcomes::default();
+    for chunk in world.setup_events().chunks(SET_UP_EVENTS_PER_REQUEST) {
+        let body = Value::from(chunk.to_vec()).to_string();
+        let reply =
+            http.send("POST", "/v1/events", Some(TOKEN), body.as_bytes()).map_err(|e| format!("setup events: {e}"))?;
+        let lines = reply.json();
+        let lines = lines
+            .as_array()
+            .filter(|l| l.len() == chunk.len())
+            .ok_or_else(|| format!("setup events: {} {lines}", reply.status))?;
+        for (line, event) in lines.iter().zip(chunk) {
+            let seq = line["seq"].as_u64().ok_or_else(|| format!("setup event refused: {line}"))?;
+            out.acked.push((seq, event.clone()));
+        }
+    }
+    Ok(out)
+}
+
 /// Joins writer threads and merges their outcomes.
 pub fn join(handles: Vec<std::thread::JoinHandle<Outcomes>>) -> Outcomes {
     let mut all = Outcomes::default();
