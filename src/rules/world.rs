@@ -17,32 +17,44 @@ pub struct World {
     practitioners: HashMap<PractitionerCode, PractitionerStanding>,
 }
 
+/// Events by the entity they belong to.
+pub type Histories<K> = HashMap<K, Vec<RecordedEvent>>;
+
+/// Each entity's history, as its standing is derived from it: a
+/// practitioner's events (revocations of their violations included, by the
+/// violation's owner) and an institution's own events, each in the order
+/// given. A revocation of a violation never scored belongs to no one.
+pub fn histories(events: &[RecordedEvent]) -> (Histories<PractitionerCode>, Histories<InstitutionCode>) {
+    let mut owner: HashMap<&ViolationId, PractitionerCode> = HashMap::new();
+    for r in events {
+        if let Event::ViolationScored(v) = &r.event {
+            owner.entry(&v.violation_id).or_insert(v.practitioner);
+        }
+    }
+    let mut by_practitioner: Histories<PractitionerCode> = HashMap::new();
+    let mut by_institution: Histories<InstitutionCode> = HashMap::new();
+    for r in events {
+        let practitioner = match &r.event {
+            Event::ViolationRevoked { violation_id, .. } => owner.get(violation_id).copied(),
+            Event::ViolationScored(_) => r.event.practitioner(),
+            other => {
+                if let (None, Some(i)) = (other.practitioner(), other.institution()) {
+                    by_institution.entry(i).or_default().push(r.clone());
+                }
+                other.practitioner()
+            }
+        };
+        if let Some(p) = practitioner {
+            by_practitioner.entry(p).or_default().push(r.clone());
+        }
+    }
+    (by_practitioner, by_institution)
+}
+
 impl World {
     /// Derives the state from accepted events, in any order (R6).
     pub fn from_events(events: &[RecordedEvent], policy: &Policy) -> World {
-        let mut owner: HashMap<&ViolationId, PractitionerCode> = HashMap::new();
-        for r in events {
-            if let Event::ViolationScored(v) = &r.event {
-                owner.entry(&v.violation_id).or_insert(v.practitioner);
-            }
-        }
-        let mut by_practitioner: HashMap<PractitionerCode, Vec<RecordedEvent>> = HashMap::new();
-        let mut by_institution: HashMap<InstitutionCode, Vec<RecordedEvent>> = HashMap::new();
-        for r in events {
-            let practitioner = match &r.event {
-                Event::ViolationRevoked { violation_id, .. } => owner.get(violation_id).copied(),
-                Event::ViolationScored(_) => r.event.practitioner(),
-                other => {
-                    if let (None, Some(i)) = (other.practitioner(), other.institution()) {
-                        by_institution.entry(i).or_default().push(r.clone());
-                    }
-                    other.practitioner()
-                }
-            };
-            if let Some(p) = practitioner {
-                by_practitioner.entry(p).or_default().push(r.clone());
-            }
-        }
+        let (by_practitioner, by_institution) = histories(events);
         World {
             seq: events.iter().map(|r| r.seq).max().unwrap_or(0),
             institutions: by_institution.into_iter().map(|(code, ev)| (code, institution::derive(code, &ev))).collect(),

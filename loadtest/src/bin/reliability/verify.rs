@@ -13,7 +13,9 @@ use claimgate::domain::{InstitutionCode, PractitionerCode, Seq};
 use claimgate::event::{Event, RecordedEvent};
 use claimgate::ledger::Ledger;
 use claimgate::policy::Policy;
-use claimgate::rules::{decide, institution, practitioner, Claim, InstitutionStanding, PractitionerStanding};
+use claimgate::rules::{
+    decide, histories, institution, practitioner, Claim, Histories, InstitutionStanding, PractitionerStanding,
+};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::Path;
@@ -32,31 +34,14 @@ pub fn parse_event(sent: &Value) -> Event {
 
 /// The reference engine over one ledger, by entity.
 pub struct Reference {
-    practitioners: HashMap<PractitionerCode, Vec<RecordedEvent>>,
-    institutions: HashMap<InstitutionCode, Vec<RecordedEvent>>,
+    practitioners: Histories<PractitionerCode>,
+    institutions: Histories<InstitutionCode>,
     policy: Policy,
 }
 
 impl Reference {
     pub fn new(events: &[RecordedEvent]) -> Reference {
-        let mut owner = HashMap::new();
-        let mut practitioners: HashMap<PractitionerCode, Vec<RecordedEvent>> = HashMap::new();
-        let mut institutions: HashMap<InstitutionCode, Vec<RecordedEvent>> = HashMap::new();
-        for r in events {
-            let who = match &r.event {
-                Event::ViolationScored(v) => {
-                    owner.entry(v.violation_id.clone()).or_insert(v.practitioner);
-                    Some(v.practitioner)
-                }
-                Event::ViolationRevoked { violation_id, .. } => owner.get(violation_id).copied(),
-                e => e.practitioner(),
-            };
-            match (who, r.event.institution()) {
-                (Some(p), _) => practitioners.entry(p).or_default().push(r.clone()),
-                (None, Some(i)) => institutions.entry(i).or_default().push(r.clone()),
-                (None, None) => {}
-            }
-        }
+        let (practitioners, institutions) = histories(events);
         Reference { practitioners, institutions, policy: Policy::default() }
     }
 
