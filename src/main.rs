@@ -363,12 +363,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             let handle = Arc::new(IndexHandle::new(restored.version));
             Syncer::new(ledger.clone(), handle.clone()).catch_up()?;
-            let version = handle.load();
-            let version = if version.overlay_len() > 0 { Arc::new(version.merged()) } else { version };
+            let base = handle.load().whole_base();
             let built = started.elapsed();
             let owner = Owner::new(ledger.id(), ledger.policy());
-            let path = snapshot::write(&data.join(snapshot::SNAPSHOT_DIR), version.base(), owner)?;
-            let base = version.base();
+            let path = snapshot::write(&data.join(snapshot::SNAPSHOT_DIR), &base, owner)?;
             writeln!(
                 out,
                 "{}",

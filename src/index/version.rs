@@ -246,6 +246,17 @@ impl IndexVersion {
         next
     }
 
+    /// A base holding this version's whole state (what a snapshot stores):
+    /// its own when the overlay is empty, else a merged one (slow, as
+    /// [`IndexVersion::merged`]).
+    pub fn whole_base(&self) -> Arc<Base> {
+        if self.overlay_len() == 0 {
+            self.base.clone()
+        } else {
+            self.merged().base.clone()
+        }
+    }
+
     /// The same state with the overlay folded into a new base (slow: the
     /// whole base is rebuilt; run it off the check path).
     pub fn merged(&self) -> IndexVersion {

@@ -142,13 +142,7 @@ impl Snapshots {
         }
         let _release = Release(&self.busy);
         let started = Instant::now();
-        let merged;
-        let base = if version.overlay_len() == 0 {
-            version.base()
-        } else {
-            merged = version.merged();
-            merged.base()
-        };
+        let base = version.whole_base();
         let hook = |stage: WriteStage| {
             if let Some(fault) = self.fault.filter(|f| f.stage == stage) {
                 tracing::warn!(
@@ -159,7 +153,7 @@ impl Snapshots {
                 std::thread::sleep(fault.pause);
             }
         };
-        match snapshot::write_with(&self.dir, base, self.owner, &hook) {
+        match snapshot::write_with(&self.dir, &base, self.owner, &hook) {
             Ok(path) => {
                 self.last_seq.fetch_max(base.seq(), Ordering::Relaxed);
                 self.written.fetch_add(1, Ordering::Relaxed);
