@@ -24,6 +24,8 @@ pub const MAX_TAIL_BATCH: usize = 10_000;
 const APPLICATION_ID: i64 = 0x436C_4774;
 /// The schema this build writes and reads.
 const SCHEMA_VERSION: i64 = 1;
+/// How long a connection waits for a lock another holds before failing.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 const SCHEMA: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
@@ -123,16 +125,8 @@ impl EmbeddedLedger {
         let id = meta("ledger_id")?.and_then(|v| v.parse().ok()).unwrap_or(0);
         // R5: an acknowledged event survives a crash or power loss.
         conn.pragma_update(None, "synchronous", "FULL").map_err(storage("setting synchronous commits"))?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(storage("setting the busy timeout"))?;
-        let reader = if path.as_os_str() == ":memory:" {
-            None
-        } else {
-            let r =
-                Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-                    .map_err(storage("opening the read connection"))?;
-            r.busy_timeout(std::time::Duration::from_secs(5)).map_err(storage("setting the busy timeout"))?;
-            Some(Mutex::new(r))
-        };
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(storage("setting the busy timeout"))?;
+        let reader = if path.as_os_str() == ":memory:" { None } else { Some(Mutex::new(open_reader(&path)?)) };
         Ok(EmbeddedLedger { conn: Mutex::new(conn), reader, policy: policy.clone(), path, id })
     }
 
@@ -160,17 +154,6 @@ impl EmbeddedLedger {
         }
     }
 
-    /// Reads every page of the file (SQLite's `PRAGMA quick_check`): a
-    /// damaged page anywhere is found even where no read would reach it
-    /// soon. O(file size), on a read connection of its own, so appends and
-    /// the index sync go on meanwhile.
-    pub fn verify_pages(&self) -> Result<(), LedgerError> {
-        match self.page_check() {
-            Some(check) => check.run(),
-            None => quick_check(&self.lock(), &self.path),
-        }
-    }
-
     /// The page check of this ledger's file, to run on a thread of its own
     /// without holding the ledger; `None` for an in-memory ledger.
     pub fn page_check(&self) -> Option<PageCheck> {
@@ -183,10 +166,7 @@ impl EmbeddedLedger {
         if self.path.as_os_str() == ":memory:" {
             return op(&self.lock());
         }
-        let conn =
-            Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-                .map_err(storage("opening a read connection"))?;
-        op(&conn)
+        op(&open_reader(&self.path)?)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -363,7 +343,10 @@ impl EmbeddedLedger {
     }
 }
 
-/// A check of every page of a ledger file (see [`EmbeddedLedger::verify_pages`]).
+/// A check of every page of a ledger file (SQLite's `PRAGMA quick_check`): a
+/// damaged page anywhere is found even where no read would reach it soon.
+/// O(file size), on a read connection of its own, so appends and the index
+/// sync go on meanwhile.
 #[derive(Debug, Clone)]
 pub struct PageCheck {
     path: PathBuf,
@@ -372,11 +355,17 @@ pub struct PageCheck {
 impl PageCheck {
     /// Runs the check on a read-only connection of its own.
     pub fn run(&self) -> Result<(), LedgerError> {
-        let conn =
-            Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-                .map_err(storage("opening a read connection"))?;
-        quick_check(&conn, &self.path)
+        quick_check(&open_reader(&self.path)?, &self.path)
     }
+}
+
+/// A read-only connection to the ledger file at `path` (WAL: it reads while
+/// the writer writes).
+fn open_reader(path: &Path) -> Result<Connection, LedgerError> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(storage("opening a read connection"))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(storage("setting the busy timeout"))?;
+    Ok(conn)
 }
 
 /// SQLite's `PRAGMA quick_check` on `conn`: `Damaged` naming what it found.

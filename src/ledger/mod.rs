@@ -106,15 +106,6 @@ impl Ledger {
         }
     }
 
-    /// Reads the whole embedded ledger file for damage (see
-    /// [`EmbeddedLedger::verify_pages`]); PostgreSQL checks its own pages.
-    pub fn verify_pages(&self) -> Result<(), LedgerError> {
-        match &self.backend {
-            Backend::Embedded(l) => l.verify_pages(),
-            Backend::Postgres(_) => Ok(()),
-        }
-    }
-
     /// The page check of an embedded ledger's file, to run in the
     /// background; `None` for PostgreSQL (which checks its own pages) and
     /// for an in-memory ledger.
