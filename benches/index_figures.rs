@@ -6,7 +6,7 @@
 //!
 //! `cargo bench --bench index_figures -- 20000000`
 
-use claimgate::domain::CivilDate;
+use claimgate::domain::{CivilDate, EventId};
 use claimgate::domain::{Responsibility, Severity, ViolationId};
 use claimgate::event::{Event, RecordedEvent, Violation};
 use claimgate::index::base::{check_tables, ArchivedTables};
@@ -80,6 +80,7 @@ fn ledger_delta_figures() -> serde_json::Value {
             practitioner: population.practitioner_code(i),
             points: 1,
             effective: CivilDate::parse("2026-01-02").unwrap(),
+            event_id: Some(EventId::parse(&format!("bench-repair-{d}")).unwrap()),
         };
         let _ = ledger.append(&repair);
         let t = Instant::now();
@@ -156,6 +157,7 @@ fn main() {
                 severity: Severity::Minor,
                 responsibility: Responsibility::General,
                 suspension_months: None,
+                event_id: None,
             }),
         });
         let t = Instant::now();

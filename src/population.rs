@@ -30,7 +30,7 @@
 //!   date), terminations (R15, some by a single 12-point fraud, some followed
 //!   by a registration after the ban), and some upheld appeals (R12).
 
-use crate::domain::{CivilDate, InstitutionCode, PractitionerCode, Responsibility, Severity, ViolationId};
+use crate::domain::{CivilDate, EventId, InstitutionCode, PractitionerCode, Responsibility, Severity, ViolationId};
 use crate::event::{Event, RecordedEvent, Violation};
 use crate::policy::{Policy, BAN_YEARS, MAX_SUSPENSION_MONTHS, SUSPENSION_THRESHOLD, TERMINATION_THRESHOLD};
 use crate::rules::practitioner::{self, PractitionerStanding};
@@ -402,15 +402,20 @@ impl Population {
         let code = self.institution_code(j);
         let p = self.institution_profile(j);
         let mut events = Vec::with_capacity(6);
-        events.push(Event::InstitutionDesignated { institution: code, effective: civil(p.designated) });
+        events.push(Event::InstitutionDesignated { institution: code, effective: civil(p.designated), event_id: None });
         if let Some((from, until)) = p.suspended {
-            events.push(Event::InstitutionSuspended { institution: code, effective: civil(from), until: civil(until) });
+            events.push(Event::InstitutionSuspended {
+                institution: code,
+                effective: civil(from),
+                until: civil(until),
+                event_id: None,
+            });
         }
         if let Some(t) = p.terminated {
-            events.push(Event::InstitutionTerminated { institution: code, effective: civil(t) });
+            events.push(Event::InstitutionTerminated { institution: code, effective: civil(t), event_id: None });
         }
         if let Some(d) = p.redesignated {
-            events.push(Event::InstitutionDesignated { institution: code, effective: civil(d) });
+            events.push(Event::InstitutionDesignated { institution: code, effective: civil(d), event_id: None });
         }
         let mut rng = Rng::stream(self.spec.seed, TAG_RATING, j);
         let designated_year = civil(p.designated).year();
@@ -447,6 +452,7 @@ impl Population {
                 year,
                 score: f64::from(tenths) / 10.0,
                 direct_e: listed,
+                event_id: None,
             });
         }
         // In the order the agency records them; a year's rating early the next year.
@@ -754,6 +760,7 @@ impl Builder<'_> {
             practitioner: self.id.code,
             institution,
             effective: civil(on),
+            event_id: None,
         });
     }
 
@@ -762,6 +769,7 @@ impl Builder<'_> {
             practitioner: self.id.code,
             institution,
             effective: civil(on),
+            event_id: None,
         });
     }
 
@@ -1004,7 +1012,17 @@ impl Builder<'_> {
                     scored_days.push(on);
                 }
                 Step::Repaired(points) => {
-                    self.events.push(Event::PointsRepaired { practitioner: self.id.code, points, effective: civil(on) })
+                    // R7a: a repair carries the agency's reference for it.
+                    let effective = civil(on);
+                    let number = self.events.len() + 1;
+                    let event_id = EventId::parse(&format!("XF-{}-{}-{number}", effective.year(), self.id.code))
+                        .expect("generated repair references are valid");
+                    self.events.push(Event::PointsRepaired {
+                        practitioner: self.id.code,
+                        points,
+                        effective,
+                        event_id: Some(event_id),
+                    })
                 }
             }
         }
@@ -1030,6 +1048,7 @@ impl Builder<'_> {
             severity,
             responsibility,
             suspension_months: months,
+            event_id: None,
         }));
     }
 
@@ -1041,7 +1060,7 @@ impl Builder<'_> {
         let (violation_id, scored_on) = self.violations[which].clone();
         let on = scored_on + after;
         if revoke && on <= self.pop.days.horizon {
-            self.events.push(Event::ViolationRevoked { violation_id, effective: civil(on) });
+            self.events.push(Event::ViolationRevoked { violation_id, effective: civil(on), event_id: None });
         }
     }
 }

@@ -12,6 +12,8 @@ use std::fmt;
 pub enum RefusalCode {
     /// R4: a missing or malformed field, unknown type or code, empty interval.
     InvalidRequest,
+    /// An `event_id` already accepted with different content (R7a).
+    DuplicateEvent,
     /// An event naming an institution never designated.
     UnknownInstitution,
     /// A deregistration, violation or repair for a code never registered.
@@ -39,6 +41,7 @@ impl RefusalCode {
     pub fn as_str(self) -> &'static str {
         match self {
             RefusalCode::InvalidRequest => "invalid_request",
+            RefusalCode::DuplicateEvent => "duplicate_event",
             RefusalCode::UnknownInstitution => "unknown_institution",
             RefusalCode::UnknownPractitioner => "unknown_practitioner",
             RefusalCode::PointsOutOfBand => "points_out_of_band",

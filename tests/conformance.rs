@@ -39,6 +39,13 @@ fn mismatches(file: &PathBuf, lines: &[Value]) -> Vec<String> {
     for (j, check) in checks.iter().enumerate() {
         let line = &lines[events.len() + j];
         let expect = &check["expect"];
+        if let Some(error) = expect.get("error") {
+            // A line that is bad input (R4) is answered with its named error.
+            if line["check"] != j || line["error"] != *error {
+                problems.push(format!("check {j} {check}: expected error {error}, got {line}"));
+            }
+            continue;
+        }
         let waived = expect.get("waived").cloned().unwrap_or(Value::Array(vec![]));
         if line["check"] != j
             || line["verdict"] != expect["verdict"]

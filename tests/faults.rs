@@ -636,7 +636,7 @@ fn bad_ledgers() -> Vec<BadLedger> {
             make: |data| {
                 real_ledger(data);
                 let db = rusqlite::Connection::open(data.join(LEDGER_FILE)).unwrap();
-                db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'", []).unwrap();
+                db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'", []).unwrap();
             },
         },
     ]

@@ -95,7 +95,7 @@ fn huge_numbers_are_named_errors() {
     assert_eq!(refusal.field.as_deref(), Some("year"));
     for input in [
         rated,
-        r#"{"type":"points_repaired","practitioner":"D110105000001","points":4294967296000,"effective":"2026-03-01"}"#,
+        r#"{"type":"points_repaired","event_id":"R-1","practitioner":"D110105000001","points":4294967296000,"effective":"2026-03-01"}"#,
     ] {
         harness::event(input.as_bytes());
     }

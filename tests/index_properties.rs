@@ -328,7 +328,7 @@ fn build_history(setup: &RawSetup, ops: &[RawOp]) -> Vec<Value> {
                 v
             }
             RawOp::Repair { prac: p, day, points } => {
-                json!({"type": "points_repaired", "practitioner": PRACTITIONERS[prac(p)], "points": points,
+                json!({"type": "points_repaired", "event_id": format!("R-{}", body.len()), "practitioner": PRACTITIONERS[prac(p)], "points": points,
                        "effective": offset(body_start(), *day).to_string()})
             }
             RawOp::Revoke { pick, day } => {

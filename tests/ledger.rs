@@ -66,7 +66,7 @@ fn refused_events_leave_no_trace() {
             RefusalCode::UnknownInstitution,
         ),
         (
-            json!({"type": "points_repaired", "practitioner": "D999999999999", "points": 1, "effective": "2026-01-01"}),
+            json!({"type": "points_repaired", "event_id": "R-1", "practitioner": "D999999999999", "points": 1, "effective": "2026-01-01"}),
             RefusalCode::UnknownPractitioner,
         ),
         (
@@ -123,13 +123,13 @@ fn a_batch_judges_each_event_against_the_ones_before_it() {
             json!({"type": "practitioner_registered", "practitioner": "D110105000001", "institution": "H11010500001", "effective": "2025-01-01"}),
         ),
         event(
-            json!({"type": "points_repaired", "practitioner": "D110105000001", "points": 6, "effective": "2026-01-01"}),
+            json!({"type": "points_repaired", "event_id": "R-2", "practitioner": "D110105000001", "points": 6, "effective": "2026-01-01"}),
         ),
         event(
-            json!({"type": "points_repaired", "practitioner": "D110105000001", "points": 1, "effective": "2026-12-31"}),
+            json!({"type": "points_repaired", "event_id": "R-3", "practitioner": "D110105000001", "points": 1, "effective": "2026-12-31"}),
         ),
         event(
-            json!({"type": "points_repaired", "practitioner": "D110105000001", "points": 1, "effective": "2027-01-01"}),
+            json!({"type": "points_repaired", "event_id": "R-4", "practitioner": "D110105000001", "points": 1, "effective": "2027-01-01"}),
         ),
     ];
     let outcomes = ledger.append_batch(&batch).unwrap();

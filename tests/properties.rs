@@ -4,7 +4,8 @@
 //! - R6: derived state is a pure function of the events ordered by
 //!   (`effective`, `seq`), so the order in which events arrive does not matter.
 //! - R12: a revoked violation is as if it had never been scored.
-//! - R10/R11: the year total is the clamped yearly sum, cleared on 1 January.
+//! - R10/R11: the year total is a running balance that never goes below 0 at
+//!   any step (a repair cannot be banked), cleared on 1 January.
 //! - R18/R19: an emergency only ever waives reasons 5-7.
 //!
 //! Histories are generated as raw random choices and turned into valid events
@@ -361,7 +362,7 @@ fn build(setup: &RawSetup, ops: &[RawOp], options: BuildOptions) -> Built {
                 *sum += points;
                 prac_days[prac].insert(day);
                 body.push(BodyEvent {
-                    json: json!({"type": "points_repaired", "practitioner": PRACTITIONERS[prac],
+                    json: json!({"type": "points_repaired", "event_id": format!("R-{}", body.len()), "practitioner": PRACTITIONERS[prac],
                                  "points": points, "effective": effective.to_string()}),
                     effective,
                     fact: Fact::Repair { prac, points },
@@ -575,10 +576,12 @@ fn assert_same_outcomes(built: &Built, a: &World, b: &World, dates: &BTreeSet<Ci
     Ok(())
 }
 
-/// R11 recomputed from the builder's model, not from the library: points of
-/// non-revoked violations in `day`'s year dated on or before `day`, minus
-/// repairs in that year on or before `day`, never below 0. With `only_on_day`,
-/// only events dated exactly `day` count.
+/// R11 recomputed from the builder's model, not from the library: walk the
+/// non-revoked violations and repairs of `day`'s year dated on or before
+/// `day` in (`effective`, arrival) order from 0; a violation adds its points,
+/// a repair takes off at most what the total holds (the total never goes
+/// below 0 at any step, so nothing is banked). With `only_on_day`, only
+/// events dated exactly `day` count.
 fn model_total(body: &[BodyEvent], prac: usize, day: CivilDate, only_on_day: bool) -> u32 {
     let revoked: HashSet<usize> = body
         .iter()
@@ -588,17 +591,25 @@ fn model_total(body: &[BodyEvent], prac: usize, day: CivilDate, only_on_day: boo
         })
         .collect();
     let counts = |d: CivilDate| if only_on_day { d == day } else { d.year() == day.year() && d <= day };
-    let (mut scored, mut repaired) = (0i64, 0i64);
+    let mut steps: Vec<(CivilDate, usize, i64)> = Vec::new();
     for (n, e) in body.iter().enumerate() {
         match e.fact {
             Fact::Violation { prac: p, points } if p == prac && !revoked.contains(&n) && counts(e.effective) => {
-                scored += i64::from(points)
+                steps.push((e.effective, n, i64::from(points)))
             }
-            Fact::Repair { prac: p, points } if p == prac && counts(e.effective) => repaired += i64::from(points),
+            Fact::Repair { prac: p, points } if p == prac && counts(e.effective) => {
+                steps.push((e.effective, n, -i64::from(points)))
+            }
             _ => {}
         }
     }
-    (scored - repaired).max(0) as u32
+    steps.sort();
+    let mut total = 0i64;
+    for (_, _, change) in steps {
+        total = (total + change).max(0);
+        assert!(total >= 0, "R11: the total is never below 0 at any step");
+    }
+    total as u32
 }
 
 fn config() -> Config {
@@ -685,11 +696,11 @@ proptest! {
     }
 
     /// R10/R11: the year total on any day is the independently recomputed
-    /// clamped sum of that year's non-revoked points and repairs up to that
-    /// day, even when repairs exceed the points scored; on 1 January only
-    /// events dated that very day count.
+    /// running balance of that year's non-revoked points and repairs up to
+    /// that day, even when repairs exceed the points standing (they remove
+    /// only what is there); on 1 January only events dated that very day count.
     #[test]
-    fn r10_r11_year_total_is_clamped_yearly_sum_cleared_on_1_january(
+    fn r10_r11_year_total_is_a_running_balance_cleared_on_1_january(
         setup in setup_strategy(),
         ops in ops_strategy(REPAIR_HEAVY),
         distinct_dates in any::<bool>(),

@@ -191,7 +191,7 @@ fn revoking_the_violation_behind_a_termination_lifts_its_ban_r12_r15() {
 fn a_repair_lowers_later_totals_but_not_a_running_suspension_r13() {
     let g = Gate::new();
     g.violation("A", "2026-03-01", 9, json!({})); // suspended to 2026-05-01
-    g.ok(json!({"type": "points_repaired", "practitioner": P, "points": 5, "effective": "2026-03-15"}));
+    g.ok(json!({"type": "points_repaired", "event_id": "R-1", "practitioner": P, "points": 5, "effective": "2026-03-15"}));
     assert_eq!(g.reason("2026-04-30"), Reason::PractitionerSuspended);
     g.violation("B", "2026-06-01", 3, json!({})); // 9 - 5 + 3 = 7: no new sanction
     assert_eq!(g.reason("2026-06-02"), Reason::Ok);
@@ -207,7 +207,7 @@ fn a_repair_lowers_later_totals_but_not_a_running_suspension_r13() {
 fn the_repair_cap_counts_the_calendar_year_of_the_repair_r13() {
     let g = Gate::new();
     let repair = |points: u32, date: &str| {
-        g.append(json!({"type": "points_repaired", "practitioner": P, "points": points, "effective": date}))
+        g.append(json!({"type": "points_repaired", "event_id": format!("R-{date}-{points}"), "practitioner": P, "points": points, "effective": date}))
     };
     assert!(repair(4, "2026-02-01").is_ok());
     assert!(repair(2, "2026-12-31").is_ok());
@@ -295,7 +295,7 @@ fn the_integrity_file_shows_violations_totals_sanctions_and_status_r22() {
     g.violation("B", "2025-12-20", 3, json!({"suspension_months": 2}));
     g.violation("C", "2026-01-05", 2, json!({}));
     g.ok(json!({"type": "violation_revoked", "violation_id": "C", "effective": "2026-02-01"}));
-    g.ok(json!({"type": "points_repaired", "practitioner": P, "points": 1, "effective": "2026-01-10"}));
+    g.ok(json!({"type": "points_repaired", "event_id": "R-1", "practitioner": P, "points": 1, "effective": "2026-01-10"}));
     let file = g.ledger.practitioner_file(PractitionerCode::parse(P).unwrap(), day("2026-02-01")).unwrap().unwrap();
     assert_eq!(file.status.state, PractitionerState::Suspended);
     assert_eq!(file.status.until, Some(day("2026-02-20")));

@@ -88,7 +88,7 @@ impl Writes {
             ),
             k if k == POPULATION_VIOLATIONS + 1 => violation(&id, new(), institution, reference),
             _ => format!(
-                r#"{{"type":"points_repaired","practitioner":"{}","points":1,"effective":"{reference}"}}"#,
+                r#"{{"type":"points_repaired","event_id":"{id}","practitioner":"{}","points":1,"effective":"{reference}"}}"#,
                 new()
             ),
         }

@@ -17,7 +17,8 @@ const PRACTITIONER_MAX_LEN: usize = 20;
 /// Digits after the letter of an institution code (R2).
 const INSTITUTION_DIGITS: usize = 11;
 /// Longest violation id accepted, in bytes.
-pub const MAX_VIOLATION_ID_BYTES: usize = 128;
+/// Longest source reference (R7a: `event_id`, `violation_id`, `suspension_id`), in characters.
+pub const MAX_REFERENCE_CHARS: usize = 64;
 
 /// Letters A-Z, packed as 1..=26 (0: no second letter).
 const ALPHABET: u64 = 26;
@@ -166,35 +167,59 @@ macro_rules! debug_and_serialize_as_text {
 }
 debug_and_serialize_as_text!(PractitionerCode, InstitutionCode);
 
-/// The agency's identifier of one violation decision: 1 to 128 bytes of
-/// text without control characters.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(transparent)]
-pub struct ViolationId(String);
-
-impl ViolationId {
-    /// Validates an id.
-    pub fn parse(text: &str) -> Result<ViolationId, FieldError> {
-        if text.is_empty() || text.len() > MAX_VIOLATION_ID_BYTES {
-            return Err(FieldError(format!("a violation id must be 1 to {MAX_VIOLATION_ID_BYTES} bytes long")));
-        }
-        if text.chars().any(char::is_control) {
-            return Err(FieldError("a violation id must not contain control characters".into()));
-        }
-        Ok(ViolationId(text.to_owned()))
+/// Checks the form R7a gives every source reference: 1 to
+/// [`MAX_REFERENCE_CHARS`] characters, none of them a control character.
+fn reference(text: &str, what: &str) -> Result<String, FieldError> {
+    let chars = text.chars().count();
+    if chars == 0 || chars > MAX_REFERENCE_CHARS {
+        return Err(FieldError(format!(
+            "{what} must be 1 to {MAX_REFERENCE_CHARS} characters long (R7a); it has {chars}"
+        )));
     }
-
-    /// The id's text.
-    pub fn as_str(&self) -> &str {
-        &self.0
+    if text.chars().any(char::is_control) {
+        return Err(FieldError(format!("{what} must not contain control characters (R7a)")));
     }
+    Ok(text.to_owned())
 }
 
-impl fmt::Display for ViolationId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+macro_rules! source_reference {
+    ($(#[$doc:meta])* $t:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+        #[serde(transparent)]
+        pub struct $t(String);
+
+        impl $t {
+            /// Validates a reference (R7a).
+            pub fn parse(text: &str) -> Result<$t, FieldError> {
+                reference(text, $what).map($t)
+            }
+
+            /// The reference's text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
 }
+
+source_reference!(
+    /// The agency's identifier of one violation decision (R7, R7a).
+    ViolationId,
+    "a violation id"
+);
+source_reference!(
+    /// The source's own reference for a fact, such as a decision number
+    /// (`京医保罚〔2025〕12号`): what makes a re-send recognisable (R7a).
+    EventId,
+    "an event id"
+);
 
 #[cfg(test)]
 mod tests {
@@ -283,6 +308,11 @@ mod tests {
         assert!(ViolationId::parse("违规-1").is_ok());
         assert!(ViolationId::parse("").is_err());
         assert!(ViolationId::parse("a\nb").is_err());
-        assert!(ViolationId::parse(&"x".repeat(MAX_VIOLATION_ID_BYTES + 1)).is_err());
+        assert!(ViolationId::parse(&"x".repeat(MAX_REFERENCE_CHARS + 1)).is_err());
+        // R7a counts characters, not bytes: 64 Chinese characters are one reference.
+        assert!(EventId::parse(&"号".repeat(MAX_REFERENCE_CHARS)).is_ok());
+        assert!(EventId::parse(&"号".repeat(MAX_REFERENCE_CHARS + 1)).is_err());
+        assert!(EventId::parse("京医保罚〔2025〕12号").is_ok());
+        assert!(EventId::parse("a\u{7f}b").is_err());
     }
 }

@@ -9,7 +9,7 @@ mod credit;
 mod date;
 mod scoring;
 
-pub use codes::{InstitutionCode, PractitionerCode, ViolationId, MAX_VIOLATION_ID_BYTES};
+pub use codes::{EventId, InstitutionCode, PractitionerCode, ViolationId, MAX_REFERENCE_CHARS};
 pub use credit::{CreditNotice, Grade, Inspection, Score};
 pub use date::{CivilDate, DateInterval, MAX_YEAR, MIN_YEAR};
 pub use scoring::{Responsibility, Severity};

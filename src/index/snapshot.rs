@@ -18,8 +18,10 @@ use xxhash_rust::xxh3::xxh3_64;
 
 /// Identifies a claimgate index snapshot.
 pub const MAGIC: [u8; 16] = *b"CLAIMGATE-INDEX\0";
-/// The snapshot format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The snapshot format this build writes and reads. 2: standings derived by
+/// RULES.md v2 (R11's running balance, R14's re-crossing); a version 1
+/// snapshot holds v1's answers, so it is refused and the index rebuilt.
+pub const FORMAT_VERSION: u32 = 2;
 /// Bytes before the archive (keeps the archive 16-byte aligned in the map).
 pub const HEADER_LEN: usize = 64;
 /// Snapshots kept in the directory after a new one is written.

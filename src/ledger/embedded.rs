@@ -4,12 +4,14 @@
 //! exactly what was accepted before.
 
 use super::{Appended, LedgerError};
-use crate::domain::{InstitutionCode, PractitionerCode, Seq, ViolationId};
+use crate::domain::{EventId, InstitutionCode, PractitionerCode, Seq, ViolationId};
 use crate::event::{Event, RecordedEvent};
 use crate::policy::Policy;
 use crate::refusal::Refusal;
+use crate::rules::practitioner::ScoringStep;
 use crate::rules::validate::{self, Admission, KnownViolation, LedgerFacts};
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -23,7 +25,7 @@ pub const MAX_TAIL_BATCH: usize = 10_000;
 /// Marks the SQLite file as ours ("ClGt"), so a foreign database is refused.
 const APPLICATION_ID: i64 = 0x436C_4774;
 /// The schema this build writes and reads.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 /// How long a connection waits for a lock another holds before failing.
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -42,6 +44,20 @@ CREATE INDEX events_by_practitioner ON events(practitioner, kind) WHERE practiti
 CREATE INDEX events_by_institution ON events(institution, kind) WHERE institution IS NOT NULL;
 CREATE INDEX events_by_violation ON events(violation_id, kind) WHERE violation_id IS NOT NULL;
 ";
+
+/// `MIGRATIONS[v - 1]` takes the schema from version `v` to `v + 1`.
+/// Version 2 (RULES.md v2): `event_id` for re-sends (R7a), unique among
+/// accepted events; `points` of violations and repairs, so validation reads
+/// a practitioner's scoring steps without decoding bodies. The backfill
+/// fills the new derived column from each row's own body, once; no event's
+/// content changes.
+const MIGRATIONS: &[&str] = &["
+ALTER TABLE events ADD COLUMN event_id TEXT;
+ALTER TABLE events ADD COLUMN points INTEGER;
+UPDATE events SET points = json_extract(body, '$.points') WHERE kind IN ('violation_scored', 'points_repaired');
+CREATE UNIQUE INDEX events_by_event_id ON events(event_id) WHERE event_id IS NOT NULL;
+CREATE INDEX events_scoring ON events(practitioner, effective) WHERE kind IN ('violation_scored', 'points_repaired');
+"];
 
 /// The append-only event ledger on an embedded SQLite file (the default backend).
 pub struct EmbeddedLedger {
@@ -95,8 +111,8 @@ impl EmbeddedLedger {
             let tx = conn.transaction().map_err(storage("creating the schema"))?;
             tx.execute_batch(SCHEMA).map_err(storage("creating the schema"))?;
             tx.execute(
-                "INSERT INTO meta (key, value) VALUES ('schema_version', ?1), ('policy', ?2), ('ledger_id', ?3)",
-                params![SCHEMA_VERSION.to_string(), policy_json, new_ledger_id().to_string()],
+                "INSERT INTO meta (key, value) VALUES ('schema_version', '1'), ('policy', ?1), ('ledger_id', ?2)",
+                params![policy_json, new_ledger_id().to_string()],
             )
             .map_err(storage("creating the schema"))?;
             tx.pragma_update(None, "application_id", APPLICATION_ID).map_err(storage("creating the schema"))?;
@@ -107,22 +123,34 @@ impl EmbeddedLedger {
                 detail: format!("it is an SQLite database of another application (application_id {app_id:#x})"),
             });
         }
-        let meta = |key: &str| -> Result<Option<String>, LedgerError> {
+        let meta = |conn: &Connection, key: &str| -> Result<Option<String>, LedgerError> {
             conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
                 .optional()
                 .map_err(storage("reading ledger metadata"))
         };
-        let version: i64 = meta("schema_version")?
+        let version: i64 = meta(&conn, "schema_version")?
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| LedgerError::NotALedger { path: path.clone(), detail: "it has no schema version".into() })?;
         if version > SCHEMA_VERSION {
             return Err(LedgerError::SchemaTooNew { path, found: version, supported: SCHEMA_VERSION });
         }
-        let stored_policy = meta("policy")?.unwrap_or_default();
+        if version < 1 {
+            return Err(LedgerError::NotALedger { path, detail: format!("its schema version is {version}") });
+        }
+        if version < SCHEMA_VERSION {
+            let tx = conn.transaction().map_err(storage("migrating the ledger schema"))?;
+            for migration in &MIGRATIONS[version as usize - 1..SCHEMA_VERSION as usize - 1] {
+                tx.execute_batch(migration).map_err(storage("migrating the ledger schema"))?;
+            }
+            tx.execute("UPDATE meta SET value = ?1 WHERE key = 'schema_version'", [SCHEMA_VERSION.to_string()])
+                .map_err(storage("migrating the ledger schema"))?;
+            tx.commit().map_err(storage("migrating the ledger schema"))?;
+        }
+        let stored_policy = meta(&conn, "policy")?.unwrap_or_default();
         if serde_json::from_str::<Policy>(&stored_policy).ok().as_ref() != Some(policy) {
             return Err(LedgerError::PolicyMismatch { stored: stored_policy });
         }
-        let id = meta("ledger_id")?.and_then(|v| v.parse().ok()).unwrap_or(0);
+        let id = meta(&conn, "ledger_id")?.and_then(|v| v.parse().ok()).unwrap_or(0);
         // R5: an acknowledged event survives a crash or power loss.
         conn.pragma_update(None, "synchronous", "FULL").map_err(storage("setting synchronous commits"))?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(storage("setting the busy timeout"))?;
@@ -435,6 +463,8 @@ fn head_of(conn: &Connection) -> Result<Seq, LedgerError> {
 }
 
 fn insert(tx: &Transaction, seq: Seq, event: &Event) -> Result<(), LedgerError> {
+    // The unique index on event_id would refuse a second event with one id;
+    // validation (R7a) answered a re-send before it got here.
     let (practitioner, violation_id) = match event {
         Event::ViolationScored(v) => (Some(v.practitioner), Some(v.violation_id.clone())),
         Event::ViolationRevoked { violation_id, .. } => {
@@ -445,8 +475,8 @@ fn insert(tx: &Transaction, seq: Seq, event: &Event) -> Result<(), LedgerError> 
         other => (other.practitioner(), None),
     };
     tx.prepare_cached(
-        "INSERT INTO events (seq, kind, effective, practitioner, institution, violation_id, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO events (seq, kind, effective, practitioner, institution, violation_id, body, event_id, points)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )
     .and_then(|mut stmt| {
         stmt.execute(params![
@@ -457,6 +487,8 @@ fn insert(tx: &Transaction, seq: Seq, event: &Event) -> Result<(), LedgerError> 
             event.institution().map(|i| i.to_string()),
             violation_id.as_ref().map(ViolationId::as_str),
             event.to_json(),
+            event.event_id().map(EventId::as_str),
+            super::indexed_points(event),
         ])
     })
     .map_err(storage("appending an event"))?;
@@ -508,6 +540,16 @@ struct Facts<'a> {
 }
 
 impl Facts<'_> {
+    /// The one event `sql` selects (`seq, body`) by `key`, if any.
+    fn one(&self, sql: &str, key: &str) -> Result<Option<RecordedEvent>, LedgerError> {
+        let row: Option<(i64, String)> = self
+            .tx
+            .prepare_cached(sql)
+            .and_then(|mut stmt| stmt.query_row([key], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+            .map_err(storage("validating an event"))?;
+        row.map(|(seq, body)| super::decode_stored(seq, &body, self.policy)).transpose()
+    }
+
     fn exists(&self, sql: &str, key: String) -> Result<bool, LedgerError> {
         self.tx.prepare_cached(sql).and_then(|mut stmt| stmt.exists([key])).map_err(storage("validating an event"))
     }
@@ -527,14 +569,44 @@ impl LedgerFacts for Facts<'_> {
         )
     }
 
-    fn violation(&mut self, id: &ViolationId) -> Result<Option<KnownViolation>, LedgerError> {
-        let Some((seq, violation)) = find_violation(self.tx, id)? else { return Ok(None) };
-        let revoked =
-            self.exists("SELECT 1 FROM events WHERE violation_id = ?1 AND kind = 'violation_revoked'", id.to_string())?;
-        Ok(Some(KnownViolation { seq, violation, revoked }))
+    fn event_with_id(&mut self, id: &EventId) -> Result<Option<RecordedEvent>, LedgerError> {
+        self.one("SELECT seq, body FROM events WHERE event_id = ?1", id.as_str())
     }
 
-    fn practitioner_history(&mut self, code: PractitionerCode) -> Result<Vec<RecordedEvent>, LedgerError> {
-        practitioner_history(self.tx, code, self.policy)
+    fn violation(&mut self, id: &ViolationId) -> Result<Option<KnownViolation>, LedgerError> {
+        let Some((seq, violation)) = find_violation(self.tx, id)? else { return Ok(None) };
+        let revocation = self.one(
+            "SELECT seq, body FROM events WHERE violation_id = ?1 AND kind = 'violation_revoked' ORDER BY seq LIMIT 1",
+            id.as_str(),
+        )?;
+        Ok(Some(KnownViolation { seq, violation, revocation }))
+    }
+
+    fn scoring_steps(
+        &mut self,
+        code: PractitionerCode,
+        years: RangeInclusive<i32>,
+    ) -> Result<Vec<ScoringStep>, LedgerError> {
+        const DOING: &str = "reading a practitioner's scoring steps";
+        let (first, last) = super::stored_day_bounds(&years);
+        let sql = format!(
+            "SELECT e.kind, e.effective, e.seq, e.points FROM events e
+             WHERE e.practitioner = ?1 AND e.kind IN {kinds} AND e.effective >= ?2 AND e.effective <= ?3
+               AND NOT (e.kind = 'violation_scored' AND EXISTS (SELECT 1 FROM events r
+                        WHERE r.violation_id = e.violation_id AND r.kind = 'violation_revoked'))
+             ORDER BY e.effective, e.seq",
+            kinds = super::SCORING_KINDS
+        );
+        let mut stmt = self.tx.prepare_cached(&sql).map_err(storage(DOING))?;
+        let rows = stmt
+            .query_map(params![code.to_string(), first, last], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, Option<i64>>(3)?))
+            })
+            .map_err(storage(DOING))?;
+        rows.map(|row| {
+            let (kind, effective, seq, points) = row.map_err(storage(DOING))?;
+            super::scoring_step(&kind, &effective, seq, points)
+        })
+        .collect()
     }
 }

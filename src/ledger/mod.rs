@@ -41,8 +41,49 @@ pub(crate) fn decode_stored(seq: i64, body: &str, policy: &Policy) -> Result<Rec
     let seq = seq as Seq;
     let value: serde_json::Value =
         serde_json::from_str(body).map_err(|e| LedgerError::Corrupt { seq, message: e.to_string() })?;
-    let event = Event::parse(&value, policy).map_err(|e| LedgerError::Corrupt { seq, message: e.to_string() })?;
+    let event =
+        Event::parse_stored(&value, policy).map_err(|e| LedgerError::Corrupt { seq, message: e.to_string() })?;
     Ok(RecordedEvent { seq, event })
+}
+
+/// Kinds whose rows carry `points`: the steps of the running balance (R11).
+pub(crate) const SCORING_KINDS: &str = "('violation_scored', 'points_repaired')";
+
+/// The `points` column of an event's row: a violation's points or a
+/// repair's requested points, so validation reads scoring steps without
+/// decoding bodies (R8 in O(the practitioner's steps)).
+pub(crate) fn indexed_points(event: &Event) -> Option<i64> {
+    match event {
+        Event::ViolationScored(v) => Some(i64::from(v.points)),
+        Event::PointsRepaired { points, .. } => Some(i64::from(*points)),
+        _ => None,
+    }
+}
+
+/// The first and last day of `years` as stored (`YYYY-MM-DD`, which sorts as
+/// text), within the calendar R3 allows.
+pub(crate) fn stored_day_bounds(years: &std::ops::RangeInclusive<i32>) -> (String, String) {
+    let clamp = |y: i32| y.clamp(crate::domain::MIN_YEAR, crate::domain::MAX_YEAR);
+    (format!("{:04}-01-01", clamp(*years.start())), format!("{:04}-12-31", clamp(*years.end())))
+}
+
+/// One scoring step from its row's `kind`, `effective`, `seq` and `points`.
+pub(crate) fn scoring_step(
+    kind: &str,
+    effective: &str,
+    seq: i64,
+    points: Option<i64>,
+) -> Result<crate::rules::practitioner::ScoringStep, LedgerError> {
+    use crate::rules::practitioner::{Change, ScoringStep};
+    let seq = seq as Seq;
+    let corrupt = |what: &str| LedgerError::Corrupt { seq, message: format!("its indexed {what} is not valid") };
+    let points = points.and_then(|p| u32::try_from(p).ok()).ok_or_else(|| corrupt("points"))?;
+    let change = match kind {
+        "violation_scored" => Change::Scored(points),
+        "points_repaired" => Change::Repaired(points),
+        _ => return Err(corrupt("kind")),
+    };
+    Ok(ScoringStep { effective: CivilDate::parse(effective).map_err(|_| corrupt("date"))?, seq, change })
 }
 
 // One ledger per process, behind an Arc: the variants' sizes do not matter.

@@ -18,15 +18,17 @@
 
 use super::postgres_tls::TlsSettings;
 use super::{Appended, LedgerError, MAX_APPEND_BATCH, MAX_TAIL_BATCH};
-use crate::domain::{InstitutionCode, PractitionerCode, Seq, ViolationId};
+use crate::domain::{EventId, InstitutionCode, PractitionerCode, Seq, ViolationId};
 use crate::event::{Event, RecordedEvent, Violation};
 use crate::policy::Policy;
 use crate::refusal::Refusal;
+use crate::rules::practitioner::ScoringStep;
 use crate::rules::validate::{self, Admission, KnownViolation, LedgerFacts};
 use ::postgres::config::Host;
 use ::postgres::fallible_iterator::FallibleIterator;
 use ::postgres::{Client, Config, GenericClient, IsolationLevel, NoTls, Row, Statement, Transaction};
 use std::collections::HashMap;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::{Mutex, MutexGuard};
@@ -37,7 +39,7 @@ pub const DEFAULT_SCHEMA: &str = "claimgate";
 /// The channel every accepted batch notifies, with the new head as payload.
 pub const NOTIFY_CHANNEL: &str = "claimgate_events";
 /// The schema this build writes and reads.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 /// Longest schema name PostgreSQL keeps (longer ones are silently truncated).
 const MAX_SCHEMA_BYTES: usize = 63;
 /// Connect timeout when the URL sets none.
@@ -47,7 +49,8 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// an empty `claimgate_schema` table. Code columns compare bytewise (`"C"`),
 /// so grouping and ordering match the embedded ledger whatever the database's
 /// collation.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE claimgate_meta (key text PRIMARY KEY, value text NOT NULL);
 CREATE TABLE events (
     seq          bigint PRIMARY KEY,
@@ -63,15 +66,28 @@ CREATE INDEX events_by_institution ON events(institution, kind) WHERE institutio
 CREATE INDEX events_by_violation ON events(violation_id, kind) WHERE violation_id IS NOT NULL;
 CREATE TABLE claimgate_head (id int PRIMARY KEY CHECK (id = 1), seq bigint NOT NULL);
 INSERT INTO claimgate_head (id, seq) VALUES (1, 0);
-"];
+",
+    "
+-- Version 2 (RULES.md v2): event_id for re-sends (R7a), unique among accepted
+-- events; points of violations and repairs, so validation reads scoring steps
+-- without decoding bodies. The backfill derives the column from each row's own
+-- body, once; no event's content changes.
+ALTER TABLE events ADD COLUMN event_id text COLLATE \"C\", ADD COLUMN points bigint;
+UPDATE events SET points = (body::json->>'points')::bigint WHERE kind IN ('violation_scored', 'points_repaired');
+CREATE UNIQUE INDEX events_by_event_id ON events(event_id) WHERE event_id IS NOT NULL;
+CREATE INDEX events_scoring ON events(practitioner, effective COLLATE \"C\")
+    WHERE kind IN ('violation_scored', 'points_repaired');
+",
+];
 
 const LOCK_HEAD: &str = "SELECT seq FROM claimgate_head WHERE id = 1 FOR UPDATE";
 const READ_HEAD: &str = "SELECT seq FROM claimgate_head WHERE id = 1";
 /// Moves the head and queues the notification (sent on commit), in one round trip.
 const SET_HEAD_AND_NOTIFY: &str = "WITH moved AS (UPDATE claimgate_head SET seq = $1 WHERE id = 1 RETURNING seq)
      SELECT pg_notify($2, seq::text) FROM moved";
-const INSERT: &str = "INSERT INTO events (seq, kind, effective, practitioner, institution, violation_id, body)
-     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+const INSERT: &str =
+    "INSERT INTO events (seq, kind, effective, practitioner, institution, violation_id, body, event_id, points)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 const EVENTS_SINCE: &str = "SELECT seq, body FROM events WHERE seq > $1 ORDER BY seq LIMIT $2";
 const PRACTITIONER_HISTORY: &str = "SELECT seq, body FROM events WHERE practitioner = $1 ORDER BY seq";
 const INSTITUTION_HISTORY: &str =
@@ -81,7 +97,16 @@ const INSTITUTION_DESIGNATED: &str =
     "SELECT 1 FROM events WHERE institution = $1 AND kind = 'institution_designated' LIMIT 1";
 const PRACTITIONER_REGISTERED: &str =
     "SELECT 1 FROM events WHERE practitioner = $1 AND kind = 'practitioner_registered' LIMIT 1";
-const VIOLATION_REVOKED: &str = "SELECT 1 FROM events WHERE violation_id = $1 AND kind = 'violation_revoked' LIMIT 1";
+const REVOCATION_OF: &str =
+    "SELECT seq, body FROM events WHERE violation_id = $1 AND kind = 'violation_revoked' ORDER BY seq LIMIT 1";
+const EVENT_WITH_ID: &str = "SELECT seq, body FROM events WHERE event_id = $1";
+/// A practitioner's standing violations and repairs dated in a span of years (R11).
+const SCORING_STEPS: &str = "SELECT e.kind, e.effective, e.seq, e.points FROM events e
+     WHERE e.practitioner = $1 AND e.kind IN ('violation_scored', 'points_repaired')
+       AND e.effective COLLATE \"C\" >= $2 AND e.effective COLLATE \"C\" <= $3
+       AND NOT (e.kind = 'violation_scored' AND EXISTS (SELECT 1 FROM events r
+                WHERE r.violation_id = e.violation_id AND r.kind = 'violation_revoked'))
+     ORDER BY e.effective COLLATE \"C\", e.seq";
 const SCAN_PRACTITIONERS: &str = "SELECT practitioner, seq, body FROM events
      WHERE practitioner IS NOT NULL AND seq <= $1 ORDER BY practitioner, seq";
 const SCAN_INSTITUTIONS: &str = "SELECT institution, seq, body FROM events
@@ -741,6 +766,8 @@ fn insert(tx: &mut Transaction<'_>, statements: &mut Statements, seq: Seq, event
                 &event.institution().map(|i| i.to_string()),
                 &violation_id.as_ref().map(ViolationId::as_str),
                 &event.to_json(),
+                &event.event_id().map(EventId::as_str),
+                &super::indexed_points(event),
             ],
         )
         .map_err(pg("appending an event"))?;
@@ -794,6 +821,17 @@ struct Facts<'a, 't> {
 }
 
 impl Facts<'_, '_> {
+    /// The one event `sql` selects (`seq, body`) by `key`, if any.
+    fn one(&mut self, sql: &'static str, key: &str) -> Result<Option<RecordedEvent>, LedgerError> {
+        const DOING: &str = "validating an event";
+        let Some(row) = self.statements.query_opt(self.tx, sql, &[&key]).map_err(pg(DOING))? else {
+            return Ok(None);
+        };
+        let seq: i64 = row.try_get(0).map_err(pg(DOING))?;
+        let body: &str = row.try_get(1).map_err(pg(DOING))?;
+        super::decode_stored(seq, body, self.policy).map(Some)
+    }
+
     fn exists(&mut self, sql: &'static str, key: String) -> Result<bool, LedgerError> {
         let row = self.statements.query_opt(self.tx, sql, &[&key]).map_err(pg("validating an event"))?;
         Ok(row.is_some())
@@ -811,14 +849,34 @@ impl LedgerFacts for Facts<'_, '_> {
         self.exists(PRACTITIONER_REGISTERED, code.to_string())
     }
 
-    fn violation(&mut self, id: &ViolationId) -> Result<Option<KnownViolation>, LedgerError> {
-        let Some((seq, violation)) = find_violation(self.tx, self.statements, id)? else { return Ok(None) };
-        let revoked = self.exists(VIOLATION_REVOKED, id.to_string())?;
-        Ok(Some(KnownViolation { seq, violation, revoked }))
+    fn event_with_id(&mut self, id: &EventId) -> Result<Option<RecordedEvent>, LedgerError> {
+        self.one(EVENT_WITH_ID, id.as_str())
     }
 
-    fn practitioner_history(&mut self, code: PractitionerCode) -> Result<Vec<RecordedEvent>, LedgerError> {
-        practitioner_history(self.tx, self.statements, code, self.policy)
+    fn violation(&mut self, id: &ViolationId) -> Result<Option<KnownViolation>, LedgerError> {
+        let Some((seq, violation)) = find_violation(self.tx, self.statements, id)? else { return Ok(None) };
+        let revocation = self.one(REVOCATION_OF, id.as_str())?;
+        Ok(Some(KnownViolation { seq, violation, revocation }))
+    }
+
+    fn scoring_steps(
+        &mut self,
+        code: PractitionerCode,
+        years: RangeInclusive<i32>,
+    ) -> Result<Vec<ScoringStep>, LedgerError> {
+        const DOING: &str = "reading a practitioner's scoring steps";
+        let (first, last) = super::stored_day_bounds(&years);
+        let rows =
+            self.statements.query(self.tx, SCORING_STEPS, &[&code.to_string(), &first, &last]).map_err(pg(DOING))?;
+        rows.iter()
+            .map(|row| {
+                let kind: &str = row.try_get(0).map_err(pg(DOING))?;
+                let effective: &str = row.try_get(1).map_err(pg(DOING))?;
+                let seq: i64 = row.try_get(2).map_err(pg(DOING))?;
+                let points: Option<i64> = row.try_get(3).map_err(pg(DOING))?;
+                super::scoring_step(kind, effective, seq, points)
+            })
+            .collect()
     }
 }
 
@@ -917,7 +975,10 @@ mod tests {
     }
 
     fn repair(practitioner: &str, points: u32) -> Event {
-        event(json!({"type": "points_repaired", "practitioner": practitioner, "points": points,
+        // R7a: each repair its own reference.
+        static REPAIRS: AtomicU64 = AtomicU64::new(0);
+        let id = format!("R-{}", REPAIRS.fetch_add(1, Ordering::Relaxed));
+        event(json!({"type": "points_repaired", "event_id": id, "practitioner": practitioner, "points": points,
                      "effective": "2026-05-01"}))
     }
 
@@ -973,7 +1034,7 @@ mod tests {
             let pg = schema.open();
             let embedded = Ledger::open_in_memory(&policy).unwrap();
             for (i, raw) in scenario.events.iter().enumerate() {
-                let (got, want) = match Event::parse(raw, &policy) {
+                let (got, want) = match Event::parse(&crate::scenario::as_sent(raw), &policy) {
                     Err(refusal) => (Err(refusal.clone()), Err(refusal)),
                     Ok(event) => (
                         pg.append_batch(std::slice::from_ref(&event)).unwrap().pop().unwrap(),
@@ -1028,7 +1089,8 @@ mod tests {
             violation("V1", D1, 2), // same id, other content
             repair(D2, 1),          // never registered
             revoke("V1"),
-            revoke("V1"),
+            // Another revocation of it (not a re-send: another date).
+            event(json!({"type": "violation_revoked", "violation_id": "V1", "effective": "2026-04-02"})),
             repair(D1, 7), // over the yearly cap of 6
             repair(D1, 3),
             event(json!({"type": "institution_rated", "institution": H, "year": 2025, "score": 101, "direct_e": []})),
@@ -1068,8 +1130,11 @@ mod tests {
             assert_eq!(outcome, ok(acked.len() as Seq + 1));
             acked.push(RecordedEvent { seq: acked.len() as Seq + 1, event });
         }
-        // A batch refused whole changes nothing.
-        assert_eq!(code(&ledger.append_batch(&[revoke("V1")]).unwrap()[0]), Some(C::AlreadyRevoked));
+        // A batch refused whole changes nothing; an identical re-send of the
+        // revocation stores nothing either and answers its seq (R7a).
+        let again = event(json!({"type": "violation_revoked", "violation_id": "V1", "effective": "2026-04-02"}));
+        assert_eq!(code(&ledger.append_batch(&[again]).unwrap()[0]), Some(C::AlreadyRevoked));
+        assert_eq!(ledger.append_batch(&[revoke("V1")]).unwrap()[0], Ok(Appended { seq: 4, already_recorded: true }));
         assert_eq!(ledger.append_batch(&[]).unwrap(), []);
         assert_eq!(ledger.head().unwrap(), 7);
         let id = ledger.id();
@@ -1214,8 +1279,20 @@ mod tests {
         let revocations: Vec<_> =
             outcomes.iter().filter(|(e, _)| matches!(e, Event::ViolationRevoked { .. })).collect();
         assert_eq!(revocations.len(), NODES);
-        assert_eq!(revocations.iter().filter(|(_, o)| o.is_ok()).count(), 1, "exactly one revocation accepted");
-        assert!(revocations.iter().all(|(_, o)| o.is_ok() || code(o) == Some(RefusalCode::AlreadyRevoked)));
+        // R7a: the identical revocation sent by every node at once is stored
+        // once, and every node is answered with that one seq.
+        let stored: Vec<Seq> = revocations
+            .iter()
+            .filter_map(|(_, o)| match o {
+                Ok(Appended { seq, already_recorded: false }) => Some(*seq),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(stored.len(), 1, "exactly one revocation stored: {revocations:?}");
+        assert!(
+            revocations.iter().all(|(_, o)| o.as_ref().is_ok_and(|a| a.seq == stored[0])),
+            "every re-send answers the stored seq: {revocations:?}"
+        );
         let mut repaired = 0;
         for (event, outcome) in &outcomes {
             if let (Event::PointsRepaired { points, .. }, Ok(_)) = (event, outcome) {

@@ -1,7 +1,7 @@
 //! A practitioner's standing from their accepted events: registrations,
 //! scored violations, repairs, year totals and sanctions (R9–R16).
 
-use crate::domain::{CivilDate, DateInterval, InstitutionCode, PractitionerCode, Seq, ViolationId};
+use crate::domain::{CivilDate, DateInterval, EventId, InstitutionCode, PractitionerCode, Seq, ViolationId};
 use crate::event::{Event, RecordedEvent, Violation};
 use crate::policy::{
     Policy, BAN_YEARS, SINGLE_INCIDENT_BAN_YEARS, SINGLE_INCIDENT_POINTS, SUSPENSION_THRESHOLD, TERMINATION_THRESHOLD,
@@ -37,10 +37,18 @@ pub struct Revocation {
 }
 
 /// Points removed through the repair mechanism (R13).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RepairRecord {
     pub seq: Seq,
+    /// The source's reference for the repair (R7a); `None` only for a repair
+    /// a v1 ledger stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<EventId>,
+    /// The points the repair asked to remove (R13's cap counts these).
+    #[serde(rename = "requested_points")]
     pub points: u32,
+    /// The points it removed: min(requested, the total at its step) (R11, R13).
+    pub effective_points: u32,
     pub effective: CivilDate,
 }
 
@@ -109,9 +117,10 @@ impl PractitionerStanding {
         self.sanctions.iter().find(|s| s.ban().is_some_and(|b| b.contains(day)))
     }
 
-    /// The year total on `day` (R11): points of non-revoked violations in
-    /// that calendar year on or before `day`, minus repairs in that year on or
-    /// before `day`, never below 0.
+    /// The year total on `day` (R11): the running balance after every step
+    /// of that calendar year dated on or before `day`. Each repair's
+    /// effective points were found by the same walk, so this is the points
+    /// of the year's standing violations so far less those effective points.
     pub fn year_total_on(&self, day: CivilDate) -> u32 {
         let year = day.year();
         let in_year = |d: CivilDate| d.year() == year && d <= day;
@@ -121,11 +130,14 @@ impl PractitionerStanding {
             .filter(|v| v.revoked.is_none() && in_year(v.violation.effective))
             .map(|v| u64::from(v.violation.points))
             .sum();
-        let repaired: u64 = self.repairs.iter().filter(|r| in_year(r.effective)).map(|r| u64::from(r.points)).sum();
-        u32::try_from(scored.saturating_sub(repaired)).unwrap_or(u32::MAX)
+        let repaired: u64 =
+            self.repairs.iter().filter(|r| in_year(r.effective)).map(|r| u64::from(r.effective_points)).sum();
+        debug_assert!(repaired <= scored, "R11: a repair never removes points not standing");
+        u32::try_from(scored - repaired.min(scored)).unwrap_or(u32::MAX)
     }
 
-    /// Points repaired in `year` (R13's cap counts these).
+    /// Points requested by the repairs dated in `year` (R13's cap counts
+    /// these, so the cap does not move when a back-dated event arrives).
     pub fn repaired_in_year(&self, year: i32) -> u64 {
         self.repairs.iter().filter(|r| r.effective.year() == year).map(|r| u64::from(r.points)).sum()
     }
@@ -146,8 +158,15 @@ pub fn derive(code: PractitionerCode, events: &[RecordedEvent], policy: &Policy)
             Event::ViolationScored(v) if v.practitioner == code => {
                 violations.push(ViolationRecord { seq: r.seq, violation: v.clone(), revoked: None })
             }
-            Event::PointsRepaired { practitioner, points, effective } if *practitioner == code => {
-                repairs.push(RepairRecord { seq: r.seq, points: *points, effective: *effective })
+            Event::PointsRepaired { practitioner, points, effective, event_id } if *practitioner == code => {
+                repairs.push(RepairRecord {
+                    seq: r.seq,
+                    event_id: event_id.clone(),
+                    points: *points,
+                    // Found by the walk in `sanctions`.
+                    effective_points: 0,
+                    effective: *effective,
+                })
             }
             Event::PractitionerRegistered { practitioner, .. }
             | Event::PractitionerDeregistered { practitioner, .. }
@@ -163,7 +182,7 @@ pub fn derive(code: PractitionerCode, events: &[RecordedEvent], policy: &Policy)
         mine.iter().copied().filter(|r| matches!(r.event, Event::ViolationRevoked { .. })).collect();
     revocations.sort_by_key(|r| r.seq);
     for r in revocations {
-        if let Event::ViolationRevoked { violation_id, effective } = &r.event {
+        if let Event::ViolationRevoked { violation_id, effective, .. } = &r.event {
             if let Some(v) = violations.iter_mut().find(|v| &v.violation.violation_id == violation_id) {
                 v.revoked.get_or_insert(Revocation { seq: r.seq, effective: *effective });
             }
@@ -171,7 +190,7 @@ pub fn derive(code: PractitionerCode, events: &[RecordedEvent], policy: &Policy)
     }
 
     let registrations = registrations(&registration_events);
-    let sanctions = sanctions(&violations, &repairs, &registration_events, policy);
+    let sanctions = sanctions(&violations, &mut repairs, &registration_events, policy);
     let registered_ever = registration_events.iter().any(|r| matches!(r.event, Event::PractitionerRegistered { .. }));
     PractitionerStanding { code, registered_ever, registrations, violations, repairs, sanctions }
 }
@@ -223,80 +242,159 @@ fn registrations(events: &[&RecordedEvent]) -> Vec<Registration> {
     out
 }
 
-/// Walks scored points and repairs in (`effective`, `seq`) order, year by
-/// year, and records each threshold crossing (R10, R11, R13–R15).
+/// One step of a practitioner's running balance (R11): a standing
+/// (non-revoked) violation or a repair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScoringStep {
+    pub effective: CivilDate,
+    pub seq: Seq,
+    pub change: Change,
+}
+
+/// What a step does to the year total.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// A violation's points (R9, R10).
+    Scored(u32),
+    /// A repair's requested points (R13).
+    Repaired(u32),
+}
+
+/// What the running balance made of one step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Walked {
+    /// The year total just before the step.
+    pub before: u32,
+    /// The year total just after it.
+    pub after: u32,
+    /// The sanction the step started: a violation that raised the total
+    /// from below 12 to 12 or more terminates (R15); one that raised it from
+    /// below 9 to 9, 10 or 11 suspends (R14). Each crossing counts, so after
+    /// a repair took the total below 9 a later violation suspends again.
+    pub crossed: Option<SanctionKind>,
+}
+
+/// Walks `steps`, sorted by (`effective`, `seq`), as R10 and R11 say:
+/// the total starts from 0 on each 1 January; a violation adds its points;
+/// a repair subtracts its points but never takes the total below 0, so it
+/// removes min(requested, total) (R13) and nothing is banked against later
+/// violations. Returns one [`Walked`] per step, in order.
+pub fn walk(steps: &[ScoringStep]) -> Vec<Walked> {
+    debug_assert!(steps.windows(2).all(|w| (w[0].effective, w[0].seq) <= (w[1].effective, w[1].seq)));
+    let mut year = None;
+    let mut total = 0u32;
+    steps
+        .iter()
+        .map(|step| {
+            if year != Some(step.effective.year()) {
+                // R10: totals clear to zero on 1 January.
+                year = Some(step.effective.year());
+                total = 0;
+            }
+            let before = total;
+            total = match step.change {
+                Change::Scored(points) => total.saturating_add(points),
+                Change::Repaired(points) => total - points.min(total),
+            };
+            let crossed = match step.change {
+                Change::Repaired(_) => None,
+                Change::Scored(_) if before < TERMINATION_THRESHOLD && total >= TERMINATION_THRESHOLD => {
+                    Some(SanctionKind::Termination)
+                }
+                Change::Scored(_) if before < SUSPENSION_THRESHOLD && total >= SUSPENSION_THRESHOLD => {
+                    Some(SanctionKind::Suspension)
+                }
+                Change::Scored(_) => None,
+            };
+            Walked { before, after: total, crossed }
+        })
+        .collect()
+}
+
+/// The end of the registration ban after a termination on `from` by a
+/// violation of `points` points (R15): 3 years if that one violation scored
+/// 12 or more, else 1; `None` past the calendar's end.
+pub fn ban_until(from: CivilDate, points: u32) -> Option<CivilDate> {
+    let years = if points >= SINGLE_INCIDENT_POINTS { SINGLE_INCIDENT_BAN_YEARS } else { BAN_YEARS };
+    from.add_months(12 * years)
+}
+
+/// Walks standing violations and repairs in (`effective`, `seq`) order
+/// ([`walk`]), records each repair's effective points and each threshold
+/// crossing as a sanction (R10, R11, R13–R15).
 fn sanctions(
     violations: &[ViolationRecord],
-    repairs: &[RepairRecord],
+    repairs: &mut [RepairRecord],
     registration_events: &[&RecordedEvent],
     policy: &Policy,
 ) -> Vec<Sanction> {
-    enum Step<'a> {
-        Scored(&'a ViolationRecord),
-        Repaired(u32),
+    enum Source {
+        Violation(usize),
+        Repair(usize),
     }
-    let mut steps: Vec<(CivilDate, Seq, Step)> = violations
+    let mut steps: Vec<(ScoringStep, Source)> = violations
         .iter()
-        .filter(|v| v.revoked.is_none())
-        .map(|v| (v.violation.effective, v.seq, Step::Scored(v)))
-        .chain(repairs.iter().map(|r| (r.effective, r.seq, Step::Repaired(r.points))))
+        .enumerate()
+        .filter(|(_, v)| v.revoked.is_none())
+        .map(|(i, v)| {
+            let step = ScoringStep {
+                effective: v.violation.effective,
+                seq: v.seq,
+                change: Change::Scored(v.violation.points),
+            };
+            (step, Source::Violation(i))
+        })
+        .chain(repairs.iter().enumerate().map(|(i, r)| {
+            (ScoringStep { effective: r.effective, seq: r.seq, change: Change::Repaired(r.points) }, Source::Repair(i))
+        }))
         .collect();
-    steps.sort_by_key(|(d, seq, _)| (*d, *seq));
+    steps.sort_by_key(|(s, _)| (s.effective, s.seq));
+    let walked = walk(&steps.iter().map(|(s, _)| *s).collect::<Vec<_>>());
 
     let mut out = Vec::new();
-    let mut year = None;
-    let (mut scored, mut repaired) = (0u64, 0u64);
-    for (day, _, step) in steps {
-        if year != Some(day.year()) {
-            // R10: totals clear to zero on 1 January.
-            year = Some(day.year());
-            (scored, repaired) = (0, 0);
-        }
-        let before = scored.saturating_sub(repaired);
-        match step {
-            Step::Repaired(points) => repaired += u64::from(points),
-            Step::Scored(v) => {
-                scored += u64::from(v.violation.points);
-                let after = scored.saturating_sub(repaired);
-                let total = u32::try_from(after).unwrap_or(u32::MAX);
-                let threshold = |t: u32| before < u64::from(t) && after >= u64::from(t);
-                if threshold(TERMINATION_THRESHOLD) {
-                    let years = if v.violation.points >= SINGLE_INCIDENT_POINTS {
-                        SINGLE_INCIDENT_BAN_YEARS
-                    } else {
-                        BAN_YEARS
-                    };
-                    let ban_until = day.add_months(12 * years);
-                    // R15: the termination holds until the first registration
-                    // dated on or after the end of the ban.
-                    let until = ban_until.and_then(|end| {
-                        registration_events
-                            .iter()
-                            .filter(|r| matches!(r.event, Event::PractitionerRegistered { .. }))
-                            .map(|r| r.event.effective())
-                            .filter(|d| *d >= end)
-                            .min()
-                    });
-                    out.push(Sanction {
-                        kind: SanctionKind::Termination,
-                        interval: DateInterval::new(day, until),
-                        cause: v.violation.violation_id.clone(),
-                        cause_seq: v.seq,
-                        year_total: total,
-                        ban_until,
-                    });
-                } else if threshold(SUSPENSION_THRESHOLD) {
-                    let months =
-                        v.violation.suspension_months.unwrap_or_else(|| policy.default_suspension_months(total));
-                    out.push(Sanction {
-                        kind: SanctionKind::Suspension,
-                        interval: DateInterval::new(day, day.add_months(months)),
-                        cause: v.violation.violation_id.clone(),
-                        cause_seq: v.seq,
-                        year_total: total,
-                        ban_until: None,
-                    });
-                }
+    for ((step, source), walked) in steps.iter().zip(walked) {
+        let v = match *source {
+            Source::Repair(i) => {
+                repairs[i].effective_points = walked.before - walked.after;
+                continue;
+            }
+            Source::Violation(i) => &violations[i],
+        };
+        let day = step.effective;
+        let total = walked.after;
+        match walked.crossed {
+            None => {}
+            Some(SanctionKind::Termination) => {
+                let ban_until = ban_until(day, v.violation.points);
+                // R15: the termination holds until the first registration
+                // dated on or after the end of the ban.
+                let until = ban_until.and_then(|end| {
+                    registration_events
+                        .iter()
+                        .filter(|r| matches!(r.event, Event::PractitionerRegistered { .. }))
+                        .map(|r| r.event.effective())
+                        .filter(|d| *d >= end)
+                        .min()
+                });
+                out.push(Sanction {
+                    kind: SanctionKind::Termination,
+                    interval: DateInterval::new(day, until),
+                    cause: v.violation.violation_id.clone(),
+                    cause_seq: v.seq,
+                    year_total: total,
+                    ban_until,
+                });
+            }
+            Some(SanctionKind::Suspension) => {
+                let months = v.violation.suspension_months.unwrap_or_else(|| policy.default_suspension_months(total));
+                out.push(Sanction {
+                    kind: SanctionKind::Suspension,
+                    interval: DateInterval::new(day, day.add_months(months)),
+                    cause: v.violation.violation_id.clone(),
+                    cause_seq: v.seq,
+                    year_total: total,
+                    ban_until: None,
+                });
             }
         }
     }

@@ -2,21 +2,27 @@
 //! failure is the answer. The ledger is read only through [`LedgerFacts`], so
 //! the same validation serves every storage backend and the tests.
 
-use super::practitioner;
-use crate::domain::{InstitutionCode, PractitionerCode, Score, Seq, ViolationId};
+use super::practitioner::{self, Change, ScoringStep};
+use super::SanctionKind;
+use crate::domain::{EventId, InstitutionCode, PractitionerCode, Score, Seq, ViolationId};
 use crate::event::{Event, RecordedEvent, Violation};
-use crate::policy::{Policy, MAX_SUSPENSION_MONTHS};
+use crate::policy::{Policy, MAX_SUSPENSION_MONTHS, SINGLE_INCIDENT_BAN_YEARS};
 use crate::refusal::{Refusal, RefusalCode};
+use std::ops::RangeInclusive;
 
 /// A violation the ledger already holds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KnownViolation {
     pub seq: Seq,
     pub violation: Violation,
-    pub revoked: bool,
+    /// Its accepted revocation, if an appeal was upheld (R12).
+    pub revocation: Option<RecordedEvent>,
 }
 
-/// What validation needs to know about accepted events.
+/// What validation needs to know about accepted events. Every method is
+/// bounded by one entity's own events (an index lookup, or one
+/// practitioner's scoring steps in a few years), never by the whole ledger,
+/// so an append's cost does not grow with history elsewhere.
 pub trait LedgerFacts {
     /// A storage failure, passed through untouched.
     type Error;
@@ -24,10 +30,17 @@ pub trait LedgerFacts {
     fn institution_designated(&mut self, code: InstitutionCode) -> Result<bool, Self::Error>;
     /// Whether any `practitioner_registered` names `code`.
     fn practitioner_registered(&mut self, code: PractitionerCode) -> Result<bool, Self::Error>;
-    /// The violation scored under `id`, if any.
+    /// The accepted event that carries `id` (R7a), if any.
+    fn event_with_id(&mut self, id: &EventId) -> Result<Option<RecordedEvent>, Self::Error>;
+    /// The violation scored under `id`, if any, with its revocation.
     fn violation(&mut self, id: &ViolationId) -> Result<Option<KnownViolation>, Self::Error>;
-    /// Every accepted event about `code`, revocations of their violations included.
-    fn practitioner_history(&mut self, code: PractitionerCode) -> Result<Vec<RecordedEvent>, Self::Error>;
+    /// The practitioner's scoring steps dated in `years`: standing
+    /// (non-revoked) violations and repairs, sorted by (`effective`, `seq`).
+    fn scoring_steps(
+        &mut self,
+        code: PractitionerCode,
+        years: RangeInclusive<i32>,
+    ) -> Result<Vec<ScoringStep>, Self::Error>;
 }
 
 /// The outcome of validating an acceptable event.
@@ -35,8 +48,8 @@ pub trait LedgerFacts {
 pub enum Admission {
     /// Append it with the next `seq`.
     Append,
-    /// The identical violation was already accepted under this `seq`: answer
-    /// with it and store nothing (R8 `duplicate_violation`).
+    /// The identical event was already accepted under this `seq`: answer
+    /// with it and store nothing (R7a re-send).
     AlreadyRecorded(Seq),
 }
 
@@ -49,6 +62,23 @@ pub fn validate<F: LedgerFacts>(
 ) -> Result<Result<Admission, Refusal>, F::Error> {
     use RefusalCode as C;
     // invalid_request (R4) was decided by Event::parse.
+    if let Some(id) = event.event_id() {
+        if let Some(known) = facts.event_with_id(id)? {
+            if &known.event == event {
+                return Ok(Ok(Admission::AlreadyRecorded(known.seq)));
+            }
+            return Ok(Err(Refusal::at(
+                C::DuplicateEvent,
+                "event_id",
+                format!(
+                    "event_id `{id}` was already accepted (seq {}, a {}) with different content (R7a); \
+                     a correction is a new event with its own event_id",
+                    known.seq,
+                    known.event.kind()
+                ),
+            )));
+        }
+    }
     if !matches!(event, Event::InstitutionDesignated { .. }) {
         if let Some(code) = event.institution() {
             if !facts.institution_designated(code)? {
@@ -103,12 +133,16 @@ pub fn validate<F: LedgerFacts>(
                     format!("no violation `{violation_id}` was ever scored"),
                 )))
             }
-            Some(known) if known.revoked => {
+            Some(KnownViolation { revocation: Some(revocation), .. }) => {
+                if &revocation.event == event {
+                    // R7a: an identical re-send answers the original seq.
+                    return Ok(Ok(Admission::AlreadyRecorded(revocation.seq)));
+                }
                 return Ok(Err(Refusal::at(
                     C::AlreadyRevoked,
                     "violation_id",
-                    format!("violation `{violation_id}` is already revoked"),
-                )))
+                    format!("violation `{violation_id}` is already revoked (seq {})", revocation.seq),
+                )));
             }
             Some(_) => {}
         }
@@ -129,17 +163,17 @@ pub fn validate<F: LedgerFacts>(
         }
     }
     if let Event::PractitionerRegistered { practitioner: code, effective, .. } = event {
-        let history = facts.practitioner_history(*code)?;
-        let standing = practitioner::derive(*code, &history, policy);
-        if let Some(ban) = standing.ban_on(*effective) {
-            let until = ban.ban_until.map_or("the end of the calendar".to_owned(), |d| d.to_string());
+        // A ban lasts at most SINGLE_INCIDENT_BAN_YEARS, so only terminations
+        // of those years and this one can cover the date (R15).
+        let year = effective.year();
+        let steps = facts.scoring_steps(*code, year - SINGLE_INCIDENT_BAN_YEARS as i32..=year)?;
+        let covering = bans(&steps).find(|(from, until)| from <= effective && until.is_none_or(|u| *effective < u));
+        if let Some((from, until)) = covering {
+            let until = until.map_or("the end of the calendar".to_owned(), |d| d.to_string());
             return Ok(Err(Refusal::at(
                 C::RegistrationBanned,
                 "effective",
-                format!(
-                    "practitioner {code} was terminated on {} (violation `{}`); registration is barred until {until} (R15)",
-                    ban.interval.from, ban.cause
-                ),
+                format!("practitioner {code} was terminated on {from}; registration is barred until {until} (R15)"),
             )));
         }
     }
@@ -148,11 +182,18 @@ pub fn validate<F: LedgerFacts>(
             return Ok(Err(Refusal::at(C::InvalidScore, "score", format!("score {score} is not within 0-100 (R20)"))));
         }
     }
-    if let Event::PointsRepaired { practitioner: code, points, effective } = event {
-        let history = facts.practitioner_history(*code)?;
-        let standing = practitioner::derive(*code, &history, policy);
+    if let Event::PointsRepaired { practitioner: code, points, effective, .. } = event {
+        // R13: the cap counts requested points, so it does not move when a
+        // back-dated event arrives.
         let year = effective.year();
-        let already = standing.repaired_in_year(year);
+        let already: u64 = facts
+            .scoring_steps(*code, year..=year)?
+            .iter()
+            .map(|s| match s.change {
+                Change::Repaired(p) => u64::from(p),
+                Change::Scored(_) => 0,
+            })
+            .sum();
         let cap = u64::from(policy.repair_cap_per_year);
         if already + u64::from(*points) > cap {
             return Ok(Err(Refusal::at(
@@ -166,4 +207,17 @@ pub fn validate<F: LedgerFacts>(
         }
     }
     Ok(Ok(Admission::Append))
+}
+
+/// The registration bans (R15) that the terminations among `steps` start:
+/// `[from, until)`, `until` `None` past the calendar's end.
+fn bans(
+    steps: &[ScoringStep],
+) -> impl Iterator<Item = (crate::domain::CivilDate, Option<crate::domain::CivilDate>)> + '_ {
+    practitioner::walk(steps).into_iter().zip(steps).filter_map(|(walked, step)| match (walked.crossed, step.change) {
+        (Some(SanctionKind::Termination), Change::Scored(points)) => {
+            Some((step.effective, practitioner::ban_until(step.effective, points)))
+        }
+        _ => None,
+    })
 }

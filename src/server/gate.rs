@@ -221,6 +221,19 @@ impl Gate {
             }
             None => tracing::info!(seq = restored.version.seq(), "index built from the ledger"),
         }
+        // A start without a snapshot reads the whole ledger to build the
+        // index anyway: check every page first, so a damaged file is refused
+        // at start whichever pages the build happens to read (the file is
+        // left untouched). A start from a snapshot reads only the tail, and
+        // checks in the background below.
+        let pages_checked = match (&restored.snapshot, ledger.page_check()) {
+            (None, Some(check)) => {
+                let started = Instant::now();
+                check.run()?;
+                Some(LedgerPages::Sound { seconds: started.elapsed().as_secs_f64() })
+            }
+            _ => None,
+        };
         let refused_snapshots =
             restored.refused.iter().map(|(p, e): &(PathBuf, SnapshotError)| (p.clone(), e.to_string())).collect();
         let start_seq = restored.snapshot.as_ref().map_or(0, |_| restored.version.seq());
@@ -259,7 +272,7 @@ impl Gate {
             ledger_trouble: Mutex::new(None),
             append_failure: Mutex::new(None),
             snapshots,
-            ledger_pages: Arc::new(Mutex::new(LedgerPages::NotChecked)),
+            ledger_pages: Arc::new(Mutex::new(pages_checked.clone().unwrap_or(LedgerPages::NotChecked))),
             connections,
             _data_lock: lock,
         });
@@ -271,7 +284,7 @@ impl Gate {
                 .expect("spawning the sync thread")
         };
         *gate.sync_thread.lock().expect("not poisoned") = Some(thread);
-        if let Some(check) = gate.ledger.page_check() {
+        if let (None, Some(check)) = (&pages_checked, gate.ledger.page_check()) {
             start_page_check(check, gate.ledger_pages.clone());
         }
         // A start that built from the ledger (or an old snapshot) far behind

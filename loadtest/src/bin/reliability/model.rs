@@ -102,12 +102,19 @@ pub struct Writer {
     world: World,
     prefix: String,
     scored: u64,
+    repaired: u64,
     rng: Rng,
 }
 
 impl Writer {
     pub fn new(world: &World, nonce: &str, writer: usize, seed: u64) -> Writer {
-        Writer { world: world.clone(), prefix: format!("{nonce}-w{writer}"), scored: 0, rng: Rng::new(seed) }
+        Writer {
+            world: world.clone(),
+            prefix: format!("{nonce}-w{writer}"),
+            scored: 0,
+            repaired: 0,
+            rng: Rng::new(seed),
+        }
     }
 
     /// The next event (some will be refused by R8, which is part of the test).
@@ -133,7 +140,10 @@ impl Writer {
             40..=49 if self.scored > 0 => json!({"type": "violation_revoked",
                 "violation_id": format!("{}-{}", self.prefix, 1 + rng.below(self.scored)), "effective": date(rng)}),
             40..=64 => {
-                json!({"type": "points_repaired", "practitioner": p, "points": 1 + rng.below(3), "effective": date(rng)})
+                // R7a: a repair carries its reference; unique to the writer.
+                self.repaired += 1;
+                json!({"type": "points_repaired", "event_id": format!("{}-r{}", self.prefix, self.repaired),
+                    "practitioner": p, "points": 1 + rng.below(3), "effective": date(rng)})
             }
             65..=79 => {
                 json!({"type": "practitioner_registered", "practitioner": p, "institution": i, "effective": date(rng)})
