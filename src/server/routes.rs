@@ -14,6 +14,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::domain::{CivilDate, CreditNotice, Grade, Inspection, InstitutionCode, PractitionerCode, Seq};
 use crate::event::Event;
 use crate::index::IndexVersion;
+use crate::ledger::Appended;
 use crate::refusal::Refusal;
 use crate::rules::{institution, practitioner, Claim, Decision, Reason, Verdict, Waivers};
 use hyper::body::Incoming;
@@ -354,16 +355,22 @@ async fn events(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, ApiEr
     let appended = appended.map_err(|e| ApiError::ledger(&e, "; nothing from this request was stored"))?;
     gate.wake_sync();
     let mut appended = appended.into_iter();
-    let outcomes: Vec<Result<Seq, Refusal>> = parsed
-        .into_iter()
-        .map(|p| p.and_then(|_| appended.next().expect("one outcome per valid event").map(|a| a.seq)))
-        .collect();
+    let outcomes: Vec<Result<Appended, Refusal>> =
+        parsed.into_iter().map(|p| p.and_then(|_| appended.next().expect("one outcome per valid event"))).collect();
     let (ok, refused) = outcomes.iter().fold((0, 0), |(a, r), o| if o.is_ok() { (a + 1, r) } else { (a, r + 1) });
     gate.metrics.events_accepted.fetch_add(ok, Ordering::Relaxed);
     gate.metrics.events_refused.fetch_add(refused, Ordering::Relaxed);
+    // R7a: a re-send answers its original seq and says so (`already_recorded`).
+    let accepted = |a: Appended, mut line: Value| {
+        line["seq"] = j!(a.seq);
+        if a.already_recorded {
+            line["already_recorded"] = j!(true);
+        }
+        line
+    };
     if single {
         return match outcomes.into_iter().next().expect("one event") {
-            Ok(seq) => Ok(json(StatusCode::OK, &j!({"seq": seq}))),
+            Ok(a) => Ok(json(StatusCode::OK, &accepted(a, j!({})))),
             Err(refusal) => Err(refusal.into()),
         };
     }
@@ -371,7 +378,7 @@ async fn events(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, ApiEr
         .into_iter()
         .enumerate()
         .map(|(i, o)| match o {
-            Ok(seq) => j!({"event": i, "seq": seq}),
+            Ok(a) => accepted(a, j!({"event": i})),
             Err(r) => j!({"event": i, "error": r.code, "field": r.field, "message": r.message}),
         })
         .collect();
