@@ -480,6 +480,14 @@ fn ledger_of<'a>(
     Ok((ledger, world))
 }
 
+/// The history built from `setup` and `ops` (revocations and late
+/// registrations kept), appended in order, and the world derived from it.
+fn built_world(setup: &RawSetup, ops: &[RawOp], distinct_dates: bool) -> Result<(Built, World), TestCaseError> {
+    let built = build(setup, ops, BuildOptions { distinct_dates, revocations: true, late_registrations: true });
+    let (_ledger, world) = ledger_of(&Policy::default(), built.setup.iter().chain(built.body.iter().map(|e| &e.json)))?;
+    Ok((built, world))
+}
+
 fn practitioner_codes(built: &Built) -> Vec<PractitionerCode> {
     (0..built.practitioners).map(prac_code).chain([PractitionerCode::parse(STRANGER_PRACTITIONER).unwrap()]).collect()
 }
@@ -798,9 +806,7 @@ proptest! {
         ops in ops_strategy(REPAIR_HEAVY),
         distinct_dates in any::<bool>(),
     ) {
-        let policy = Policy::default();
-        let built = build(&setup, &ops, BuildOptions { distinct_dates, revocations: true, late_registrations: true });
-        let (_ledger, world) = ledger_of(&policy, built.setup.iter().chain(built.body.iter().map(|e| &e.json)))?;
+        let (built, world) = built_world(&setup, &ops, distinct_dates)?;
         let dates = grid_dates(built.setup.iter().chain(built.body.iter().map(|e| &e.json)), &[&world]);
         for (p, code) in PRACTITIONERS.iter().enumerate().take(built.practitioners) {
             let standing = world.practitioner(prac_code(p)).unwrap();
@@ -832,9 +838,7 @@ proptest! {
         ops in ops_strategy(BALANCED),
         distinct_dates in any::<bool>(),
     ) {
-        let policy = Policy::default();
-        let built = build(&setup, &ops, BuildOptions { distinct_dates, revocations: true, late_registrations: true });
-        let (_ledger, world) = ledger_of(&policy, built.setup.iter().chain(built.body.iter().map(|e| &e.json)))?;
+        let (built, world) = built_world(&setup, &ops, distinct_dates)?;
         let dates = grid_dates(built.setup.iter().chain(built.body.iter().map(|e| &e.json)), &[&world]);
         let waivable = [Reason::PractitionerTerminated, Reason::PractitionerSuspended, Reason::InstitutionSuspended];
         for &p in &practitioner_codes(&built) {
@@ -886,9 +890,7 @@ proptest! {
         ops in ops_strategy(REPAIR_HEAVY),
         distinct_dates in any::<bool>(),
     ) {
-        let policy = Policy::default();
-        let built = build(&setup, &ops, BuildOptions { distinct_dates, revocations: true, late_registrations: true });
-        let (_ledger, world) = ledger_of(&policy, built.setup.iter().chain(built.body.iter().map(|e| &e.json)))?;
+        let (built, world) = built_world(&setup, &ops, distinct_dates)?;
         for p in 0..built.practitioners {
             let standing = world.practitioner(prac_code(p)).unwrap();
             let walk = model_walk(&built.body, p);
@@ -925,9 +927,7 @@ proptest! {
         ops in prop_oneof![ops_strategy(BALANCED), ops_strategy(REPAIR_HEAVY)],
         distinct_dates in any::<bool>(),
     ) {
-        let policy = Policy::default();
-        let built = build(&setup, &ops, BuildOptions { distinct_dates, revocations: true, late_registrations: true });
-        let (_ledger, world) = ledger_of(&policy, built.setup.iter().chain(built.body.iter().map(|e| &e.json)))?;
+        let (built, world) = built_world(&setup, &ops, distinct_dates)?;
         for p in 0..built.practitioners {
             let code = prac_code(p);
             prop_assert_eq!(sanctions_of(&world, code), model_sanctions(&built, p), "sanctions of {}", code);

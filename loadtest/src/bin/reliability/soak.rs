@@ -189,13 +189,7 @@ pub fn run(setup: &Setup, settings: &Settings) -> Report {
         (outcomes.acked.len() as u64 + outcomes.refused + outcomes.resends.sent) as f64 / report.seconds;
     report.failed_writes = outcomes.failed.len() + outcomes.unknown.len();
     report.resends = std::mem::take(&mut outcomes.resends);
-    if report.resends.wrong() > 0 {
-        report.problems.push(format!(
-            "{} re-sends not answered with their original seq: {:?}",
-            report.resends.wrong(),
-            report.resends.samples
-        ));
-    }
+    report.problems.extend(report.resends.problem());
     report.check_requests = checked.requests;
     report.answers = checked.answers.len();
     report.answers_per_s = checked.answers.len() as f64 / report.seconds;

@@ -81,6 +81,12 @@ impl Resends {
         self.answered_new_seq + self.not_marked + self.refused + self.failed
     }
 
+    /// What is wrong with the answers, if anything.
+    pub fn problem(&self) -> Option<String> {
+        (self.wrong() > 0)
+            .then(|| format!("{} re-sends not answered with their original seq: {:?}", self.wrong(), self.samples))
+    }
+
     fn file(&mut self, original: u64, answer: &Answer, event: &Value) {
         match *answer {
             Answer::Acked { seq, already_recorded: true } if seq == original => self.answered_original_seq += 1,
