@@ -896,7 +896,7 @@ proptest! {
             let walk = model_walk(&built.body, p);
             for step in &walk {
                 for d in [Some(step.effective), step.effective.pred()].into_iter().flatten() {
-                    prop_assert_eq!(standing.year_total_on(d), model_total(&built.body, p, d, false), "{} on {}", PRACTITIONERS[p], d);
+                    prop_assert_eq!(standing.year_total_on(d), model_total(&built.body, p, d, false), "{} on {}", prac_code(p), d);
                 }
             }
             prop_assert_eq!(standing.repairs.len(), walk.iter().filter(|s| s.change < 0).count());
