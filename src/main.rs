@@ -326,11 +326,16 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }))
             .map_err(|e| bad_input(e.to_string()))?;
             let ledger = open_existing(&data, cli.store.as_deref(), &policy)?;
-            let world = World::from_events(&ledger.all_events()?, &policy);
-            let decision = world.decide(&claim);
+            // Only the two entities the claim names decide it (R18): read
+            // their histories, as of the head read first, not the ledger.
+            let seq = ledger.head()?;
+            let mut events = ledger.practitioner_history(claim.practitioner)?;
+            events.extend(ledger.institution_history(claim.institution)?);
+            events.retain(|r| r.seq <= seq);
+            let decision = World::from_events(&events, &policy).decide(&claim);
             let answer = serde_json::json!({
                 "verdict": decision.verdict, "reason": decision.reason, "waived": decision.waived,
-                "seq": world.seq(), "institution_grade": decision.institution_grade,
+                "seq": seq, "institution_grade": decision.institution_grade,
             });
             writeln!(out, "{answer}")?;
         }

@@ -160,37 +160,6 @@ fn assert_every_case_answers_over_http_as_replay(postgres: Option<&str>) {
     assert!(failures.is_empty(), "server and replay disagree:\n{}", failures.join("\n"));
 }
 
-/// R7a over HTTP: an identical re-send answers the original `seq` with
-/// `already_recorded: true` and stores nothing, alone or in an array; the
-/// same `event_id` with other content is refused `duplicate_event`.
-#[test]
-fn a_re_sent_event_answers_its_original_seq_marked_already_recorded_r7a() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
-    server.event(&designated(INST, "2024-01-01"));
-    server.event(&registered(DOC, INST, "2024-01-01"));
-    let repair = json!({"type": "points_repaired", "event_id": "R-1", "practitioner": DOC, "points": 2, "effective": "2026-03-01"});
-    let scored = violation("V-1", DOC, "2026-02-01", 5, "moderate");
-    assert_eq!(server.admin_post("/v1/events", &scored).json(), json!({"seq": 3}));
-    assert_eq!(server.admin_post("/v1/events", &repair).json(), json!({"seq": 4}));
-    assert_eq!(server.admin_post("/v1/events", &repair).json(), json!({"seq": 4, "already_recorded": true}));
-    let lines = server.admin_post("/v1/events", &json!([scored, repair, designated(INST, "2025-01-01")])).json();
-    assert_eq!(
-        lines,
-        json!([{"event": 0, "seq": 3, "already_recorded": true}, {"event": 1, "seq": 4, "already_recorded": true},
-               {"event": 2, "seq": 5}])
-    );
-    let changed = with(repair, "points", json!(3));
-    assert_error(
-        "changed re-send",
-        &server.admin_post("/v1/events", &changed),
-        422,
-        "duplicate_event",
-        Field::Is("event_id"),
-    );
-    assert_eq!(server.ledger_head(), 5, "re-sends stored nothing");
-}
-
 /// The admin listener needs `Authorization: Bearer <token>`; anything else is
 /// 401 `unauthorized` and writes nothing (R5: no seq is spent). The two
 /// listeners do not share routes.

@@ -50,13 +50,15 @@ CREATE INDEX events_by_violation ON events(violation_id, kind) WHERE violation_i
 /// accepted events; `points` of violations and repairs, so validation reads
 /// a practitioner's scoring steps without decoding bodies. The backfill
 /// fills the new derived column from each row's own body, once; no event's
-/// content changes.
+/// content changes. `events_scoring` covers what the scoring-step query
+/// reads, so it never visits the table.
 const MIGRATIONS: &[&str] = &["
 ALTER TABLE events ADD COLUMN event_id TEXT;
 ALTER TABLE events ADD COLUMN points INTEGER;
 UPDATE events SET points = json_extract(body, '$.points') WHERE kind IN ('violation_scored', 'points_repaired');
 CREATE UNIQUE INDEX events_by_event_id ON events(event_id) WHERE event_id IS NOT NULL;
-CREATE INDEX events_scoring ON events(practitioner, effective) WHERE kind IN ('violation_scored', 'points_repaired');
+CREATE INDEX events_scoring ON events(practitioner, effective, kind, points, violation_id)
+    WHERE kind IN ('violation_scored', 'points_repaired');
 "];
 
 /// The append-only event ledger on an embedded SQLite file (the default backend).

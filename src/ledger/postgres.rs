@@ -75,7 +75,7 @@ INSERT INTO claimgate_head (id, seq) VALUES (1, 0);
 ALTER TABLE events ADD COLUMN event_id text COLLATE \"C\", ADD COLUMN points bigint;
 UPDATE events SET points = (body::json->>'points')::bigint WHERE kind IN ('violation_scored', 'points_repaired');
 CREATE UNIQUE INDEX events_by_event_id ON events(event_id) WHERE event_id IS NOT NULL;
-CREATE INDEX events_scoring ON events(practitioner, effective COLLATE \"C\")
+CREATE INDEX events_scoring ON events(practitioner, effective COLLATE \"C\") INCLUDE (kind, points, violation_id)
     WHERE kind IN ('violation_scored', 'points_repaired');
 ",
 ];

@@ -51,6 +51,8 @@ pub struct Metrics {
     pub sync_errors: AtomicU64,
     pub events_accepted: AtomicU64,
     pub events_refused: AtomicU64,
+    /// Re-sends answered with their original `seq`, storing nothing (R7a).
+    pub events_already_recorded: AtomicU64,
     pub audit_dropped: AtomicU64,
     pub stale_index: AtomicU64,
     pub connections_refused: AtomicU64,
@@ -140,7 +142,7 @@ impl Metrics {
         let _ = writeln!(out, "claimgate_request_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}");
         let _ = writeln!(out, "claimgate_request_duration_seconds_sum {}", get(&self.latency_sum_us) as f64 / 1e6);
         let _ = writeln!(out, "claimgate_request_duration_seconds_count {}", get(&self.latency_count));
-        let counters: [(&str, &str, u64); 16] = [
+        let counters: [(&str, &str, u64); 17] = [
             ("claimgate_snapshots_written_total", "Index snapshots written while serving.", g.snapshots_written),
             ("claimgate_snapshot_failures_total", "Index snapshot writes that failed.", g.snapshot_failures),
             (
@@ -156,6 +158,11 @@ impl Metrics {
                 get(&self.events_accepted),
             ),
             ("claimgate_events_refused_total", "Ledger events refused (R4, R8).", get(&self.events_refused)),
+            (
+                "claimgate_events_already_recorded_total",
+                "Re-sent events answered with their original seq, nothing stored (R7a).",
+                get(&self.events_already_recorded),
+            ),
             (
                 "claimgate_audit_dropped_total",
                 "Audit records dropped because the queue was full.",

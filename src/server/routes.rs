@@ -357,20 +357,22 @@ async fn events(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, ApiEr
     let mut appended = appended.into_iter();
     let outcomes: Vec<Result<Appended, Refusal>> =
         parsed.into_iter().map(|p| p.and_then(|_| appended.next().expect("one outcome per valid event"))).collect();
-    let (ok, refused) = outcomes.iter().fold((0, 0), |(a, r), o| if o.is_ok() { (a + 1, r) } else { (a, r + 1) });
-    gate.metrics.events_accepted.fetch_add(ok, Ordering::Relaxed);
-    gate.metrics.events_refused.fetch_add(refused, Ordering::Relaxed);
-    // R7a: a re-send answers its original seq and says so (`already_recorded`).
-    let accepted = |a: Appended, mut line: Value| {
-        line["seq"] = j!(a.seq);
+    let count = |keep: fn(&Result<Appended, Refusal>) -> bool| outcomes.iter().filter(|o| keep(o)).count() as u64;
+    gate.metrics.events_accepted.fetch_add(count(|o| o.as_ref().is_ok_and(|a| !a.already_recorded)), Ordering::Relaxed);
+    gate.metrics
+        .events_already_recorded
+        .fetch_add(count(|o| o.as_ref().is_ok_and(|a| a.already_recorded)), Ordering::Relaxed);
+    gate.metrics.events_refused.fetch_add(count(|o| o.is_err()), Ordering::Relaxed);
+    // A re-send (R7a) says so; a first acceptance keeps the plain shape.
+    let accepted = |a: Appended, mut answer: Value| {
         if a.already_recorded {
-            line["already_recorded"] = j!(true);
+            answer["already_recorded"] = Value::Bool(true);
         }
-        line
+        answer
     };
     if single {
         return match outcomes.into_iter().next().expect("one event") {
-            Ok(a) => Ok(json(StatusCode::OK, &accepted(a, j!({})))),
+            Ok(a) => Ok(json(StatusCode::OK, &accepted(a, j!({"seq": a.seq})))),
             Err(refusal) => Err(refusal.into()),
         };
     }
@@ -378,7 +380,7 @@ async fn events(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, ApiEr
         .into_iter()
         .enumerate()
         .map(|(i, o)| match o {
-            Ok(a) => accepted(a, j!({"event": i})),
+            Ok(a) => accepted(a, j!({"event": i, "seq": a.seq})),
             Err(r) => j!({"event": i, "error": r.code, "field": r.field, "message": r.message}),
         })
         .collect();
