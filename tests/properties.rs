@@ -5,7 +5,10 @@
 //!   (`effective`, `seq`), so the order in which events arrive does not matter.
 //! - R12: a revoked violation is as if it had never been scored.
 //! - R10/R11: the year total is a running balance that never goes below 0 at
-//!   any step (a repair cannot be banked), cleared on 1 January.
+//!   any step (a repair cannot be banked), cleared on 1 January; R13: a
+//!   repair removes min(requested, the total at its step).
+//! - R14/R15: the suspensions and terminations are exactly those of a plain
+//!   reference walk written here, every crossing its own sanction.
 //! - R18/R19: an emergency only ever waives reasons 5-7.
 //!
 //! Histories are generated as raw random choices and turned into valid events
@@ -21,6 +24,7 @@ use claimgate::domain::{CivilDate, InstitutionCode, PractitionerCode};
 use claimgate::event::Event;
 use claimgate::ledger::{AppendError, Ledger};
 use claimgate::policy::Policy;
+use claimgate::rules::file::PractitionerFile;
 use claimgate::rules::practitioner;
 use claimgate::rules::{Claim, Reason, SanctionKind, Verdict, World};
 use proptest::prelude::*;
@@ -476,6 +480,14 @@ fn ledger_of<'a>(
     Ok((ledger, world))
 }
 
+/// The history built from `setup` and `ops` (revocations and late
+/// registrations kept), appended in order, and the world derived from it.
+fn built_world(setup: &RawSetup, ops: &[RawOp], distinct_dates: bool) -> Result<(Built, World), TestCaseError> {
+    let built = build(setup, ops, BuildOptions { distinct_dates, revocations: true, late_registrations: true });
+    let (_ledger, world) = ledger_of(&Policy::default(), built.setup.iter().chain(built.body.iter().map(|e| &e.json)))?;
+    Ok((built, world))
+}
+
 fn practitioner_codes(built: &Built) -> Vec<PractitionerCode> {
     (0..built.practitioners).map(prac_code).chain([PractitionerCode::parse(STRANGER_PRACTITIONER).unwrap()]).collect()
 }
@@ -583,13 +595,7 @@ fn assert_same_outcomes(built: &Built, a: &World, b: &World, dates: &BTreeSet<Ci
 /// below 0 at any step, so nothing is banked). With `only_on_day`, only
 /// events dated exactly `day` count.
 fn model_total(body: &[BodyEvent], prac: usize, day: CivilDate, only_on_day: bool) -> u32 {
-    let revoked: HashSet<usize> = body
-        .iter()
-        .filter_map(|e| match e.fact {
-            Fact::Revocation { of } => Some(of),
-            _ => None,
-        })
-        .collect();
+    let revoked = revoked_violations(body);
     let counts = |d: CivilDate| if only_on_day { d == day } else { d.year() == day.year() && d <= day };
     let mut steps: Vec<(CivilDate, usize, i64)> = Vec::new();
     for (n, e) in body.iter().enumerate() {
@@ -610,6 +616,101 @@ fn model_total(body: &[BodyEvent], prac: usize, day: CivilDate, only_on_day: boo
         assert!(total >= 0, "R11: the total is never below 0 at any step");
     }
     total as u32
+}
+
+/// Body indices of the violations some body event revokes (R12).
+fn revoked_violations(body: &[BodyEvent]) -> HashSet<usize> {
+    body.iter()
+        .filter_map(|e| match e.fact {
+            Fact::Revocation { of } => Some(of),
+            _ => None,
+        })
+        .collect()
+}
+
+/// One step of [`model_walk`].
+#[derive(Debug, Clone, Copy)]
+struct ModelStep {
+    /// The body index of the violation or repair.
+    at: usize,
+    effective: CivilDate,
+    /// A violation's points (positive) or a repair's requested points (negative).
+    change: i64,
+    /// The year total just before and just after the step.
+    before: u32,
+    after: u32,
+}
+
+/// R10/R11 written plainly, from the builder's model: one practitioner's
+/// non-revoked violations and repairs in (`effective`, arrival) order
+/// (arrival is `seq` when the body is appended in order), the total from 0
+/// on each 1 January, a violation adding its points, a repair removing what
+/// it asks for but never more than the total holds.
+fn model_walk(body: &[BodyEvent], prac: usize) -> Vec<ModelStep> {
+    let revoked = revoked_violations(body);
+    let mut steps: Vec<(CivilDate, usize, i64)> = body
+        .iter()
+        .enumerate()
+        .filter_map(|(n, e)| match e.fact {
+            Fact::Violation { prac: p, points } if p == prac && !revoked.contains(&n) => {
+                Some((e.effective, n, i64::from(points)))
+            }
+            Fact::Repair { prac: p, points } if p == prac => Some((e.effective, n, -i64::from(points))),
+            _ => None,
+        })
+        .collect();
+    steps.sort_by_key(|&(effective, n, _)| (effective, n));
+    let (mut year, mut total) = (None, 0i64);
+    steps
+        .into_iter()
+        .map(|(effective, at, change)| {
+            if year != Some(effective.year()) {
+                (year, total) = (Some(effective.year()), 0);
+            }
+            let before = total;
+            total = (total + change).max(0);
+            ModelStep { at, effective, change, before: before as u32, after: total as u32 }
+        })
+        .collect()
+}
+
+/// R14/R15 written plainly over [`model_walk`]: a violation that takes the
+/// total from below 12 to 12 or more terminates from its date, banning
+/// registration for 1 year (3 if it alone scored 12), the termination
+/// holding until the first registration (anywhere) dated on or after the
+/// ban's end; one that takes it from below 9 to 9-11 suspends from its date
+/// for its `suspension_months`, else 2, 4 or 6 months for a total of 9, 10
+/// or 11 (R3 month arithmetic). Every crossing counts, also after a repair.
+fn model_sanctions(built: &Built, prac: usize) -> Vec<SanctionShape> {
+    let registrations: Vec<CivilDate> = built
+        .setup
+        .iter()
+        .chain(built.body.iter().map(|e| &e.json))
+        .filter(|v| v["type"] == "practitioner_registered" && v["practitioner"] == PRACTITIONERS[prac])
+        .map(|v| CivilDate::parse(v["effective"].as_str().unwrap()).unwrap())
+        .collect();
+    let mut out = Vec::new();
+    for step in model_walk(&built.body, prac).into_iter().filter(|s| s.change > 0) {
+        let v = &built.body[step.at].json;
+        let cause = v["violation_id"].as_str().unwrap().to_owned();
+        let (day, total) = (step.effective, step.after);
+        if step.before < 12 && total >= 12 {
+            let ban_years = if step.change >= 12 { 3 } else { 1 };
+            let ban_until = day.add_months(12 * ban_years);
+            let until = ban_until.and_then(|end| registrations.iter().copied().filter(|d| *d >= end).min());
+            out.push((SanctionKind::Termination, day, until, cause, total, ban_until));
+        } else if step.before < 9 && (9..12).contains(&total) {
+            let default = match total {
+                9 => 2,
+                10 => 4,
+                _ => 6,
+            };
+            let months = v["suspension_months"].as_u64().map_or(default, |m| m as u32);
+            out.push((SanctionKind::Suspension, day, day.add_months(months), cause, total, None));
+        }
+    }
+    out.sort_by(|a, b| (a.1, a.0, &a.3).cmp(&(b.1, b.0, &b.3)));
+    out
 }
 
 fn config() -> Config {
@@ -705,9 +806,7 @@ proptest! {
         ops in ops_strategy(REPAIR_HEAVY),
         distinct_dates in any::<bool>(),
     ) {
-        let policy = Policy::default();
-        let built = build(&setup, &ops, BuildOptions { distinct_dates, revocations: true, late_registrations: true });
-        let (_ledger, world) = ledger_of(&policy, built.setup.iter().chain(built.body.iter().map(|e| &e.json)))?;
+        let (built, world) = built_world(&setup, &ops, distinct_dates)?;
         let dates = grid_dates(built.setup.iter().chain(built.body.iter().map(|e| &e.json)), &[&world]);
         for (p, code) in PRACTITIONERS.iter().enumerate().take(built.practitioners) {
             let standing = world.practitioner(prac_code(p)).unwrap();
@@ -739,9 +838,7 @@ proptest! {
         ops in ops_strategy(BALANCED),
         distinct_dates in any::<bool>(),
     ) {
-        let policy = Policy::default();
-        let built = build(&setup, &ops, BuildOptions { distinct_dates, revocations: true, late_registrations: true });
-        let (_ledger, world) = ledger_of(&policy, built.setup.iter().chain(built.body.iter().map(|e| &e.json)))?;
+        let (built, world) = built_world(&setup, &ops, distinct_dates)?;
         let dates = grid_dates(built.setup.iter().chain(built.body.iter().map(|e| &e.json)), &[&world]);
         let waivable = [Reason::PractitionerTerminated, Reason::PractitionerSuspended, Reason::InstitutionSuspended];
         for &p in &practitioner_codes(&built) {
@@ -781,4 +878,93 @@ proptest! {
             }
         }
     }
+
+    /// R11/R13: no year total is ever below 0, at any step's date or the
+    /// day before: each equals the plain running balance; every repair's
+    /// effective points are min(requested, the total just before it); and
+    /// the integrity file's year totals (R22) are the points scored less
+    /// those removed.
+    #[test]
+    fn r11_r13_no_total_goes_below_zero_and_a_repair_removes_at_most_the_total(
+        setup in setup_strategy(),
+        ops in ops_strategy(REPAIR_HEAVY),
+        distinct_dates in any::<bool>(),
+    ) {
+        let (built, world) = built_world(&setup, &ops, distinct_dates)?;
+        for p in 0..built.practitioners {
+            let standing = world.practitioner(prac_code(p)).unwrap();
+            let walk = model_walk(&built.body, p);
+            for step in &walk {
+                for d in [Some(step.effective), step.effective.pred()].into_iter().flatten() {
+                    prop_assert_eq!(standing.year_total_on(d), model_total(&built.body, p, d, false), "{} on {}", prac_code(p), d);
+                }
+            }
+            prop_assert_eq!(standing.repairs.len(), walk.iter().filter(|s| s.change < 0).count());
+            for repair in &standing.repairs {
+                let id = repair.event_id.as_ref().map(|id| id.as_str().to_owned()).unwrap_or_default();
+                let step = walk.iter().find(|s| format!("R-{}", s.at) == id);
+                prop_assert!(step.is_some(), "repair {} is one of the model's", id);
+                let step = step.unwrap();
+                prop_assert_eq!(i64::from(repair.points), -step.change, "requested points of {}", id);
+                prop_assert_eq!(repair.effective_points, repair.points.min(step.before), "effective points of {}", id);
+                prop_assert_eq!(step.before - step.after, repair.effective_points);
+            }
+            for year in PractitionerFile::new(standing, ymd(2030, 1, 1)).year_totals {
+                prop_assert!(year.repaired <= year.repair_requested && year.repaired <= year.scored, "{:?}", year);
+                prop_assert_eq!(u64::from(year.total), year.scored - year.repaired, "{:?}", year);
+            }
+        }
+    }
+
+    /// R14/R15: the suspension and termination intervals `derive` gives
+    /// (kind, from, until, cause, year total, ban end) are exactly those of
+    /// the plain reference walk [`model_sanctions`], repair-heavy histories
+    /// included (repairs before violations bank nothing; a repair below 9
+    /// lets a later violation suspend again).
+    #[test]
+    fn r14_r15_sanctions_equal_a_plain_reference_walk(
+        setup in setup_strategy(),
+        ops in prop_oneof![ops_strategy(BALANCED), ops_strategy(REPAIR_HEAVY)],
+        distinct_dates in any::<bool>(),
+    ) {
+        let (built, world) = built_world(&setup, &ops, distinct_dates)?;
+        for p in 0..built.practitioners {
+            let code = prac_code(p);
+            prop_assert_eq!(sanctions_of(&world, code), model_sanctions(&built, p), "sanctions of {}", code);
+        }
+    }
+}
+
+/// The repair-heavy generator makes R11's banking case often: a repair that
+/// asks for more than the total holds at its step (part or all of it finds
+/// nothing to remove), followed in the same year by a violation that still
+/// crosses 9 (RULES.md R11's example: it must suspend).
+#[test]
+fn the_repair_heavy_generator_often_tries_to_bank_repairs_r11() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let strategy = (setup_strategy(), ops_strategy(REPAIR_HEAVY));
+    let (cases, mut short, mut crossing_after) = (256, 0, 0);
+    let options = BuildOptions { distinct_dates: true, revocations: true, late_registrations: true };
+    for _ in 0..cases {
+        let (setup, ops) = strategy.new_tree(&mut runner).unwrap().current();
+        let built = build(&setup, &ops, options);
+        let walks: Vec<Vec<ModelStep>> = (0..built.practitioners).map(|p| model_walk(&built.body, p)).collect();
+        let is_short = |s: &ModelStep| s.change < 0 && i64::from(s.before) < -s.change;
+        short += usize::from(walks.iter().flatten().any(is_short));
+        crossing_after += usize::from(walks.iter().any(|w| {
+            w.iter().enumerate().any(|(i, s)| {
+                is_short(s)
+                    && w[i + 1..].iter().any(|t| {
+                        t.effective.year() == s.effective.year() && t.change > 0 && t.before < 9 && t.after >= 9
+                    })
+            })
+        }));
+    }
+    eprintln!(
+        "{cases} cases: {short} with a repair larger than the total, {crossing_after} with a crossing of 9 after it"
+    );
+    assert!(short * 2 >= cases, "only {short} of {cases} cases try to repair more than the total holds");
+    assert!(crossing_after * 5 >= cases, "only {crossing_after} of {cases} cases cross 9 after such a repair");
 }

@@ -216,6 +216,63 @@ fn the_repair_cap_counts_the_calendar_year_of_the_repair_r13() {
     assert_eq!(repair(13, "2028-01-01"), Err(RefusalCode::RepairLimitExceeded));
 }
 
+/// RULES.md R11's example: a 6-point repair on 1 February followed by a
+/// 9-point violation on 1 March leaves 9, not 3 (the repair found nothing to
+/// remove), so the violation suspends (R14).
+#[test]
+fn a_repair_before_any_points_banks_nothing_and_the_later_violation_suspends_r11_r14() {
+    let g = Gate::new();
+    g.ok(json!({"type": "points_repaired", "event_id": "R-1", "practitioner": P, "points": 6, "effective": "2026-02-01"}));
+    g.violation("A", "2026-03-01", 9, json!({}));
+    let world = g.world();
+    let standing = world.practitioner(PractitionerCode::parse(P).unwrap()).unwrap();
+    assert_eq!(standing.year_total_on(day("2026-02-01")), 0, "never below 0 (R11)");
+    assert_eq!(standing.year_total_on(day("2026-03-01")), 9, "not 3: nothing was banked");
+    assert_eq!((standing.repairs[0].points, standing.repairs[0].effective_points), (6, 0));
+    assert_eq!(g.reason("2026-02-28"), Reason::Ok);
+    assert_eq!(g.reason("2026-03-01"), Reason::PractitionerSuspended);
+    assert_eq!(g.reason("2026-04-30"), Reason::PractitionerSuspended, "total 9: 2 months (R14)");
+    assert_eq!(g.reason("2026-05-01"), Reason::Ok);
+}
+
+/// R13, R22: the integrity file shows each repair's requested and effective
+/// points, and the year's `repaired` is what the repairs removed.
+#[test]
+fn the_integrity_file_shows_requested_and_effective_repair_points_r13_r22() {
+    let g = Gate::new();
+    g.violation("A", "2026-02-01", 4, json!({}));
+    g.ok(json!({"type": "points_repaired", "event_id": "R-1", "practitioner": P, "points": 5, "effective": "2026-03-01"}));
+    let file = g.ledger.practitioner_file(PractitionerCode::parse(P).unwrap(), day("2026-03-01")).unwrap().unwrap();
+    let json = serde_json::to_value(&file).unwrap();
+    assert_eq!(json["repairs"][0]["event_id"], "R-1");
+    assert_eq!(json["repairs"][0]["requested_points"], 5);
+    assert_eq!(json["repairs"][0]["effective_points"], 4, "min(requested 5, total 4)");
+    let year = &json["year_totals"][0];
+    assert_eq!((&year["year"], &year["scored"], &year["repaired"]), (&json!(2026), &json!(4), &json!(4)));
+    assert_eq!((&year["repair_requested"], &year["total"]), (&json!(5), &json!(0)));
+    assert_eq!(json["status"]["year_total"], 0);
+}
+
+/// R13: the cap counts requested points, so a repair that removed nothing
+/// still uses its share of the year's 6.
+#[test]
+fn the_repair_cap_counts_requested_points_even_when_nothing_was_removed_r13() {
+    let g = Gate::new();
+    let repair = |id: &str, points: u32, date: &str| {
+        g.append(
+            json!({"type": "points_repaired", "event_id": id, "practitioner": P, "points": points, "effective": date}),
+        )
+    };
+    assert!(repair("R-1", 6, "2026-02-01").is_ok(), "nothing standing: 0 effective points");
+    g.violation("A", "2026-03-01", 5, json!({}));
+    assert_eq!(repair("R-2", 1, "2026-04-01"), Err(RefusalCode::RepairLimitExceeded), "6 requested already");
+    let world = g.world();
+    let standing = world.practitioner(PractitionerCode::parse(P).unwrap()).unwrap();
+    assert_eq!(standing.repairs[0].effective_points, 0);
+    assert_eq!(standing.year_total_on(day("2026-12-31")), 5);
+    assert!(repair("R-3", 1, "2027-01-01").is_ok(), "a new year, a new cap");
+}
+
 #[test]
 fn deregistration_ends_the_filing_at_that_institution_only() {
     let g = Gate::new();
@@ -303,9 +360,13 @@ fn the_integrity_file_shows_violations_totals_sanctions_and_status_r22() {
     assert_eq!(file.status.registered_at.len(), 2);
     assert_eq!(file.violations.len(), 3);
     assert!(file.violations.iter().find(|v| v.violation.violation_id.as_str() == "C").unwrap().revoked.is_some());
-    let totals: Vec<(i32, u64, u64, u64, u32)> =
-        file.year_totals.iter().map(|t| (t.year, t.scored, t.revoked, t.repaired, t.total)).collect();
-    assert_eq!(totals, [(2025, 9, 0, 0, 9), (2026, 0, 2, 1, 0)]);
+    let totals: Vec<(i32, u64, u64, u64, u64, u32)> = file
+        .year_totals
+        .iter()
+        .map(|t| (t.year, t.scored, t.revoked, t.repaired, t.repair_requested, t.total))
+        .collect();
+    // 2026: the repair of 1 found nothing standing (C is revoked): 0 removed (R11, R13).
+    assert_eq!(totals, [(2025, 9, 0, 0, 0, 9), (2026, 0, 2, 0, 1, 0)]);
     assert_eq!(file.sanctions.len(), 1);
     assert_eq!(file.sanctions[0].cause.as_str(), "B");
     let json = serde_json::to_value(&file).unwrap();

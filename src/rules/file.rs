@@ -17,7 +17,11 @@ pub struct YearTotal {
     pub scored: u64,
     /// Points of revoked violations (R12), not counted.
     pub revoked: u64,
+    /// Points the year's repairs removed: their effective points, each at
+    /// most the total standing at its step (R11, R13).
     pub repaired: u64,
+    /// Points the year's repairs asked to remove (R13's cap counts these).
+    pub repair_requested: u64,
     /// The total on 31 December (R11).
     pub total: u32,
 }
@@ -92,6 +96,7 @@ impl PractitionerFile {
                     scored: points(false),
                     revoked: points(true),
                     repaired: s.repaired_in_year(year),
+                    repair_requested: s.repair_requested_in_year(year),
                     total: s.year_total_on(year_end),
                 }
             })

@@ -138,8 +138,14 @@ impl PractitionerStanding {
 
     /// Points requested by the repairs dated in `year` (R13's cap counts
     /// these, so the cap does not move when a back-dated event arrives).
-    pub fn repaired_in_year(&self, year: i32) -> u64 {
+    pub fn repair_requested_in_year(&self, year: i32) -> u64 {
         self.repairs.iter().filter(|r| r.effective.year() == year).map(|r| u64::from(r.points)).sum()
+    }
+
+    /// Points the repairs dated in `year` removed: their effective points
+    /// (R11, R13), never more than the year's standing points.
+    pub fn repaired_in_year(&self, year: i32) -> u64 {
+        self.repairs.iter().filter(|r| r.effective.year() == year).map(|r| u64::from(r.effective_points)).sum()
     }
 }
 

@@ -6,12 +6,20 @@
 //! the kill, that no half-written snapshot is ever picked up, and that the
 //! restarted index answers exactly as the reference rules engine on the
 //! ledger.
+//!
+//! While they append, the writers re-send a share of the events already
+//! acknowledged (`--resend-percent`, R7a): each must be answered with its
+//! original `seq` and stored once. After the restart the campaign does what
+//! a client does after a crash: it retries every event whose answer the kill
+//! swallowed, and proves each landed exactly once (stored before the kill
+//! and answered `already_recorded` now, or stored now, or refused by R8 and
+//! not stored at all).
 
 use crate::gate::{Launch, TOKEN};
 use crate::http::Http;
 use crate::model::{Rng, World};
-use crate::verify::{decided, parse_event, stored_events, Reference};
-use crate::writers::{self, Outcomes, Pace};
+use crate::verify::{self, decided, identity, parse_event, stored_events, LedgerFindings, Reference};
+use crate::writers::{self, Answer, Outcomes, Pace, ResendArgs, Resends};
 use crate::{Setup, MAX_SECONDS, MAX_WORKERS};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -71,6 +79,8 @@ pub struct Settings {
     /// Stop starting new trials after this many seconds.
     #[arg(long, default_value_t = 3_600.0)]
     pub max_seconds: f64,
+    #[command(flatten)]
+    pub resend: ResendArgs,
 }
 
 impl Settings {
@@ -83,7 +93,8 @@ impl Settings {
             && (0.0..=MAX_SECONDS).contains(&self.max_seconds);
         valid.then_some(()).ok_or_else(|| {
             format!("crash needs --trials 1..={MAX_TRIALS}, --writers 1..={MAX_WORKERS}, at least 1 practitioner and 2 institutions, --max-seconds up to {MAX_SECONDS}")
-        })
+        })?;
+        self.resend.check()
     }
 }
 
@@ -92,13 +103,12 @@ impl Settings {
 pub struct Trial {
     pub trial: u64,
     pub moment: &'static str,
-    pub acknowledged: usize,
-    pub found: usize,
-    pub lost: usize,
-    pub altered: usize,
-    pub unacknowledged_present: usize,
-    pub unexplained_present: usize,
-    pub gap_or_disorder: bool,
+    #[serde(flatten)]
+    pub ledger: LedgerFindings,
+    /// Re-sends of acknowledged events while appending (R7a).
+    pub resends: Resends,
+    #[serde(flatten)]
+    pub retries: Retries,
     pub answers_checked: usize,
     pub wrong_answers: usize,
     pub refused_snapshots_at_restart: usize,
@@ -111,6 +121,35 @@ pub struct Trial {
     pub failed_writes: usize,
     pub seconds: f64,
     pub problems: Vec<String>,
+}
+
+/// The retries after the restart of every event whose answer the kill
+/// swallowed (R7a): each must land exactly once.
+#[derive(Default, serde::Serialize)]
+pub struct Retries {
+    pub retried_after_kill: usize,
+    /// Stored before the kill: answered `already_recorded` with that seq.
+    pub retried_already_stored: usize,
+    /// Not stored before the kill: stored by the retry.
+    pub retried_stored_now: usize,
+    /// Refused by R8 (as its first send was): not stored at all.
+    pub retried_refused: usize,
+    /// Acknowledged retries whose event the ledger holds exactly once, at the
+    /// answered seq, identical (must equal already stored + stored now).
+    pub retried_landed_once: usize,
+    /// Refused retries whose identity the ledger holds anyway (must be 0).
+    pub retried_refused_but_stored: usize,
+}
+
+impl Retries {
+    fn merge(&mut self, other: &Retries) {
+        self.retried_after_kill += other.retried_after_kill;
+        self.retried_already_stored += other.retried_already_stored;
+        self.retried_stored_now += other.retried_stored_now;
+        self.retried_refused += other.retried_refused;
+        self.retried_landed_once += other.retried_landed_once;
+        self.retried_refused_but_stored += other.retried_refused_but_stored;
+    }
 }
 
 impl Trial {
@@ -131,13 +170,17 @@ pub fn run(setup: &Setup, settings: &Settings) -> Vec<Trial> {
         let moment = Moment::ALL[(t % Moment::ALL.len() as u64) as usize];
         let trial = one_trial(setup, settings, t, moment);
         eprintln!(
-            "crash: trial {t:>3} {:<23} acked {:>5} found {:>5} lost {} altered {} unacked-present {} wrong {} {}",
+            "crash: trial {t:>3} {:<23} acked {:>5} found {:>5} lost {} altered {} resent {:>4} (original seq {:>4}) retried {} (landed once {}) duplicates {} wrong {} {}",
             moment.name(),
-            trial.acknowledged,
-            trial.found,
-            trial.lost,
-            trial.altered,
-            trial.unacknowledged_present,
+            trial.ledger.acknowledged,
+            trial.ledger.found,
+            trial.ledger.lost,
+            trial.ledger.altered,
+            trial.resends.sent,
+            trial.resends.answered_original_seq,
+            trial.retries.retried_after_kill,
+            trial.retries.retried_landed_once,
+            trial.ledger.duplicates_stored,
             trial.wrong_answers,
             if trial.passed() { "ok".to_owned() } else { format!("FAILED: {}", trial.problems.join("; ")) }
         );
@@ -149,6 +192,11 @@ pub fn run(setup: &Setup, settings: &Settings) -> Vec<Trial> {
 /// The campaign's report over its trials, and whether every trial passed.
 pub fn summary(results: &[Trial]) -> (serde_json::Value, bool) {
     let sum = |f: fn(&Trial) -> usize| results.iter().map(f).sum::<usize>();
+    let (mut resends, mut retries) = (Resends::default(), Retries::default());
+    for t in results {
+        resends.merge(t.resends.clone());
+        retries.merge(&t.retries);
+    }
     let count = |f: fn(&Trial) -> bool| results.iter().filter(|t| f(t)).count();
     let passed = !results.is_empty() && results.iter().all(Trial::passed);
     let mut moments = std::collections::BTreeMap::new();
@@ -157,10 +205,12 @@ pub fn summary(results: &[Trial]) -> (serde_json::Value, bool) {
     }
     let report = json!({
         "campaign": "crash", "trials": results.len(), "passed": passed, "kills_by_moment": moments,
-        "events_acknowledged": sum(|t| t.acknowledged), "acknowledged_found": sum(|t| t.found),
-        "lost": sum(|t| t.lost), "altered": sum(|t| t.altered),
-        "unacknowledged_present": sum(|t| t.unacknowledged_present),
-        "unexplained_present": sum(|t| t.unexplained_present),
+        "events_acknowledged": sum(|t| t.ledger.acknowledged), "acknowledged_found": sum(|t| t.ledger.found),
+        "lost": sum(|t| t.ledger.lost), "altered": sum(|t| t.ledger.altered),
+        "unacknowledged_present": sum(|t| t.ledger.unacknowledged_present),
+        "unexplained_present": sum(|t| t.ledger.unexplained_present),
+        "duplicates_stored": sum(|t| t.ledger.duplicates_stored),
+        "resends": resends, "retries": retries,
         "answers_checked": sum(|t| t.answers_checked), "wrong_answers": sum(|t| t.wrong_answers),
         "start_up_kills_before_listening": count(|t| t.killed_before_listening == Some(true)),
         "snapshot_pauses_reached": count(|t| t.pause_reached == Some(true)),
@@ -190,7 +240,7 @@ fn one_trial(setup: &Setup, settings: &Settings, t: u64, moment: Moment) -> Tria
         return trial;
     }
     match kill_during(settings, &world, &launch, moment, &mut rng, &mut trial) {
-        Ok(outcomes) => verify(&dir, &world, &launch(vec![]), outcomes, &mut rng, &mut trial),
+        Ok(outcomes) => verify(setup, &dir, &world, &launch(vec![]), outcomes, &mut rng, &mut trial),
         Err(e) => trial.problems.push(e),
     }
     trial.seconds = started.elapsed().as_secs_f64();
@@ -224,7 +274,8 @@ fn kill_during(
     let mut outcomes = writers::set_up(gate.admin, world)?;
     let stop = Arc::new(AtomicBool::new(false));
     let nonce = format!("t{}", trial.trial);
-    let pace = Pace { per_request: 1, requests_per_s: None, stop_on_error: true };
+    let pace =
+        Pace { per_request: 1, requests_per_s: None, stop_on_error: true, resend_percent: settings.resend.percent };
     let handles = writers::start(gate.admin, world, &nonce, settings.writers, rng.next(), pace, stop);
     std::thread::sleep(Duration::from_millis(100 + rng.below(400)));
     if stage.is_some() {
@@ -258,14 +309,25 @@ fn kill_during(
     Ok(outcomes)
 }
 
-/// Restarts the gate and checks the ledger, the snapshots and the answers.
-fn verify(dir: &Path, world: &World, launch: &Launch, outcomes: Outcomes, rng: &mut Rng, trial: &mut Trial) {
-    trial.acknowledged = outcomes.acked.len();
+/// Restarts the gate, retries the events whose answer the kill swallowed,
+/// and checks the ledger, the snapshots and the answers.
+fn verify(
+    setup: &Setup,
+    dir: &Path,
+    world: &World,
+    launch: &Launch,
+    mut outcomes: Outcomes,
+    rng: &mut Rng,
+    trial: &mut Trial,
+) {
     trial.failed_writes = outcomes.failed.len();
+    trial.resends = std::mem::take(&mut outcomes.resends);
+    trial.problems.extend(trial.resends.problem());
     let gate = match launch.start() {
         Ok(gate) => gate,
         Err(e) => return trial.problems.push(format!("restart after the kill failed: {e}")),
     };
+    let retried = retry(&gate, &mut outcomes, trial);
     let mut http = Http::new(gate.check, REQUEST_TIMEOUT);
     let deadline = Instant::now() + CATCH_UP_WAIT;
     let ready = loop {
@@ -300,11 +362,13 @@ fn verify(dir: &Path, world: &World, launch: &Launch, outcomes: Outcomes, rng: &
     if !gate.stop() {
         trial.problems.push("the restarted gate did not stop cleanly on SIGTERM".into());
     }
-    let stored = match stored_events(&dir.join("data")) {
+    let mut stored = match stored_events(&dir.join("data")) {
         Ok(stored) => stored,
         Err(e) => return trial.problems.push(e),
     };
-    compare_ledger(&stored, outcomes, trial);
+    verify::plant(setup.plant, &mut stored);
+    trial.ledger = LedgerFindings::of(&stored, &outcomes.acked, &outcomes.unknown, &mut trial.problems);
+    landed_once(&stored, &retried, trial);
     let reference = Reference::new(&stored);
     let seq = answers["seq"].as_u64().unwrap_or(u64::MAX);
     if seq != head || seq != stored.len() as u64 {
@@ -326,37 +390,70 @@ fn verify(dir: &Path, world: &World, launch: &Launch, outcomes: Outcomes, rng: &
     }
 }
 
-/// Every acknowledged event at its seq with identical content; nothing else
-/// stored but events whose answer was lost; seqs 1..=n without a gap.
-fn compare_ledger(stored: &[claimgate::event::RecordedEvent], outcomes: Outcomes, trial: &mut Trial) {
-    trial.gap_or_disorder = stored.iter().enumerate().any(|(i, r)| r.seq != i as u64 + 1);
-    if trial.gap_or_disorder {
-        trial.problems.push("the stored seqs are not 1..=n".into());
-    }
-    let at = |seq: u64| stored.get((seq as usize).wrapping_sub(1)).filter(|r| r.seq == seq);
-    let mut acked_seqs = std::collections::HashSet::new();
-    for (seq, sent) in &outcomes.acked {
-        acked_seqs.insert(*seq);
-        match at(*seq) {
-            None => trial.lost += 1,
-            Some(r) if r.event != parse_event(sent) => trial.altered += 1,
-            Some(_) => trial.found += 1,
-        }
-    }
-    let mut unknown: Vec<_> = outcomes.unknown.iter().map(parse_event).collect();
-    for r in stored.iter().filter(|r| !acked_seqs.contains(&r.seq)) {
-        trial.unacknowledged_present += 1;
-        match unknown.iter().position(|e| *e == r.event) {
-            Some(k) => {
-                unknown.swap_remove(k);
+/// Retries every event the kill left unanswered, one request each, as a
+/// client does after a crash; files each answer in `outcomes` (acknowledged
+/// or refused) and returns the retried events with their answers.
+fn retry(gate: &crate::gate::Gate, outcomes: &mut Outcomes, trial: &mut Trial) -> Vec<(Value, Answer)> {
+    let mut http = Http::new(gate.admin, REQUEST_TIMEOUT);
+    let mut retried = Vec::new();
+    for event in std::mem::take(&mut outcomes.unknown) {
+        trial.retries.retried_after_kill += 1;
+        let Some(answer) = writers::send_one(&mut http, &event) else {
+            trial.problems.push(format!("the retry of {event} after the restart got no answer"));
+            outcomes.unknown.push(event);
+            continue;
+        };
+        match &answer {
+            Answer::Acked { seq, already_recorded } => {
+                if *already_recorded {
+                    trial.retries.retried_already_stored += 1;
+                } else {
+                    trial.retries.retried_stored_now += 1;
+                }
+                outcomes.acked.push((*seq, event.clone()));
             }
-            None => trial.unexplained_present += 1,
+            Answer::Refused(_) => {
+                trial.retries.retried_refused += 1;
+                outcomes.refused += 1;
+            }
+            Answer::Failed(why) => {
+                trial.problems.push(format!("the retry of {event} after the restart failed: {why}"));
+                outcomes.failed.push(why.clone());
+            }
+        }
+        retried.push((event, answer));
+    }
+    retried
+}
+
+/// Each acknowledged retry is on the ledger exactly once, at its answered
+/// seq, identical; a refused one not at all (R7a).
+fn landed_once(stored: &[claimgate::event::RecordedEvent], retried: &[(Value, Answer)], trial: &mut Trial) {
+    let mut seqs_of: std::collections::HashMap<String, Vec<u64>> = std::collections::HashMap::new();
+    for r in stored {
+        if let Some(key) = identity(&r.event) {
+            seqs_of.entry(key).or_default().push(r.seq);
         }
     }
-    if trial.lost + trial.altered + trial.unexplained_present > 0 {
-        trial.problems.push(format!(
-            "{} acknowledged events lost, {} altered, {} stored events nobody sent without an answer",
-            trial.lost, trial.altered, trial.unexplained_present
-        ));
+    for (sent, answer) in retried {
+        let event = parse_event(sent);
+        let seqs = identity(&event).and_then(|k| seqs_of.get(&k)).map(Vec::as_slice).unwrap_or_default();
+        match *answer {
+            Answer::Acked { seq, .. } => {
+                let at = stored.get((seq as usize).wrapping_sub(1)).filter(|r| r.seq == seq);
+                if seqs == [seq] && at.is_some_and(|r| r.event == event) {
+                    trial.retries.retried_landed_once += 1;
+                } else {
+                    trial.problems.push(format!("the retry of {sent} answered seq {seq}, stored at {seqs:?}"));
+                }
+            }
+            Answer::Refused(_)
+                if seqs.iter().any(|&s| stored.get(s as usize - 1).is_some_and(|r| r.event == event)) =>
+            {
+                trial.retries.retried_refused_but_stored += 1;
+                trial.problems.push(format!("the retry of {sent} was refused, yet it is stored at {seqs:?}"));
+            }
+            _ => {}
+        }
     }
 }

@@ -52,6 +52,10 @@ struct Cli {
     /// Also write the JSON report to this file.
     #[arg(long, global = true)]
     json: Option<PathBuf>,
+    /// Plant a fault in what is verified, to show the verification catches
+    /// it (the run must then fail).
+    #[arg(long, global = true, value_enum, hide = true)]
+    plant_fault: Option<verify::PlantedFault>,
     #[command(subcommand)]
     command: Command,
 }
@@ -64,11 +68,13 @@ enum Command {
     Soak(soak::Settings),
 }
 
-/// What every campaign is given: the binary under test, where to work, the seed.
+/// What every campaign is given: the binary under test, where to work, the
+/// seed, and a fault to plant, if any.
 pub struct Setup {
     pub binary: PathBuf,
     pub work: PathBuf,
     pub seed: u64,
+    pub plant: Option<verify::PlantedFault>,
 }
 
 fn main() -> ExitCode {
@@ -93,14 +99,16 @@ fn main() -> ExitCode {
         eprintln!("reliability: {e}");
         return ExitCode::from(2);
     }
-    let setup = Setup { binary, work: cli.work.clone(), seed: cli.seed };
+    let setup = Setup { binary, work: cli.work.clone(), seed: cli.seed, plant: cli.plant_fault };
     let (report, passed) = match &cli.command {
         Command::Crash(settings) => crash::summary(&crash::run(&setup, settings)),
         Command::Soak(settings) => {
             let report = soak::run(&setup, settings);
             eprintln!(
-                "soak: {:.0} s, {} events acknowledged ({:.0}/s), {} answers ({:.0}/s), {} wrong, {} failed checks, {} seq decreases, verified in {:.1} s",
-                report.seconds, report.events_acknowledged, report.events_per_s, report.answers, report.answers_per_s,
+                "soak: {:.0} s, {} events acknowledged ({:.0}/s), {} lost, {} altered, {} re-sent ({} answered with the original seq, {} stored twice), {} answers ({:.0}/s), {} wrong, {} failed checks, {} seq decreases, verified in {:.1} s",
+                report.seconds, report.events_acknowledged, report.events_per_s, report.ledger.lost, report.ledger.altered,
+                report.resends.sent, report.resends.answered_original_seq, report.ledger.duplicates_stored,
+                report.answers, report.answers_per_s,
                 report.wrong_answers, report.failed_checks, report.seq_went_back, report.verify_seconds
             );
             let passed = report.passed();

@@ -96,25 +96,33 @@ impl World {
     }
 }
 
-/// One writer's stream of events: violation ids are unique to the writer
-/// (and the run's `nonce`), revocations name the writer's own violations.
+/// Percent of violations and revocations that carry an `event_id` besides
+/// the `violation_id` that names them (R7a: either identifies a re-send).
+const SELF_NAMED_WITH_EVENT_ID_PERCENT: u64 = 30;
+
+/// One writer's stream of events: violation ids and event ids are unique to
+/// the writer (and the run's `nonce`), revocations name the writer's own
+/// violations. Every event has an identity a re-send is recognised by
+/// (R7a): kinds that do not name themselves always carry an `event_id`, so
+/// any of them may be re-sent (a retry after a lost answer) without being
+/// stored twice.
 pub struct Writer {
     world: World,
     prefix: String,
     scored: u64,
-    repaired: u64,
+    ids: u64,
     rng: Rng,
 }
 
 impl Writer {
     pub fn new(world: &World, nonce: &str, writer: usize, seed: u64) -> Writer {
-        Writer {
-            world: world.clone(),
-            prefix: format!("{nonce}-w{writer}"),
-            scored: 0,
-            repaired: 0,
-            rng: Rng::new(seed),
-        }
+        Writer { world: world.clone(), prefix: format!("{nonce}-w{writer}"), scored: 0, ids: 0, rng: Rng::new(seed) }
+    }
+
+    /// A fresh `event_id` (R7a: 1-64 characters).
+    fn event_id(&mut self) -> Value {
+        self.ids += 1;
+        json!(format!("{}-e{}", self.prefix, self.ids))
     }
 
     /// The next event (some will be refused by R8, which is part of the test).
@@ -123,7 +131,7 @@ impl Writer {
         let rng = &mut self.rng;
         let p = w.practitioner(rng.below(w.practitioners));
         let i = w.institution(rng.below(w.institutions));
-        match rng.below(100) {
+        let (mut event, self_named) = match rng.below(100) {
             0..=39 => {
                 self.scored += 1;
                 let (severity, low) =
@@ -135,35 +143,43 @@ impl Writer {
                 if rng.percent(15) {
                     v["suspension_months"] = json!(1 + rng.below(6));
                 }
-                v
+                (v, true)
             }
-            40..=49 if self.scored > 0 => json!({"type": "violation_revoked",
+            40..=49 if self.scored > 0 => (
+                json!({"type": "violation_revoked",
                 "violation_id": format!("{}-{}", self.prefix, 1 + rng.below(self.scored)), "effective": date(rng)}),
-            40..=64 => {
-                // R7a: a repair carries its reference; unique to the writer.
-                self.repaired += 1;
-                json!({"type": "points_repaired", "event_id": format!("{}-r{}", self.prefix, self.repaired),
-                    "practitioner": p, "points": 1 + rng.below(3), "effective": date(rng)})
-            }
-            65..=79 => {
-                json!({"type": "practitioner_registered", "practitioner": p, "institution": i, "effective": date(rng)})
-            }
-            80..=87 => {
-                json!({"type": "practitioner_deregistered", "practitioner": p, "institution": i, "effective": date(rng)})
-            }
+                true,
+            ),
+            40..=64 => (
+                json!({"type": "points_repaired", "practitioner": p, "points": 1 + rng.below(3), "effective": date(rng)}),
+                false,
+            ),
+            65..=79 => (
+                json!({"type": "practitioner_registered", "practitioner": p, "institution": i, "effective": date(rng)}),
+                false,
+            ),
+            80..=87 => (
+                json!({"type": "practitioner_deregistered", "practitioner": p, "institution": i, "effective": date(rng)}),
+                false,
+            ),
             88..=91 => {
                 let from = date(rng);
                 let until = format!("{}{}", from[..4].parse::<u32>().expect("year") + 1, &from[4..]);
-                json!({"type": "institution_suspended", "institution": i, "effective": from, "until": until})
+                (json!({"type": "institution_suspended", "institution": i, "effective": from, "until": until}), false)
             }
-            92 | 93 => json!({"type": "institution_terminated", "institution": i, "effective": date(rng)}),
-            94..=96 => json!({"type": "institution_designated", "institution": i, "effective": date(rng)}),
+            92 | 93 => (json!({"type": "institution_terminated", "institution": i, "effective": date(rng)}), false),
+            94..=96 => (json!({"type": "institution_designated", "institution": i, "effective": date(rng)}), false),
             _ => {
                 let direct_e = if rng.percent(20) { json!(["refused_rectification"]) } else { json!([]) };
-                json!({"type": "institution_rated", "institution": i, "year": FIRST_YEAR + rng.below(YEARS as u64) as u32,
-                    "score": rng.below(101), "direct_e": direct_e})
+                let event = json!({"type": "institution_rated", "institution": i,
+                    "year": FIRST_YEAR + rng.below(YEARS as u64) as u32, "score": rng.below(101), "direct_e": direct_e});
+                (event, false)
             }
+        };
+        if !self_named || self.rng.percent(SELF_NAMED_WITH_EVENT_ID_PERCENT) {
+            event["event_id"] = self.event_id();
         }
+        event
     }
 }
 

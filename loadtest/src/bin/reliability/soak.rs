@@ -3,13 +3,16 @@
 //! every answer is recorded with its `seq` and afterwards compared with the
 //! reference rules engine evaluated on the ledger at that `seq`. Wrong
 //! answers, failed checks, and a `seq` that goes back on one connection are
-//! counted; each must be zero.
+//! counted; each must be zero. The writers re-send a share of the events
+//! already acknowledged (`--resend-percent`, R7a): each must be answered
+//! with its original `seq`, and afterwards the ledger must hold every
+//! acknowledged event at its `seq`, nothing else, and no event twice.
 
 use crate::gate::Launch;
 use crate::http::Http;
 use crate::model::{Rng, World};
-use crate::verify::{decided, stored_events, Reference};
-use crate::writers::{self, Pace};
+use crate::verify::{self, decided, stored_events, LedgerFindings, Reference};
+use crate::writers::{self, Pace, ResendArgs, Resends};
 use crate::{Setup, MAX_SECONDS, MAX_WORKERS};
 use claimgate::ledger::MAX_APPEND_BATCH as MAX_EVENTS_PER_REQUEST;
 use serde_json::{json, Value};
@@ -50,6 +53,8 @@ pub struct Settings {
     pub practitioners: u64,
     #[arg(long, default_value_t = 200)]
     pub institutions: u64,
+    #[command(flatten)]
+    pub resend: ResendArgs,
 }
 
 impl Settings {
@@ -65,7 +70,8 @@ impl Settings {
             && self.institutions > 1;
         valid.then_some(()).ok_or_else(|| {
             format!("soak needs --duration 1..={MAX_SECONDS}, positive rates, --events-per-request 1..={MAX_EVENTS_PER_REQUEST}, 1..={MAX_WORKERS} writers and checkers, at least 1 practitioner and 2 institutions")
-        })
+        })?;
+        self.resend.check()
     }
 }
 
@@ -73,8 +79,13 @@ impl Settings {
 #[derive(Default, serde::Serialize)]
 pub struct Report {
     pub seconds: f64,
+    /// By the writers (the set-up's events aside).
     pub events_acknowledged: usize,
     pub events_refused: u64,
+    /// The stored ledger against every acknowledged event, the set-up's included.
+    pub ledger: LedgerFindings,
+    /// Re-sends of acknowledged events (R7a).
+    pub resends: Resends,
     pub events_per_s: f64,
     pub failed_writes: usize,
     pub check_requests: u64,
@@ -130,15 +141,22 @@ pub fn run(setup: &Setup, settings: &Settings) -> Report {
             return report;
         }
     };
-    if let Err(e) = writers::set_up(gate.admin, &world) {
-        report.problems.push(e);
-        return report;
-    }
+    let set_up = match writers::set_up(gate.admin, &world) {
+        Ok(set_up) => set_up,
+        Err(e) => {
+            report.problems.push(e);
+            return report;
+        }
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let requests_per_s = settings.events_per_s / settings.events_per_request as f64 / settings.writers as f64;
-    let pace =
-        Pace { per_request: settings.events_per_request, requests_per_s: Some(requests_per_s), stop_on_error: false };
+    let pace = Pace {
+        per_request: settings.events_per_request,
+        requests_per_s: Some(requests_per_s),
+        stop_on_error: false,
+        resend_percent: settings.resend.percent,
+    };
     let writer_handles = writers::start(gate.admin, &world, "soak", settings.writers, setup.seed, pace, stop.clone());
     let checker_handles: Vec<_> = (0..settings.checkers)
         .map(|c| {
@@ -150,7 +168,7 @@ pub fn run(setup: &Setup, settings: &Settings) -> Report {
         .collect();
     std::thread::sleep(Duration::from_secs_f64(settings.seconds));
     stop.store(true, Ordering::Relaxed);
-    let outcomes = writers::join(writer_handles);
+    let mut outcomes = writers::join(writer_handles);
     let mut checked = Checked::default();
     for h in checker_handles {
         let c = h.join().expect("checker thread panicked");
@@ -166,8 +184,12 @@ pub fn run(setup: &Setup, settings: &Settings) -> Report {
     }
     report.events_acknowledged = outcomes.acked.len();
     report.events_refused = outcomes.refused;
-    report.events_per_s = (outcomes.acked.len() as u64 + outcomes.refused) as f64 / report.seconds;
+    // Events sent: first sends and re-sends.
+    report.events_per_s =
+        (outcomes.acked.len() as u64 + outcomes.refused + outcomes.resends.sent) as f64 / report.seconds;
     report.failed_writes = outcomes.failed.len() + outcomes.unknown.len();
+    report.resends = std::mem::take(&mut outcomes.resends);
+    report.problems.extend(report.resends.problem());
     report.check_requests = checked.requests;
     report.answers = checked.answers.len();
     report.answers_per_s = checked.answers.len() as f64 / report.seconds;
@@ -188,7 +210,12 @@ pub fn run(setup: &Setup, settings: &Settings) -> Report {
     }
     let verify_started = Instant::now();
     match stored_events(&dir.join("data")) {
-        Ok(stored) => {
+        Ok(mut stored) => {
+            verify::plant(setup.plant, &mut stored);
+            let mut acked = set_up.acked;
+            acked.append(&mut outcomes.acked);
+            report.ledger = LedgerFindings::of(&stored, &acked, &outcomes.unknown, &mut report.problems);
+            drop(acked);
             let reference = Reference::new(&stored);
             let queries: Vec<(Value, u64)> = checked
                 .answers
