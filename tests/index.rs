@@ -39,7 +39,8 @@ fn the_index_answers_every_spec_check_like_the_rules_engine() {
         let deltas = handle.load();
         let merged = deltas.merged();
         for raw in &scenario.checks {
-            let claim = parse_claim(raw).unwrap();
+            // A check that is bad input (R4) asks the index nothing.
+            let Ok(claim) = parse_claim(raw) else { continue };
             let expected = world.decide(&claim);
             assert_eq!(fresh.check(&claim), expected, "{}: fresh index on {raw}", file.display());
             assert_eq!(deltas.check(&claim), expected, "{}: delta index on {raw}", file.display());

@@ -7,34 +7,32 @@
 //! field at fault. The fast path may only ever accept what the general path
 //! accepts, with the same result; `fuzz/` checks that property.
 
-use super::api::{parse_json, ApiError};
+#[cfg(doc)]
+use super::api::parse_json;
+use super::api::{parse_json_document, ApiError};
 use super::config::MAX_EVENTS_PER_REQUEST;
-use crate::claim::parse_claim;
+use crate::claim::{optional_min_seq, parse_line, ClaimLine, Faults};
 use crate::domain::{CivilDate, InstitutionCode, PractitionerCode, Seq};
 use crate::event::Event;
 use crate::index::MAX_CHECK_BATCH;
 use crate::policy::Policy;
 use crate::refusal::Refusal;
 use crate::rules::Claim;
+use crate::strict_json::{self, quoted_key, Document, Duplicate, Step};
 use hyper::StatusCode;
 use serde_json::Value;
+use std::collections::BTreeMap;
 
-/// Longest `claim_id` echoed back, in bytes.
-pub const MAX_CLAIM_ID_BYTES: usize = 128;
+pub use crate::claim::MAX_CLAIM_ID_BYTES;
 /// Most lines of one batch that may ask for `explain`: each reads the
 /// ledger, so an unauthenticated batch of thousands would hold the ledger's
 /// read session for seconds.
 pub const MAX_EXPLAINED_LINES_PER_BATCH: usize = 100;
+/// The fields of a batch body; any other is refused (R4).
+pub const BATCH_FIELDS: [&str; 2] = ["lines", "min_seq"];
 
-/// One parsed claim line of the check API.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CheckLine {
-    pub claim: Claim,
-    /// Echoed back as sent: a string of at most [`MAX_CLAIM_ID_BYTES`] or a whole number.
-    pub claim_id: Option<Value>,
-    pub min_seq: Option<Seq>,
-    pub explain: bool,
-}
+/// One parsed claim line of the check API (the same lines scenario checks take).
+pub type CheckLine = ClaimLine;
 
 /// A parsed `POST /v1/check/batch` body: one outcome per line, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,34 +55,25 @@ pub fn parse_check_body(bytes: &[u8]) -> Result<CheckLine, ApiError> {
     if let Some(line) = serde_json::from_slice::<Object<WireLine>>(bytes).ok().and_then(|l| l.0.fast()) {
         return Ok(line);
     }
-    parse_check_value(&parse_json(bytes)?)
+    parse_check_general(bytes)
 }
 
-/// Parses one claim line from a JSON value (the general path).
+/// The general path of `POST /v1/check`: strict JSON, and every fault of
+/// the line named in one answer (R4: duplicated, unknown, missing, malformed).
+pub fn parse_check_general(bytes: &[u8]) -> Result<CheckLine, ApiError> {
+    let Document { value, duplicates } = parse_json_document(bytes)?;
+    parse_line(&value, &duplicates).map_err(ApiError::from)
+}
+
+/// Parses one claim line from a JSON value that has no duplicated keys
+/// (one read by [`parse_json`], or built in code).
 pub fn parse_check_value(value: &Value) -> Result<CheckLine, ApiError> {
-    let claim = parse_claim(value).map_err(ApiError::from)?;
-    let claim_id = match value.get("claim_id") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.len() <= MAX_CLAIM_ID_BYTES => Some(Value::String(s.clone())),
-        Some(Value::Number(n)) if n.is_u64() => Some(Value::Number(n.clone())),
-        Some(_) => {
-            return Err(ApiError::invalid(
-                "claim_id",
-                format!("`claim_id` must be a string of at most {MAX_CLAIM_ID_BYTES} bytes or a whole number"),
-            ))
-        }
-    };
-    let min_seq = optional_min_seq(value)?;
-    let explain = match value.get("explain") {
-        None | Some(Value::Null) => false,
-        Some(v) => v.as_bool().ok_or_else(|| ApiError::invalid("explain", "`explain` must be true or false"))?,
-    };
-    Ok(CheckLine { claim, claim_id, min_seq, explain })
+    parse_line(value, &[]).map_err(ApiError::from)
 }
 
 /// Parses a `POST /v1/check/batch` body: the fast typed path if every line
 /// takes it, else the general one. A bad line is its own error; a body that is
-/// not `{"lines": [...]}` of at most [`MAX_CHECK_BATCH`] lines is refused whole.
+/// not `{"lines": [...], "min_seq"?}` of at most [`MAX_CHECK_BATCH`] lines is refused whole.
 pub fn parse_batch_body(bytes: &[u8]) -> Result<CheckBatch, ApiError> {
     let fast = serde_json::from_slice::<Object<WireBatch>>(bytes)
         .ok()
@@ -95,18 +84,16 @@ pub fn parse_batch_body(bytes: &[u8]) -> Result<CheckBatch, ApiError> {
         Some((lines, min_seq)) => {
             within_explain_limit(CheckBatch { lines: lines.into_iter().map(Ok).collect(), min_seq })
         }
-        None => parse_batch_value(&parse_json(bytes)?),
+        None => parse_batch_general(bytes),
     }
 }
 
-/// `min_seq` of a line or a batch: absent, null, or a whole non-negative number.
-fn optional_min_seq(value: &Value) -> Result<Option<Seq>, ApiError> {
-    match value.get("min_seq") {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => Ok(Some(
-            v.as_u64().ok_or_else(|| ApiError::invalid("min_seq", "`min_seq` must be a whole non-negative number"))?,
-        )),
-    }
+/// The general path of `POST /v1/check/batch`: strict JSON; a line naming a
+/// key twice is that line's error, a key named twice in the envelope refuses
+/// the body.
+pub fn parse_batch_general(bytes: &[u8]) -> Result<CheckBatch, ApiError> {
+    let Document { value, duplicates } = parse_json_document(bytes)?;
+    parse_batch(&value, duplicates)
 }
 
 /// Refuses a batch with more than [`MAX_EXPLAINED_LINES_PER_BATCH`] lines asking for `explain`.
@@ -124,32 +111,62 @@ fn within_explain_limit(batch: CheckBatch) -> Result<CheckBatch, ApiError> {
     Ok(batch)
 }
 
-/// Parses a batch body from a JSON value (the general path).
+/// Parses a batch body from a JSON value that has no duplicated keys (one
+/// read by [`parse_json`], or built in code).
 pub fn parse_batch_value(body: &Value) -> Result<CheckBatch, ApiError> {
-    let lines = body
-        .get("lines")
-        .and_then(Value::as_array)
-        .ok_or_else(|| ApiError::invalid("lines", "the body must be {\"lines\": [claim lines]}"))?;
-    if lines.len() > MAX_CHECK_BATCH {
-        return Err(ApiError {
-            field: Some("lines".into()),
-            ..ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "batch_too_large",
-                format!("{} lines; a batch holds at most {MAX_CHECK_BATCH}", lines.len()),
-            )
-        });
+    parse_batch(body, Vec::new())
+}
+
+/// The batch envelope's faults (duplicated or unknown keys, `lines` not an
+/// array, a malformed `min_seq`) refuse the body, all named at once; then
+/// each line is parsed with the duplicates found inside it.
+fn parse_batch(body: &Value, duplicates: Vec<Duplicate>) -> Result<CheckBatch, ApiError> {
+    let (mut in_lines, envelope) = strict_json::split_elements(duplicates, &[Step::Key("lines".into())]);
+    let mut faults = Faults::default();
+    for d in &envelope {
+        faults.add(&d.key, d.message());
     }
-    within_explain_limit(CheckBatch {
-        lines: lines.iter().map(parse_check_value).collect(),
-        min_seq: optional_min_seq(body)?,
-    })
+    if let Some(body) = body.as_object() {
+        for key in body.keys().filter(|k| !BATCH_FIELDS.contains(&k.as_str())) {
+            faults.add(
+                key,
+                format!("unknown field `{}`; a batch is {{\"lines\": [claim lines], \"min_seq\"?}}", quoted_key(key)),
+            );
+        }
+    }
+    let lines = faults.take(
+        body.get("lines")
+            .and_then(Value::as_array)
+            .ok_or_else(|| Refusal::invalid("lines", "the body must be {\"lines\": [claim lines]}")),
+    );
+    let min_seq = faults.take(optional_min_seq(body));
+    if let Some(refusal) = faults.refusal() {
+        return Err(refusal.into());
+    }
+    let (Some(lines), Some(min_seq)) = (lines, min_seq) else { unreachable!("every field that failed is a fault") };
+    if lines.len() > MAX_CHECK_BATCH {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!("{} lines; a batch holds at most {MAX_CHECK_BATCH}", lines.len()),
+        )
+        .at("lines"));
+    }
+    let lines = lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| parse_line(line, &in_lines.remove(&i).unwrap_or_default()).map_err(ApiError::from))
+        .collect();
+    within_explain_limit(CheckBatch { lines, min_seq })
 }
 
 /// Parses a `POST /v1/events` body: one event, or an array of at most
 /// [`MAX_EVENTS_PER_REQUEST`] events, each parsed on its own (R4).
+/// An event naming a key twice is refused `invalid_request` naming it (R4),
+/// on its own: the other events of an array are answered as usual.
 pub fn parse_events_body(bytes: &[u8], policy: &Policy) -> Result<EventsBody, ApiError> {
-    let (raw, single) = match parse_json(bytes)? {
+    let Document { value, duplicates } = parse_json_document(bytes)?;
+    let (raw, single) = match value {
         Value::Array(items) => (items, false),
         other => (vec![other], true),
     };
@@ -160,7 +177,20 @@ pub fn parse_events_body(bytes: &[u8], policy: &Policy) -> Result<EventsBody, Ap
             format!("{} events; one request takes at most {MAX_EVENTS_PER_REQUEST}", raw.len()),
         ));
     }
-    Ok(EventsBody { events: raw.iter().map(|v| Event::parse(v, policy)).collect(), single })
+    let duplicated: BTreeMap<usize, Vec<Duplicate>> = if single {
+        BTreeMap::from_iter((!duplicates.is_empty()).then_some((0, duplicates)))
+    } else {
+        strict_json::split_elements(duplicates, &[]).0
+    };
+    let events = raw
+        .iter()
+        .enumerate()
+        .map(|(i, v)| match duplicated.get(&i).and_then(|d| d.first()) {
+            Some(d) => Err(Refusal::invalid(&d.key, d.message())),
+            None => Event::parse(v, policy),
+        })
+        .collect();
+    Ok(EventsBody { events, single })
 }
 
 /// The common shape of a claim line, read without building a JSON tree.
