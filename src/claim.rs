@@ -50,10 +50,10 @@ pub fn parse_line(value: &Value, duplicates: &[Duplicate]) -> Result<ClaimLine, 
     let f = Fields::of(value, "claim line")?;
     let mut faults = Faults::default();
     for d in duplicates {
-        faults.add(&d.key, d.message());
+        faults.add(&d.key, || d.message());
     }
     for key in f.0.keys().filter(|k| !CLAIM_LINE_FIELDS.contains(&k.as_str())) {
-        faults.add(key, unknown_field_message(key));
+        faults.add(key, || unknown_field_message(key));
     }
     let practitioner = faults.take(f.practitioner("practitioner_id"));
     let institution = faults.take(f.institution("institution_id"));
@@ -137,14 +137,24 @@ fn unknown_field_message(key: &str) -> String {
     }
 }
 
-/// The faults found in one line, each field once, in the order found.
+/// The faults found in one line, each field once, in the order found. Only
+/// the first [`MAX_NAMED_FAULTS`] are kept with their messages; the others
+/// are counted, so a line of 50,000 unknown keys costs O(n log n), not more.
 #[derive(Default)]
-pub(crate) struct Faults(Vec<(String, String)>);
+pub(crate) struct Faults {
+    named: Vec<(String, String)>,
+    seen: std::collections::BTreeSet<String>,
+}
 
 impl Faults {
-    pub fn add(&mut self, field: &str, message: String) {
-        if !self.0.iter().any(|(f, _)| f == field) {
-            self.0.push((field.to_owned(), message));
+    /// Notes a fault of `field`; `message` is only made for a fault that is named.
+    pub fn add(&mut self, field: &str, message: impl FnOnce() -> String) {
+        if self.seen.contains(field) {
+            return;
+        }
+        self.seen.insert(field.to_owned());
+        if self.named.len() < MAX_NAMED_FAULTS {
+            self.named.push((field.to_owned(), message()));
         }
     }
 
@@ -153,7 +163,7 @@ impl Faults {
         match read {
             Ok(v) => Some(v),
             Err(r) => {
-                self.add(r.field.as_deref().unwrap_or("body"), r.message);
+                self.add(r.field.as_deref().unwrap_or("body"), || r.message);
                 None
             }
         }
@@ -161,15 +171,15 @@ impl Faults {
 
     /// One `invalid_request` naming every fault (at most [`MAX_NAMED_FAULTS`]).
     pub fn refusal(self) -> Option<Refusal> {
-        let (first, _) = self.0.first()?;
-        let mut message: Vec<String> = self.0.iter().take(MAX_NAMED_FAULTS).map(|(_, m)| m.clone()).collect();
-        if self.0.len() > MAX_NAMED_FAULTS {
-            message.push(format!("and {} more faults", self.0.len() - MAX_NAMED_FAULTS));
+        let (first, _) = self.named.first()?;
+        let mut message: Vec<String> = self.named.iter().map(|(_, m)| m.clone()).collect();
+        if self.seen.len() > self.named.len() {
+            message.push(format!("and {} more faults", self.seen.len() - self.named.len()));
         }
         Some(Refusal {
             code: RefusalCode::InvalidRequest,
             field: Some(first.clone()),
-            fields: self.0.iter().take(MAX_NAMED_FAULTS).map(|(f, _)| f.clone()).collect(),
+            fields: self.named.iter().map(|(f, _)| f.clone()).collect(),
             message: message.join("; "),
         })
     }

@@ -124,14 +124,13 @@ fn parse_batch(body: &Value, duplicates: Vec<Duplicate>) -> Result<CheckBatch, A
     let (mut in_lines, envelope) = strict_json::split_elements(duplicates, &[Step::Key("lines".into())]);
     let mut faults = Faults::default();
     for d in &envelope {
-        faults.add(&d.key, d.message());
+        faults.add(&d.key, || d.message());
     }
     if let Some(body) = body.as_object() {
         for key in body.keys().filter(|k| !BATCH_FIELDS.contains(&k.as_str())) {
-            faults.add(
-                key,
-                format!("unknown field `{}`; a batch is {{\"lines\": [claim lines], \"min_seq\"?}}", quoted_key(key)),
-            );
+            faults.add(key, || {
+                format!("unknown field `{}`; a batch is {{\"lines\": [claim lines], \"min_seq\"?}}", quoted_key(key))
+            });
         }
     }
     let lines = faults.take(
