@@ -461,8 +461,9 @@ fn claim_lines_batches_and_queries_refuse_duplicated_and_unknown_names_r4() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);
     server.event(&designated(INST, "2024-01-01"));
-    server.event(&registered(DOC, INST, "2024-01-01"));
-    let base = claim(DOC, "2026-01-05", false).to_string();
+    let head = server.event(&registered(DOC, INST, "2024-01-01"));
+    // Each line waits (min_seq) for the index to hold both events.
+    let base = with(claim(DOC, "2026-01-05", false), "min_seq", json!(head)).to_string();
     let post = |path: &str, text: &str| request(server.check, "POST", path, &[], text.as_bytes());
     assert_eq!(post("/v1/check", &base).json()["reason"], "ok");
 
