@@ -141,18 +141,11 @@ fn replay_refuses_a_file_that_is_not_a_scenario() {
 
 #[test]
 fn replay_answers_malformed_events_and_checks_with_named_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("odd.json");
-    std::fs::write(
-        &path,
+    let (code, lines, stderr) = replay_text(
         r#"{"events": ["a string", {"type": "institution_designated", "institution": "H11010500001", "effective": "2024-01-01"}],
             "checks": [{"practitioner_id": "D1", "institution_id": "H11010500001", "service_date": "2026-01-01", "emergency": false}]}"#,
-    )
-    .unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_claimgate")).arg("replay").arg(&path).output().unwrap();
-    assert!(output.status.success());
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    let lines: Vec<&str> = stdout.lines().collect();
+    );
+    assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(
         lines,
         [
@@ -161,7 +154,6 @@ fn replay_answers_malformed_events_and_checks_with_named_errors() {
             r#"{"check":0,"error":"invalid_request"}"#,
         ]
     );
-    let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("practitioner_id"), "the message names the field: {stderr}");
 }
 
