@@ -3,9 +3,10 @@
 //!
 //! This module never looks at `expect*` fields: comparing is the test's job.
 //! SCENARIOS.md: `name`, `rules` and `expect*` fields are for people and test
-//! runners, so each event and check loses its `expect*` keys when the file
-//! is loaded ([`strip_annotations`]), before anything parses it (R4 refuses
-//! fields an event or claim line does not define).
+//! runners, so [`run`] parses each event and check without its `expect*`
+//! keys ([`without_annotations`]; R4 refuses fields an event or claim line
+//! does not define). The loaded [`Scenario`] keeps them, as in the file, for
+//! the test runners that compare against them.
 //!
 //! Duplicated keys (R4): the file is read whole by [`crate::strict_json`],
 //! which records every key an object names twice with its path. One inside
@@ -34,9 +35,10 @@ pub const MAX_SCENARIO_BYTES: u64 = 64 * 1024 * 1024;
 #[derive(Debug, Clone, Default)]
 pub struct Scenario {
     pub name: Option<String>,
-    /// The events, without their `expect*` annotations.
+    /// The events as in the file, `expect*` annotations included: parse
+    /// [`without_annotations`].
     pub events: Vec<Value>,
-    /// The checks, without their `expect*` annotations.
+    /// The checks as in the file, likewise.
     pub checks: Vec<Value>,
     /// The keys named twice inside event `i` (paths relative to it): such an
     /// event is refused whole, and its value (which keeps the first of two
@@ -91,8 +93,8 @@ impl Scenario {
             Some(_) => Err(format!("`{key}` is not an array")),
             None => Err(format!("`{key}` is missing")),
         };
-        let mut events = list("events")?;
-        let mut checks = list("checks")?;
+        let events = list("events")?;
+        let checks = list("checks")?;
         let name = doc.get("name").and_then(Value::as_str).map(str::to_owned);
         let (event_duplicates, rest) = strict_json::split_elements(duplicates, &[Step::Key("events".into())]);
         let (check_duplicates, rest) = strict_json::split_elements(rest, &[Step::Key("checks".into())]);
@@ -104,7 +106,6 @@ impl Scenario {
             found.retain(|_, d| !d.is_empty());
             found
         };
-        events.iter_mut().chain(checks.iter_mut()).for_each(strip_annotations);
         Ok(Scenario {
             name,
             events,
@@ -125,6 +126,13 @@ pub fn strip_annotations(item: &mut Value) {
     if let Value::Object(map) = item {
         map.retain(|k, _| !is_annotation_key(k));
     }
+}
+
+/// One event or check as the project reads it: without its `expect*` annotations.
+pub fn without_annotations(item: &Value) -> Value {
+    let mut item = item.clone();
+    strip_annotations(&mut item);
+    item
 }
 
 /// Whether a duplicate found in an event or check (its path relative to
@@ -178,7 +186,8 @@ pub fn run(scenario: &Scenario, ledger: &Ledger) -> Result<Vec<ReplayLine>, Ledg
     let mut lines = Vec::with_capacity(scenario.events.len() + scenario.checks.len());
     for (index, raw) in scenario.events.iter().enumerate() {
         let duplicated = scenario.event_duplicates.get(&index).and_then(|d| d.first());
-        let parsed = duplicated.map_or_else(|| Event::parse(raw, ledger.policy()), |d| Err(duplicate_refusal(d)));
+        let parsed = duplicated
+            .map_or_else(|| Event::parse(&without_annotations(raw), ledger.policy()), |d| Err(duplicate_refusal(d)));
         let outcome = match parsed {
             Err(refusal) => Err(refusal),
             Ok(event) => match ledger.append(&event) {
@@ -195,7 +204,7 @@ pub fn run(scenario: &Scenario, ledger: &Ledger) -> Result<Vec<ReplayLine>, Ledg
     let world = World::from_events(&ledger.all_events()?, ledger.policy());
     for (index, raw) in scenario.checks.iter().enumerate() {
         let duplicated = scenario.check_duplicates.get(&index).map_or(&[][..], Vec::as_slice);
-        lines.push(match parse_line(raw, duplicated).map(|line| line.claim) {
+        lines.push(match parse_line(&without_annotations(raw), duplicated).map(|line| line.claim) {
             Ok(claim) => {
                 let d = world.decide(&claim);
                 ReplayLine::Answered { check: index, verdict: d.verdict, reason: d.reason, waived: d.waived }
