@@ -9,6 +9,7 @@
 //! - [`ledger`]: the authoritative, append-only event store (R5).
 //! - [`data_lock`]: one writing process per data directory.
 //! - [`scenario`]: the conformance runner behind `claimgate replay`.
+//! - [`strict_json`]: JSON that names no key twice (R4), for every boundary.
 
 pub mod claim;
 pub mod clock;
@@ -24,3 +25,4 @@ pub mod refusal;
 pub mod rules;
 pub mod scenario;
 pub mod server;
+pub mod strict_json;

@@ -12,9 +12,11 @@ use claimgate::index::snapshot::{self, Owner};
 use claimgate::index::{restore, IndexHandle, Syncer};
 use claimgate::ledger::{Ledger, MAX_APPEND_BATCH};
 use claimgate::policy::Policy;
+use claimgate::refusal::Refusal;
 use claimgate::rules::World;
 use claimgate::scenario::{self, ReplayLine, Scenario};
 use claimgate::server::{self, Gate, ServeConfig};
+use claimgate::strict_json::{self, Document, Duplicate, Step, StrictError};
 
 mod demo;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -293,9 +295,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let mut index = 0;
             for chunk in values.chunks(MAX_APPEND_BATCH) {
                 let mut parsed = Vec::with_capacity(chunk.len());
-                let mut outcomes: Vec<Option<Result<u64, claimgate::refusal::Refusal>>> = Vec::new();
+                let mut outcomes: Vec<Option<Result<u64, Refusal>>> = Vec::new();
                 for raw in chunk {
-                    match Event::parse(raw, &policy) {
+                    match raw.as_ref().map_err(Refusal::clone).and_then(|raw| Event::parse(raw, &policy)) {
                         Ok(event) => {
                             parsed.push(event);
                             outcomes.push(None);
@@ -540,9 +542,12 @@ fn open_existing(data: &std::path::Path, store: Option<&str>, policy: &Policy) -
     }
 }
 
-/// Reads events as a JSON array, a scenario file's `events`, one JSON object,
-/// or JSON Lines (one event per line).
-fn read_events(file: Option<PathBuf>) -> Result<Vec<Value>, Failure> {
+/// Reads events as a JSON array, a scenario file's `events` (their `expect*`
+/// annotations dropped, as `replay` drops them), one JSON object, or JSON
+/// Lines (one event per line). An event naming a key twice is refused on its
+/// own (R4: `invalid_request` naming the key); a duplicated key outside every
+/// event fails the input.
+fn read_events(file: Option<PathBuf>) -> Result<Vec<Result<Value, Refusal>>, Failure> {
     let mut text = String::new();
     match file.filter(|f| f.as_os_str() != "-") {
         Some(path) => std::fs::File::open(&path)
@@ -551,21 +556,45 @@ fn read_events(file: Option<PathBuf>) -> Result<Vec<Value>, Failure> {
             .read_to_string(&mut text)?,
         None => std::io::stdin().take(MAX_APPEND_INPUT_BYTES).read_to_string(&mut text)?,
     };
-    match serde_json::from_str::<Value>(&text) {
-        Ok(Value::Array(events)) => return Ok(events),
-        Ok(Value::Object(mut doc)) => {
-            return Ok(match doc.remove("events") {
-                Some(Value::Array(events)) => events,
-                Some(_) => return Err(bad_input("`events` is not an array")),
-                None => vec![Value::Object(doc)],
+    let refused = |d: &Duplicate| Refusal::invalid(&d.key, d.message());
+    let each = |items: Vec<Value>, duplicates, array: &[Step], annotated: bool| {
+        let (mut inside, outside) = strict_json::split_elements(duplicates, array);
+        if let Some(d) = outside.first() {
+            return Err(bad_input(d.message()));
+        }
+        Ok(items
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut v)| {
+                let mut duplicated = inside.remove(&i).unwrap_or_default();
+                if annotated {
+                    duplicated.retain(|d| !scenario::is_annotation(d));
+                    scenario::strip_annotations(&mut v);
+                }
+                duplicated.first().map_or(Ok(v), |d| Err(refused(d)))
             })
+            .collect())
+    };
+    match strict_json::parse(text.as_bytes()) {
+        Ok(Document { value: Value::Array(events), duplicates }) => return each(events, duplicates, &[], false),
+        Ok(Document { value: Value::Object(mut doc), duplicates }) => {
+            return match doc.remove("events") {
+                Some(Value::Array(events)) => each(events, duplicates, &[Step::Key("events".into())], true),
+                Some(_) => Err(bad_input("`events` is not an array")),
+                None => Ok(vec![duplicates.first().map_or(Ok(Value::Object(doc)), |d| Err(refused(d)))]),
+            }
         }
         Ok(_) => return Err(bad_input("expected events: a JSON array, an object, or one object per line")),
+        Err(e @ StrictError::TooManyDuplicates) => return Err(bad_input(e.to_string())),
         Err(_) => {}
     }
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(n, l)| serde_json::from_str(l).map_err(|e| bad_input(format!("line {}: not valid JSON: {e}", n + 1))))
+        .map(|(n, l)| match strict_json::from_str(l) {
+            Ok(v) => Ok(Ok(v)),
+            Err(StrictError::Duplicate(d)) => Ok(Err(refused(&d))),
+            Err(e) => Err(bad_input(format!("line {}: not valid JSON: {e}", n + 1))),
+        })
         .collect()
 }

@@ -101,3 +101,25 @@ impl Policy {
         Ok(policy)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A policy file is read by serde's derive with `deny_unknown_fields`,
+    /// which already refuses a key named twice and a misspelt one (R4), so
+    /// it needs no strict_json pass of its own.
+    #[test]
+    fn a_policy_file_naming_a_key_twice_or_an_unknown_key_is_refused() {
+        for (text, says) in [
+            (r#"{"repair_cap_per_year": 6, "repair_cap_per_year": 12}"#, "duplicate field `repair_cap_per_year`"),
+            (r#"{"repair_cap_per_yer": 12}"#, "unknown field `repair_cap_per_yer`"),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("policy.json");
+            std::fs::write(&path, text).unwrap();
+            let error = Policy::load(&path).unwrap_err().to_string();
+            assert!(error.contains(says), "{text}: {error}");
+        }
+    }
+}

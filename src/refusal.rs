@@ -70,18 +70,23 @@ pub struct Refusal {
     pub code: RefusalCode,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// Every field at fault, `field` first: one unless a claim line had
+    /// several faults (it names them all in one answer, R4); empty when the
+    /// refusal is not about a field.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<String>,
     pub message: String,
 }
 
 impl Refusal {
     /// A refusal not tied to one field.
     pub fn new(code: RefusalCode, message: impl Into<String>) -> Refusal {
-        Refusal { code, field: None, message: message.into() }
+        Refusal { code, field: None, fields: Vec::new(), message: message.into() }
     }
 
     /// A refusal naming the field at fault.
     pub fn at(code: RefusalCode, field: &str, message: impl Into<String>) -> Refusal {
-        Refusal { code, field: Some(field.to_owned()), message: message.into() }
+        Refusal { code, field: Some(field.to_owned()), fields: vec![field.to_owned()], message: message.into() }
     }
 
     /// `invalid_request` for a field (R4).
@@ -93,6 +98,9 @@ impl Refusal {
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.field {
+            Some(_) if self.fields.len() > 1 => {
+                write!(f, "{} (fields `{}`): {}", self.code, self.fields.join("`, `"), self.message)
+            }
             Some(field) => write!(f, "{} (field `{field}`): {}", self.code, self.message),
             None => write!(f, "{}: {}", self.code, self.message),
         }

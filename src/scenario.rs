@@ -2,15 +2,29 @@
 //! ledger in order, then answer its checks against the resulting state.
 //!
 //! This module never looks at `expect*` fields: comparing is the test's job.
+//! SCENARIOS.md: `name`, `rules` and `expect*` fields are for people and test
+//! runners, so [`run`] parses each event and check without its `expect*`
+//! keys ([`without_annotations`]; R4 refuses fields an event or claim line
+//! does not define). The loaded [`Scenario`] keeps them, as in the file, for
+//! the test runners that compare against them.
+//!
+//! Duplicated keys (R4): the file is read whole by [`crate::strict_json`],
+//! which records every key an object names twice with its path. One inside
+//! an event or a check refuses that event or check (`invalid_request` naming
+//! the key), so case files can test it, as any other malformed field is
+//! answered; one inside an `expect*` annotation is ignored with it; one
+//! anywhere else (two `events` keys, say) fails the file.
 
-use crate::claim::parse_claim;
+use crate::claim::parse_line;
 use crate::domain::Seq;
 use crate::event::Event;
 use crate::ledger::{Ledger, LedgerError};
 use crate::refusal::{Refusal, RefusalCode};
 use crate::rules::{Reason, Verdict, Waivers, World};
+use crate::strict_json::{self, Document, Duplicate, Step, StrictError};
 use serde::Serialize;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Largest scenario file read, in bytes.
@@ -18,11 +32,20 @@ pub const MAX_SCENARIO_BYTES: u64 = 64 * 1024 * 1024;
 
 /// A scenario: raw events and checks, parsed one by one when run so that a
 /// malformed one is answered with its named error rather than failing the file.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Scenario {
     pub name: Option<String>,
+    /// The events as in the file, `expect*` annotations included: parse
+    /// [`without_annotations`].
     pub events: Vec<Value>,
+    /// The checks as in the file, likewise.
     pub checks: Vec<Value>,
+    /// The keys named twice inside event `i` (paths relative to it): such an
+    /// event is refused whole, and its value (which keeps the first of two
+    /// equal keys) must not be used.
+    pub event_duplicates: BTreeMap<usize, Vec<Duplicate>>,
+    /// Likewise for check `i`.
+    pub check_duplicates: BTreeMap<usize, Vec<Duplicate>>,
 }
 
 /// A file that is not a scenario.
@@ -33,7 +56,7 @@ pub enum ScenarioError {
     #[error("scenario {path} is larger than {MAX_SCENARIO_BYTES} bytes")]
     TooLarge { path: PathBuf },
     #[error("scenario {path} is not valid JSON: {source}")]
-    Json { path: PathBuf, source: serde_json::Error },
+    Json { path: PathBuf, source: StrictError },
     #[error(
         "scenario {path} is not a scenario: {message} (see SCENARIOS.md: an object with `events` and `checks` arrays)"
     )]
@@ -49,13 +72,21 @@ impl Scenario {
             return Err(ScenarioError::TooLarge { path: path.to_owned() });
         }
         let text = std::fs::read(path).map_err(read_err)?;
-        let value: Value =
-            serde_json::from_slice(&text).map_err(|source| ScenarioError::Json { path: path.to_owned(), source })?;
-        Scenario::from_value(value).map_err(|message| ScenarioError::Shape { path: path.to_owned(), message })
+        let document =
+            strict_json::parse(&text).map_err(|source| ScenarioError::Json { path: path.to_owned(), source })?;
+        Scenario::from_document(document).map_err(|message| ScenarioError::Shape { path: path.to_owned(), message })
     }
 
-    /// Shape-checks a parsed scenario document.
+    /// Shape-checks a parsed scenario document (one with no duplicated keys).
     pub fn from_value(value: Value) -> Result<Scenario, String> {
+        Scenario::from_document(Document { value, duplicates: Vec::new() })
+    }
+
+    /// Shape-checks a scenario document read by [`strict_json::parse`]: a key
+    /// named twice inside an event or check is kept for [`run`] to refuse
+    /// that one; anywhere else it is not a scenario.
+    pub fn from_document(document: Document) -> Result<Scenario, String> {
+        let Document { value, duplicates } = document;
         let Value::Object(mut doc) = value else { return Err("the top level is not a JSON object".into()) };
         let mut list = |key: &str| match doc.remove(key) {
             Some(Value::Array(items)) => Ok(items),
@@ -65,7 +96,52 @@ impl Scenario {
         let events = list("events")?;
         let checks = list("checks")?;
         let name = doc.get("name").and_then(Value::as_str).map(str::to_owned);
-        Ok(Scenario { name, events, checks })
+        let (event_duplicates, rest) = strict_json::split_elements(duplicates, &[Step::Key("events".into())]);
+        let (check_duplicates, rest) = strict_json::split_elements(rest, &[Step::Key("checks".into())]);
+        if let Some(d) = rest.first() {
+            return Err(d.message());
+        }
+        let unannotated = |mut found: BTreeMap<usize, Vec<Duplicate>>| {
+            found.values_mut().for_each(|d| d.retain(|d| !is_annotation(d)));
+            found.retain(|_, d| !d.is_empty());
+            found
+        };
+        Ok(Scenario {
+            name,
+            events,
+            checks,
+            event_duplicates: unannotated(event_duplicates),
+            check_duplicates: unannotated(check_duplicates),
+        })
+    }
+}
+
+/// Whether a key is a test runner's annotation (SCENARIOS.md: `expect*`).
+fn is_annotation_key(key: &str) -> bool {
+    key.starts_with("expect")
+}
+
+/// Removes the `expect*` annotations of one event or check.
+pub fn strip_annotations(item: &mut Value) {
+    if let Value::Object(map) = item {
+        map.retain(|k, _| !is_annotation_key(k));
+    }
+}
+
+/// One event or check as the project reads it: without its `expect*` annotations.
+pub fn without_annotations(item: &Value) -> Value {
+    let mut item = item.clone();
+    strip_annotations(&mut item);
+    item
+}
+
+/// Whether a duplicate found in an event or check (its path relative to
+/// that item) lies in an `expect*` annotation, which is ignored with it.
+pub fn is_annotation(d: &Duplicate) -> bool {
+    match d.path.first() {
+        None => is_annotation_key(&d.key),
+        Some(Step::Key(k)) => is_annotation_key(k),
+        Some(Step::Index(_)) => false,
     }
 }
 
@@ -109,7 +185,10 @@ impl ReplayLine {
 pub fn run(scenario: &Scenario, ledger: &Ledger) -> Result<Vec<ReplayLine>, LedgerError> {
     let mut lines = Vec::with_capacity(scenario.events.len() + scenario.checks.len());
     for (index, raw) in scenario.events.iter().enumerate() {
-        let outcome = match Event::parse(&as_sent(raw), ledger.policy()) {
+        let duplicated = scenario.event_duplicates.get(&index).and_then(|d| d.first());
+        let parsed = duplicated
+            .map_or_else(|| Event::parse(&without_annotations(raw), ledger.policy()), |d| Err(duplicate_refusal(d)));
+        let outcome = match parsed {
             Err(refusal) => Err(refusal),
             Ok(event) => match ledger.append(&event) {
                 Ok(appended) => Ok(appended.seq),
@@ -124,7 +203,8 @@ pub fn run(scenario: &Scenario, ledger: &Ledger) -> Result<Vec<ReplayLine>, Ledg
     }
     let world = World::from_events(&ledger.all_events()?, ledger.policy());
     for (index, raw) in scenario.checks.iter().enumerate() {
-        lines.push(match parse_claim(&as_sent(raw)) {
+        let duplicated = scenario.check_duplicates.get(&index).map_or(&[][..], Vec::as_slice);
+        lines.push(match parse_line(&without_annotations(raw), duplicated).map(|line| line.claim) {
             Ok(claim) => {
                 let d = world.decide(&claim);
                 ReplayLine::Answered { check: index, verdict: d.verdict, reason: d.reason, waived: d.waived }
@@ -135,14 +215,7 @@ pub fn run(scenario: &Scenario, ledger: &Ledger) -> Result<Vec<ReplayLine>, Ledg
     Ok(lines)
 }
 
-/// A scenario's event or check as a client sends it: without the `expect*`
-/// fields that are for test runners (SCENARIOS.md), which the parsers
-/// refuse as unknown (R4).
-pub fn as_sent(raw: &Value) -> Value {
-    match raw {
-        Value::Object(fields) => Value::Object(
-            fields.iter().filter(|(k, _)| !k.starts_with("expect")).map(|(k, v)| (k.clone(), v.clone())).collect(),
-        ),
-        other => other.clone(),
-    }
+/// `invalid_request` naming a key an event names twice (R4).
+fn duplicate_refusal(d: &Duplicate) -> Refusal {
+    Refusal::invalid(&d.key, d.message())
 }

@@ -47,11 +47,14 @@ fn mismatches(file: &PathBuf, lines: &[Value]) -> Vec<String> {
             continue;
         }
         let waived = expect.get("waived").cloned().unwrap_or(Value::Array(vec![]));
-        if line["check"] != j
-            || line["verdict"] != expect["verdict"]
-            || line["reason"] != expect["reason"]
-            || line["waived"] != waived
-        {
+        let answered = match expect.get("error") {
+            // SCENARIOS.md: a line that is bad input (R4) expects {"error": "invalid_request"}.
+            Some(code) => line["error"] == *code && line.get("verdict").is_none(),
+            None => {
+                line["verdict"] == expect["verdict"] && line["reason"] == expect["reason"] && line["waived"] == waived
+            }
+        };
+        if line["check"] != j || !answered {
             problems.push(format!("check {j} {check}: got {line}"));
         }
     }
@@ -145,18 +148,11 @@ fn replay_refuses_a_file_that_is_not_a_scenario() {
 
 #[test]
 fn replay_answers_malformed_events_and_checks_with_named_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("odd.json");
-    std::fs::write(
-        &path,
+    let (code, lines, stderr) = replay_text(
         r#"{"events": ["a string", {"type": "institution_designated", "institution": "H11010500001", "effective": "2024-01-01"}],
             "checks": [{"practitioner_id": "D1", "institution_id": "H11010500001", "service_date": "2026-01-01", "emergency": false}]}"#,
-    )
-    .unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_claimgate")).arg("replay").arg(&path).output().unwrap();
-    assert!(output.status.success());
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    let lines: Vec<&str> = stdout.lines().collect();
+    );
+    assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(
         lines,
         [
@@ -165,6 +161,106 @@ fn replay_answers_malformed_events_and_checks_with_named_errors() {
             r#"{"check":0,"error":"invalid_request"}"#,
         ]
     );
-    let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("practitioner_id"), "the message names the field: {stderr}");
+}
+
+/// `replay FILE` on `text`: (exit code, stdout lines, stderr).
+fn replay_text(text: &str) -> (Option<i32>, Vec<String>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("case.json");
+    std::fs::write(&path, text).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_claimgate")).arg("replay").arg(&path).output().unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    (output.status.code(), stdout.lines().map(str::to_owned).collect(), String::from_utf8_lossy(&output.stderr).into())
+}
+
+const DESIGNATED: &str =
+    r#"{"type": "institution_designated", "institution": "H11010500001", "effective": "2024-01-01""#;
+const REGISTERED: &str = r#"{"type": "practitioner_registered", "practitioner": "D110105000001", "institution": "H11010500001", "effective": "2024-01-01""#;
+const CHECK: &str = r#"{"practitioner_id": "D110105000001", "institution_id": "H11010500001", "service_date": "2026-01-05", "emergency": false"#;
+
+/// SCENARIOS.md: `name`, `rules` and `expect*` are for people and test
+/// runners; loading ignores them, even once R4 refuses fields an event or a
+/// line does not define, and even when an annotation names a key twice.
+#[test]
+fn scenario_annotations_are_ignored_when_events_and_checks_are_loaded() {
+    let text = format!(
+        r#"{{"name": "n", "rules": ["R4"], "events": [{DESIGNATED}, "expect_error": null, "expect": {{"a": 1, "a": 2}}}},
+            {REGISTERED}, "expect_anything": 1}}],
+            "checks": [{CHECK}, "expect": {{"verdict": "settle", "verdict": "settle", "reason": "ok"}}}}]}}"#
+    );
+    let (code, lines, stderr) = replay_text(&text);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        lines,
+        [
+            r#"{"event":0,"seq":1}"#,
+            r#"{"event":1,"seq":2}"#,
+            r#"{"check":0,"verdict":"settle","reason":"ok","waived":[]}"#
+        ]
+    );
+}
+
+/// R4 in scenario files: a key named twice inside one event or check
+/// refuses that one (`invalid_request`, the key named on standard error), and
+/// the others run; so does a check line's unknown field (`minseq`, case 12).
+#[test]
+fn a_scenario_event_or_check_naming_a_key_twice_is_refused_alone_r4() {
+    let text = format!(
+        r#"{{"events": [{DESIGNATED}, "type": "violation_revoked"}}, {DESIGNATED}}}, {REGISTERED}}}],
+            "checks": [{CHECK}, "emergency": true}}, {CHECK}, "minseq": 1}}, {CHECK}}}]}}"#
+    );
+    let (code, lines, stderr) = replay_text(&text);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        lines,
+        [
+            r#"{"event":0,"error":"invalid_request"}"#,
+            r#"{"event":1,"seq":1}"#,
+            r#"{"event":2,"seq":2}"#,
+            r#"{"check":0,"error":"invalid_request"}"#,
+            r#"{"check":1,"error":"invalid_request"}"#,
+            r#"{"check":2,"verdict":"settle","reason":"ok","waived":[]}"#,
+        ]
+    );
+    assert!(stderr.contains("`type`") && stderr.contains("`emergency`") && stderr.contains("`minseq`"), "{stderr}");
+}
+
+/// A key named twice outside every event and check (two `events` lists)
+/// makes the file ambiguous: it is not a scenario, and nothing runs.
+#[test]
+fn a_scenario_naming_a_top_level_key_twice_is_not_a_scenario() {
+    let text = format!(r#"{{"events": [{DESIGNATED}}}], "events": [], "checks": []}}"#);
+    let (code, lines, stderr) = replay_text(&text);
+    assert_eq!(code, Some(2), "{lines:?}");
+    assert!(lines.is_empty(), "{lines:?}");
+    assert!(stderr.contains("`events`") && stderr.contains("more than once"), "{stderr}");
+}
+
+/// `claimgate append` reads strictly too (R4): an event naming a key twice
+/// is refused on its own, naming it; a scenario file's annotations are dropped.
+#[test]
+fn append_refuses_an_event_naming_a_key_twice_and_ignores_scenario_annotations() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.json");
+    std::fs::write(
+        &input,
+        format!(r#"{{"events": [{DESIGNATED}, "effective": "2025-01-01"}}, {DESIGNATED}, "expect_error": null}}]}}"#),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let output = Command::new(env!("CARGO_BIN_EXE_claimgate"))
+        .args(["append", "--data"])
+        .arg(&data)
+        .arg(&input)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [r#"{"event":0,"error":"invalid_request"}"#, r#"{"event":1,"seq":1}"#]
+    );
+    assert!(stderr.contains("`effective`"), "{stderr}");
 }

@@ -439,6 +439,8 @@ fn deeply_nested_and_huge_json_is_refused_with_named_400s() {
     let keys: serde_json::Map<String, Value> = (0..50_000).map(|k| (format!("k{k}"), json!(k))).collect();
     let many_keys = Value::Object(keys);
     let big_number = format!("{{\"min_seq\": {}}}", "9".repeat(900_000)).into_bytes();
+    // R4: a key named 150,000 times; the record of duplicates is bounded (1,024).
+    let many_duplicates = format!("{{\"a\":0{}}}", ",\"a\":0".repeat(150_000)).into_bytes();
     let in_claim = |key: &str, v: Value| with(steady_claim(), key, v).to_string().into_bytes();
     let body = |v: &Value| v.to_string().into_bytes();
     use Field::Is;
@@ -453,7 +455,7 @@ fn deeply_nested_and_huge_json_is_refused_with_named_400s() {
             Is("practitioner_id"),
         ),
         ("check: 900 KB claim_id", server.check, "/v1/check", in_claim("claim_id", json!(big_string)), Is("claim_id")),
-        // R4: a key a claim line does not define is named (the first of them).
+        // R4: unknown fields are faults too, named before missing ones (`fields` lists at most 16).
         ("check: 50,000 keys", server.check, "/v1/check", body(&many_keys), Is("k0")),
         ("check: 900 KB number", server.check, "/v1/check", big_number.clone(), Is("body")),
         ("batch: 100,000 [", server.check, "/v1/check/batch", deep_arrays.clone(), Is("body")),
@@ -471,11 +473,14 @@ fn deeply_nested_and_huge_json_is_refused_with_named_400s() {
             body(&json!({"lines": big_string})),
             Is("lines"),
         ),
-        ("batch: 50,000 keys", server.check, "/v1/check/batch", body(&many_keys), Is("lines")),
+        ("batch: 50,000 keys", server.check, "/v1/check/batch", body(&many_keys), Is("k0")),
         ("events: 100,000 [", server.admin, "/v1/events", deep_arrays.clone(), Is("body")),
         ("events: 100,000 {\"a\":", server.admin, "/v1/events", deep_objects.clone(), Is("body")),
         ("events: 900 KB type", server.admin, "/v1/events", body(&json!({"type": big_string})), Is("type")),
         ("events: 50,000 keys", server.admin, "/v1/events", body(&many_keys), Is("type")),
+        ("check: 150,000 duplicated keys", server.check, "/v1/check", many_duplicates.clone(), Is("body")),
+        ("batch: 150,000 duplicated keys", server.check, "/v1/check/batch", many_duplicates.clone(), Is("body")),
+        ("events: 150,000 duplicated keys", server.admin, "/v1/events", many_duplicates, Is("body")),
     ];
     let steady = Steady::start(server.check);
     for (what, addr, path, bytes, field) in cases {

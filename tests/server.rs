@@ -370,6 +370,173 @@ fn bad_requests_are_refused_with_named_errors_and_the_field_at_fault() {
     assert_eq!(server.ledger_head(), 1);
 }
 
+/// `text` (a JSON object) with `"key": value` added at its end: a key named twice.
+fn twice(text: &str, key: &str, value: &str) -> String {
+    let open = text.strip_suffix('}').expect("an object");
+    format!("{open},\"{key}\":{value}}}")
+}
+
+/// R4 over HTTP: an event of every R7 kind naming a key twice is refused
+/// `invalid_request` naming the key, and nothing is stored; the same event
+/// sent once is accepted. In an array only that event is refused.
+#[test]
+fn events_of_every_kind_naming_a_key_twice_are_refused_by_name_and_store_nothing_r4() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let auth = bearer(TOKEN);
+    let auth = [("Authorization", auth.as_str())];
+    const I2: &str = "H31011500007";
+    const P2: &str = "D110105000002";
+    // In an order where each event, sent once, is accepted.
+    let cases: Vec<(Value, &str, &str)> = vec![
+        // The measured bug: a second `type` turned a designation into a revocation.
+        (designated(I2, "2024-01-01"), "type", r#""violation_revoked""#),
+        (
+            json!({"type": "institution_suspended", "institution": I2, "effective": "2025-01-01", "until": "2025-02-01"}),
+            "until",
+            r#""2025-03-01""#,
+        ),
+        (
+            json!({"type": "institution_rated", "institution": I2, "year": 2025, "score": 91, "direct_e": []}),
+            "score",
+            "59",
+        ),
+        (registered(P2, I2, "2024-01-01"), "institution", r#""H11010500001""#),
+        // The measured bug: {"points": 1, ..., "points": 12} was stored as 12.
+        (
+            json!({"type": "violation_scored", "violation_id": "V9", "practitioner": P2, "institution": I2,
+                   "effective": "2026-03-01", "points": 1, "severity": "minor", "responsibility": "primary"}),
+            "points",
+            "12",
+        ),
+        (
+            json!({"type": "violation_revoked", "violation_id": "V9", "effective": "2026-04-01"}),
+            "violation_id",
+            r#""V9""#,
+        ),
+        (
+            json!({"type": "points_repaired", "event_id": "R-1", "practitioner": P2, "points": 1, "effective": "2026-05-01"}),
+            "points",
+            "1",
+        ),
+        (
+            json!({"type": "practitioner_deregistered", "practitioner": P2, "institution": I2, "effective": "2026-06-01"}),
+            "effective",
+            r#""2026-06-02""#,
+        ),
+        (
+            json!({"type": "institution_terminated", "institution": I2, "effective": "2026-07-01"}),
+            "institution",
+            r#""H31011500007""#,
+        ),
+    ];
+    let mut head = 0;
+    for (event, key, value) in &cases {
+        let kind = event["type"].as_str().unwrap();
+        let sent = twice(&event.to_string(), key, value);
+        let reply = request(server.admin, "POST", "/v1/events", &auth, sent.as_bytes());
+        assert_error(&format!("{kind} with `{key}` twice"), &reply, 400, "invalid_request", Field::Is(key));
+        let body = reply.json();
+        assert_eq!(body["fields"], json!([key]), "{body}");
+        assert!(body["message"].as_str().unwrap().contains("more than once"), "{body}");
+        assert_eq!(server.ledger_head(), head, "{kind}: a refused event leaves no trace (R4)");
+        head = server.event(event);
+    }
+    assert_eq!(head, cases.len() as u64, "each event, sent once, was accepted");
+
+    // In an array, only the event that names a key twice is refused.
+    let good = designated(INST, "2024-01-01").to_string();
+    let bad = twice(&designated("H44030500012", "2024-01-01").to_string(), "effective", r#""2025-01-01""#);
+    let reply = request(server.admin, "POST", "/v1/events", &auth, format!("[{bad},{good}]").as_bytes());
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let lines = reply.json();
+    assert_eq!((&lines[0]["error"], &lines[0]["field"]), (&json!("invalid_request"), &json!("effective")), "{lines}");
+    assert_eq!(lines[1], json!({"event": 1, "seq": head + 1}), "{lines}");
+    assert_eq!(server.ledger_head(), head + 1);
+}
+
+/// R4 over HTTP for claim lines, batches and query strings: a key named
+/// twice, a field or parameter a route does not define, or a parameter given
+/// twice is `invalid_request` naming it (`fields` names every fault of a
+/// line); a check is never answered as if the bad part were absent.
+#[test]
+fn claim_lines_batches_and_queries_refuse_duplicated_and_unknown_names_r4() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    server.event(&designated(INST, "2024-01-01"));
+    let head = server.event(&registered(DOC, INST, "2024-01-01"));
+    // Each line waits (min_seq) for the index to hold both events.
+    let base = with(claim(DOC, "2026-01-05", false), "min_seq", json!(head)).to_string();
+    let post = |path: &str, text: &str| request(server.check, "POST", path, &[], text.as_bytes());
+    assert_eq!(post("/v1/check", &base).json()["reason"], "ok");
+
+    // The measured bugs: a second `emergency` settled as an emergency; `minseq` dropped the wait.
+    let dup_emergency = twice(&base, "emergency", "true");
+    let minseq = twice(&base, "minseq", "1");
+    let many = twice(
+        &twice(&twice(&claim("d1", "2026-02-30", false).to_string(), "emergency", "true"), "minseq", "1"),
+        "insured_id",
+        r#""P1""#,
+    );
+    let cases: [(&str, &str, &[&str]); 3] = [
+        (&dup_emergency, "emergency", &["emergency"]),
+        (&minseq, "minseq", &["minseq"]),
+        (&many, "emergency", &["emergency", "insured_id", "minseq", "practitioner_id", "service_date"]),
+    ];
+    let mut singles = Vec::new();
+    for (text, field, fields) in cases {
+        let reply = post("/v1/check", text);
+        assert_error(&format!("check {text}"), &reply, 400, "invalid_request", Field::Is(field));
+        assert_eq!(reply.json()["fields"], json!(fields), "{text}");
+        singles.push(reply.json());
+    }
+    // In a batch each such line is answered with the same error in its place.
+    let reply = post("/v1/check/batch", &format!(r#"{{"lines":[{dup_emergency},{base},{minseq},{many}]}}"#));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let results = reply.json()["results"].clone();
+    assert_eq!(results[1]["reason"], "ok", "{results}");
+    assert_eq!([&results[0], &results[2], &results[3]], [&singles[0], &singles[1], &singles[2]], "{results}");
+
+    // The batch envelope: its keys once, and only `lines` and `min_seq`.
+    for (text, field) in [
+        (format!(r#"{{"lines":[{base}],"lines":[]}}"#), "lines"),
+        (format!(r#"{{"lines":[{base}],"minseq":99}}"#), "minseq"),
+        (format!(r#"{{"lines":[{base}],"min_seq":1,"min_seq":99}}"#), "min_seq"),
+    ] {
+        assert_error(
+            &format!("batch {text}"),
+            &post("/v1/check/batch", &text),
+            400,
+            "invalid_request",
+            Field::Is(field),
+        );
+    }
+
+    // Query strings: known parameters, each once; none on routes that take none.
+    let (check, admin) = (server.check, server.admin);
+    let auth = bearer(TOKEN);
+    let auth = [("Authorization", auth.as_str())];
+    let file = format!("/v1/practitioners/{DOC}");
+    let gets: Vec<(SocketAddr, &str, String, &str)> = vec![
+        (check, "GET", format!("{file}?asof=2026-01-01"), "asof"),
+        (check, "GET", format!("{file}?as_of=2026-01-01&as_of=2025-01-01"), "as_of"),
+        (check, "GET", format!("/v1/institutions/{INST}?as_of=2026-01-01&as_of=2026-01-01"), "as_of"),
+        (admin, "GET", "/v1/audit?limit=1&limit=1000".into(), "limit"),
+        (admin, "GET", "/v1/audit?colour=red".into(), "colour"),
+        (check, "POST", "/v1/check?min_seq=5".into(), "min_seq"),
+        (check, "POST", "/v1/check/batch?explain=true".into(), "explain"),
+        (admin, "POST", "/v1/events?dry_run=1".into(), "dry_run"),
+    ];
+    for (addr, method, path, field) in gets {
+        let body = if method == "POST" { base.as_bytes() } else { b"" };
+        let reply = request(addr, method, &path, &auth, body);
+        assert_error(&format!("{method} {path}"), &reply, 400, "invalid_request", Field::Is(field));
+    }
+    let ok = request(check, "GET", &format!("{file}?as_of=2026-01-01"), &[], b"");
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    assert_eq!(server.ledger_head(), 2, "nothing was stored");
+}
+
 /// Bodies over 1 MiB are refused with 413 `payload_too_large`, whether the
 /// length is declared or the body is chunked; a body of exactly 1 MiB is
 /// read. More than 10,000 lines or events in one request is 413

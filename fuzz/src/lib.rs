@@ -16,7 +16,8 @@ use claimgate::policy::Policy;
 use claimgate::refusal::RefusalCode;
 use claimgate::rules::{Claim, World};
 use claimgate::server::bodies::{
-    parse_batch_body, parse_batch_value, parse_check_body, parse_check_value, parse_events_body,
+    parse_batch_body, parse_batch_general, parse_batch_value, parse_check_body, parse_check_general, parse_check_value,
+    parse_events_body,
 };
 use claimgate::server::{parse_json, MAX_BODY_BYTES};
 use std::path::PathBuf;
@@ -51,17 +52,33 @@ fn bounded(data: &[u8]) -> &[u8] {
 /// body parsers. Properties: no panic; the fast typed path never disagrees
 /// with the general parser (same lines, or the same named error); a batch
 /// never holds more than `MAX_CHECK_BATCH` lines; errors are 4xx with a code.
+///
+/// R4: a body with a key named twice anywhere is never accepted whole, and
+/// whatever either path accepts, a strict whole-document read
+/// ([`parse_json`], which refuses any duplicated key) accepts identically.
 pub fn check_request(data: &[u8]) {
     let data = bounded(data);
     let single = parse_check_body(data);
-    let general = parse_json(data).and_then(|v| parse_check_value(&v));
+    let general = parse_check_general(data);
     assert_eq!(single, general, "POST /v1/check: the fast path disagrees with the general parser");
     if let Err(e) = &single {
         assert!(e.status.is_client_error() && !e.error.is_empty(), "unnamed error {e:?}");
     }
+    let strict = parse_json(data);
+    if let Ok(line) = &single {
+        let whole = strict.clone().and_then(|v| parse_check_value(&v));
+        assert_eq!(Ok(line), whole.as_ref(), "POST /v1/check accepted a line a strict read refuses");
+    }
     let batch = parse_batch_body(data);
-    let general = parse_json(data).and_then(|v| parse_batch_value(&v));
+    let general = parse_batch_general(data);
     assert_eq!(batch, general, "POST /v1/check/batch: the fast path disagrees with the general parser");
+    if let (Ok(b), Ok(v)) = (&batch, &strict) {
+        assert_eq!(Ok(b), parse_batch_value(v).as_ref(), "a batch read strictly whole answers the same");
+    }
+    if let (Ok(b), Err(e)) = (&batch, &strict) {
+        // Only duplicates inside lines may leave the body readable: each is that line's error.
+        assert!(b.lines.iter().any(Result::is_err), "a batch with a duplicated key accepted every line: {e:?}");
+    }
     match &batch {
         Ok(b) => assert!(b.lines.len() <= MAX_CHECK_BATCH),
         Err(e) => assert!(e.status.is_client_error() && !e.error.is_empty(), "unnamed error {e:?}"),

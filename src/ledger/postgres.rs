@@ -1034,7 +1034,7 @@ mod tests {
             let pg = schema.open();
             let embedded = Ledger::open_in_memory(&policy).unwrap();
             for (i, raw) in scenario.events.iter().enumerate() {
-                let (got, want) = match Event::parse(&crate::scenario::as_sent(raw), &policy) {
+                let (got, want) = match Event::parse(&crate::scenario::without_annotations(raw), &policy) {
                     Err(refusal) => (Err(refusal.clone()), Err(refusal)),
                     Ok(event) => (
                         pg.append_batch(std::slice::from_ref(&event)).unwrap().pop().unwrap(),

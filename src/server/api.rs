@@ -1,11 +1,12 @@
 //! The HTTP boundary's error type and JSON plumbing. Every error is
-//! `{error, field?, cause?, message}` with a 4xx or 5xx status; the `error`
+//! `{error, field?, fields?, cause?, message}` with a 4xx or 5xx status; the `error`
 //! codes are RULES.md's (R4, R8) plus the transport's own.
 
 use super::config::MAX_BODY_BYTES;
 use super::gate::Gate;
 use crate::ledger::LedgerError;
 use crate::refusal::Refusal;
+use crate::strict_json::{self, Duplicate, StrictError};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -20,6 +21,12 @@ pub struct ApiError {
     pub error: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// Every field at fault, `field` first: present whenever `field` is,
+    /// with one element unless a claim line had several faults (R4: a line
+    /// names all its unknown, duplicated, missing and malformed fields in one
+    /// answer).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<String>,
     /// For `ledger_unavailable`: what is wrong with the store, in one word
     /// ([`LedgerError::cause`]: `disk_full`, `read_only`, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -29,7 +36,14 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, error: &str, message: impl Into<String>) -> ApiError {
-        ApiError { status, error: error.to_owned(), field: None, cause: None, message: message.into() }
+        ApiError {
+            status,
+            error: error.to_owned(),
+            field: None,
+            fields: Vec::new(),
+            cause: None,
+            message: message.into(),
+        }
     }
 
     /// 503 `ledger_unavailable`: the store failed (nothing about the request's validity).
@@ -41,7 +55,12 @@ impl ApiError {
     }
 
     pub fn invalid(field: &str, message: impl Into<String>) -> ApiError {
-        ApiError { field: Some(field.to_owned()), ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message) }
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message).at(field)
+    }
+
+    /// The error, naming `field` as the one at fault.
+    pub fn at(self, field: &str) -> ApiError {
+        ApiError { field: Some(field.to_owned()), fields: vec![field.to_owned()], ..self }
     }
 
     pub fn not_found(message: impl Into<String>) -> ApiError {
@@ -60,7 +79,8 @@ impl From<Refusal> for ApiError {
         } else {
             StatusCode::UNPROCESSABLE_ENTITY
         };
-        ApiError { status, error: r.code.as_str().to_owned(), field: r.field, cause: None, message: r.message }
+        let fields = if r.fields.is_empty() { r.field.iter().cloned().collect() } else { r.fields };
+        ApiError { status, error: r.code.as_str().to_owned(), field: r.field, fields, cause: None, message: r.message }
     }
 }
 
@@ -100,11 +120,34 @@ impl ApiError {
     }
 }
 
-/// Parses a body as JSON, or says why not. serde_json refuses nesting deeper
-/// than 128 levels (its recursion limit), so a hostile `[[[[...` is a named
-/// 400 like any other malformed body, never a stack overflow.
+/// Parses a body as one strict JSON document (R4: a key named twice in any
+/// object refuses it, naming the key), or says why not. serde_json refuses
+/// nesting deeper than 128 levels (its recursion limit), so a hostile
+/// `[[[[...` is a named 400 like any other malformed body, never a stack
+/// overflow.
 pub fn parse_json(bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| ApiError::invalid("body", format!("the body is not valid JSON: {e}")))
+    strict_json::from_slice(bytes).map_err(json_error)
+}
+
+/// Parses a body, recording its duplicated keys for the caller to answer
+/// per item ([`strict_json::split_elements`]).
+pub fn parse_json_document(bytes: &[u8]) -> Result<strict_json::Document, ApiError> {
+    strict_json::parse(bytes).map_err(json_error)
+}
+
+/// `invalid_request` for a body that is not strict JSON: field `body`, or
+/// the duplicated key.
+pub fn json_error(e: StrictError) -> ApiError {
+    match e {
+        StrictError::Syntax(e) => ApiError::invalid("body", format!("the body is not valid JSON: {e}")),
+        StrictError::Duplicate(d) => duplicate_error(&d),
+        StrictError::TooManyDuplicates => ApiError::invalid("body", e.to_string()),
+    }
+}
+
+/// `invalid_request` naming a duplicated key (R4).
+pub fn duplicate_error(d: &Duplicate) -> ApiError {
+    ApiError::invalid(&d.key, d.message())
 }
 
 /// Reads a request body of at most [`MAX_BODY_BYTES`], arriving within the

@@ -51,12 +51,21 @@ async fn dispatch(gate: &Arc<Gate>, which: Listener, req: Request<Incoming>) -> 
         (_, ["metrics"]) => {
             (Route::Metrics, if method == Method::GET { Ok(metrics(gate).await) } else { wrong_method("GET") })
         }
-        (Listener::Check, ["v1", "check"]) => {
-            (Route::Check, if method == Method::POST { check(gate, req).await } else { wrong_method("POST") })
-        }
+        (Listener::Check, ["v1", "check"]) => (
+            Route::Check,
+            match no_query(&req) {
+                Err(e) => Err(e),
+                Ok(()) if method == Method::POST => check(gate, req).await,
+                Ok(()) => wrong_method("POST"),
+            },
+        ),
         (Listener::Check, ["v1", "check", "batch"]) => (
             Route::CheckBatch,
-            if method == Method::POST { check_batch(gate, req).await } else { wrong_method("POST") },
+            match no_query(&req) {
+                Err(e) => Err(e),
+                Ok(()) if method == Method::POST => check_batch(gate, req).await,
+                Ok(()) => wrong_method("POST"),
+            },
         ),
         (_, ["v1", kind @ ("practitioners" | "institutions"), code]) => {
             let (kind, code) = (kind.to_string(), code.to_string());
@@ -71,7 +80,7 @@ async fn dispatch(gate: &Arc<Gate>, which: Listener, req: Request<Incoming>) -> 
         }
         (Listener::Admin, ["v1", "events"]) => (
             Route::Events,
-            match authorize(gate, &req) {
+            match authorize(gate, &req).and_then(|()| no_query(&req)) {
                 Err(e) => Err(e),
                 Ok(()) if method == Method::POST => events(gate, req).await,
                 Ok(()) => wrong_method("POST"),
@@ -79,7 +88,7 @@ async fn dispatch(gate: &Arc<Gate>, which: Listener, req: Request<Incoming>) -> 
         ),
         (Listener::Admin, ["v1", "snapshot"]) => (
             Route::Snapshot,
-            match authorize(gate, &req) {
+            match authorize(gate, &req).and_then(|()| no_query(&req)) {
                 Err(e) => Err(e),
                 Ok(()) if method == Method::POST => write_snapshot(gate).await,
                 Ok(()) => wrong_method("POST"),
@@ -95,6 +104,12 @@ async fn dispatch(gate: &Arc<Gate>, which: Listener, req: Request<Incoming>) -> 
         ),
         _ => (Route::Other, Err(ApiError::not_found(format!("no route {method} {path} on this listener")))),
     }
+}
+
+/// Refuses a query sent to an API route that takes none (R4: `/v1/check?min_seq=5`
+/// must not be answered as if the wait had been asked for).
+fn no_query(req: &Request<Incoming>) -> Result<(), ApiError> {
+    strict_query(req.uri().query(), &[]).map(|_| ())
 }
 
 fn authorize(gate: &Gate, req: &Request<Incoming>) -> Result<(), ApiError> {
@@ -315,7 +330,7 @@ async fn explain(gate: &Arc<Gate>, claim: Claim, seq: Seq) -> Result<Value, ApiE
 }
 
 async fn file(gate: &Arc<Gate>, kind: &str, code: &str, query: Option<&str>) -> Result<Reply, ApiError> {
-    let params = parse_query(query);
+    let params = strict_query(query, &FILE_PARAMETERS)?;
     let as_of = match params.iter().find(|(k, _)| k == "as_of") {
         Some((_, v)) => CivilDate::parse(v).map_err(|e| ApiError::invalid("as_of", e.0))?,
         None => SystemClock.today(),
@@ -422,7 +437,7 @@ async fn write_snapshot(gate: &Arc<Gate>) -> Result<Reply, ApiError> {
 
 async fn audit(gate: &Arc<Gate>, query: Option<&str>) -> Result<Reply, ApiError> {
     let mut q = AuditQuery { limit: 100, ..AuditQuery::default() };
-    for (k, v) in parse_query(query) {
+    for (k, v) in strict_query(query, &AUDIT_PARAMETERS)? {
         match k.as_str() {
             "practitioner" => {
                 q.practitioner =
@@ -441,12 +456,7 @@ async fn audit(gate: &Arc<Gate>, query: Option<&str>) -> Result<Reply, ApiError>
                     .filter(|n| (1..=MAX_AUDIT_PAGE).contains(n))
                     .ok_or_else(|| ApiError::invalid("limit", format!("`limit` must be 1 to {MAX_AUDIT_PAGE}")))?
             }
-            other => {
-                return Err(ApiError::invalid(
-                    other,
-                    format!("unknown filter `{other}`; use practitioner, institution, from, until, limit"),
-                ))
-            }
+            other => unreachable!("strict_query refused `{other}`"),
         }
     }
     let g = gate.clone();
@@ -546,6 +556,37 @@ async fn metrics(gate: &Arc<Gate>) -> Reply {
     text(StatusCode::OK, "text/plain; version=0.0.4", gate.metrics.render(&gauges))
 }
 
+/// The query parameters of the integrity file (R22).
+const FILE_PARAMETERS: [&str; 1] = ["as_of"];
+/// The filters of `GET /v1/audit`.
+const AUDIT_PARAMETERS: [&str; 5] = ["practitioner", "institution", "from", "until", "limit"];
+
+/// A route's query parameters (R4): each one the route knows, each given
+/// once, or `invalid_request` naming the parameter (`?asof=` must never
+/// answer as of today, nor `?as_of=a&as_of=b` pick one of the two). A route
+/// that takes none passes `&[]`, so any query it is sent is refused.
+fn strict_query(query: Option<&str>, known: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
+    let params = parse_query(query);
+    for (i, (k, _)) in params.iter().enumerate() {
+        let shown = crate::strict_json::quoted_key(k);
+        if !known.contains(&k.as_str()) {
+            let takes = if known.is_empty() {
+                "this route takes no query parameters".to_owned()
+            } else {
+                format!("this route takes {}", known.join(", "))
+            };
+            return Err(ApiError::invalid(k, format!("unknown query parameter `{shown}`; {takes}")));
+        }
+        if params[..i].iter().any(|(seen, _)| seen == k) {
+            return Err(ApiError::invalid(
+                k,
+                format!("the query parameter `{shown}` is given more than once; an ambiguous query is refused (R4): give it once"),
+            ));
+        }
+    }
+    Ok(params)
+}
+
 /// `a=1&b=2` into pairs, with `%XX` and `+` decoded.
 fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
     let decode = |s: &str| {
@@ -580,4 +621,30 @@ fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
             (decode(k), decode(v))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(query: &str, known: &[&str]) -> ApiError {
+        strict_query(Some(query), known).expect_err(query)
+    }
+
+    #[test]
+    fn a_query_names_only_known_parameters_each_once_r4() {
+        let known = ["as_of"];
+        assert_eq!(strict_query(Some("as_of=2026-03-01"), &known).unwrap(), [("as_of".into(), "2026-03-01".into())]);
+        assert!(strict_query(None, &known).unwrap().is_empty());
+        assert!(strict_query(Some("&"), &[]).unwrap().is_empty(), "an empty query names nothing");
+        let unknown = refused("asof=2026-03-01", &known);
+        assert_eq!((unknown.error.as_str(), unknown.field.as_deref()), ("invalid_request", Some("asof")));
+        assert!(unknown.message.contains("takes as_of"), "{}", unknown.message);
+        let twice = refused("as_of=2026-03-01&as_of=2026-04-01", &known);
+        assert_eq!(twice.field.as_deref(), Some("as_of"));
+        assert!(twice.message.contains("more than once"), "{}", twice.message);
+        // Equal after decoding is the same parameter.
+        assert_eq!(refused("as_of=a&as%5Fof=b", &known).field.as_deref(), Some("as_of"));
+        assert!(refused("min_seq=5", &[]).message.contains("takes no query parameters"));
+    }
 }
