@@ -52,7 +52,7 @@ def snapshot_of(binary, events):
         events_file = pathlib.Path(tmp) / "events.json"
         events_file.write_text(json.dumps(events))
         run = dict(check=True, capture_output=True, timeout=CLI_TIMEOUT_SECONDS)
-        subprocess.run([binary, "append", "--data", str(data), str(events_file)], **run)
+        subprocess.run([binary, "append", "--init", "--data", str(data), str(events_file)], **run)
         subprocess.run([binary, "snapshot", "write", "--data", str(data)], **run)
         (snap,) = sorted((data / "snapshots").glob("index-*.snap"))
         return snap.read_bytes()

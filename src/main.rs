@@ -28,11 +28,17 @@ use std::time::Instant;
 /// Largest event input `append` reads, in bytes.
 const MAX_APPEND_INPUT_BYTES: u64 = 256 * 1024 * 1024;
 
+/// The exit codes, for `--help`.
+const EXIT_CODES: &str = "Exit codes: 0 done; 1 could not run (the ledger is damaged, foreign, lost, \
+locked by another process, or failed); 2 bad input (usage, an unreadable input file, no ledger at --data, \
+`init` where a ledger exists).";
+
 #[derive(Parser)]
 #[command(
     name = "claimgate",
     version,
-    about = "Claim-settlement gate for medical-insurance practitioner scoring (RULES.md R1-R22)"
+    about = "Claim-settlement gate for medical-insurance practitioner scoring (RULES.md R1-R22)",
+    after_help = EXIT_CODES
 )]
 struct Cli {
     /// A JSON policy file (R13, R14, R20); absent keys keep their defaults.
@@ -56,9 +62,12 @@ enum Command {
     },
     /// Append events to the ledger: a JSON array, a scenario file, or one JSON object per line.
     Append {
-        /// Data directory holding the ledger (created if absent).
+        /// Data directory holding the ledger; one without a ledger is refused unless --init.
         #[arg(long, default_value = "data")]
         data: PathBuf,
+        /// Start a new, empty ledger if --data has none (see `claimgate init`).
+        #[arg(long)]
+        init: bool,
         /// The events file; `-` or absent reads standard input.
         file: Option<PathBuf>,
     },
@@ -77,9 +86,22 @@ enum Command {
         emergency: bool,
     },
     /// Serve the HTTP gate on a data directory (checks, administration, health, metrics).
+    #[command(after_help = EXIT_CODES)]
     Serve {
+        /// Start a new, empty ledger if --data has none, creating the directory
+        /// (without it such a directory is refused); an existing ledger is opened.
+        /// A lost ledger (its audit log or snapshots remain) is refused even so.
+        /// No effect with --store (a PostgreSQL schema is created on first use).
+        #[arg(long)]
+        init: bool,
         #[command(flatten)]
         server: ServerArgs,
+    },
+    /// Start a new, empty embedded ledger in --data (creating the directory), under
+    /// --policy if given. Refused where a ledger exists (exit 2) or was lost (exit 1).
+    Init {
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
     },
     /// Create a data directory with a generated national population, print example
     /// requests with real codes from it, and serve.
@@ -276,7 +298,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 pg.drop_schema()?;
             }
         }
-        Command::Append { data, file } => {
+        Command::Append { data, file, init } => {
+            // Before anything is created: a mistyped --data must not become a new ledger.
+            require_ledger(&data, cli.store.as_deref(), if init { Missing::Create } else { Missing::RefuseOrInit })?;
             let values = read_events(file)?;
             // The embedded ledger is written here: the data directory must be ours.
             let _lock = if cli.store.is_none() { Some(lock_data(&data)?) } else { None };
@@ -334,9 +358,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
             });
             writeln!(out, "{answer}")?;
         }
-        Command::Serve { server } => {
+        Command::Serve { init, server } => {
             let mut config = server.config()?;
             config.store = cli.store.clone();
+            // Before the lock creates the directory: a mistyped --data must not become a new ledger.
+            let missing = if init { Missing::Create } else { Missing::RefuseOrInit };
+            require_ledger(&config.data, config.store.as_deref(), missing)?;
             let lock = lock_data(&config.data)?;
             drop(out);
             run_server(config, &policy, None, lock)?;
@@ -348,14 +375,30 @@ fn run(cli: Cli) -> Result<(), Failure> {
             if config.admin_token.is_none() {
                 config.admin_token = Some(random_token());
             }
+            // The demo makes its own ledger, but never over one that was lost.
+            require_ledger(&config.data, config.store.as_deref(), Missing::Create)?;
             let lock = lock_data(&config.data)?;
             let examples = demo::prepare(&config.data, config.store.as_deref(), practitioners, seed, &policy)?;
             drop(out);
             run_server(config, &policy, Some(examples), lock)?;
             return Ok(());
         }
+        Command::Init { data } => {
+            if cli.store.is_some() {
+                return Err(bad_input(
+                    "init makes an embedded ledger under --data; a PostgreSQL store (--store, CLAIMGATE_STORE) \
+                     creates its schema on first use",
+                ));
+            }
+            require_no_ledger(&data)?;
+            let _lock = lock_data(&data)?;
+            // Again under the lock: another process may have made one meanwhile.
+            require_no_ledger(&data)?;
+            let ledger = Ledger::open(&data, &policy)?;
+            writeln!(out, "{}", serde_json::json!({"created": ledger.describe(), "seq": ledger.head()?}))?;
+        }
         Command::Snapshot(SnapshotCommand::Write { data }) => {
-            require_ledger(&data, cli.store.as_deref())?;
+            require_ledger(&data, cli.store.as_deref(), Missing::Refuse)?;
             let _lock = lock_data(&data)?;
             let ledger = Arc::new(open_existing(&data, cli.store.as_deref(), &policy)?);
             let started = Instant::now();
@@ -514,12 +557,59 @@ fn lock_data(data: &std::path::Path) -> Result<DataDirLock, Failure> {
     Ok(DataDirLock::acquire(data)?)
 }
 
-/// Refuses a data directory without an embedded ledger (unless `--store`).
-fn require_ledger(data: &std::path::Path, store: Option<&str>) -> Result<(), Failure> {
-    if store.is_none() && !data.join(claimgate::ledger::LEDGER_FILE).exists() {
+/// What a command does with a data directory whose embedded ledger file is
+/// missing or empty (SQLite would silently make a new, empty ledger of it).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Missing {
+    /// Refused: the command reads a ledger (`check`, `file`, `snapshot write`).
+    Refuse,
+    /// Refused, naming `claimgate init` and `--init` (`serve`, `append`).
+    RefuseOrInit,
+    /// A new ledger will be made (`--init`).
+    Create,
+}
+
+/// Whether `data` holds an embedded ledger file that is not empty.
+fn has_ledger(data: &std::path::Path) -> bool {
+    std::fs::metadata(data.join(claimgate::ledger::LEDGER_FILE)).is_ok_and(|m| m.len() > 0)
+}
+
+/// Before an embedded ledger in `data` is opened: a ledger that was lost (its
+/// audit log or snapshots remain) is refused (exit 1), and so is one that is
+/// missing or empty (exit 2) unless `missing` is [`Missing::Create`]. Creates
+/// nothing. A PostgreSQL store (`--store`) is not checked: it creates its
+/// schema on first use.
+fn require_ledger(data: &std::path::Path, store: Option<&str>, missing: Missing) -> Result<(), Failure> {
+    if store.is_some() {
+        return Ok(());
+    }
+    server::refuse_lost_ledger(data)?;
+    if missing == Missing::Create || has_ledger(data) {
+        return Ok(());
+    }
+    let path = data.join(claimgate::ledger::LEDGER_FILE);
+    let what = if path.exists() { " (the file is empty)" } else { "" };
+    let d = data.display();
+    Err(bad_input(match missing {
+        Missing::RefuseOrInit => format!(
+            "no ledger at {}{what}; to start a new ledger there, run `claimgate init --data {d}` or pass --init",
+            path.display()
+        ),
+        _ => format!(
+            "no ledger at {}{what}; start one with `claimgate init --data {d}`, then `claimgate append --data {d} FILE`",
+            path.display()
+        ),
+    }))
+}
+
+/// `init`'s refusal of a data directory that holds a ledger (exit 2) or held
+/// one that was lost (exit 1): `init` only ever starts a new ledger.
+fn require_no_ledger(data: &std::path::Path) -> Result<(), Failure> {
+    server::refuse_lost_ledger(data)?;
+    if has_ledger(data) {
         return Err(bad_input(format!(
-            "no ledger in {}; append events first (claimgate append --data {} FILE)",
-            data.display(),
+            "{} already exists; init only starts a new ledger where there is none (to serve the one there: `claimgate serve --data {}`)",
+            data.join(claimgate::ledger::LEDGER_FILE).display(),
             data.display()
         )));
     }
@@ -528,7 +618,7 @@ fn require_ledger(data: &std::path::Path, store: Option<&str>) -> Result<(), Fai
 
 /// Opens the ledger of an existing data directory (never creates one).
 fn open_existing(data: &std::path::Path, store: Option<&str>, policy: &Policy) -> Result<Ledger, Failure> {
-    require_ledger(data, store)?;
+    require_ledger(data, store, Missing::Refuse)?;
     match store {
         Some(url) => Ok(Ledger::open_postgres(url, policy)?),
         None => Ok(Ledger::open(data, policy)?),
