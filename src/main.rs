@@ -27,11 +27,15 @@ use std::time::Instant;
 
 /// Largest event input `append` reads, in bytes.
 const MAX_APPEND_INPUT_BYTES: u64 = 256 * 1024 * 1024;
+/// `append`'s exit code when some events were refused (the others were appended).
+const EXIT_SOME_REFUSED: u8 = 3;
+/// Refused events `append`'s summary names one by one; the rest are counted.
+const MAX_REFUSALS_SUMMARISED: usize = 5;
 
 /// The exit codes, for `--help`.
 const EXIT_CODES: &str = "Exit codes: 0 done; 1 could not run (the ledger is damaged, foreign, lost, \
 locked by another process, or failed); 2 bad input (usage, an unreadable input file, no ledger at --data, \
-`init` where a ledger exists).";
+`init` where a ledger exists); 3 `append` only: some events were refused (the others were appended).";
 
 #[derive(Parser)]
 #[command(
@@ -61,6 +65,12 @@ enum Command {
         file: PathBuf,
     },
     /// Append events to the ledger: a JSON array, a scenario file, or one JSON object per line.
+    #[command(after_help = "Standard output: one JSON line per event, {\"event\":i,\"seq\":n} or \
+{\"event\":i,\"error\":\"<R8 code>\"}. Standard error: each refusal's reason, then a summary \
+(\"appended 8 of 10 events (1 already recorded); 2 refused: ...\").\n\nExit codes: 0 every event \
+was accepted; 3 some were refused (the others were appended); 1 could not run (the ledger is damaged, \
+foreign, lost, locked, or failed: nothing more was appended); 2 bad input (usage, unreadable events, \
+no ledger at --data without --init).")]
     Append {
         /// Data directory holding the ledger; one without a ledger is refused unless --init.
         #[arg(long, default_value = "data")]
@@ -314,34 +324,16 @@ fn run(cli: Cli) -> Result<(), Failure> {
             if let Some(check) = ledger.page_check() {
                 check.run()?;
             }
-            let mut index = 0;
-            for chunk in values.chunks(MAX_APPEND_BATCH) {
-                let mut parsed = Vec::with_capacity(chunk.len());
-                let mut outcomes: Vec<Option<Result<u64, claimgate::refusal::Refusal>>> = Vec::new();
-                for raw in chunk {
-                    match Event::parse(raw, &policy) {
-                        Ok(event) => {
-                            parsed.push(event);
-                            outcomes.push(None);
-                        }
-                        Err(refusal) => outcomes.push(Some(Err(refusal))),
-                    }
-                }
-                let mut appended = ledger.append_batch(&parsed)?.into_iter();
-                for outcome in outcomes {
-                    let outcome =
-                        outcome.unwrap_or_else(|| appended.next().expect("one per parsed event").map(|a| a.seq));
-                    let line = match outcome {
-                        Ok(seq) => ReplayLine::Accepted { event: index, seq },
-                        Err(refusal) => {
-                            eprintln!("event {index} refused: {refusal}");
-                            ReplayLine::Refused { event: index, error: refusal.code, refusal }
-                        }
-                    };
-                    writeln!(out, "{}", line.to_json())?;
-                    index += 1;
-                }
+            let mut tally = AppendTally { total: values.len(), ..AppendTally::default() };
+            if let Err(Failure(message, code)) = append_events(&ledger, &values, &policy, &mut out, &mut tally) {
+                out.flush()?;
+                return Err(Failure(format!("{message} (before it: {})", tally.summary()), code));
             }
+            out.flush()?;
+            if !tally.refused.is_empty() {
+                return Err(Failure(tally.summary(), EXIT_SOME_REFUSED));
+            }
+            eprintln!("claimgate: {}", tally.summary());
         }
         Command::Check { data, practitioner, institution, date, emergency } => {
             let claim = parse_claim(&serde_json::json!({
@@ -623,6 +615,91 @@ fn open_existing(data: &std::path::Path, store: Option<&str>, policy: &Policy) -
         Some(url) => Ok(Ledger::open_postgres(url, policy)?),
         None => Ok(Ledger::open(data, policy)?),
     }
+}
+
+/// What `claimgate append` did, for its summary on standard error.
+#[derive(Default)]
+struct AppendTally {
+    /// Events read.
+    total: usize,
+    /// Events accepted (appended, or already recorded).
+    accepted: usize,
+    /// Of those, identical violations already on the ledger (nothing stored, R8).
+    already_recorded: usize,
+    /// Refused events: index and refusal.
+    refused: Vec<(usize, claimgate::refusal::Refusal)>,
+}
+
+impl AppendTally {
+    /// "appended 8 of 10 events (1 already recorded); 2 refused: event 3 duplicate_violation (field `violation_id`), ..."
+    fn summary(&self) -> String {
+        let mut text = format!("appended {} of {} events", self.accepted, self.total);
+        if self.already_recorded > 0 {
+            text += &format!(" ({} already recorded)", self.already_recorded);
+        }
+        if !self.refused.is_empty() {
+            let named: Vec<String> = self
+                .refused
+                .iter()
+                .take(MAX_REFUSALS_SUMMARISED)
+                .map(|(index, r)| match &r.field {
+                    Some(field) => format!("event {index} {} (field `{field}`)", r.code),
+                    None => format!("event {index} {}", r.code),
+                })
+                .collect();
+            text += &format!("; {} refused: {}", self.refused.len(), named.join(", "));
+            if self.refused.len() > MAX_REFUSALS_SUMMARISED {
+                text += &format!(" and {} more", self.refused.len() - MAX_REFUSALS_SUMMARISED);
+            }
+        }
+        text
+    }
+}
+
+/// Appends `values` in batches of at most [`MAX_APPEND_BATCH`], one JSON
+/// line per event on `out` and each refusal's reason on standard error;
+/// `tally` counts what was done, also when a batch fails for storage.
+fn append_events(
+    ledger: &Ledger,
+    values: &[Value],
+    policy: &Policy,
+    out: &mut impl Write,
+    tally: &mut AppendTally,
+) -> Result<(), Failure> {
+    let mut index = 0;
+    for chunk in values.chunks(MAX_APPEND_BATCH) {
+        let mut parsed = Vec::with_capacity(chunk.len());
+        let mut outcomes: Vec<Option<Result<claimgate::ledger::Appended, claimgate::refusal::Refusal>>> = Vec::new();
+        for raw in chunk {
+            match Event::parse(raw, policy) {
+                Ok(event) => {
+                    parsed.push(event);
+                    outcomes.push(None);
+                }
+                Err(refusal) => outcomes.push(Some(Err(refusal))),
+            }
+        }
+        let mut appended = ledger.append_batch(&parsed)?.into_iter();
+        for outcome in outcomes {
+            let outcome = outcome.unwrap_or_else(|| appended.next().expect("one per parsed event"));
+            let line = match outcome {
+                Ok(done) => {
+                    tally.accepted += 1;
+                    tally.already_recorded += usize::from(done.already_recorded);
+                    ReplayLine::Accepted { event: index, seq: done.seq }
+                }
+                Err(refusal) => {
+                    eprintln!("event {index} refused: {refusal}");
+                    let line = ReplayLine::Refused { event: index, error: refusal.code, refusal: refusal.clone() };
+                    tally.refused.push((index, refusal));
+                    line
+                }
+            };
+            writeln!(out, "{}", line.to_json())?;
+            index += 1;
+        }
+    }
+    Ok(())
 }
 
 /// Reads events as a JSON array, a scenario file's `events`, one JSON object,

@@ -1,6 +1,7 @@
 //! No silent operator mistakes (issue 12): the real `claimgate` binary on a
 //! data directory without a ledger, which `serve` and `append` refuse unless
-//! told to start one (`--init`, or `claimgate init`).
+//! told to start one (`--init`, or `claimgate init`), and `append`'s summary
+//! and exit code when events are refused.
 #![cfg(unix)]
 
 mod common;
@@ -147,6 +148,56 @@ fn append_on_a_missing_ledger_is_refused_and_creates_nothing_unless_init() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "{\"event\":0,\"seq\":1}\n");
     assert!(data.join(LEDGER_FILE).exists());
+}
+
+#[test]
+fn append_exits_0_when_every_event_is_accepted_and_3_with_a_summary_when_any_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = claimgate(&["init", "--data", path_str(&data)]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let out = append(&data, &json!([designated(INST, "2024-01-01"), registered(DOC, INST, "2024-01-01")]), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "{\"event\":0,\"seq\":1}\n{\"event\":1,\"seq\":2}\n");
+    assert_eq!(stderr(&out), "claimgate: appended 2 of 2 events\n");
+
+    let scored = violation("V1", DOC, "2026-03-10", 9, "serious");
+    let events = json!([
+        scored,
+        scored,                                           // identical: already recorded (R8)
+        violation("V1", DOC, "2026-03-10", 8, "serious"), // the same id, other content
+        with(registered(DOC, INST, "2024-01-01"), "effective", json!("20240101")),
+    ]);
+    let out = append(&data, &events, &[]);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{said}");
+    // Standard output keeps its one-line-per-event form.
+    let lines: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(
+        lines,
+        vec![
+            json!({"event": 0, "seq": 3}),
+            json!({"event": 1, "seq": 3}),
+            json!({"event": 2, "error": "duplicate_violation"}),
+            json!({"event": 3, "error": "invalid_request"}),
+        ]
+    );
+    // Each refusal's reason, then the summary.
+    assert!(said.contains("event 2 refused: duplicate_violation"), "{said}");
+    assert!(said.contains("event 3 refused: invalid_request (field `effective`)"), "{said}");
+    let summary = said.lines().last().unwrap();
+    assert_eq!(
+        summary,
+        "claimgate: appended 2 of 4 events (1 already recorded); 2 refused: \
+         event 2 duplicate_violation (field `violation_id`), event 3 invalid_request (field `effective`)"
+    );
+
+    // The codes are documented where an operator looks.
+    let help = claimgate(&["append", "--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("Exit codes: 0 every event was accepted; 3 some were refused"), "{help}");
 }
 
 #[test]
