@@ -310,14 +310,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Append { data, file, init } => {
             // Before anything is created: a mistyped --data must not become a new ledger.
-            require_ledger(&data, cli.store.as_deref(), if init { Missing::Create } else { Missing::RefuseOrInit })?;
+            let missing = if init { Missing::Create } else { Missing::RefuseOrInit };
+            require_ledger(&data, cli.store.as_deref(), missing)?;
             let values = read_events(file)?;
             // The embedded ledger is written here: the data directory must be ours.
             let _lock = if cli.store.is_none() { Some(lock_data(&data)?) } else { None };
-            if cli.store.is_none() {
-                // Never start a new ledger over one that was lost (its audit log or snapshots remain).
-                server::refuse_lost_ledger(&data)?;
-            }
+            // Again under the lock: nothing else changes the directory from here on.
+            require_ledger(&data, cli.store.as_deref(), missing)?;
             let ledger = Ledger::open_store(cli.store.as_deref(), &data, &policy)?;
             // An offline writer: a damaged page anywhere refuses the append
             // (a server finds damage when it reads; this reads everything first).
@@ -357,6 +356,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let missing = if init { Missing::Create } else { Missing::RefuseOrInit };
             require_ledger(&config.data, config.store.as_deref(), missing)?;
             let lock = lock_data(&config.data)?;
+            // Again under the lock (the gate checks for a lost ledger once more).
+            require_ledger(&config.data, config.store.as_deref(), missing)?;
             drop(out);
             run_server(config, &policy, None, lock)?;
             return Ok(());
