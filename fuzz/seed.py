@@ -51,9 +51,12 @@ def snapshot_of(binary, events):
         data = pathlib.Path(tmp) / "data"
         events_file = pathlib.Path(tmp) / "events.json"
         events_file.write_text(json.dumps(events))
-        run = dict(check=True, capture_output=True, timeout=CLI_TIMEOUT_SECONDS)
-        subprocess.run([binary, "append", "--data", str(data), str(events_file)], **run)
-        subprocess.run([binary, "snapshot", "write", "--data", str(data)], **run)
+        run = dict(capture_output=True, timeout=CLI_TIMEOUT_SECONDS)
+        # Exit 3: some events were refused (the others were appended).
+        appended = subprocess.run([binary, "append", "--init", "--data", str(data), str(events_file)], **run)
+        if appended.returncode not in (0, 3):
+            raise subprocess.CalledProcessError(appended.returncode, appended.args, appended.stdout, appended.stderr)
+        subprocess.run([binary, "snapshot", "write", "--data", str(data)], check=True, **run)
         (snap,) = sorted((data / "snapshots").glob("index-*.snap"))
         return snap.read_bytes()
 

@@ -29,12 +29,22 @@ use std::time::Instant;
 
 /// Largest event input `append` reads, in bytes.
 const MAX_APPEND_INPUT_BYTES: u64 = 256 * 1024 * 1024;
+/// `append`'s exit code when some events were refused (the others were appended).
+const EXIT_SOME_REFUSED: u8 = 3;
+/// Refused events `append`'s summary names one by one; the rest are counted.
+const MAX_REFUSALS_SUMMARISED: usize = 5;
+
+/// The exit codes, for `--help`.
+const EXIT_CODES: &str = "Exit codes: 0 done; 1 could not run (the ledger is damaged, foreign, lost, \
+locked by another process, or failed); 2 bad input (usage, an unreadable input file, no ledger at --data, \
+`init` where a ledger exists); 3 `append` only: some events were refused (the others were appended).";
 
 #[derive(Parser)]
 #[command(
     name = "claimgate",
     version,
-    about = "Claim-settlement gate for medical-insurance practitioner scoring (RULES.md R1-R22)"
+    about = "Claim-settlement gate for medical-insurance practitioner scoring (RULES.md R1-R22)",
+    after_help = EXIT_CODES
 )]
 struct Cli {
     /// A JSON policy file (R13, R14, R20); absent keys keep their defaults.
@@ -57,10 +67,19 @@ enum Command {
         file: PathBuf,
     },
     /// Append events to the ledger: a JSON array, a scenario file, or one JSON object per line.
+    #[command(after_help = "Standard output: one JSON line per event, {\"event\":i,\"seq\":n} or \
+{\"event\":i,\"error\":\"<R8 code>\"}. Standard error: each refusal's reason, then a summary \
+(\"appended 8 of 10 events (1 already recorded); 2 refused: ...\").\n\nExit codes: 0 every event \
+was accepted; 3 some were refused (the others were appended); 1 could not run (the ledger is damaged, \
+foreign, lost, locked, or failed: nothing more was appended); 2 bad input (usage, unreadable events, \
+no ledger at --data without --init).")]
     Append {
-        /// Data directory holding the ledger (created if absent).
+        /// Data directory holding the ledger; one without a ledger is refused unless --init.
         #[arg(long, default_value = "data")]
         data: PathBuf,
+        /// Start a new, empty ledger if --data has none (see `claimgate init`).
+        #[arg(long)]
+        init: bool,
         /// The events file; `-` or absent reads standard input.
         file: Option<PathBuf>,
     },
@@ -79,9 +98,22 @@ enum Command {
         emergency: bool,
     },
     /// Serve the HTTP gate on a data directory (checks, administration, health, metrics).
+    #[command(after_help = EXIT_CODES)]
     Serve {
+        /// Start a new, empty ledger if --data has none, creating the directory
+        /// (without it such a directory is refused); an existing ledger is opened.
+        /// A lost ledger (its audit log or snapshots remain) is refused even so.
+        /// No effect with --store (a PostgreSQL schema is created on first use).
+        #[arg(long)]
+        init: bool,
         #[command(flatten)]
         server: ServerArgs,
+    },
+    /// Start a new, empty embedded ledger in --data (creating the directory), under
+    /// --policy if given. Refused where a ledger exists (exit 2) or was lost (exit 1).
+    Init {
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
     },
     /// Create a data directory with a generated national population, print example
     /// requests with real codes from it, and serve.
@@ -278,48 +310,31 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 pg.drop_schema()?;
             }
         }
-        Command::Append { data, file } => {
+        Command::Append { data, file, init } => {
+            // Before anything is created: a mistyped --data must not become a new ledger.
+            let missing = if init { Missing::Create } else { Missing::RefuseOrInit };
+            require_ledger(&data, cli.store.as_deref(), missing)?;
             let values = read_events(file)?;
             // The embedded ledger is written here: the data directory must be ours.
             let _lock = if cli.store.is_none() { Some(lock_data(&data)?) } else { None };
-            if cli.store.is_none() {
-                // Never start a new ledger over one that was lost (its audit log or snapshots remain).
-                server::refuse_lost_ledger(&data)?;
-            }
+            // Again under the lock: nothing else changes the directory from here on.
+            require_ledger(&data, cli.store.as_deref(), missing)?;
             let ledger = Ledger::open_store(cli.store.as_deref(), &data, &policy)?;
             // An offline writer: a damaged page anywhere refuses the append
             // (a server finds damage when it reads; this reads everything first).
             if let Some(check) = ledger.page_check() {
                 check.run()?;
             }
-            let mut index = 0;
-            for chunk in values.chunks(MAX_APPEND_BATCH) {
-                let mut parsed = Vec::with_capacity(chunk.len());
-                let mut outcomes: Vec<Option<Result<u64, Refusal>>> = Vec::new();
-                for raw in chunk {
-                    match raw.as_ref().map_err(Refusal::clone).and_then(|raw| Event::parse(raw, &policy)) {
-                        Ok(event) => {
-                            parsed.push(event);
-                            outcomes.push(None);
-                        }
-                        Err(refusal) => outcomes.push(Some(Err(refusal))),
-                    }
-                }
-                let mut appended = ledger.append_batch(&parsed)?.into_iter();
-                for outcome in outcomes {
-                    let outcome =
-                        outcome.unwrap_or_else(|| appended.next().expect("one per parsed event").map(|a| a.seq));
-                    let line = match outcome {
-                        Ok(seq) => ReplayLine::Accepted { event: index, seq },
-                        Err(refusal) => {
-                            eprintln!("event {index} refused: {refusal}");
-                            ReplayLine::Refused { event: index, error: refusal.code, refusal }
-                        }
-                    };
-                    writeln!(out, "{}", line.to_json())?;
-                    index += 1;
-                }
+            let mut tally = AppendTally { total: values.len(), ..AppendTally::default() };
+            if let Err(Failure(message, code)) = append_events(&ledger, &values, &policy, &mut out, &mut tally) {
+                out.flush()?;
+                return Err(Failure(format!("{message} (before it: {})", tally.summary()), code));
             }
+            out.flush()?;
+            if !tally.refused.is_empty() {
+                return Err(Failure(tally.summary(), EXIT_SOME_REFUSED));
+            }
+            eprintln!("claimgate: {}", tally.summary());
         }
         Command::Check { data, practitioner, institution, date, emergency } => {
             let claim = parse_claim(&serde_json::json!({
@@ -341,10 +356,15 @@ fn run(cli: Cli) -> Result<(), Failure> {
             });
             writeln!(out, "{answer}")?;
         }
-        Command::Serve { server } => {
+        Command::Serve { init, server } => {
             let mut config = server.config()?;
             config.store = cli.store.clone();
+            // Before the lock creates the directory: a mistyped --data must not become a new ledger.
+            let missing = if init { Missing::Create } else { Missing::RefuseOrInit };
+            require_ledger(&config.data, config.store.as_deref(), missing)?;
             let lock = lock_data(&config.data)?;
+            // Again under the lock (the gate checks for a lost ledger once more).
+            require_ledger(&config.data, config.store.as_deref(), missing)?;
             drop(out);
             run_server(config, &policy, None, lock)?;
             return Ok(());
@@ -355,14 +375,30 @@ fn run(cli: Cli) -> Result<(), Failure> {
             if config.admin_token.is_none() {
                 config.admin_token = Some(random_token());
             }
+            // The demo makes its own ledger, but never over one that was lost.
+            require_ledger(&config.data, config.store.as_deref(), Missing::Create)?;
             let lock = lock_data(&config.data)?;
             let examples = demo::prepare(&config.data, config.store.as_deref(), practitioners, seed, &policy)?;
             drop(out);
             run_server(config, &policy, Some(examples), lock)?;
             return Ok(());
         }
+        Command::Init { data } => {
+            if cli.store.is_some() {
+                return Err(bad_input(
+                    "init makes an embedded ledger under --data; a PostgreSQL store (--store, CLAIMGATE_STORE) \
+                     creates its schema on first use",
+                ));
+            }
+            require_no_ledger(&data)?;
+            let _lock = lock_data(&data)?;
+            // Again under the lock: another process may have made one meanwhile.
+            require_no_ledger(&data)?;
+            let ledger = Ledger::open(&data, &policy)?;
+            writeln!(out, "{}", serde_json::json!({"created": ledger.describe(), "seq": ledger.head()?}))?;
+        }
         Command::Snapshot(SnapshotCommand::Write { data }) => {
-            require_ledger(&data, cli.store.as_deref())?;
+            require_ledger(&data, cli.store.as_deref(), Missing::Refuse)?;
             let _lock = lock_data(&data)?;
             let ledger = Arc::new(open_existing(&data, cli.store.as_deref(), &policy)?);
             let started = Instant::now();
@@ -521,12 +557,59 @@ fn lock_data(data: &std::path::Path) -> Result<DataDirLock, Failure> {
     Ok(DataDirLock::acquire(data)?)
 }
 
-/// Refuses a data directory without an embedded ledger (unless `--store`).
-fn require_ledger(data: &std::path::Path, store: Option<&str>) -> Result<(), Failure> {
-    if store.is_none() && !data.join(claimgate::ledger::LEDGER_FILE).exists() {
+/// What a command does with a data directory whose embedded ledger file is
+/// missing or empty (SQLite would silently make a new, empty ledger of it).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Missing {
+    /// Refused: the command reads a ledger (`check`, `file`, `snapshot write`).
+    Refuse,
+    /// Refused, naming `claimgate init` and `--init` (`serve`, `append`).
+    RefuseOrInit,
+    /// A new ledger will be made (`--init`).
+    Create,
+}
+
+/// Whether `data` holds an embedded ledger file that is not empty.
+fn has_ledger(data: &std::path::Path) -> bool {
+    std::fs::metadata(data.join(claimgate::ledger::LEDGER_FILE)).is_ok_and(|m| m.len() > 0)
+}
+
+/// Before an embedded ledger in `data` is opened: a ledger that was lost (its
+/// audit log or snapshots remain) is refused (exit 1), and so is one that is
+/// missing or empty (exit 2) unless `missing` is [`Missing::Create`]. Creates
+/// nothing. A PostgreSQL store (`--store`) is not checked: it creates its
+/// schema on first use.
+fn require_ledger(data: &std::path::Path, store: Option<&str>, missing: Missing) -> Result<(), Failure> {
+    if store.is_some() {
+        return Ok(());
+    }
+    server::refuse_lost_ledger(data)?;
+    if missing == Missing::Create || has_ledger(data) {
+        return Ok(());
+    }
+    let path = data.join(claimgate::ledger::LEDGER_FILE);
+    let what = if path.exists() { " (the file is empty)" } else { "" };
+    let d = data.display();
+    Err(bad_input(match missing {
+        Missing::RefuseOrInit => format!(
+            "no ledger at {}{what}; to start a new ledger there, run `claimgate init --data {d}` or pass --init",
+            path.display()
+        ),
+        _ => format!(
+            "no ledger at {}{what}; start one with `claimgate init --data {d}`, then `claimgate append --data {d} FILE`",
+            path.display()
+        ),
+    }))
+}
+
+/// `init`'s refusal of a data directory that holds a ledger (exit 2) or held
+/// one that was lost (exit 1): `init` only ever starts a new ledger.
+fn require_no_ledger(data: &std::path::Path) -> Result<(), Failure> {
+    server::refuse_lost_ledger(data)?;
+    if has_ledger(data) {
         return Err(bad_input(format!(
-            "no ledger in {}; append events first (claimgate append --data {} FILE)",
-            data.display(),
+            "{} already exists; init only starts a new ledger where there is none (to serve the one there: `claimgate serve --data {}`)",
+            data.join(claimgate::ledger::LEDGER_FILE).display(),
             data.display()
         )));
     }
@@ -535,11 +618,96 @@ fn require_ledger(data: &std::path::Path, store: Option<&str>) -> Result<(), Fai
 
 /// Opens the ledger of an existing data directory (never creates one).
 fn open_existing(data: &std::path::Path, store: Option<&str>, policy: &Policy) -> Result<Ledger, Failure> {
-    require_ledger(data, store)?;
+    require_ledger(data, store, Missing::Refuse)?;
     match store {
         Some(url) => Ok(Ledger::open_postgres(url, policy)?),
         None => Ok(Ledger::open(data, policy)?),
     }
+}
+
+/// What `claimgate append` did, for its summary on standard error.
+#[derive(Default)]
+struct AppendTally {
+    /// Events read.
+    total: usize,
+    /// Events accepted (appended, or already recorded).
+    accepted: usize,
+    /// Of those, re-sends already on the ledger (nothing stored, R7a).
+    already_recorded: usize,
+    /// Refused events: index and refusal.
+    refused: Vec<(usize, claimgate::refusal::Refusal)>,
+}
+
+impl AppendTally {
+    /// "appended 8 of 10 events (1 already recorded); 2 refused: event 3 duplicate_violation (field `violation_id`), ..."
+    fn summary(&self) -> String {
+        let mut text = format!("appended {} of {} events", self.accepted, self.total);
+        if self.already_recorded > 0 {
+            text += &format!(" ({} already recorded)", self.already_recorded);
+        }
+        if !self.refused.is_empty() {
+            let named: Vec<String> = self
+                .refused
+                .iter()
+                .take(MAX_REFUSALS_SUMMARISED)
+                .map(|(index, r)| match &r.field {
+                    Some(field) => format!("event {index} {} (field `{field}`)", r.code),
+                    None => format!("event {index} {}", r.code),
+                })
+                .collect();
+            text += &format!("; {} refused: {}", self.refused.len(), named.join(", "));
+            if self.refused.len() > MAX_REFUSALS_SUMMARISED {
+                text += &format!(" and {} more", self.refused.len() - MAX_REFUSALS_SUMMARISED);
+            }
+        }
+        text
+    }
+}
+
+/// Appends `values` in batches of at most [`MAX_APPEND_BATCH`], one JSON
+/// line per event on `out` and each refusal's reason on standard error;
+/// `tally` counts what was done, also when a batch fails for storage.
+fn append_events(
+    ledger: &Ledger,
+    values: &[Result<Value, Refusal>],
+    policy: &Policy,
+    out: &mut impl Write,
+    tally: &mut AppendTally,
+) -> Result<(), Failure> {
+    let mut index = 0;
+    for chunk in values.chunks(MAX_APPEND_BATCH) {
+        let mut parsed = Vec::with_capacity(chunk.len());
+        let mut outcomes: Vec<Option<Result<claimgate::ledger::Appended, claimgate::refusal::Refusal>>> = Vec::new();
+        for raw in chunk {
+            match raw.as_ref().map_err(Refusal::clone).and_then(|raw| Event::parse(raw, policy)) {
+                Ok(event) => {
+                    parsed.push(event);
+                    outcomes.push(None);
+                }
+                Err(refusal) => outcomes.push(Some(Err(refusal))),
+            }
+        }
+        let mut appended = ledger.append_batch(&parsed)?.into_iter();
+        for outcome in outcomes {
+            let outcome = outcome.unwrap_or_else(|| appended.next().expect("one per parsed event"));
+            let line = match outcome {
+                Ok(done) => {
+                    tally.accepted += 1;
+                    tally.already_recorded += usize::from(done.already_recorded);
+                    ReplayLine::Accepted { event: index, seq: done.seq }
+                }
+                Err(refusal) => {
+                    eprintln!("event {index} refused: {refusal}");
+                    let line = ReplayLine::Refused { event: index, error: refusal.code, refusal: refusal.clone() };
+                    tally.refused.push((index, refusal));
+                    line
+                }
+            };
+            writeln!(out, "{}", line.to_json())?;
+            index += 1;
+        }
+    }
+    Ok(())
 }
 
 /// Reads events as a JSON array, a scenario file's `events` (their `expect*`

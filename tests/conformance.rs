@@ -250,13 +250,14 @@ fn append_refuses_an_event_naming_a_key_twice_and_ignores_scenario_annotations()
     .unwrap();
     let data = dir.path().join("data");
     let output = Command::new(env!("CARGO_BIN_EXE_claimgate"))
-        .args(["append", "--data"])
+        .args(["append", "--init", "--data"])
         .arg(&data)
         .arg(&input)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
+    // One event refused: the documented exit code 3, the rest appended.
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert_eq!(
         stdout.lines().collect::<Vec<_>>(),

@@ -24,13 +24,11 @@ use claimgate::ledger::{Ledger, LEDGER_FILE};
 use claimgate::policy::Policy;
 use common::server::*;
 use serde_json::{json, Value};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// Longest a helper command (mount, fsck, a `serve` that must refuse) may run.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the namespace holder lives at most (its servers keep the namespace after).
 const HOLD_SECONDS: &str = "600";
 /// Size of the tmpfs that fills up.
@@ -46,45 +44,6 @@ const DOC2: &str = "D110105000002";
 
 fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_claimgate")
-}
-
-/// Runs `command` to its end (killed past [`COMMAND_TIMEOUT`]), capturing its output.
-fn run_bounded(mut command: Command) -> Output {
-    let what = format!("{command:?}");
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawning {what}: {e}"));
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            let _ = pipe.read_to_end(&mut bytes);
-            bytes
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().expect("piped")));
-    let stderr = drain(Box::new(child.stderr.take().expect("piped")));
-    let status = wait_bounded(&mut child, COMMAND_TIMEOUT)
-        .unwrap_or_else(|| panic!("{what} did not finish within {COMMAND_TIMEOUT:?}"));
-    Output { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() }
-}
-
-/// Waits for `child` up to `limit`; past it, kills and reaps it and returns `None`.
-fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().expect("waiting for a child") {
-            return Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Runs `command`, which must succeed.
@@ -423,18 +382,12 @@ fn a_read_only_data_directory_refuses_appends_by_name_and_a_repair_loses_nothing
     acknowledged.append(&again, registered(DOC2, INST, "2025-01-01"));
 }
 
-/// `claimgate ARGS` with the admin token set, run to its end (bounded).
-fn claimgate(args: &[&str]) -> Output {
-    let mut command = Command::new(binary());
-    command.args(args).env("CLAIMGATE_ADMIN_TOKEN", TOKEN).env("RUST_LOG", "warn");
-    run_bounded(command)
-}
-
-/// `claimgate serve` on `data` with free loopback ports, which must refuse to
-/// start: exits non-zero; returns what it printed on stderr.
-fn serve_refused(data: &Path) -> String {
-    let out =
-        claimgate(&["serve", "--data", path_str(data), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"]);
+/// `claimgate serve` on `data` with free loopback ports and `extra` flags,
+/// which must refuse to start: exits 1; returns what it printed on stderr.
+fn serve_refused(data: &Path, extra: &[&str]) -> String {
+    let mut args = vec!["serve", "--data", path_str(data), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"];
+    args.extend(extra);
+    let out = claimgate(&args);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!out.status.success(), "serve on {} started: {}\n{stderr}", data.display(), out.status);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -458,7 +411,7 @@ fn a_second_process_on_a_data_directory_is_refused_and_the_first_keeps_answering
         data.display(),
         first.child.id()
     );
-    let stderr = serve_refused(&data);
+    let stderr = serve_refused(&data, &[]);
     assert!(stderr.contains(&in_use), "{stderr}");
 
     let events = dir.path().join("events.json");
@@ -666,13 +619,17 @@ fn a_damaged_or_foreign_ledger_stops_serve_and_append_by_name_and_is_left_untouc
             names
         };
         let listed = listing();
-        let stderr = serve_refused(&data);
-        assert!(stderr.contains(path_str(&ledger)), "{}: names the file: {stderr}", bad.what);
-        for words in bad.says {
-            assert!(stderr.contains(words), "{}: says {words:?}: {stderr}", bad.what);
+        // `--init` (make a ledger where there is none) changes nothing here:
+        // none of these is a directory without a ledger.
+        for init in [&[][..], &["--init"]] {
+            let stderr = serve_refused(&data, init);
+            assert!(stderr.contains(path_str(&ledger)), "{} {init:?}: names the file: {stderr}", bad.what);
+            for words in bad.says {
+                assert!(stderr.contains(words), "{} {init:?}: says {words:?}: {stderr}", bad.what);
+            }
+            assert!(std::fs::read(&ledger).ok() == before, "{} {init:?}: the file was changed", bad.what);
+            assert_eq!(listing(), listed, "{} {init:?}: nothing was made or removed", bad.what);
         }
-        assert!(std::fs::read(&ledger).ok() == before, "{}: the file was changed", bad.what);
-        assert_eq!(listing(), listed, "{}: nothing was made or removed", bad.what);
         // `claimgate append` refuses the same directory the same way.
         let events = dir.path().join("events.json");
         std::fs::write(
@@ -680,12 +637,23 @@ fn a_damaged_or_foreign_ledger_stops_serve_and_append_by_name_and_is_left_untouc
             r#"[{"type":"institution_designated","institution":"H11010500001","effective":"2024-01-01"}]"#,
         )
         .unwrap();
-        let out = claimgate(&["append", "--data", path_str(&data), path_str(&events)]);
+        for init in [&[][..], &["--init"]] {
+            let mut args = vec!["append", "--data", path_str(&data), path_str(&events)];
+            args.extend(init);
+            let out = claimgate(&args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{} {init:?}: append was not refused: {stderr}", bad.what);
+            assert!(stderr.contains(path_str(&ledger)), "{} {init:?}: append names the file: {stderr}", bad.what);
+            assert!(std::fs::read(&ledger).ok() == before, "{} {init:?}: append changed the file", bad.what);
+            assert_eq!(listing(), listed, "{} {init:?}: append made or removed something", bad.what);
+        }
+        // Nor does `claimgate init`.
+        let out = claimgate(&["init", "--data", path_str(&data)]);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{}: append was accepted: {stderr}", bad.what);
-        assert!(stderr.contains(path_str(&ledger)), "{}: append names the file: {stderr}", bad.what);
-        assert!(std::fs::read(&ledger).ok() == before, "{}: append changed the file", bad.what);
-        assert_eq!(listing(), listed, "{}: append made or removed something", bad.what);
+        assert!(!out.status.success(), "{}: init succeeded: {stderr}", bad.what);
+        assert!(stderr.contains(path_str(&ledger)), "{}: init names the file: {stderr}", bad.what);
+        assert!(std::fs::read(&ledger).ok() == before, "{}: init changed the file", bad.what);
+        assert_eq!(listing(), listed, "{}: init made or removed something", bad.what);
     }
 }
 

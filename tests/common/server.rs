@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,8 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(15);
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// Longest a server may take to exit after SIGTERM.
 pub const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a command run to its end (mount, fsck, a `serve` that must refuse) may run.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub const INST: &str = "H11010500001";
 pub const DOC: &str = "D110105000001";
@@ -38,7 +40,8 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts the binary on `data` with free loopback ports and `extra` flags.
+    /// Starts the binary on `data` with free loopback ports and `extra` flags,
+    /// with `--init`: a new ledger where there is none, else the one there.
     pub fn start(data: &Path, extra: &[&str]) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_claimgate"));
         command.stderr(Stdio::inherit());
@@ -47,7 +50,18 @@ impl Server {
 
     /// Like [`Server::start`], with `command` running the binary (it may be
     /// a wrapper such as `nsenter ... claimgate`, and may redirect stderr).
-    pub fn start_with(mut command: Command, data: &Path, extra: &[&str]) -> Server {
+    pub fn start_with(command: Command, data: &Path, extra: &[&str]) -> Server {
+        Server::launch(command, data, &[&["--init"], extra].concat())
+    }
+
+    /// Like [`Server::start`] without `--init`: `data` must hold a ledger.
+    pub fn start_existing(data: &Path, extra: &[&str]) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_claimgate"));
+        command.stderr(Stdio::inherit());
+        Server::launch(command, data, extra)
+    }
+
+    fn launch(mut command: Command, data: &Path, extra: &[&str]) -> Server {
         let mut child = command
             .arg("serve")
             .arg("--data")
@@ -151,6 +165,55 @@ impl Drop for Server {
             let _ = self.child.kill();
         }
         let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Commands run to their end.
+
+/// `claimgate ARGS` with the admin token set, run to its end (bounded).
+pub fn claimgate(args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_claimgate"));
+    command.args(args).env("CLAIMGATE_ADMIN_TOKEN", TOKEN).env("RUST_LOG", "warn");
+    run_bounded(command)
+}
+
+/// Runs `command` to its end (killed past [`COMMAND_TIMEOUT`]), capturing its output.
+pub fn run_bounded(mut command: Command) -> Output {
+    let what = format!("{command:?}");
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {what}: {e}"));
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("piped")));
+    let stderr = drain(Box::new(child.stderr.take().expect("piped")));
+    let status = wait_bounded(&mut child, COMMAND_TIMEOUT)
+        .unwrap_or_else(|| panic!("{what} did not finish within {COMMAND_TIMEOUT:?}"));
+    Output { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() }
+}
+
+/// Waits for `child` up to `limit`; past it, kills and reaps it and returns `None`.
+pub fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("waiting for a child") {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

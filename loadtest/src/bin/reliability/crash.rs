@@ -239,6 +239,10 @@ fn one_trial(setup: &Setup, settings: &Settings, t: u64, moment: Moment) -> Tria
         trial.problems.push(format!("cannot create {}: {e}", dir.display()));
         return trial;
     }
+    if let Err(e) = launch(vec![]).init() {
+        trial.problems.push(e);
+        return trial;
+    }
     match kill_during(settings, &world, &launch, moment, &mut rng, &mut trial) {
         Ok(outcomes) => verify(setup, &dir, &world, &launch(vec![]), outcomes, &mut rng, &mut trial),
         Err(e) => trial.problems.push(e),

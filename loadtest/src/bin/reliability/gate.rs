@@ -1,5 +1,5 @@
 //! The gate under test as a child process: `claimgate serve` on free loopback
-//! ports and a data directory of the campaign's, started, killed with
+//! ports and a data directory of the campaign's (made by `claimgate init`), started, killed with
 //! SIGKILL, or stopped with SIGTERM. Its standard error goes to a log file;
 //! lines that matter to a campaign (the fault-injection pause) are signalled.
 
@@ -54,6 +54,28 @@ impl Spawned {
 }
 
 impl Launch {
+    /// `claimgate init --data DATA`: the new, empty ledger every campaign
+    /// starts from (a start without one is refused, so a restart that found
+    /// the ledger gone would fail rather than serve an empty one).
+    pub fn init(&self) -> Result<(), String> {
+        let out = Command::new(&self.binary)
+            .arg("init")
+            .arg("--data")
+            .arg(&self.data)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run {} init: {e}", self.binary.display()))?;
+        if !out.status.success() {
+            return Err(format!(
+                "claimgate init --data {} failed ({}): {}",
+                self.data.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(())
+    }
+
     /// Spawns the gate without waiting for it (to kill it during start-up).
     pub fn spawn(&self) -> Result<Spawned, String> {
         let log = std::fs::OpenOptions::new()

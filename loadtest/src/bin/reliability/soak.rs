@@ -134,6 +134,10 @@ pub fn run(setup: &Setup, settings: &Settings) -> Report {
     let world = World::new(settings.practitioners, settings.institutions);
     let launch =
         Launch { binary: setup.binary.clone(), data: dir.join("data"), log: dir.join("gate.log"), extra: vec![] };
+    if let Err(e) = launch.init() {
+        report.problems.push(e);
+        return report;
+    }
     let gate = match launch.start() {
         Ok(gate) => gate,
         Err(e) => {
