@@ -535,6 +535,16 @@ fn find_violation(conn: &Connection, id: &ViolationId) -> Result<Option<(Seq, cr
     }
 }
 
+/// A practitioner's standing violations and repairs dated in a span of
+/// years (R11), read from `events_scoring` alone (it covers every column
+/// named here); the kind list matches the index's so SQLite can use it.
+const SCORING_STEPS: &str = "SELECT e.kind, e.effective, e.seq, e.points FROM events e
+     WHERE e.practitioner = ?1 AND e.kind IN ('violation_scored', 'points_repaired')
+       AND e.effective >= ?2 AND e.effective <= ?3
+       AND NOT (e.kind = 'violation_scored' AND EXISTS (SELECT 1 FROM events r
+                WHERE r.violation_id = e.violation_id AND r.kind = 'violation_revoked'))
+     ORDER BY e.effective, e.seq";
+
 /// [`LedgerFacts`] read from the append transaction.
 struct Facts<'a> {
     tx: &'a Transaction<'a>,
@@ -591,15 +601,7 @@ impl LedgerFacts for Facts<'_> {
     ) -> Result<Vec<ScoringStep>, LedgerError> {
         const DOING: &str = "reading a practitioner's scoring steps";
         let (first, last) = super::stored_day_bounds(&years);
-        let sql = format!(
-            "SELECT e.kind, e.effective, e.seq, e.points FROM events e
-             WHERE e.practitioner = ?1 AND e.kind IN {kinds} AND e.effective >= ?2 AND e.effective <= ?3
-               AND NOT (e.kind = 'violation_scored' AND EXISTS (SELECT 1 FROM events r
-                        WHERE r.violation_id = e.violation_id AND r.kind = 'violation_revoked'))
-             ORDER BY e.effective, e.seq",
-            kinds = super::SCORING_KINDS
-        );
-        let mut stmt = self.tx.prepare_cached(&sql).map_err(storage(DOING))?;
+        let mut stmt = self.tx.prepare_cached(SCORING_STEPS).map_err(storage(DOING))?;
         let rows = stmt
             .query_map(params![code.to_string(), first, last], |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, Option<i64>>(3)?))

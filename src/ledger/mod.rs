@@ -46,9 +46,6 @@ pub(crate) fn decode_stored(seq: i64, body: &str, policy: &Policy) -> Result<Rec
     Ok(RecordedEvent { seq, event })
 }
 
-/// Kinds whose rows carry `points`: the steps of the running balance (R11).
-pub(crate) const SCORING_KINDS: &str = "('violation_scored', 'points_repaired')";
-
 /// The `points` column of an event's row: a violation's points or a
 /// repair's requested points, so validation reads scoring steps without
 /// decoding bodies (R8 in O(the practitioner's steps)).
