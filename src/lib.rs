@@ -7,10 +7,12 @@
 //! - [`event`], [`refusal`], [`policy`]: the ledger's vocabulary (R7, R8).
 //! - [`rules`]: pure derivation, validation and the claim check.
 //! - [`ledger`]: the authoritative, append-only event store (R5).
+//! - [`audit`]: the decision log (R19), recorded before answered.
 //! - [`data_lock`]: one writing process per data directory.
 //! - [`scenario`]: the conformance runner behind `claimgate replay`.
 //! - [`strict_json`]: JSON that names no key twice (R4), for every boundary.
 
+pub mod audit;
 pub mod claim;
 pub mod clock;
 pub mod data_lock;

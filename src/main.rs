@@ -130,6 +130,9 @@ no ledger at --data without --init).")]
     /// Write or verify index snapshots.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Read the decision log (every reject and emergency exemption, R19).
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Print the integrity file of a practitioner or an institution (R22).
     File {
         #[arg(value_enum)]
@@ -193,6 +196,24 @@ struct ServerArgs {
     /// its answers unread), in milliseconds; then the connection is closed.
     #[arg(long, default_value_t = server::DEFAULT_WRITE_STALL_TIMEOUT.as_millis() as u64)]
     write_timeout_ms: u64,
+    /// The decision log's directory (default DATA/audit): put it on a disk of
+    /// its own to keep its growth away from the ledger's.
+    #[arg(long, value_name = "DIR")]
+    audit_dir: Option<PathBuf>,
+    /// Seal a decision-log segment and begin the next past this many bytes.
+    #[arg(long, default_value_t = claimgate::audit::log::DEFAULT_SEGMENT_BYTES)]
+    audit_segment_bytes: u64,
+    /// Delete sealed decision-log segments last written more than this many
+    /// days ago (default: keep everything).
+    #[arg(long, value_name = "DAYS")]
+    audit_retain_days: Option<u64>,
+    /// Free bytes the decision log never takes on its file system; past it,
+    /// exemptions are answered audit_unavailable (rejects still answered).
+    #[arg(long, default_value_t = claimgate::audit::log::DEFAULT_RESERVE_BYTES)]
+    audit_reserve_bytes: u64,
+    /// Decision records accepted but not yet written before new ones are refused.
+    #[arg(long, default_value_t = claimgate::audit::log::DEFAULT_QUEUE_RECORDS)]
+    audit_queue_records: usize,
 }
 
 impl ServerArgs {
@@ -231,6 +252,22 @@ impl ServerArgs {
         config.header_read_timeout = std::time::Duration::from_millis(self.header_timeout_ms);
         config.body_read_timeout = std::time::Duration::from_millis(self.body_timeout_ms);
         config.write_stall_timeout = std::time::Duration::from_millis(self.write_timeout_ms);
+        if let Some(dir) = &self.audit_dir {
+            config.audit.dir = dir.clone();
+        }
+        if self.audit_segment_bytes < claimgate::audit::log::MIN_SEGMENT_BYTES {
+            return Err(bad_input(format!(
+                "--audit-segment-bytes must be at least {}",
+                claimgate::audit::log::MIN_SEGMENT_BYTES
+            )));
+        }
+        if self.audit_queue_records == 0 || self.audit_retain_days == Some(0) {
+            return Err(bad_input("--audit-queue-records and --audit-retain-days must be at least 1"));
+        }
+        config.audit.segment_bytes = self.audit_segment_bytes;
+        config.audit.retain = self.audit_retain_days.map(|d| std::time::Duration::from_secs(d * 86_400));
+        config.audit.reserve_bytes = self.audit_reserve_bytes;
+        config.audit.queue_records = self.audit_queue_records;
         Ok(config)
     }
 }
@@ -249,6 +286,40 @@ enum SnapshotCommand {
         files: Vec<PathBuf>,
         #[arg(long, default_value = "data")]
         data: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Write the decision log's records, oldest first, straight from its
+    /// segments (a running gate may go on writing meanwhile), as JSON Lines
+    /// or CSV; filters as GET /v1/audit's. Progress goes to stderr.
+    Export {
+        /// The data directory (its audit log is DATA/audit unless --audit-dir).
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
+        /// The audit directory, if the gate was given --audit-dir.
+        #[arg(long)]
+        audit_dir: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: claimgate::audit::export::Format,
+        /// Write to this file instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        #[arg(long)]
+        practitioner: Option<String>,
+        #[arg(long)]
+        institution: Option<String>,
+        /// Service dates on or after this day.
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        from: Option<String>,
+        /// Service dates before this day.
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        until: Option<String>,
+        #[arg(long)]
+        claim_id: Option<String>,
+        #[arg(long)]
+        reason: Option<String>,
     },
 }
 
@@ -447,6 +518,84 @@ fn run(cli: Cli) -> Result<(), Failure> {
             if bad > 0 {
                 out.flush()?;
                 return Err(Failure(format!("{bad} snapshot(s) failed verification"), 1));
+            }
+        }
+        Command::Audit(AuditCommand::Export {
+            data,
+            audit_dir,
+            format,
+            output,
+            practitioner,
+            institution,
+            from,
+            until,
+            claim_id,
+            reason,
+        }) => {
+            let dir = audit_dir.unwrap_or_else(|| data.join(claimgate::audit::AUDIT_DIR));
+            let date = |flag: &str, v: Option<String>| {
+                v.map(|t| CivilDate::parse(&t).map(|d| d.to_string()).map_err(|e| bad_input(format!("{flag}: {e}"))))
+                    .transpose()
+            };
+            let q = claimgate::audit::AuditQuery {
+                practitioner: practitioner
+                    .map(|c| PractitionerCode::parse(&c).map(|c| c.to_string()))
+                    .transpose()
+                    .map_err(|e| bad_input(format!("--practitioner: {e}")))?,
+                institution: institution
+                    .map(|c| InstitutionCode::parse(&c).map(|c| c.to_string()))
+                    .transpose()
+                    .map_err(|e| bad_input(format!("--institution: {e}")))?,
+                from: date("--from", from)?,
+                until: date("--until", until)?,
+                claim_id,
+                reason: match reason {
+                    Some(r) if !claimgate::audit::query::REASONS.contains(&r.as_str()) => {
+                        return Err(bad_input(format!(
+                            "--reason must be one of {}",
+                            claimgate::audit::query::REASONS.join(", ")
+                        )))
+                    }
+                    r => r,
+                },
+                before: None,
+                limit: usize::MAX,
+            };
+            let started = std::time::Instant::now();
+            let mut progress = |e: &claimgate::audit::export::Exported| {
+                eprintln!(
+                    "audit export: {} records read, {} written ({:.0} records/s)",
+                    e.examined,
+                    e.written,
+                    e.examined as f64 / started.elapsed().as_secs_f64().max(1e-9)
+                )
+            };
+            let done = match &output {
+                Some(path) => {
+                    let mut file = BufWriter::new(std::fs::File::create(path)?);
+                    let done = claimgate::audit::export::export(&dir, &q, format, &mut file, &mut progress)?;
+                    file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+                    done
+                }
+                None => claimgate::audit::export::export(&dir, &q, format, &mut out, &mut progress)?,
+            };
+            eprintln!(
+                "audit export: {} records written of {} read from {} segment(s) in {}, {:.1} s",
+                done.written,
+                done.examined,
+                done.segments,
+                dir.display(),
+                started.elapsed().as_secs_f64()
+            );
+            if !done.damaged.is_empty() {
+                for d in &done.damaged {
+                    eprintln!("audit export: damaged, skipped: {d}");
+                }
+                out.flush()?;
+                return Err(Failure(
+                    format!("{} damaged segment part(s) were skipped (listed above); the records before each damage were exported", done.damaged.len()),
+                    1,
+                ));
             }
         }
         Command::File { kind, code, data, as_of } => {

@@ -35,6 +35,8 @@ const HOLD_SECONDS: &str = "600";
 const TMPFS_SIZE: &str = "8m";
 /// Size of the ext4 image that turns read-only.
 const EXT4_IMAGE_BYTES: u64 = 32 * 1024 * 1024;
+/// The decision log's free-space reserve in these tests (the mounts are small).
+const AUDIT_RESERVE: &str = "1048576";
 /// Bytes written per step while filling a file system.
 const FILL_CHUNK: usize = 256 * 1024;
 /// Most fill steps (bounds the loop well past the tmpfs size).
@@ -123,7 +125,23 @@ impl Namespace {
     fn server(&self, data: &Path) -> Server {
         let mut command = self.command(binary());
         command.stderr(Stdio::inherit());
-        Server::start_with(command, data, &[])
+        // The mounts here are a few MiB: a reserve of 1 MiB, not the default.
+        Server::start_with(command, data, &["--audit-reserve-bytes", AUDIT_RESERVE])
+    }
+
+    /// A server with these flags, its standard error captured (a thread
+    /// drains it, so the pipe never fills); the text once it has exited.
+    fn server_logging(&self, data: &Path, flags: &[&str]) -> (Server, std::thread::JoinHandle<String>) {
+        let mut command = self.command(binary());
+        command.stderr(Stdio::piped());
+        let mut server = Server::start_with(command, data, flags);
+        let mut stderr = server.child.stderr.take().expect("piped");
+        let drained = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+            text
+        });
+        (server, drained)
     }
 }
 
@@ -253,9 +271,11 @@ fn fill(path: &Path) -> usize {
 /// accepted at the next `seq`, and the ledger holds exactly the acknowledged
 /// events (R5). A snapshot asked for meanwhile fails with 503
 /// `snapshot_failed` (cause `disk_full`) and leaves no partial file taking
-/// room; the audit record of a reject made meanwhile is kept (R19's records
-/// must not be lost to a passing fault either); once there is room both are
-/// written. A real tmpfs of 8 MiB, filled by a file beside the ledger.
+/// room. The decision log shares the disk (R19): an emergency exemption it
+/// cannot record is answered 503 `audit_unavailable`, never settled
+/// unrecorded, and a reject is still answered and counted; once there is room
+/// all of it works again. A real tmpfs of 8 MiB, filled by a file beside the
+/// ledger.
 #[test]
 fn a_full_disk_refuses_appends_by_name_checks_go_on_and_nothing_acknowledged_is_lost() {
     let Some(ns) = Namespace::new("the full-disk test") else { return };
@@ -298,22 +318,37 @@ fn a_full_disk_refuses_appends_by_name_checks_go_on_and_nothing_acknowledged_is_
     let left: Vec<_> =
         std::fs::read_dir(&snapshots).map(|d| d.map(|e| e.unwrap().file_name()).collect()).unwrap_or_default();
     assert!(left.is_empty(), "the failed snapshot left {left:?}");
-    // The reject's audit record cannot be committed either: it is kept, not lost.
-    wait_for_metric(&server, "claimgate_audit_failed_commits_total", |n| n >= 1.0);
-    wait_for_metric(&server, "claimgate_audit_queue_depth", |n| n == 1.0);
+    // The decision log cannot take a record either: the exemption is not
+    // settled unrecorded, the reject (asserted above) was answered and counted.
+    let exemption = server.check(&claim(DOC, "2026-03-20", true));
+    assert_error("an exemption on a full disk", &exemption, 503, "audit_unavailable", Field::Absent);
+    let cause = exemption.json()["cause"].clone();
+    assert!(cause == "disk_full" || cause == "space_reserve", "{}", exemption.text());
+    wait_for_metric(&server, "claimgate_audit_rejects_unrecorded_total", |n| n >= 1.0);
+    wait_for_metric(&server, "claimgate_audit_exemptions_refused_total", |n| n == 1.0);
+    let (_, ready) = readyz(&server);
+    assert_eq!(ready["audit"]["writable"], false, "{ready}");
 
     std::fs::remove_file(&filler).unwrap();
     acknowledged.append(&server, registered(DOC2, INST, "2025-01-01"));
     let (_, ready) = readyz(&server);
     assert_eq!((&ready["ledger_writable"], &ready["append_failure"]), (&json!(true), &Value::Null), "{ready}");
-    wait_for_metric(&server, "claimgate_audit_queue_depth", |n| n == 0.0);
     let written = server.admin_post("/v1/snapshot", &json!({}));
     assert_eq!(written.status, 200, "a snapshot is written once there is room: {}", written.text());
-    let metrics = request(server.check, "GET", "/metrics", &[], b"").text();
-    assert!(metrics.contains("\nclaimgate_audit_lost_total 0\n"), "{metrics}");
-    let audit = server.admin_get("/v1/audit").json();
-    let records = audit["records"].as_array().unwrap();
-    assert!(records.iter().any(|r| r["reason"] == "practitioner_suspended"), "the kept record was written: {audit}");
+    // The log tries the disk again within its retry interval: the same
+    // exemption is then recorded and settled.
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    let settled = loop {
+        let reply = server.check(&with(claim(DOC, "2026-03-20", true), "claim_id", json!("E-after")));
+        if reply.status == 200 || Instant::now() > deadline {
+            break reply;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(settled.json()["reason"], "emergency_exemption", "{}", settled.text());
+    let exported =
+        String::from_utf8_lossy(&ns.run(binary(), &["audit", "export", "--data", path_str(&data)]).stdout).into_owned();
+    assert!(exported.contains("\"claim_id\":\"E-after\""), "the settled exemption is in the log: {exported}");
     assert!(ready["ledger_failures"].as_u64().is_some_and(|n| n >= 2), "the failures stay counted: {ready}");
 
     assert_eq!(server.terminate().code(), Some(0));
@@ -804,4 +839,115 @@ fn a_damaged_page_behind_a_snapshot_is_found_in_the_background_and_reported() {
     assert_eq!(server.terminate().code(), Some(0));
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(logged.contains("the ledger file is damaged"), "{logged}");
+}
+
+/// Issue 13, the free-space reserve: audit growth never takes the space the
+/// ledger needs. On a tmpfs with the log beside the ledger and a reserve of
+/// 4 MiB, once free space is under the reserve an unauthenticated flood of
+/// emergency lines (single and batched) gets 503 `audit_unavailable` for
+/// every exemption it cannot record (0 settled without a record), rejects
+/// are still answered, ledger appends keep working, `/readyz` says why; and
+/// SIGTERM during the flood exits 0 within the stop timeout and says what it
+/// could not write.
+#[test]
+fn past_the_audit_reserve_no_exemption_settles_unrecorded_appends_go_on_and_sigterm_is_prompt() {
+    let Some(ns) = Namespace::new("the audit reserve test") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let mount = tmp.path().join("mnt");
+    std::fs::create_dir(&mount).unwrap();
+    ns.run("mount", &["-t", "tmpfs", "-o", &format!("size={TMPFS_SIZE}"), "claimgate-test", path_str(&mount)]);
+    let data = mount.join("data");
+    let reserve: u64 = 4 * 1024 * 1024;
+    let (mut server, stderr) = ns.server_logging(&data, &["--audit-reserve-bytes", &reserve.to_string()]);
+    let mut acknowledged = Acknowledged::default();
+    suspend_doc(&server, &mut acknowledged);
+    let first = server.check(&with(
+        with(claim(DOC, "2026-03-20", true), "claim_id", json!("E-before")),
+        "min_seq",
+        json!(acknowledged.last()),
+    ));
+    assert_eq!(first.json()["reason"], "emergency_exemption", "room above the reserve: {}", first.text());
+
+    // Leave 2 MiB free: under the reserve, room for the ledger.
+    let free = claimgate::audit::log::free_bytes(&ns.path(&mount)).unwrap();
+    let filler = ns.path(&mount.join("filler"));
+    std::fs::write(&filler, vec![0u8; (free - 2 * 1024 * 1024) as usize]).unwrap();
+
+    let flood = |worker: u64| {
+        let server = (server.check, worker);
+        move || {
+            let (check, worker) = server;
+            let (mut settled, mut refused) = (Vec::new(), 0u64);
+            for round in 0..400u64 {
+                let lines: Vec<Value> = (0..50)
+                    .map(|n| with(claim(DOC, "2026-03-20", true), "claim_id", json!(format!("F-{worker}-{round}-{n}"))))
+                    .collect();
+                // The server goes away under SIGTERM: the flood ends there.
+                let Some(reply) = try_post(check, "/v1/check/batch", &json!({"lines": lines})) else { break };
+                if reply.status != 200 {
+                    continue;
+                }
+                for (n, r) in reply.json()["results"].as_array().unwrap().iter().enumerate() {
+                    match r["reason"].as_str() {
+                        Some("emergency_exemption") => settled.push(format!("F-{worker}-{round}-{n}")),
+                        _ => {
+                            assert_eq!(r["error"], "audit_unavailable", "{r}");
+                            refused += 1;
+                        }
+                    }
+                }
+            }
+            (settled, refused)
+        }
+    };
+    let workers: Vec<_> = (0..4).map(|w| std::thread::spawn(flood(w))).collect();
+    let single = server.check(&claim(DOC, "2026-03-20", true));
+    assert_error("a single exemption past the reserve", &single, 503, "audit_unavailable", Field::Absent);
+    assert_eq!(single.json()["cause"], "space_reserve", "{}", single.text());
+    assert!(single.json()["message"].as_str().unwrap().contains("not settled"), "{}", single.text());
+    assert_checks_answer(&server, acknowledged.last());
+    // The ledger still takes appends: the reserve kept its room.
+    acknowledged.append(&server, registered(DOC2, INST, "2025-01-01"));
+    let (status, ready) = readyz(&server);
+    assert_eq!(
+        (status, &ready["ledger_writable"], &ready["audit"]["writable"]),
+        (200, &json!(true), &json!(false)),
+        "{ready}"
+    );
+    assert_eq!(ready["audit"]["failure"]["cause"], "space_reserve", "{ready}");
+    assert!(ready["audit"]["failure"]["what"].as_str().unwrap().contains("--audit-reserve-bytes"), "{ready}");
+    wait_for_metric(&server, "claimgate_audit_rejects_unrecorded_total", |n| n >= 1.0);
+
+    // SIGTERM while the flood goes on: prompt, and it says what it could not write.
+    let started = Instant::now();
+    assert_eq!(server.terminate().code(), Some(0));
+    let took = started.elapsed();
+    let mut settled = Vec::new();
+    let mut refused = 0;
+    for w in workers {
+        let (s, r) = w.join().unwrap();
+        settled.extend(s);
+        refused += r;
+    }
+    let said = stderr.join().unwrap();
+    assert!(took < EXIT_TIMEOUT, "{took:?}");
+    assert!(said.contains("records could not be written since start"), "{said}");
+    assert!(refused > 0, "the flood met the reserve");
+    // Every exemption answered settle is in the log (R19).
+    std::fs::remove_file(&filler).unwrap();
+    let exported =
+        String::from_utf8_lossy(&ns.run(binary(), &["audit", "export", "--data", path_str(&data)]).stdout).into_owned();
+    let logged: std::collections::HashSet<String> = exported
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok()?["claim_id"].as_str().map(str::to_owned))
+        .collect();
+    assert!(logged.contains("E-before"));
+    let missing: Vec<&String> = settled.iter().filter(|c| !logged.contains(*c)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} settled exemptions have no record: {missing:?}",
+        missing.len(),
+        settled.len()
+    );
+    acknowledged.assert_exactly_on(&ns.path(&data));
 }

@@ -359,6 +359,9 @@ fn bad_requests_are_refused_with_named_errors_and_the_field_at_fault() {
         (admin, "/v1/audit?limit=1001", 400, "invalid_request", Is("limit")),
         (admin, "/v1/audit?limit=abc", 400, "invalid_request", Is("limit")),
         (admin, "/v1/audit?color=red", 400, "invalid_request", Is("color")),
+        (admin, "/v1/audit?cursor=12", 400, "invalid_request", Is("cursor")),
+        (admin, "/v1/audit?reason=ok", 400, "invalid_request", Is("reason")),
+        (admin, "/v1/audit?claim_id=", 400, "invalid_request", Is("claim_id")),
         (admin, "/v1/audit?from=2026-02-30", 400, "invalid_request", Is("from")),
         (admin, "/v1/audit?practitioner=d110105000001", 400, "invalid_request", Is("practitioner")),
     ];
@@ -823,7 +826,8 @@ fn health_metrics_and_audit_report_what_the_gate_did() {
         assert!(metrics.lines().any(|l| l == line), "no `{line}` in\n{metrics}");
     }
 
-    // The audit writer is asynchronous: poll until both records are committed.
+    // Both records were durable before their answers (R19); the index that
+    // queries read follows the segments within moments: poll for it.
     let path = format!("/v1/audit?practitioner={DOC}");
     let deadline = Instant::now() + Duration::from_secs(5);
     let records = loop {
@@ -837,7 +841,7 @@ fn health_metrics_and_audit_report_what_the_gate_did() {
     };
     assert_eq!(records.len(), 2, "one reject and one exemption, no plain settlement: {records:?}");
     let (newest, oldest) = (&records[0], &records[1]);
-    assert_eq!(newest["claim_id"], "42", "{newest}");
+    assert_eq!(newest["claim_id"], 42, "a numeric claim_id is kept a number, exactly as sent: {newest}");
     assert_eq!(newest["reason"], "emergency_exemption", "{newest}");
     assert_eq!(newest["verdict"], "settle", "{newest}");
     assert_eq!(newest["emergency"], true, "{newest}");
@@ -859,7 +863,19 @@ fn health_metrics_and_audit_report_what_the_gate_did() {
     assert_eq!(count("/v1/audit?practitioner=D110105000002"), 0);
     let one = server.admin_get("/v1/audit?limit=1").json();
     assert_eq!(one["records"].as_array().unwrap().len(), 1, "{one}");
-    assert_eq!(one["records"][0]["claim_id"], "42", "newest first: {one}");
+    assert_eq!(one["records"][0]["claim_id"], 42, "newest first: {one}");
+    // The cursor pages on to the older record, then says there is no more.
+    let cursor = one["next_cursor"].as_str().expect("a full page carries a cursor").to_owned();
+    let two = server.admin_get(&format!("/v1/audit?limit=1&cursor={cursor}")).json();
+    assert_eq!(two["records"][0]["claim_id"], "C-reject", "{two}");
+    let end = server.admin_get(&format!("/v1/audit?limit=5&cursor={cursor}")).json();
+    assert_eq!((end["records"].as_array().unwrap().len(), &end["next_cursor"]), (1, &Value::Null), "{end}");
+    // claim_id and reason filters.
+    assert_eq!(count("/v1/audit?claim_id=42"), 1);
+    assert_eq!(count("/v1/audit?claim_id=C-reject"), 1);
+    assert_eq!(count("/v1/audit?claim_id=C-other"), 0);
+    assert_eq!(count("/v1/audit?reason=emergency_exemption"), 1);
+    assert_eq!(count(&format!("/v1/audit?reason=practitioner_suspended&practitioner={DOC}")), 1);
 
     // The practitioner's integrity file (R22) is served from the ledger.
     let reply = request(server.check, "GET", &format!("/v1/practitioners/{DOC}?as_of=2026-03-20"), &[], b"");

@@ -243,9 +243,17 @@ fn run_table(reports: &[Value]) -> String {
         }
         let counter = |k: &str| num(v, &format!("/server_counters/{k}"));
         if v.pointer("/server_counters").and_then(Value::as_object).is_some_and(|c| !c.is_empty()) {
-            let (written, dropped) =
-                (counter("claimgate_audit_written_total"), counter("claimgate_audit_dropped_total"));
-            notes.push(format!("gate audit records written {}, **dropped {}**", whole(written), whole(dropped)));
+            let (written, unrecorded, refused) = (
+                counter("claimgate_audit_written_total"),
+                counter("claimgate_audit_rejects_unrecorded_total"),
+                counter("claimgate_audit_exemptions_refused_total"),
+            );
+            notes.push(format!(
+                "gate decision records written {}, **rejects unrecorded {}, exemptions refused {}**",
+                whole(written),
+                whole(unrecorded),
+                whole(refused)
+            ));
         }
         let _ = writeln!(s, "- {label}: {}.", notes.join("; "));
     }

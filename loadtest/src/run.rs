@@ -668,10 +668,12 @@ pub fn summary(r: &Report) -> String {
     if !r.server_counters.is_empty() {
         let _ = writeln!(
             s,
-            "   gate counters during the run: audit written {}, audit dropped {}, index swaps {}, stale_index {}, \
-             connections refused {}",
+            "   gate counters during the run: decision records written {} (in {} fsynced groups), rejects unrecorded {}, \
+             exemptions refused {}, index swaps {}, stale_index {}, connections refused {}",
             pick("claimgate_audit_written_total"),
-            pick("claimgate_audit_dropped_total"),
+            pick("claimgate_audit_groups_total"),
+            pick("claimgate_audit_rejects_unrecorded_total"),
+            pick("claimgate_audit_exemptions_refused_total"),
             pick("claimgate_index_swaps_total"),
             pick("claimgate_stale_index_total"),
             pick("claimgate_connections_refused_total")

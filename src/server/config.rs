@@ -14,14 +14,6 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const MAX_EVENTS_PER_REQUEST: usize = crate::ledger::MAX_APPEND_BATCH;
 /// Longest a client may ask `min_seq` to wait, whatever it asks.
 pub const MAX_MIN_SEQ_WAIT: Duration = Duration::from_secs(30);
-/// Most audit records one `GET /v1/audit` returns.
-pub const MAX_AUDIT_PAGE: usize = 1_000;
-/// Audit records waiting for the writer before new ones are dropped (and counted).
-pub const AUDIT_QUEUE_CAPACITY: usize = 65_536;
-/// Most audit records the writer commits in one transaction.
-pub const AUDIT_WRITE_BATCH: usize = 16_384;
-/// Longest the audit writer gathers records before one commit (one fsync).
-pub const AUDIT_COMMIT_INTERVAL: Duration = Duration::from_millis(25);
 /// Largest request head (request line and headers), in bytes (hyper's
 /// `max_header_size`; without it only hyper's read buffer limit, about 400 KiB
 /// and not exact, applied). A larger head is refused by hyper with a bare 431
@@ -90,12 +82,16 @@ pub struct ServeConfig {
     pub fault_snapshot_pause: Option<super::snapshots::FaultPause>,
     /// Most open connections on the admin listener, likewise.
     pub admin_max_connections: usize,
+    /// The decision log: its directory (default `DATA/audit`), segment size,
+    /// retention, free-space reserve and queue bound.
+    pub audit: crate::audit::AuditConfig,
 }
 
 impl ServeConfig {
     /// Defaults for everything but the data directory.
     pub fn new(data: PathBuf) -> ServeConfig {
         ServeConfig {
+            audit: crate::audit::AuditConfig::new(data.join(crate::audit::AUDIT_DIR)),
             data,
             store: None,
             listen: DEFAULT_LISTEN.parse().expect("valid default"),

@@ -1,11 +1,11 @@
 //! The gate's shared state: the ledger, the index handle and the thread that
 //! keeps it current, the audit writer, metrics, and readiness.
 
-use super::audit::{AuditLog, AuditRecord};
 use super::config::ServeConfig;
 use super::metrics::Metrics;
 use super::snapshots::Snapshots;
 use super::Listener;
+use crate::audit::{AuditLog, AuditRecord, Unrecorded};
 use crate::data_lock::DataDirLock;
 use crate::domain::Seq;
 use crate::index::snapshot::{Owner, SnapshotError};
@@ -43,8 +43,10 @@ pub fn refuse_lost_ledger(data: &std::path::Path) -> Result<(), StartError> {
     }
     let snapshots = crate::index::snapshot::list(&data.join(crate::index::snapshot::SNAPSHOT_DIR)).unwrap_or_default();
     let mut traces = Vec::new();
-    if data.join(super::audit::AUDIT_FILE).exists() {
-        traces.push(format!("the audit log {}", super::audit::AUDIT_FILE));
+    let audit_dir = data.join(crate::audit::AUDIT_DIR);
+    let has_segments = crate::audit::segment::list(&audit_dir).is_ok_and(|s| !s.is_empty());
+    if has_segments || data.join(crate::audit::LEGACY_AUDIT_FILE).exists() {
+        traces.push("the audit log".to_owned());
     }
     if !snapshots.is_empty() {
         traces.push(format!("{} index snapshot(s)", snapshots.len()));
@@ -248,7 +250,8 @@ impl Gate {
             config.fault_snapshot_pause,
             start_seq,
         ));
-        let audit = AuditLog::open(&config.data).map_err(|e| StartError::Audit(e.to_string()))?;
+        let audit = AuditLog::open(&config.data, config.audit.clone()).map_err(|e| StartError::Audit(e.to_string()))?;
+        tracing::info!(dir = %config.audit.dir.display(), next_record = audit.writer.shared.durable.lock().expect("not poisoned").next_id, "audit log open");
         let (wake_sync, wake_rx) = crossbeam_channel::bounded(1);
         let (seq_watch, _) = tokio::sync::watch::channel(caught_up);
         let connections = [config.max_connections, config.admin_max_connections]
@@ -454,19 +457,30 @@ impl Gate {
         }
     }
 
-    /// Records a reject (never blocks) or an emergency exemption (waits for
-    /// room in a full queue, bounded) for audit.
-    pub fn record_audit(&self, record: AuditRecord) {
-        let must_keep = record.reason == "emergency_exemption";
-        if !self.audit.submit(record, must_keep) {
-            let dropped = self.metrics.audit_dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            if dropped.is_power_of_two() {
+    /// Records the decisions of one request in the decision log and waits
+    /// (asynchronously, bounded) until they are durable (R19: recorded before
+    /// answered). On a refusal the caller answers each exemption
+    /// `audit_unavailable` and each reject as decided; both are counted here.
+    pub async fn record(&self, records: Vec<AuditRecord>) -> Result<(), Unrecorded> {
+        let exemptions = records.iter().filter(|r| r.is_exemption()).count() as u64;
+        let rejects = records.len() as u64 - exemptions;
+        let outcome = match self.audit.writer.submit(records) {
+            Ok(ticket) => ticket.durable().await,
+            Err(cause) => Err(cause),
+        };
+        if let Err(cause) = outcome {
+            self.metrics.audit_exemptions_refused.fetch_add(exemptions, Ordering::Relaxed);
+            let before = self.metrics.audit_rejects_unrecorded.fetch_add(rejects, Ordering::Relaxed);
+            if (before + rejects).is_power_of_two() || before == 0 {
                 tracing::error!(
-                    dropped,
-                    "audit queue full: records dropped (counted in claimgate_audit_dropped_total)"
+                    cause = cause.cause(),
+                    exemptions_refused = exemptions,
+                    rejects_unrecorded_total = before + rejects,
+                    "the decision log refused records: exemptions answered audit_unavailable, rejects answered and counted"
                 );
             }
         }
+        outcome
     }
 
     /// Stops the sync thread and flushes the audit log.

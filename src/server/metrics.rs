@@ -53,7 +53,10 @@ pub struct Metrics {
     pub events_refused: AtomicU64,
     /// Re-sends answered with their original `seq`, storing nothing (R7a).
     pub events_already_recorded: AtomicU64,
-    pub audit_dropped: AtomicU64,
+    /// Emergency exemptions answered `audit_unavailable` (the log refused them).
+    pub audit_exemptions_refused: AtomicU64,
+    /// Rejects answered whose record the log refused.
+    pub audit_rejects_unrecorded: AtomicU64,
     pub stale_index: AtomicU64,
     pub connections_refused: AtomicU64,
     pub header_timeouts: AtomicU64,
@@ -73,8 +76,11 @@ pub struct Gauges {
     pub overlay_entities: u64,
     pub audit_queue_depth: u64,
     pub audit_written: u64,
-    pub audit_lost: u64,
-    pub audit_failed_commits: u64,
+    pub audit_failed_writes: u64,
+    pub audit_groups: u64,
+    pub audit_indexed: u64,
+    pub audit_free_bytes: u64,
+    pub audit_writable: bool,
     pub last_swap_age_seconds: f64,
     pub snapshots_written: u64,
     pub snapshot_failures: u64,
@@ -142,7 +148,7 @@ impl Metrics {
         let _ = writeln!(out, "claimgate_request_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}");
         let _ = writeln!(out, "claimgate_request_duration_seconds_sum {}", get(&self.latency_sum_us) as f64 / 1e6);
         let _ = writeln!(out, "claimgate_request_duration_seconds_count {}", get(&self.latency_count));
-        let counters: [(&str, &str, u64); 17] = [
+        let counters: [(&str, &str, u64); 19] = [
             ("claimgate_snapshots_written_total", "Index snapshots written while serving.", g.snapshots_written),
             ("claimgate_snapshot_failures_total", "Index snapshot writes that failed.", g.snapshot_failures),
             (
@@ -164,17 +170,23 @@ impl Metrics {
                 get(&self.events_already_recorded),
             ),
             (
-                "claimgate_audit_dropped_total",
-                "Audit records dropped because the queue was full.",
-                get(&self.audit_dropped),
+                "claimgate_audit_exemptions_refused_total",
+                "Emergency exemptions answered 503 audit_unavailable because the decision log could not record them (never settled unrecorded).",
+                get(&self.audit_exemptions_refused),
             ),
-            ("claimgate_audit_lost_total", "Audit records lost to a failed write.", g.audit_lost),
             (
-                "claimgate_audit_failed_commits_total",
-                "Audit commits that failed (disk full, read-only); their records are retried unless counted lost.",
-                g.audit_failed_commits,
+                "claimgate_audit_rejects_unrecorded_total",
+                "Rejects answered whose decision record the log could not take (see /readyz audit).",
+                get(&self.audit_rejects_unrecorded),
             ),
-            ("claimgate_audit_written_total", "Audit records committed.", g.audit_written),
+            (
+                "claimgate_audit_failed_writes_total",
+                "Decision-log writes or fsyncs that failed, and groups refused by the free-space reserve.",
+                g.audit_failed_writes,
+            ),
+            ("claimgate_audit_written_total", "Decision records written and fsynced.", g.audit_written),
+            ("claimgate_audit_groups_total", "Decision-log groups written (one fsync each).", g.audit_groups),
+            ("claimgate_audit_indexed_total", "Decision records in the audit index (queries see these).", g.audit_indexed),
             (
                 "claimgate_stale_index_total",
                 "Checks answered 503 stale_index (min_seq not reached in time).",
@@ -213,7 +225,17 @@ impl Metrics {
         for (listener, open) in ["check", "admin"].iter().zip(g.open_connections) {
             let _ = writeln!(out, "claimgate_connections_open{{listener=\"{listener}\"}} {open}");
         }
-        let gauges: [(&str, &str, f64); 9] = [
+        let gauges: [(&str, &str, f64); 11] = [
+            (
+                "claimgate_audit_writable",
+                "0 while the decision log refuses records (disk full, reserve, I/O error: see /readyz), else 1.",
+                f64::from(u8::from(g.audit_writable)),
+            ),
+            (
+                "claimgate_audit_free_bytes",
+                "Free bytes on the decision log's file system, as last measured by its writer.",
+                g.audit_free_bytes as f64,
+            ),
             (
                 "claimgate_ledger_damaged",
                 "1 if the start-up check of the ledger file found a damaged page (see /readyz), else 0.",
@@ -241,7 +263,7 @@ impl Metrics {
                 g.ledger_head as f64,
             ),
             ("claimgate_index_overlay_entities", "Entities in the index overlay.", g.overlay_entities as f64),
-            ("claimgate_audit_queue_depth", "Audit records queued, not yet written.", g.audit_queue_depth as f64),
+            ("claimgate_audit_queue_depth", "Decision records accepted, not yet written.", g.audit_queue_depth as f64),
             ("claimgate_index_last_swap_age_seconds", "Seconds since the last index swap.", g.last_swap_age_seconds),
         ];
         for (name, help, value) in gauges {

@@ -6,7 +6,6 @@
 //! the ledger; a sync thread tails the ledger and swaps versions in.
 
 mod api;
-mod audit;
 pub mod bodies;
 mod config;
 mod gate;

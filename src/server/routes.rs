@@ -3,13 +3,14 @@
 //! bearer token.
 
 use super::api::{constant_time_eq, json, read_body, text, ApiError, Reply};
-use super::audit::{AuditQuery, AuditRecord};
 use super::bodies::{parse_batch_body, parse_check_body, parse_events_body, CheckBatch, CheckLine, EventsBody};
-use super::config::{MAX_AUDIT_PAGE, MAX_MIN_SEQ_WAIT};
+use super::config::MAX_MIN_SEQ_WAIT;
 use super::gate::{Gate, LedgerPages};
 use super::metrics::{Gauges, Route};
 use super::snapshots::SnapshotRefusal;
 use super::Listener;
+use crate::audit::query::{parse_cursor, MAX_PAGE as MAX_AUDIT_PAGE, REASONS as AUDIT_REASONS};
+use crate::audit::{AuditQuery, AuditRecord, Unrecorded};
 use crate::clock::{Clock, SystemClock};
 use crate::domain::{CivilDate, CreditNotice, Grade, Inspection, InstitutionCode, PractitionerCode, Seq};
 use crate::event::Event;
@@ -175,30 +176,9 @@ struct Answer<'a> {
     explain: Option<Value>,
 }
 
-/// Counts the decision, audits it if it is a reject or an exemption, and
-/// shapes the answer.
+/// Counts the decision and shapes the answer.
 fn answer<'a>(gate: &Gate, line: &'a CheckLine, decision: &Decision, seq: Seq) -> Answer<'a> {
     gate.metrics.decision(decision.reason);
-    if decision.reason != Reason::Ok {
-        let now_ms =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-        gate.record_audit(AuditRecord {
-            at_ms: now_ms,
-            seq,
-            claim_id: line.claim_id.as_ref().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)),
-            practitioner_id: line.claim.practitioner.to_string(),
-            institution_id: line.claim.institution.to_string(),
-            service_date: line.claim.service_date.to_string(),
-            emergency: line.claim.emergency,
-            verdict: match decision.verdict {
-                Verdict::Settle => "settle",
-                Verdict::Reject => "reject",
-            }
-            .to_owned(),
-            reason: decision.reason.as_str().to_owned(),
-            waived: decision.waived.iter().map(|r| r.as_str().to_owned()).collect(),
-        });
-    }
     let notice = CreditNotice::for_grade(decision.institution_grade);
     Answer {
         claim_id: line.claim_id.as_ref(),
@@ -210,6 +190,50 @@ fn answer<'a>(gate: &Gate, line: &'a CheckLine, decision: &Decision, seq: Seq) -
         advance_payment_withheld: notice.advance_payment_withheld,
         inspection: notice.inspection,
         explain: None,
+    }
+}
+
+/// The decision record of a reject or an exemption (R19); `None` for `ok`,
+/// which is never recorded and never waits.
+fn audit_record(line: &CheckLine, decision: &Decision, seq: Seq) -> Option<AuditRecord> {
+    if decision.reason == Reason::Ok {
+        return None;
+    }
+    let at_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    Some(AuditRecord {
+        id: 0,
+        at_ms,
+        seq,
+        claim_id: line.claim_id.clone(),
+        practitioner_id: line.claim.practitioner.to_string(),
+        institution_id: line.claim.institution.to_string(),
+        service_date: line.claim.service_date.to_string(),
+        emergency: line.claim.emergency,
+        verdict: match decision.verdict {
+            Verdict::Settle => "settle",
+            Verdict::Reject => "reject",
+        }
+        .to_owned(),
+        reason: decision.reason.as_str().to_owned(),
+        waived: decision.waived.iter().map(|r| r.as_str().to_owned()).collect(),
+    })
+}
+
+/// 503 `audit_unavailable`: an emergency exemption the decision log could
+/// not record is not settled (R19: recorded before answered).
+fn audit_unavailable(cause: Unrecorded) -> ApiError {
+    let fix = match cause {
+        Unrecorded::QueueFull | Unrecorded::Timeout => "the decision log is busy; retry shortly",
+        Unrecorded::Closed => "the gate is shutting down; retry on another node",
+        _ => "the decision log cannot write (see /readyz audit); retry on another node or once it is repaired",
+    };
+    ApiError {
+        cause: Some(cause.cause()),
+        ..ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit_unavailable",
+            format!("this line would settle as an emergency exemption, which is answered only once recorded (R19), and the decision log could not record it ({}): not settled; {fix}", cause.cause()),
+        )
     }
 }
 
@@ -225,18 +249,28 @@ async fn judge<T>(gate: &Gate, min_seq: Option<Seq>, f: impl FnOnce(&IndexVersio
 async fn check(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, ApiError> {
     let body = read_body(gate, req).await?;
     let line = parse_check_body(&body)?;
-    if line.explain {
+    let (out, record) = if line.explain {
         let version = version_at_least(gate, line.min_seq).await?;
         let decision = version.check(&line.claim);
         let mut out = answer(gate, &line, &decision, version.seq());
         out.explain = Some(explain(gate, line.claim, version.seq()).await?);
-        return Ok(json(StatusCode::OK, &out));
+        (out, audit_record(&line, &decision, version.seq()))
+    } else {
+        judge(gate, line.min_seq, |version| {
+            let decision = version.check(&line.claim);
+            (answer(gate, &line, &decision, version.seq()), audit_record(&line, &decision, version.seq()))
+        })
+        .await?
+    };
+    if let Some(record) = record {
+        let exemption = record.is_exemption();
+        if let Err(cause) = gate.record(vec![record]).await {
+            if exemption {
+                return Err(audit_unavailable(cause));
+            }
+        }
     }
-    judge(gate, line.min_seq, |version| {
-        let decision = version.check(&line.claim);
-        json(StatusCode::OK, &answer(gate, &line, &decision, version.seq()))
-    })
-    .await
+    Ok(json(StatusCode::OK, &out))
 }
 
 async fn check_batch(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, ApiError> {
@@ -258,10 +292,13 @@ async fn check_batch(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, 
     #[serde(untagged)]
     enum Result_<'a> {
         Answer(Answer<'a>),
-        Error(&'a ApiError),
+        Error(std::borrow::Cow<'a, ApiError>),
     }
     let mut decisions = decisions.into_iter();
     let mut results = Vec::with_capacity(parsed.len());
+    let mut records = Vec::new();
+    // Which results are exemptions waiting for their record.
+    let mut exemptions = Vec::new();
     for line in &parsed {
         results.push(match line {
             Ok(line) => {
@@ -270,10 +307,26 @@ async fn check_batch(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, 
                 if line.explain {
                     out.explain = Some(explain(gate, line.claim, seq).await?);
                 }
+                if let Some(record) = audit_record(line, &decision, seq) {
+                    if record.is_exemption() {
+                        exemptions.push(results.len());
+                    }
+                    records.push(record);
+                }
                 Result_::Answer(out)
             }
-            Err(e) => Result_::Error(e),
+            Err(e) => Result_::Error(std::borrow::Cow::Borrowed(e)),
         });
+    }
+    // One group for the whole batch: one wait, one fsync shared with
+    // whatever else arrived meanwhile.
+    if !records.is_empty() {
+        if let Err(cause) = gate.record(records).await {
+            let refused = audit_unavailable(cause);
+            for i in exemptions {
+                results[i] = Result_::Error(std::borrow::Cow::Owned(refused.clone()));
+            }
+        }
     }
     #[derive(serde::Serialize)]
     struct BatchAnswer<'a> {
@@ -436,7 +489,7 @@ async fn write_snapshot(gate: &Arc<Gate>) -> Result<Reply, ApiError> {
 }
 
 async fn audit(gate: &Arc<Gate>, query: Option<&str>) -> Result<Reply, ApiError> {
-    let mut q = AuditQuery { limit: 100, ..AuditQuery::default() };
+    let mut q = AuditQuery::all();
     for (k, v) in strict_query(query, &AUDIT_PARAMETERS)? {
         match k.as_str() {
             "practitioner" => {
@@ -449,6 +502,32 @@ async fn audit(gate: &Arc<Gate>, query: Option<&str>) -> Result<Reply, ApiError>
             }
             "from" => q.from = Some(CivilDate::parse(&v).map_err(|e| ApiError::invalid("from", e.0))?.to_string()),
             "until" => q.until = Some(CivilDate::parse(&v).map_err(|e| ApiError::invalid("until", e.0))?.to_string()),
+            "claim_id" => {
+                if v.is_empty() || v.len() > crate::claim::MAX_CLAIM_ID_BYTES {
+                    return Err(ApiError::invalid(
+                        "claim_id",
+                        format!("`claim_id` must be 1 to {} bytes", crate::claim::MAX_CLAIM_ID_BYTES),
+                    ));
+                }
+                q.claim_id = Some(v)
+            }
+            "reason" => {
+                if !AUDIT_REASONS.contains(&v.as_str()) {
+                    return Err(ApiError::invalid(
+                        "reason",
+                        format!("`reason` must be one of {} (ok lines are not recorded)", AUDIT_REASONS.join(", ")),
+                    ));
+                }
+                q.reason = Some(v)
+            }
+            "cursor" => {
+                q.before = Some(parse_cursor(&v).ok_or_else(|| {
+                    ApiError::invalid(
+                        "cursor",
+                        "`cursor` is not one this gate gave out: pass a `next_cursor` unchanged",
+                    )
+                })?)
+            }
             "limit" => {
                 q.limit = v
                     .parse()
@@ -460,11 +539,14 @@ async fn audit(gate: &Arc<Gate>, query: Option<&str>) -> Result<Reply, ApiError>
         }
     }
     let g = gate.clone();
-    let records = tokio::task::spawn_blocking(move || g.audit.query(&q))
+    let page = tokio::task::spawn_blocking(move || g.audit.index.query(&q))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| ApiError::internal(format!("reading the audit log: {e}")))?;
-    Ok(json(StatusCode::OK, &j!({"records": records})))
+        .map_err(|e| match e {
+            crate::audit::QueryError::Busy => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string()),
+            e => ApiError::internal(e.to_string()),
+        })?;
+    Ok(json(StatusCode::OK, &j!({"records": page.records, "next_cursor": page.next_cursor})))
 }
 
 async fn ready(gate: &Arc<Gate>) -> Reply {
@@ -495,7 +577,12 @@ async fn ready(gate: &Arc<Gate>) -> Reply {
         _ if !within_lag => Some("the index is further behind the ledger than max_lag".to_owned()),
         _ => append_failure
             .as_ref()
-            .map(|f| format!("appends fail ({}): checks are answered from the index; see append_failure", f.cause)),
+            .map(|f| format!("appends fail ({}): checks are answered from the index; see append_failure", f.cause))
+            .or_else(|| {
+                gate.audit.writer.shared.failure.lock().expect("not poisoned").as_ref().map(|f| {
+                    format!("the decision log refuses records ({}): emergency exemptions are answered audit_unavailable; see audit", f.cause.cause())
+                })
+            }),
     };
     let body = j!({
         "ready": ready,
@@ -524,9 +611,35 @@ async fn ready(gate: &Arc<Gate>) -> Reply {
         "last_snapshot_seq": gate.snapshots.last_seq.load(Ordering::Relaxed),
         "last_snapshot_error": gate.snapshots.last_error.lock().expect("not poisoned").clone(),
         "snapshots_refused_at_start": gate.refused_snapshots.iter().map(|(p, e)| j!({"path": p.display().to_string(), "error": e})).collect::<Vec<_>>(),
+        "audit": audit_status(gate),
         "reason": reason,
     });
     json(if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &body)
+}
+
+/// The decision log's state, for `/readyz`.
+fn audit_status(gate: &Gate) -> Value {
+    let shared = &gate.audit.writer.shared;
+    let durable = *shared.durable.lock().expect("not poisoned");
+    let failure = shared.failure.lock().expect("not poisoned").clone();
+    let status = &gate.audit.index.status;
+    let indexed = status.next_id.load(Ordering::Relaxed);
+    j!({
+        "dir": shared.config.dir.display().to_string(),
+        "writable": failure.is_none(),
+        "failure": failure.map(|f| j!({"cause": f.cause.cause(), "failing_for_seconds": f.since.elapsed().as_secs_f64(), "what": f.what})),
+        "records": durable.next_id - 1,
+        "queued": shared.queued(),
+        "queue_bound": shared.config.queue_records,
+        "free_bytes": shared.free_bytes.load(Ordering::Relaxed),
+        "reserve_bytes": shared.config.reserve_bytes,
+        "exemptions_refused": gate.metrics.audit_exemptions_refused.load(Ordering::Relaxed),
+        "rejects_unrecorded": gate.metrics.audit_rejects_unrecorded.load(Ordering::Relaxed),
+        "index_lag": durable.next_id.saturating_sub(indexed.max(1)),
+        "index_error": status.last_error.lock().expect("not poisoned").clone(),
+        "damaged_segments": status.damaged.lock().expect("not poisoned").clone(),
+        "torn_tail_cut_at_start": shared.repaired.as_ref().map(|t| j!({"bytes": t.cut_bytes, "kept_in": t.kept_in.as_ref().map(|p| p.display().to_string())})),
+    })
 }
 
 async fn metrics(gate: &Arc<Gate>) -> Reply {
@@ -536,16 +649,20 @@ async fn metrics(gate: &Arc<Gate>) -> Reply {
         Err(_) => (None, 0),
     };
     let version = gate.version();
+    let audit = &gate.audit.writer.shared;
     let gauges = Gauges {
         ledger_reachable: head.is_some(),
         ledger_writable: gate.append_failure.lock().expect("not poisoned").is_none(),
         index_seq: version.seq(),
         ledger_head: head.unwrap_or(seen),
         overlay_entities: version.overlay_len() as u64,
-        audit_queue_depth: gate.audit.depth(),
-        audit_written: gate.audit.written.load(Ordering::Relaxed),
-        audit_lost: gate.audit.lost.load(Ordering::Relaxed),
-        audit_failed_commits: gate.audit.failed_commits.load(Ordering::Relaxed),
+        audit_queue_depth: audit.queued() as u64,
+        audit_written: audit.stats.written.load(Ordering::Relaxed),
+        audit_failed_writes: audit.stats.failed_writes.load(Ordering::Relaxed),
+        audit_groups: audit.stats.groups.load(Ordering::Relaxed),
+        audit_indexed: gate.audit.index.status.next_id.load(Ordering::Relaxed).saturating_sub(1),
+        audit_free_bytes: audit.free_bytes.load(Ordering::Relaxed),
+        audit_writable: audit.failure.lock().expect("not poisoned").is_none(),
         last_swap_age_seconds: gate.sync_status.lock().expect("not poisoned").last_swap.elapsed().as_secs_f64(),
         snapshots_written: gate.snapshots.written.load(Ordering::Relaxed),
         snapshot_failures: gate.snapshots.failed.load(Ordering::Relaxed),
@@ -559,7 +676,8 @@ async fn metrics(gate: &Arc<Gate>) -> Reply {
 /// The query parameters of the integrity file (R22).
 const FILE_PARAMETERS: [&str; 1] = ["as_of"];
 /// The filters of `GET /v1/audit`.
-const AUDIT_PARAMETERS: [&str; 5] = ["practitioner", "institution", "from", "until", "limit"];
+const AUDIT_PARAMETERS: [&str; 8] =
+    ["practitioner", "institution", "from", "until", "claim_id", "reason", "cursor", "limit"];
 
 /// A route's query parameters (R4): each one the route knows, each given
 /// once, or `invalid_request` naming the parameter (`?asof=` must never

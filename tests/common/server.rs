@@ -277,7 +277,22 @@ pub fn exchange(addr: SocketAddr, raw: Vec<u8>) -> Reply {
 /// Writes `raw` on a fresh connection and returns every byte read until the
 /// server closes it.
 pub fn exchange_bytes(addr: SocketAddr, raw: Vec<u8>) -> Vec<u8> {
-    let mut stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    try_exchange_bytes(addr, raw).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A `POST` whose failure to connect or to be answered (a server going away
+/// under a flood) is `None` rather than a panic.
+pub fn try_post(addr: SocketAddr, path: &str, body: &Value) -> Option<Reply> {
+    let body = body.to_string();
+    let raw = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\nContent-Type: application/json\r\n\r\n{body}",
+        body.len()
+    );
+    parse_reply(&try_exchange_bytes(addr, raw.into_bytes()).ok()?)
+}
+
+fn try_exchange_bytes(addr: SocketAddr, raw: Vec<u8>) -> Result<Vec<u8>, String> {
+    let mut stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).map_err(|e| format!("connect {addr}: {e}"))?;
     stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
     let writer = if raw.len() > 64 * 1024 {
@@ -286,7 +301,7 @@ pub fn exchange_bytes(addr: SocketAddr, raw: Vec<u8>) -> Vec<u8> {
             let _ = w.write_all(&raw);
         }))
     } else {
-        stream.write_all(&raw).unwrap_or_else(|e| panic!("writing to {addr}: {e}"));
+        stream.write_all(&raw).map_err(|e| format!("writing to {addr}: {e}"))?;
         None
     };
     let mut answer = Vec::new();
@@ -298,13 +313,13 @@ pub fn exchange_bytes(addr: SocketAddr, raw: Vec<u8>) -> Vec<u8> {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             // The server may reset a connection whose body it did not read; keep what arrived.
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && !answer.is_empty() => break,
-            Err(e) => panic!("reading from {addr} after {} bytes: {e}", answer.len()),
+            Err(e) => return Err(format!("reading from {addr} after {} bytes: {e}", answer.len())),
         }
     }
     if let Some(w) = writer {
         let _ = w.join();
     }
-    answer
+    Ok(answer)
 }
 
 /// The one HTTP response `raw` holds (anything after it is ignored).

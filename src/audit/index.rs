@@ -1,0 +1,359 @@
+//! The decision log's index: a SQLite file beside the segments, derived from
+//! them and never the record of anything (it can be deleted; it is rebuilt).
+//! A thread tails the durable segments into it; queries read it through a
+//! small pool of connections, newest first, page by page with a cursor.
+//!
+//! Work per query is bounded: the most selective filter given picks the
+//! index walked (`claim_id`, then `practitioner`, `institution`, `reason`,
+//! else the record order), the other filters are applied to what it yields,
+//! and a page stops after [`MAX_EXAMINED`] candidates. A page shorter than
+//! its limit that carries a `next_cursor` means only that the walk paused;
+//! the cursor goes on from there.
+
+use super::log::{Durable, Shared};
+use super::query::AuditQuery;
+use super::record::AuditRecord;
+use super::segment::{self, ReadError, SegmentReader};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The index's file name in the audit directory.
+pub const INDEX_FILE: &str = "index.sqlite3";
+/// Candidates one page examines at most (bounded work per request).
+pub const MAX_EXAMINED: usize = 20_000;
+/// Queries reading the index at once; past it a query is answered busy.
+pub const MAX_CONCURRENT_QUERIES: usize = 4;
+/// Records indexed per transaction.
+const INDEX_BATCH: usize = 8_192;
+/// How often the indexer looks at the segments when nothing woke it.
+const INDEX_IDLE: Duration = Duration::from_secs(1);
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS records (
+    id INTEGER PRIMARY KEY,
+    practitioner TEXT NOT NULL,
+    institution TEXT NOT NULL,
+    service_date TEXT NOT NULL,
+    claim_key TEXT,
+    reason TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_by_practitioner ON records (practitioner, id);
+CREATE INDEX IF NOT EXISTS records_by_institution ON records (institution, id);
+CREATE INDEX IF NOT EXISTS records_by_claim ON records (claim_key, id);
+CREATE INDEX IF NOT EXISTS records_by_reason ON records (reason, id);
+CREATE TABLE IF NOT EXISTS position (
+    k INTEGER PRIMARY KEY CHECK (k = 0),
+    segment INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    next_id INTEGER NOT NULL
+);
+";
+
+/// One page of a query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub records: Vec<AuditRecord>,
+    /// Where the next page begins (`None`: nothing older matches).
+    pub next_cursor: Option<String>,
+}
+
+/// Why a query was not answered.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("{MAX_CONCURRENT_QUERIES} audit queries are running already; retry shortly")]
+    Busy,
+    #[error("reading the audit index: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// What the indexer has done, for `/readyz` and `/metrics`.
+#[derive(Debug, Default)]
+pub struct IndexStatus {
+    /// The id the next indexed record will have.
+    pub next_id: AtomicU64,
+    pub last_error: Mutex<Option<String>>,
+    /// Sealed segments found damaged (their readable frames indexed).
+    pub damaged: Mutex<Vec<String>>,
+}
+
+/// The reading side, and the indexing thread.
+pub struct AuditIndex {
+    path: PathBuf,
+    readers: Mutex<Vec<Connection>>,
+    in_flight: AtomicU64,
+    pub status: Arc<IndexStatus>,
+    stop: Arc<AtomicBool>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+impl AuditIndex {
+    /// Opens (or rebuilds, if unreadable) the index in `dir` and starts the
+    /// thread that tails the log into it.
+    pub fn start(shared: Arc<Shared>, wake: crossbeam_channel::Receiver<()>) -> rusqlite::Result<AuditIndex> {
+        let path = shared.config.dir.join(INDEX_FILE);
+        let conn = match prepare(&path) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(index = %path.display(), error = %e, "the audit index is unreadable; rebuilding it from the segments");
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+                prepare(&path)?
+            }
+        };
+        let status = Arc::new(IndexStatus::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (status, stop) = (status.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("audit-index".into())
+                .spawn(move || index_loop(conn, &shared, &status, &stop, &wake))
+                .expect("spawning the audit indexer")
+        };
+        Ok(AuditIndex {
+            path,
+            readers: Mutex::new(Vec::new()),
+            in_flight: AtomicU64::new(0),
+            status,
+            stop,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Stops the indexer (what it has not indexed yet is indexed at the next start).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.lock().expect("not poisoned").take() {
+            let _ = t.join();
+        }
+    }
+
+    /// One page of records matching `q`, newest first (blocking: call from
+    /// a blocking thread).
+    pub fn query(&self, q: &AuditQuery) -> Result<Page, QueryError> {
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= MAX_CONCURRENT_QUERIES as u64 {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return Err(QueryError::Busy);
+        }
+        let conn = self.readers.lock().expect("not poisoned").pop();
+        let result = (|| {
+            let conn = match conn {
+                Some(c) => c,
+                None => open_connection(&self.path)?,
+            };
+            let page = run_query(&conn, q);
+            self.readers.lock().expect("not poisoned").push(conn);
+            page
+        })();
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        result
+    }
+}
+
+fn prepare(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = open_connection(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // Derived data: a crash loses at most the last few batches, which the
+    // indexer reads again from the segments (its position commits with them).
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.execute_batch(SCHEMA)?;
+    let check: String = conn.query_row("PRAGMA quick_check(1)", [], |r| r.get(0))?;
+    if check != "ok" {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+            Some(format!("quick_check: {check}")),
+        ));
+    }
+    Ok(conn)
+}
+
+fn run_query(conn: &Connection, q: &AuditQuery) -> Result<Page, QueryError> {
+    let before = q.before.unwrap_or(i64::MAX as u64).min(i64::MAX as u64) as i64;
+    let keys = q.claim_id.as_deref().map(super::record::claim_keys);
+    let (sql, first): (&str, Option<String>) = if let Some(k) = &keys {
+        (
+            "SELECT id, body FROM records WHERE claim_key IN (?1, ?2) AND id < ?3 ORDER BY id DESC LIMIT ?4",
+            Some(k[0].clone()),
+        )
+    } else if let Some(p) = &q.practitioner {
+        (
+            "SELECT id, body FROM records WHERE practitioner = ?1 AND ?2 IS NULL AND id < ?3 ORDER BY id DESC LIMIT ?4",
+            Some(p.clone()),
+        )
+    } else if let Some(i) = &q.institution {
+        (
+            "SELECT id, body FROM records WHERE institution = ?1 AND ?2 IS NULL AND id < ?3 ORDER BY id DESC LIMIT ?4",
+            Some(i.clone()),
+        )
+    } else if let Some(r) = &q.reason {
+        (
+            "SELECT id, body FROM records WHERE reason = ?1 AND ?2 IS NULL AND id < ?3 ORDER BY id DESC LIMIT ?4",
+            Some(r.clone()),
+        )
+    } else {
+        ("SELECT id, body FROM records WHERE ?1 IS NULL AND ?2 IS NULL AND id < ?3 ORDER BY id DESC LIMIT ?4", None)
+    };
+    let second = keys.as_ref().map(|k| k[1].clone());
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params![first, second, before, MAX_EXAMINED as i64])?;
+    let mut records = Vec::new();
+    let (mut examined, mut last_id) = (0usize, None);
+    while let Some(row) = rows.next()? {
+        examined += 1;
+        let id: i64 = row.get(0)?;
+        last_id = Some(id as u64);
+        let body: String = row.get(1)?;
+        let record: AuditRecord = serde_json::from_str(&body)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e)))?;
+        if q.matches(&record) {
+            records.push(record);
+            if records.len() == q.limit {
+                break;
+            }
+        }
+    }
+    let next_cursor = if records.len() == q.limit || examined == MAX_EXAMINED {
+        last_id.filter(|id| *id > 1).map(super::query::cursor)
+    } else {
+        None
+    };
+    Ok(Page { records, next_cursor })
+}
+
+fn index_loop(
+    mut conn: Connection,
+    shared: &Shared,
+    status: &IndexStatus,
+    stop: &AtomicBool,
+    wake: &crossbeam_channel::Receiver<()>,
+) {
+    let mut failing = 0u32;
+    while !stop.load(Ordering::Relaxed) {
+        match catch_up(&mut conn, shared, status, stop) {
+            Ok(()) => {
+                if failing > 0 {
+                    tracing::info!("the audit index is being updated again");
+                }
+                failing = 0;
+                *status.last_error.lock().expect("not poisoned") = None;
+            }
+            Err(e) => {
+                failing += 1;
+                if failing.is_power_of_two() {
+                    tracing::warn!(error = %e, "updating the audit index failed; the records are safe in the segments, retrying");
+                }
+                *status.last_error.lock().expect("not poisoned") = Some(e.to_string());
+            }
+        }
+        let _ = wake.recv_timeout(INDEX_IDLE);
+    }
+}
+
+/// Indexes every durable record not yet indexed.
+fn catch_up(conn: &mut Connection, shared: &Shared, status: &IndexStatus, stop: &AtomicBool) -> rusqlite::Result<()> {
+    // The durable end first, then the listing: a segment begun after this
+    // reading is not read, so a frame being written is never taken as damage.
+    let durable: Durable = *shared.durable.lock().expect("not poisoned");
+    let segments = segment::list(&shared.config.dir).unwrap_or_default();
+    let Some(&(oldest, _)) = segments.first() else { return Ok(()) };
+    let position: Option<(u64, u64, u64)> = conn
+        .query_row("SELECT segment, offset, next_id FROM position WHERE k = 0", [], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64))
+        })
+        .optional()?;
+    let (mut seg, mut offset, mut next_id) = position.unwrap_or((oldest, 0, oldest));
+    if seg < oldest {
+        // Segments past the retention were deleted: so are their rows.
+        conn.execute("DELETE FROM records WHERE id < ?1", [oldest as i64])?;
+        (seg, offset, next_id) = (oldest, 0, oldest);
+    }
+    status.next_id.store(next_id, Ordering::Relaxed);
+    let start = seg;
+    for (first, path) in segments.iter().filter(|(f, _)| *f >= start && *f <= durable.segment) {
+        if *first > seg {
+            (seg, offset, next_id) = (*first, 0, *first);
+        }
+        let end = (*first == durable.segment).then_some(durable.end);
+        let mut reader = match SegmentReader::open(path, *first, offset, next_id) {
+            Ok(r) => r.until(end),
+            Err(ReadError::Io(e)) => return Err(io_error(e)),
+            Err(e @ ReadError::Fault { .. }) => {
+                damaged(status, path, &e);
+                continue;
+            }
+        };
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let tx = conn.transaction()?;
+            let mut n = 0;
+            let mut fault = None;
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO records (id, practitioner, institution, service_date, claim_key, reason, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?;
+                while n < INDEX_BATCH {
+                    match reader.next_record() {
+                        Ok(Some(r)) => {
+                            insert.execute(params![
+                                r.id as i64,
+                                r.practitioner_id,
+                                r.institution_id,
+                                r.service_date,
+                                r.claim_key(),
+                                r.reason,
+                                serde_json::to_string(&r).expect("a record serializes"),
+                            ])?;
+                            n += 1;
+                        }
+                        Ok(None) => break,
+                        Err(ReadError::Io(e)) => return Err(io_error(e)),
+                        Err(e @ ReadError::Fault { .. }) => {
+                            fault = Some(e);
+                            break;
+                        }
+                    }
+                }
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO position (k, segment, offset, next_id) VALUES (0, ?1, ?2, ?3)",
+                params![*first as i64, reader.offset as i64, reader.next_id as i64],
+            )?;
+            tx.commit()?;
+            status.next_id.store(reader.next_id, Ordering::Relaxed);
+            if let Some(e) = fault {
+                damaged(status, path, &e);
+                break;
+            }
+            if n < INDEX_BATCH {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn damaged(status: &IndexStatus, path: &Path, e: &ReadError) {
+    let what = format!("{}: {e}", path.display());
+    let mut list = status.damaged.lock().expect("not poisoned");
+    if !list.contains(&what) {
+        tracing::error!(segment = %path.display(), error = %e, "a sealed audit segment is damaged: the records before the damage are indexed, the rest of that segment is skipped; keep the file for inspection");
+        list.push(what);
+    }
+}
+
+fn io_error(e: std::io::Error) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(Box::new(e))
+}

@@ -1,0 +1,127 @@
+//! What a reader of the decision log asks for: filters shared by
+//! `GET /v1/audit` and `claimgate audit export`, and the opaque cursor.
+
+use super::record::{claim_keys, AuditRecord};
+
+/// Most records one page returns.
+pub const MAX_PAGE: usize = 1_000;
+/// Records a page returns unless `limit` says otherwise.
+pub const DEFAULT_PAGE: usize = 100;
+/// The reasons a record can carry (every reason but `ok`).
+pub const REASONS: [&str; 8] = [
+    "emergency_exemption",
+    "unknown_institution",
+    "unknown_practitioner",
+    "institution_not_designated",
+    "not_registered_at_institution",
+    "practitioner_terminated",
+    "practitioner_suspended",
+    "institution_suspended",
+];
+
+/// Filters, each optional; a record matches when it passes every one given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    pub practitioner: Option<String>,
+    pub institution: Option<String>,
+    /// Service dates on or after this day (`YYYY-MM-DD`).
+    pub from: Option<String>,
+    /// Service dates before this day.
+    pub until: Option<String>,
+    /// The claim line's `claim_id`, as text: matches a string claim id with
+    /// that text or a numeric one written the same way.
+    pub claim_id: Option<String>,
+    pub reason: Option<String>,
+    /// Only records older than this id (from a cursor).
+    pub before: Option<u64>,
+    pub limit: usize,
+}
+
+impl AuditQuery {
+    /// No filters, a page of [`DEFAULT_PAGE`].
+    pub fn all() -> AuditQuery {
+        AuditQuery { limit: DEFAULT_PAGE, ..AuditQuery::default() }
+    }
+
+    pub fn matches(&self, r: &AuditRecord) -> bool {
+        let eq = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
+        eq(&self.practitioner, &r.practitioner_id)
+            && eq(&self.institution, &r.institution_id)
+            && eq(&self.reason, &r.reason)
+            && self.from.as_deref().is_none_or(|f| r.service_date.as_str() >= f)
+            && self.until.as_deref().is_none_or(|u| r.service_date.as_str() < u)
+            && self.before.is_none_or(|b| r.id < b)
+            && self.claim_id.as_deref().is_none_or(|c| {
+                let key = r.claim_key();
+                claim_keys(c).iter().any(|k| key.as_deref() == Some(k.as_str()))
+            })
+    }
+}
+
+/// The cursor for "records older than `id`".
+pub fn cursor(id: u64) -> String {
+    format!("r{id:x}")
+}
+
+/// The id a cursor stands for, or `None` if it is not one of ours.
+pub fn parse_cursor(text: &str) -> Option<u64> {
+    let hex = text.strip_prefix('r')?;
+    if hex.is_empty() || hex.len() > 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok().filter(|id| *id > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: u64, claim: serde_json::Value) -> AuditRecord {
+        AuditRecord {
+            id,
+            at_ms: 0,
+            seq: 1,
+            claim_id: Some(claim),
+            practitioner_id: "D110105000001".into(),
+            institution_id: "H11010500001".into(),
+            service_date: "2026-03-20".into(),
+            emergency: true,
+            verdict: "settle".into(),
+            reason: "emergency_exemption".into(),
+            waived: vec!["practitioner_suspended".into()],
+        }
+    }
+
+    #[test]
+    fn a_claim_id_filter_matches_the_text_as_a_string_or_a_number() {
+        let q = |c: &str| AuditQuery { claim_id: Some(c.into()), ..AuditQuery::all() };
+        assert!(q("L1").matches(&record(1, serde_json::json!("L1"))));
+        assert!(!q("L1").matches(&record(1, serde_json::json!("L2"))));
+        assert!(q("42").matches(&record(1, serde_json::json!(42))));
+        assert!(q("42").matches(&record(1, serde_json::json!("42"))));
+        assert!(!q("42").matches(&record(1, serde_json::json!(43))));
+    }
+
+    #[test]
+    fn service_dates_filter_from_inclusive_until_exclusive() {
+        let r = record(1, serde_json::json!("L1"));
+        let q = |from: Option<&str>, until: Option<&str>| AuditQuery {
+            from: from.map(Into::into),
+            until: until.map(Into::into),
+            ..AuditQuery::all()
+        };
+        assert!(q(Some("2026-03-20"), Some("2026-03-21")).matches(&r));
+        assert!(!q(Some("2026-03-21"), None).matches(&r));
+        assert!(!q(None, Some("2026-03-20")).matches(&r));
+    }
+
+    #[test]
+    fn cursors_round_trip_and_foreign_ones_are_refused() {
+        for id in [1, 2, 255, u64::MAX] {
+            assert_eq!(parse_cursor(&cursor(id)), Some(id));
+        }
+        for bad in ["", "r", "rG", "12", "r0", "rFF", "r12345678901234567", "x1"] {
+            assert_eq!(parse_cursor(bad), None, "{bad}");
+        }
+    }
+}
