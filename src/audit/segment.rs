@@ -172,6 +172,29 @@ impl SegmentReader {
     }
 }
 
+/// Reads the record `id` whose frame starts at `offset` of a segment (the
+/// index's pointer), verifying its checksum.
+pub fn read_at(file: &File, offset: u64, id: u64) -> Result<AuditRecord, ReadError> {
+    use std::os::unix::fs::FileExt;
+    let fault = |f| ReadError::Fault { offset, fault: f };
+    let mut head = [0u8; FRAME_HEAD_BYTES];
+    file.read_exact_at(&mut head, offset).map_err(|_| fault(FrameFault::Short))?;
+    let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes"));
+    if len as usize > MAX_RECORD_BYTES || len == 0 {
+        return Err(fault(FrameFault::Length(len)));
+    }
+    let mut payload = vec![0u8; len as usize];
+    file.read_exact_at(&mut payload, offset + FRAME_HEAD_BYTES as u64).map_err(|_| fault(FrameFault::Short))?;
+    if u64::from_le_bytes(head[4..].try_into().expect("8 bytes")) != checksum(id, &payload) {
+        return Err(fault(FrameFault::Checksum));
+    }
+    let record: AuditRecord = serde_json::from_slice(&payload).map_err(|e| fault(FrameFault::Record(e.to_string())))?;
+    if record.id != id {
+        return Err(fault(FrameFault::OutOfOrder { expected: id, found: record.id }));
+    }
+    Ok(record)
+}
+
 /// Fills `buf` as far as the file goes; the bytes read.
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
