@@ -132,22 +132,34 @@ fn queries(c: &mut Criterion) {
     let cases: Vec<(&str, AuditQuery)> = vec![
         ("newest_page_no_filter", AuditQuery::all()),
         ("practitioner", q(|q| q.practitioner = Some(practitioner(4_242)))),
-        ("practitioner_after_cursor", AuditQuery { before: deep_cursor, ..q(|q| q.practitioner = Some(practitioner(4_242))) }),
-        ("institution_and_dates", q(|q| {
-            q.institution = Some(institution(123_456));
-            q.from = Some("2026-03-01".into());
-            q.until = Some("2026-07-01".into());
-        })),
+        (
+            "practitioner_after_cursor",
+            AuditQuery { before: deep_cursor, ..q(|q| q.practitioner = Some(practitioner(4_242))) },
+        ),
+        (
+            "institution_and_dates",
+            q(|q| {
+                q.institution = Some(institution(123_456));
+                q.from = Some("2026-03-01".into());
+                q.until = Some("2026-07-01".into());
+            }),
+        ),
         ("claim_id", AuditQuery { claim_id: Some(format!("CLM-{middle:010}")), ..AuditQuery::all() }),
         ("reason_exemptions", q(|q| q.reason = Some("emergency_exemption".into()))),
-        ("one_service_day_no_other_filter", q(|q| {
-            q.from = Some("2026-06-15".into());
-            q.until = Some("2026-06-16".into());
-        })),
-        ("exemptions_of_an_institution", q(|q| {
-            q.institution = Some(institution(654_321));
-            q.reason = Some("emergency_exemption".into());
-        })),
+        (
+            "one_service_day_no_other_filter",
+            q(|q| {
+                q.from = Some("2026-06-15".into());
+                q.until = Some("2026-06-16".into());
+            }),
+        ),
+        (
+            "exemptions_of_an_institution",
+            q(|q| {
+                q.institution = Some(institution(654_321));
+                q.reason = Some("emergency_exemption".into());
+            }),
+        ),
     ];
     let mut group = c.benchmark_group(format!("audit_query_{n}"));
     group.sample_size(30).measurement_time(Duration::from_secs(3));

@@ -282,3 +282,14 @@ fn an_older_sqlite_audit_log_is_imported_once_and_kept_renamed() {
     log.close();
     assert_eq!(exported(&dir, &AuditQuery::all()).0.len(), 2);
 }
+
+#[test]
+fn a_second_writer_on_one_audit_directory_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tx, _rx) = crossbeam_channel::bounded(1);
+    let first = Writer::open(config(dir.path()), tx.clone()).unwrap();
+    let refused = Writer::open(config(dir.path()), tx.clone()).err().expect("a second writer is refused");
+    assert!(refused.to_string().contains("give each gate its own --audit-dir"), "{refused}");
+    first.close();
+    Writer::open(config(dir.path()), tx).expect("once the first has closed, the log opens").close();
+}

@@ -197,7 +197,8 @@ fn prepare(path: &Path) -> rusqlite::Result<Connection> {
 fn run_query(conn: &Connection, dir: &Path, q: &AuditQuery) -> Result<Page, QueryError> {
     let before = q.before.unwrap_or(i64::MAX as u64).min(i64::MAX as u64) as i64;
     let keys = q.claim_id.as_deref().map(super::record::claim_keys);
-    const COLUMNS: &str = "SELECT id, practitioner, institution, service_date, claim_key, reason, segment, offset FROM records";
+    const COLUMNS: &str =
+        "SELECT id, practitioner, institution, service_date, claim_key, reason, segment, offset FROM records";
     let (filter, first): (&str, Option<String>) = if let Some(k) = &keys {
         ("claim_key IN (?1, ?2)", Some(k[0].clone()))
     } else if let Some(p) = &q.practitioner {

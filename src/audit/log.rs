@@ -200,6 +200,9 @@ impl Ticket {
 /// The handlers' side of the writer.
 pub struct Writer {
     tx: crossbeam_channel::Sender<Msg>,
+    /// The audit directory's `LOCK`: one writer per log, wherever it sits
+    /// (two gates given the same `--audit-dir` would interleave frames).
+    lock: Mutex<Option<crate::data_lock::DataDirLock>>,
     pub shared: Arc<Shared>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -209,6 +212,13 @@ impl Writer {
     /// starts the writer thread. `wake_indexer` is poked after each group.
     pub fn open(config: AuditConfig, wake_indexer: crossbeam_channel::Sender<()>) -> std::io::Result<Writer> {
         std::fs::create_dir_all(&config.dir)?;
+        let lock = crate::data_lock::DataDirLock::acquire(&config.dir).map_err(|e| match e {
+            crate::data_lock::LockError::InUse { holder, .. } => std::io::Error::other(format!(
+                "the audit directory {} is in use by another claimgate process ({holder}): give each gate its own --audit-dir",
+                config.dir.display()
+            )),
+            e => std::io::Error::other(e.to_string()),
+        })?;
         let segments = segment::list(&config.dir)?;
         let (first, file, tail) = match segments.last() {
             None => {
@@ -260,7 +270,7 @@ impl Writer {
         state.apply_retention();
         let thread =
             std::thread::Builder::new().name("audit-writer".into()).spawn(move || state.run(rx)).expect("spawning");
-        Ok(Writer { tx, shared, thread: Mutex::new(Some(thread)) })
+        Ok(Writer { tx, lock: Mutex::new(Some(lock)), shared, thread: Mutex::new(Some(thread)) })
     }
 
     /// Hands a group to the writer without waiting; refused at once when the
@@ -302,6 +312,7 @@ impl Writer {
         if let Some(t) = self.thread.lock().expect("not poisoned").take() {
             let _ = t.join();
         }
+        self.lock.lock().expect("not poisoned").take();
         let refused = self.shared.stats.refused.load(Ordering::Relaxed);
         if refused > 0 {
             let last = self.shared.failure.lock().expect("not poisoned").clone();
