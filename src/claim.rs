@@ -154,7 +154,7 @@ impl Faults {
         }
         self.seen.insert(field.to_owned());
         if self.named.len() < MAX_NAMED_FAULTS {
-            self.named.push((field.to_owned(), message()));
+            self.named.push((crate::domain::echo(field), message()));
         }
     }
 

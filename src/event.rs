@@ -169,7 +169,7 @@ impl Event {
             let known: Vec<&str> = KINDS.iter().map(|(k, _)| *k).collect();
             return Err(Refusal::invalid(
                 "type",
-                format!("unknown event type `{}`; the kinds are {}", kind.escape_debug(), known.join(", ")),
+                format!("unknown event type `{}`; the kinds are {}", crate::domain::echo(kind), known.join(", ")),
             ));
         };
         if let Some(unknown) =
@@ -179,7 +179,7 @@ impl Event {
                 unknown,
                 format!(
                     "`{}` is not a field of {kind} (R4); its fields are type, event_id (optional), {}",
-                    unknown.escape_debug(),
+                    crate::domain::echo(unknown),
                     defined.join(", ")
                 ),
             ));

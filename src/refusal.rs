@@ -86,7 +86,9 @@ impl Refusal {
 
     /// A refusal naming the field at fault.
     pub fn at(code: RefusalCode, field: &str, message: impl Into<String>) -> Refusal {
-        Refusal { code, field: Some(field.to_owned()), fields: vec![field.to_owned()], message: message.into() }
+        // A field named by the client (an unknown key) is quoted, bounded.
+        let field = crate::domain::echo(field);
+        Refusal { code, field: Some(field.clone()), fields: vec![field], message: message.into() }
     }
 
     /// `invalid_request` for a field (R4).

@@ -28,9 +28,6 @@ use std::fmt;
 
 /// Most duplicated keys one document may hold before it is refused whole.
 pub const MAX_DUPLICATES: usize = 1024;
-/// Longest key text quoted in a message, in characters (the field itself is
-/// named in full in the error's `field`).
-const MAX_QUOTED_KEY_CHARS: usize = 64;
 
 /// One step of a path into a document.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,14 +78,10 @@ impl Duplicate {
     }
 }
 
-/// `key` for a message: escaped, and cut at [`MAX_QUOTED_KEY_CHARS`].
+/// `key` for a message or a `field`: escaped, and cut at
+/// [`crate::domain::MAX_ECHO_CHARS`].
 pub fn quoted_key(key: &str) -> String {
-    let escaped: String = key.escape_debug().collect();
-    if escaped.chars().count() <= MAX_QUOTED_KEY_CHARS {
-        escaped
-    } else {
-        format!("{}...", escaped.chars().take(MAX_QUOTED_KEY_CHARS).collect::<String>())
-    }
+    crate::domain::echo(key)
 }
 
 /// Why bytes are not strict JSON.

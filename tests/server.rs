@@ -1069,3 +1069,33 @@ fn terminated_database_sessions_fail_no_check_and_the_node_reconnects() {
     assert_eq!(ready["ledger_reachable"], true, "{ready}");
     drop(node);
 }
+
+/// Issue 13: an answer quotes at most `MAX_ECHO_CHARS` of the input it
+/// refuses, however large (a 900 KB code once gave a 900 KB error): codes,
+/// dates, event kinds, unknown field names and query parameter names.
+#[test]
+fn errors_quote_a_bounded_part_of_the_input_they_refuse() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[]);
+    let huge = "9".repeat(900_000);
+    let mut line = claim(DOC, "2026-03-20", false);
+    line["practitioner_id"] = json!(huge);
+    let event = json!({"type": "x".repeat(900_000)});
+    let mut unknown = registered(DOC, INST, "2024-01-01");
+    unknown[format!("k{huge}")] = json!(1);
+    let mut date = claim(DOC, "2026-03-20", false);
+    date["service_date"] = json!(huge);
+    let long_param = format!("/v1/audit?{}=1", "p".repeat(60_000));
+    let replies = [
+        ("a 900 KB practitioner code", server.check(&line)),
+        ("a 900 KB service date", server.check(&date)),
+        ("a 900 KB event type", server.admin_post("/v1/events", &event)),
+        ("a 900 KB unknown field", server.admin_post("/v1/events", &unknown)),
+        ("a 60 KB query parameter", server.admin_get(&long_param)),
+    ];
+    for (what, reply) in replies {
+        assert_eq!(reply.status, 400, "{what}: {}", &reply.text()[..reply.text().len().min(300)]);
+        assert!(reply.text().len() < 2_000, "{what}: an answer of {} bytes", reply.text().len());
+        assert!(reply.text().contains("characters in all"), "{what}: the cut is said: {}", reply.text());
+    }
+}

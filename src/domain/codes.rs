@@ -37,7 +37,7 @@ impl PractitionerCode {
         let bad = |why: &str| {
             FieldError(format!(
                 "`{}` is not a practitioner code ({why}); expected 1-2 uppercase letters then 12-18 digits, e.g. D110105000123",
-                text.escape_debug()
+                super::echo(text)
             ))
         };
         let b = text.as_bytes();
@@ -122,7 +122,7 @@ impl InstitutionCode {
         if !ok {
             return Err(FieldError(format!(
                 "`{}` is not an institution code; expected one uppercase letter then 11 digits, e.g. H11010500001",
-                text.escape_debug()
+                super::echo(text)
             )));
         }
         let value = b[1..].iter().fold(0u64, |acc, &c| acc * 10 + u64::from(c - b'0'));

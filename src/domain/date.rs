@@ -36,7 +36,7 @@ impl CivilDate {
 
     /// Parses exactly `YYYY-MM-DD` (ten ASCII characters, a real calendar day).
     pub fn parse(text: &str) -> Result<CivilDate, FieldError> {
-        let bad = || FieldError(format!("`{text}` is not a date of the form YYYY-MM-DD"));
+        let bad = || FieldError(format!("`{}` is not a date of the form YYYY-MM-DD", super::echo(text)));
         let b = text.as_bytes();
         if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
             return Err(bad());
@@ -47,7 +47,8 @@ impl CivilDate {
         let (Some(y), Some(m), Some(d)) = (digits(0..4), digits(5..7), digits(8..10)) else {
             return Err(bad());
         };
-        CivilDate::from_ymd(y as i32, m, d).ok_or_else(|| FieldError(format!("`{text}` is not a day of the calendar")))
+        CivilDate::from_ymd(y as i32, m, d)
+            .ok_or_else(|| FieldError(format!("`{}` is not a day of the calendar", super::echo(text))))
     }
 
     /// Days since 1970-01-01 (negative before).

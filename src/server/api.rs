@@ -60,7 +60,8 @@ impl ApiError {
 
     /// The error, naming `field` as the one at fault.
     pub fn at(self, field: &str) -> ApiError {
-        ApiError { field: Some(field.to_owned()), fields: vec![field.to_owned()], ..self }
+        let field = crate::domain::echo(field);
+        ApiError { field: Some(field.clone()), fields: vec![field], ..self }
     }
 
     pub fn not_found(message: impl Into<String>) -> ApiError {
