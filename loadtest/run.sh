@@ -16,7 +16,9 @@
 # (`claimgate demo`) on free loopback ports, runs:
 #   1 closed loop, single lines, against the baseline (a server that does no work)
 #   2 closed loop, single lines, against the gate
-#   3 closed loop, batches of 100 and of 1,000 lines, against the gate
+#   3 closed loop, batches of 100 and of 1,000 lines, against the gate; then the batches of
+#     1,000 again with the gate restarted with its decision log on a tmpfs (/dev/shm), the
+#     same work without the fsync each reject waits for (R19), and restarted back
 #   4 open loop, single lines, at half the rate measured in 2
 #   5 as 4, with admin writes at --write-rate (default 1,000 events/s) during the reads
 # writes each JSON report to loadtest/results/<stamp>/, appends a section to
@@ -63,7 +65,8 @@ GATE=target/release/claimgate
 
 me=run.sh
 . loadtest/lib.sh
-cleanup() { stop_started; }
+shm_audit=/dev/shm/claimgate-loadtest-audit.$$
+cleanup() { stop_started; rm -rf "$shm_audit"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -81,15 +84,31 @@ mkdir -p "$(dirname "$data")"
 reused="generated"
 [ -e "$data/ledger.sqlite3" ] && reused="reused"
 token=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+# Starts (or restarts) the gate on $data with extra serve flags; sets gate_pid, check, admin, start_seq.
+gate_starts=0
+start_gate() {
+    gate_starts=$((gate_starts + 1))
+    local out=$logs/gate-$gate_starts.out
+    CLAIMGATE_ADMIN_TOKEN=$token "$GATE" demo --data "$data" --practitioners "$practitioners" --seed "$seed" \
+        --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 "$@" >"$out" 2>"${out%.out}.err" &
+    gate_pid=$!
+    pids+=("$gate_pid")
+    wait_listening "$out" "$gate_pid" 600
+    check=$(sed -n 's/.*"check":"\([^"]*\)".*/\1/p' "$out" | head -1)
+    admin=$(sed -n 's/.*"admin":"\([^"]*\)".*/\1/p' "$out" | head -1)
+    start_seq=$(sed -n 's/.*"seq":\([0-9]*\).*/\1/p' "$out" | head -1)
+}
+# Stops the running gate (SIGTERM, up to 30 s).
+stop_gate() {
+    kill -TERM "$gate_pid" 2>/dev/null || true
+    for _ in $(seq 1 300); do
+        kill -0 "$gate_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    wait "$gate_pid" 2>/dev/null || true
+}
 echo "== starting the gate: $GATE demo --data $data --practitioners $practitioners ($reused data; the first run of 1M takes about 45 s)"
-CLAIMGATE_ADMIN_TOKEN=$token "$GATE" demo --data "$data" --practitioners "$practitioners" --seed "$seed" \
-    --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 >"$logs/gate.out" 2>"$logs/gate.err" &
-gate_pid=$!
-pids+=("$gate_pid")
-wait_listening "$logs/gate.out" "$gate_pid" 600
-check=$(sed -n 's/.*"check":"\([^"]*\)".*/\1/p' "$logs/gate.out" | head -1)
-admin=$(sed -n 's/.*"admin":"\([^"]*\)".*/\1/p' "$logs/gate.out" | head -1)
-start_seq=$(sed -n 's/.*"seq":\([0-9]*\).*/\1/p' "$logs/gate.out" | head -1)
+start_gate
 echo "   baseline on $baseline; gate checks on $check, admin on $admin (ledger at seq $start_seq)"
 
 # Waits (up to 60 s) until the gate's audit queue is empty, so one scenario's
@@ -132,6 +151,21 @@ scenario 3-gate-batch100 --target "$check" --duration "$duration" --connections 
 audit_drained
 scenario 3-gate-batch1000 --target "$check" --duration "$duration" --connections 4 --batch-size 1000 \
     --server-pid "$gate_pid"
+audit_drained
+if [ -d /dev/shm ] && [ "$(stat -f -c %T /dev/shm)" = tmpfs ]; then
+    echo "== the batches of 1,000 again, the decision log on a tmpfs ($shm_audit): no fsync to wait for"
+    stop_gate
+    start_gate --audit-dir "$shm_audit" --audit-reserve-bytes 0
+    scenario 3-gate-batch1000-audit-tmpfs --target "$check" --duration "$duration" --connections 4 --batch-size 1000 \
+        --server-pid "$gate_pid"
+    stop_gate
+    rm -rf "$shm_audit"
+    start_gate
+    tmpfs_ran=1
+else
+    echo "run.sh: /dev/shm is not a tmpfs here; the decision-log comparison is left out" >&2
+    tmpfs_ran=0
+fi
 max_rate=$("$LT" get "$results/2-gate-single.json" /throughput/requests_per_s)
 half=$(awk -v r="$max_rate" 'BEGIN { printf "%d", r / 2 }')
 audit_drained
@@ -145,14 +179,27 @@ scenario 5-gate-open-half-writes --target "$check" --duration "$duration" --mode
 # The gate's own view after the runs (audit queue, refusals, index swaps).
 curl -s "http://$check/metrics" >"$logs/gate-metrics.txt" 2>/dev/null || true
 
-order=(1-baseline-single 2-gate-single 3-gate-batch100 3-gate-batch1000 4-gate-open-half 5-gate-open-half-writes)
+order=(1-baseline-single 2-gate-single 3-gate-batch100 3-gate-batch1000)
+[ "$tmpfs_ran" = 1 ] && order+=(3-gate-batch1000-audit-tmpfs)
+order+=(4-gate-open-half 5-gate-open-half-writes)
 files=()
 for label in "${order[@]}"; do files+=("$results/$label.json"); done
 baseline_rate=$("$LT" get "$results/1-baseline-single.json" /throughput/requests_per_s)
 ratio=$(awk -v g="$max_rate" -v b="$baseline_rate" 'BEGIN { printf "%.2f", g / b }')
 machine_facts
-audit_dropped=$(sed -n 's/^claimgate_audit_dropped_total \([0-9]*\)$/\1/p' "$logs/gate-metrics.txt")
+audit_unrecorded=$(sed -n 's/^claimgate_audit_rejects_unrecorded_total \([0-9]*\)$/\1/p' "$logs/gate-metrics.txt")
 audit_written=$(sed -n 's/^claimgate_audit_written_total \([0-9]*\)$/\1/p' "$logs/gate-metrics.txt")
+# The decision log's cost under batches of 1,000 (each batch's rejects wait for one fsync).
+get_or_0() { "$LT" get "$1" "$2" 2>/dev/null || echo 0; }
+b1000=$(get_or_0 "$results/3-gate-batch1000.json" /throughput/lines_per_s)
+b1000_unrecorded=$(get_or_0 "$results/3-gate-batch1000.json" /server_counters/claimgate_audit_rejects_unrecorded_total)
+b1000_written=$(get_or_0 "$results/3-gate-batch1000.json" /server_counters/claimgate_audit_written_total)
+b1000_rejects=$(get_or_0 "$results/3-gate-batch1000.json" /verdicts/reject)
+b1000_exempt=$(get_or_0 "$results/3-gate-batch1000.json" /reasons/emergency_exemption)
+if [ "$tmpfs_ran" = 1 ]; then
+    b1000_tmpfs=$(get_or_0 "$results/3-gate-batch1000-audit-tmpfs.json" /throughput/lines_per_s)
+    audit_ratio=$(awk -v d="$b1000" -v t="$b1000_tmpfs" 'BEGIN { if (t > 0) printf "%.2f", d / t; else print "?" }')
+fi
 
 section=$results/section.md
 {
@@ -190,8 +237,18 @@ section=$results/section.md
     echo "ids for practitioners of the mix; then per 10 events a new practitioner's registration, a"
     echo "violation and a one-point repair for them: see loadtest/README.md). Gate counters are"
     echo "deltas of its \`/metrics\` over each scenario; before each gate scenario run.sh waits for the"
-    echo "gate's audit queue to empty. Gate totals after the runs: audit records written"
-    echo "${audit_written:-?}, dropped ${audit_dropped:-?}."
+    echo "gate's audit queue to empty. Gate totals after the runs (since its last start): decision records"
+    echo "written ${audit_written:-?}, rejects unrecorded ${audit_unrecorded:-?}."
+    echo
+    echo "Decision log (R19: a reject or an exemption is answered only once its record is fsynced):"
+    echo "batches of 1,000 reached $(printf '%.0f' "$b1000") lines/s with the log on this machine's disk,"
+    echo "answering $(printf '%.0f' "$b1000_rejects") rejects and $(printf '%.0f' "$b1000_exempt") exemptions;"
+    echo "the gate wrote $(printf '%.0f' "$b1000_written") records meanwhile and left $(printf '%.0f' "$b1000_unrecorded") rejects unrecorded."
+    if [ "$tmpfs_ran" = 1 ]; then
+        echo "With the log on a tmpfs (the gate restarted with \`--audit-dir /dev/shm/...\`): $(printf '%.0f' "$b1000_tmpfs")"
+        echo "lines/s; disk / tmpfs = **$audit_ratio**."
+    fi
+    echo "The open-loop rows give the latency of single lines by their answer (ok lines never wait)."
 } >"$section"
 
 publish_section "$section" "$append"

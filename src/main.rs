@@ -211,7 +211,9 @@ struct ServerArgs {
     /// exemptions are answered audit_unavailable (rejects still answered).
     #[arg(long, default_value_t = claimgate::audit::log::DEFAULT_RESERVE_BYTES)]
     audit_reserve_bytes: u64,
-    /// Decision records accepted but not yet written before new ones are refused.
+    /// Decision records accepted but not yet written before new ones are refused
+    /// (a batch's records are taken or refused whole: keep this above the
+    /// largest batch's lines).
     #[arg(long, default_value_t = claimgate::audit::log::DEFAULT_QUEUE_RECORDS)]
     audit_queue_records: usize,
 }

@@ -87,7 +87,11 @@ fn a_torn_tail_is_cut_at_start_kept_beside_the_segment_and_never_read_as_a_recor
     write(&writer, 0, 10, 5);
     writer.close();
     let (first, path) = segment::list(dir.path()).unwrap().pop().unwrap();
-    let sound = std::fs::metadata(&path).unwrap().len();
+    let clean = segment::repair_tail(&path, first).unwrap();
+    assert_eq!((clean.cut_bytes, clean.next_id), (0, 11), "the writer's preallocated zeros are no tail: {clean:?}");
+    let sound = clean.end;
+    let len = std::fs::metadata(&path).unwrap().len();
+    assert!(len >= sound + segment::PREALLOCATE_BYTES - 4096, "zeros are written ahead: {len}");
     // A crash in the middle of the next group: a whole frame, then half of one.
     let mut torn = Vec::new();
     segment::encode(&AuditRecord { id: 11, ..record(10) }, &mut torn);
@@ -96,12 +100,12 @@ fn a_torn_tail_is_cut_at_start_kept_beside_the_segment_and_never_read_as_a_recor
     torn.truncate(whole + 20);
     // ... and its first frame's checksum damaged, as a torn page would.
     torn[whole / 2] ^= 0xff;
-    use std::io::Write;
-    std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(&torn).unwrap();
+    use std::os::unix::fs::FileExt;
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().write_all_at(&torn, sound).unwrap();
     let tail = segment::repair_tail(&path, first).unwrap();
-    assert_eq!((tail.end, tail.next_id, tail.cut_bytes), (sound, 11, torn.len() as u64), "{tail:?}");
+    assert_eq!((tail.end, tail.next_id, tail.cut_bytes), (sound, 11, len - sound), "{tail:?}");
     let kept = tail.kept_in.expect("the cut bytes are kept");
-    assert_eq!(std::fs::read(&kept).unwrap(), torn);
+    assert_eq!(std::fs::read(&kept).unwrap()[..torn.len()], torn[..]);
     assert_eq!(std::fs::metadata(&path).unwrap().len(), sound);
     let (tx, _rx) = crossbeam_channel::bounded(1);
     let writer = Writer::open(config(dir.path()), tx).unwrap();
@@ -281,4 +285,66 @@ fn an_older_sqlite_audit_log_is_imported_once_and_kept_renamed() {
     let log = AuditLog::open(data.path(), config(&dir)).unwrap();
     log.close();
     assert_eq!(exported(&dir, &AuditQuery::all()).0.len(), 2);
+}
+
+#[test]
+fn a_second_writer_on_one_audit_directory_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tx, _rx) = crossbeam_channel::bounded(1);
+    let first = Writer::open(config(dir.path()), tx.clone()).unwrap();
+    let refused = Writer::open(config(dir.path()), tx.clone()).err().expect("a second writer is refused");
+    assert!(refused.to_string().contains("give each gate its own --audit-dir"), "{refused}");
+    first.close();
+    Writer::open(config(dir.path()), tx).expect("once the first has closed, the log opens").close();
+}
+
+#[test]
+fn an_index_ahead_of_a_newest_segment_cut_at_start_forgets_what_was_cut() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().join("audit");
+    let log = AuditLog::open(data.path(), config(&dir)).unwrap();
+    write(&log.writer, 0, 300, 100);
+    wait_until("the index", || log.index.status.next_id.load(std::sync::atomic::Ordering::Relaxed) == 301);
+    log.close();
+    drop(log);
+    // Damage in the middle of the newest segment's frames: start cuts it there.
+    let (first, path) = segment::list(&dir).unwrap().pop().unwrap();
+    let frames_end = segment::repair_tail(&path, first).unwrap().end;
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = frames_end as usize / 2;
+    bytes[at] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    let log = AuditLog::open(data.path(), config(&dir)).unwrap();
+    let kept = log.writer.shared.durable.lock().unwrap().next_id - 1;
+    assert!(kept > 100 && kept < 300, "{kept}");
+    write(&log.writer, 1_000, 1_010, 10);
+    wait_until("the index", || log.index.status.next_id.load(std::sync::atomic::Ordering::Relaxed) == kept + 11);
+    let (mut want, _) = exported(&dir, &AuditQuery::all());
+    want.reverse();
+    let got = log.index.query(&AuditQuery { limit: 1_000, ..AuditQuery::all() }).unwrap().records;
+    assert_eq!(got, want, "the index holds what the log holds, nothing cut");
+    log.close();
+}
+
+#[test]
+fn a_sealed_segment_left_with_preallocated_zeros_by_a_crash_is_cut_back_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tx, _rx) = crossbeam_channel::bounded(1);
+    let base = AuditConfig { segment_bytes: MIN_SEGMENT_BYTES, ..config(dir.path()) };
+    let writer = Writer::open(base.clone(), tx.clone()).unwrap();
+    write(&writer, 0, 1_000, 50);
+    writer.close();
+    let segments = segment::list(dir.path()).unwrap();
+    assert!(segments.len() >= 2);
+    // The segment before the newest, as if the crash came between beginning
+    // the newest and cutting this one's zeros.
+    let (_, sealed) = &segments[segments.len() - 2];
+    let len = std::fs::metadata(sealed).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(sealed).unwrap().set_len(len + 1_000_000).unwrap();
+    let (_, done) = exported(dir.path(), &AuditQuery::all());
+    assert_eq!(done.damaged.len(), 1, "zeros in a sealed segment are not taken as its end: {done:?}");
+    Writer::open(base, tx).unwrap().close();
+    let (records, done) = exported(dir.path(), &AuditQuery::all());
+    assert_eq!((records.len(), done.damaged.len()), (1_000, 0), "{done:?}");
+    assert_eq!(std::fs::metadata(sealed).unwrap().len(), len);
 }

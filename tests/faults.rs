@@ -847,8 +847,8 @@ fn a_damaged_page_behind_a_snapshot_is_found_in_the_background_and_reported() {
 /// emergency lines (single and batched) gets 503 `audit_unavailable` for
 /// every exemption it cannot record (0 settled without a record), rejects
 /// are still answered, ledger appends keep working, `/readyz` says why; and
-/// SIGTERM during the flood exits 0 within the stop timeout and says what it
-/// could not write.
+/// with the disk then full, SIGTERM during the flood exits 0 within the stop
+/// timeout and says what it could not write.
 #[test]
 fn past_the_audit_reserve_no_exemption_settles_unrecorded_appends_go_on_and_sigterm_is_prompt() {
     let Some(ns) = Namespace::new("the audit reserve test") else { return };
@@ -918,7 +918,10 @@ fn past_the_audit_reserve_no_exemption_settles_unrecorded_appends_go_on_and_sigt
     assert!(ready["audit"]["failure"]["what"].as_str().unwrap().contains("--audit-reserve-bytes"), "{ready}");
     wait_for_metric(&server, "claimgate_audit_rejects_unrecorded_total", |n| n >= 1.0);
 
-    // SIGTERM while the flood goes on: prompt, and it says what it could not write.
+    // Then the disk fills up for good, and SIGTERM comes while the flood goes
+    // on: prompt, and it says what it could not write.
+    let full = ns.path(&mount.join("full"));
+    fill(&full);
     let started = Instant::now();
     assert_eq!(server.terminate().code(), Some(0));
     let took = started.elapsed();
@@ -935,6 +938,7 @@ fn past_the_audit_reserve_no_exemption_settles_unrecorded_appends_go_on_and_sigt
     assert!(refused > 0, "the flood met the reserve");
     // Every exemption answered settle is in the log (R19).
     std::fs::remove_file(&filler).unwrap();
+    std::fs::remove_file(&full).unwrap();
     let exported =
         String::from_utf8_lossy(&ns.run(binary(), &["audit", "export", "--data", path_str(&data)]).stdout).into_owned();
     let logged: std::collections::HashSet<String> = exported

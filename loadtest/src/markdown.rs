@@ -201,6 +201,17 @@ fn run_table(reports: &[Value]) -> String {
             let rejected = num(v, "/verdicts/reject");
             notes.push(format!("{:.1}% of lines rejected", rejected / lines * 100.0));
         }
+        if v.pointer("/latency_by_answer_us").is_some() {
+            let class = |c: &str| {
+                format!(
+                    "{c} ({} lines) p50 {} / p99 {} ms",
+                    whole(num(v, &format!("/latency_by_answer_us/{c}/count"))),
+                    ms(num(v, &format!("/latency_by_answer_us/{c}/p50"))),
+                    ms(num(v, &format!("/latency_by_answer_us/{c}/p99")))
+                )
+            };
+            notes.push(format!("by answer: {}; {}; {}", class("ok"), class("reject"), class("emergency_exemption")));
+        }
         if v.pointer("/send_lag_us").is_some() {
             notes.push(format!(
                 "timed from the actual send instead: p50 {} / p99 {} / p99.9 {} / max {} ms; generator send lag \

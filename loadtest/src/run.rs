@@ -86,6 +86,10 @@ pub struct Report {
     /// Open loop only: requests due before the end that were never sent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub not_sent: Option<u64>,
+    /// Single lines only: `latency_us` by the answer (`ok`, `reject`,
+    /// `emergency_exemption`): the cost of recording before answering (R19).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_by_answer_us: Option<std::collections::BTreeMap<String, stats::Percentiles>>,
     pub errors: stats::Errors,
     pub errors_total: u64,
     pub verdicts: std::collections::BTreeMap<String, u64>,
@@ -314,6 +318,7 @@ async fn check_task(shared: Arc<Shared>, addr: SocketAddr, pacer: Option<(Arc<Pa
                 if (200..300).contains(&r.status) {
                     match stats::record_check(&mut stats, &r.body, shared.batch) {
                         Some(seq) => {
+                            stats.classify(intended.unwrap_or(sent), done);
                             stats.ok += 1;
                             stats.window(at);
                             stats.seq_seen(at, seq);
@@ -557,6 +562,13 @@ pub fn run(config: RunConfig) -> Result<Report, String> {
             latency_from_send_us: pacer.as_ref().map(|_| stats::Percentiles::of(&total.service)),
             send_lag_us: pacer.as_ref().map(|_| stats::Percentiles::of(&total.send_lag)),
             not_sent: pacer.as_ref().map(|(p, _)| not_sent(p, &shared.tickets)),
+            latency_by_answer_us: (config.batch_size == 0).then(|| {
+                stats::ANSWER_CLASSES
+                    .iter()
+                    .zip(&total.by_answer)
+                    .map(|(class, h)| (class.to_string(), stats::Percentiles::of(h)))
+                    .collect()
+            }),
             errors_total: total.errors.total(),
             errors: total.errors.clone(),
             verdicts: total.verdicts.clone(),
@@ -603,6 +615,11 @@ pub fn summary(r: &Report) -> String {
     let _ = writeln!(s, "   latency{}: {}", if c.mode == Mode::Open { " (from intended send)" } else { "" }, l.text());
     if let Some(l) = &r.latency_from_send_us {
         let _ = writeln!(s, "   latency from actual send: {}", l.text());
+    }
+    if let Some(by) = &r.latency_by_answer_us {
+        for (class, l) in by {
+            let _ = writeln!(s, "   latency of lines answered {class} ({} lines): {}", l.count, l.text());
+        }
     }
     if let Some(lag) = &r.send_lag_us {
         let _ = writeln!(

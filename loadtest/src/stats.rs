@@ -159,7 +159,16 @@ pub struct Stats {
     pub acks: Vec<(u64, u64)>,
     /// Writes acknowledged as already recorded or refused (R8 code).
     pub refused: BTreeMap<String, u64>,
+    /// Single lines only: `latency` split by the answer, [`ANSWER_CLASSES`]
+    /// (an `ok` line never waits for the decision log; a reject and an
+    /// exemption wait for their record's fsync, R19).
+    pub by_answer: [Histogram<u64>; 3],
+    /// The class of the last single-line answer recorded (set by [`record_check`]).
+    pub last_class: Option<usize>,
 }
+
+/// The classes of `Stats::by_answer`, in order.
+pub const ANSWER_CLASSES: [&str; 3] = ["ok", "reject", "emergency_exemption"];
 
 impl Default for Stats {
     fn default() -> Self {
@@ -178,6 +187,8 @@ impl Default for Stats {
             seq_marks: Vec::new(),
             acks: Vec::new(),
             refused: BTreeMap::new(),
+            by_answer: [histogram(), histogram(), histogram()],
+            last_class: None,
         }
     }
 }
@@ -185,6 +196,9 @@ impl Default for Stats {
 impl Stats {
     pub fn merge(&mut self, o: &Stats) {
         self.latency.add(&o.latency).expect("same bounds");
+        for (mine, theirs) in self.by_answer.iter_mut().zip(&o.by_answer) {
+            mine.add(theirs).expect("same bounds");
+        }
         self.send_lag.add(&o.send_lag).expect("same bounds");
         self.service.add(&o.service).expect("same bounds");
         self.sent += o.sent;
@@ -225,6 +239,13 @@ impl Stats {
         let us = |t: std::time::Instant| done.saturating_duration_since(t).as_micros() as u64;
         self.latency.saturating_record(us(from).max(1));
         self.service.saturating_record(us(sent).max(1));
+    }
+
+    /// Files the latency of the single line just recorded by its answer's class.
+    pub fn classify(&mut self, from: std::time::Instant, done: std::time::Instant) {
+        if let Some(class) = self.last_class.take() {
+            self.by_answer[class].saturating_record((done.saturating_duration_since(from).as_micros() as u64).max(1));
+        }
     }
 
     /// Notes the seq a check answer carried, if it is new for this connection.
@@ -279,6 +300,11 @@ pub fn record_check(stats: &mut Stats, body: &[u8], batch: bool) -> Option<u64> 
         Some(answer.seq)
     } else {
         let answer: CheckAnswer = serde_json::from_slice(body).ok()?;
+        stats.last_class = Some(match &*answer.reason {
+            "ok" => 0,
+            "emergency_exemption" => 2,
+            _ => 1,
+        });
         bump(&mut stats.verdicts, &answer.verdict);
         bump(&mut stats.reasons, &answer.reason);
         stats.lines += 1;

@@ -83,6 +83,7 @@ pub fn export(
         done.segments += 1;
         let read_err = |source| ExportError::Read { segment: path.display().to_string(), source };
         let mut reader = match SegmentReader::open(path, *first, 0, *first) {
+            Ok(r) if i == last => r.newest(),
             Ok(r) => r,
             Err(ReadError::Io(e)) => return Err(read_err(e)),
             Err(e @ ReadError::Fault { .. }) => {

@@ -134,6 +134,8 @@ pub struct Durable {
 pub struct Stats {
     pub written: AtomicU64,
     pub groups: AtomicU64,
+    /// Microseconds spent writing and fsyncing groups (with `groups`, the mean).
+    pub group_write_us: AtomicU64,
     pub failed_writes: AtomicU64,
     /// Records refused at submission or in a failed group.
     pub refused: AtomicU64,
@@ -200,6 +202,9 @@ impl Ticket {
 /// The handlers' side of the writer.
 pub struct Writer {
     tx: crossbeam_channel::Sender<Msg>,
+    /// The audit directory's `LOCK`: one writer per log, wherever it sits
+    /// (two gates given the same `--audit-dir` would interleave frames).
+    lock: Mutex<Option<crate::data_lock::DataDirLock>>,
     pub shared: Arc<Shared>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -209,6 +214,13 @@ impl Writer {
     /// starts the writer thread. `wake_indexer` is poked after each group.
     pub fn open(config: AuditConfig, wake_indexer: crossbeam_channel::Sender<()>) -> std::io::Result<Writer> {
         std::fs::create_dir_all(&config.dir)?;
+        let lock = crate::data_lock::DataDirLock::acquire(&config.dir).map_err(|e| match e {
+            crate::data_lock::LockError::InUse { holder, .. } => std::io::Error::other(format!(
+                "the audit directory {} is in use by another claimgate process ({holder}): give each gate its own --audit-dir",
+                config.dir.display()
+            )),
+            e => std::io::Error::other(e.to_string()),
+        })?;
         let segments = segment::list(&config.dir)?;
         let (first, file, tail) = match segments.last() {
             None => {
@@ -220,6 +232,12 @@ impl Writer {
                 (1, f, segment::Tail { end: HEADER_BYTES, next_id: 1, cut_bytes: 0, kept_in: None, fault: None })
             }
             Some((first, path)) => {
+                if let [.., (before, sealed), _] = segments.as_slice() {
+                    let cut = segment::seal(sealed, *before)?;
+                    if cut > 0 {
+                        tracing::info!(segment = %sealed.display(), bytes = cut, "audit log: a sealed segment's preallocated tail was cut");
+                    }
+                }
                 let tail = segment::repair_tail(path, *first)?;
                 if tail.cut_bytes > 0 {
                     tracing::warn!(
@@ -248,8 +266,10 @@ impl Writer {
             config,
         });
         let (tx, rx) = crossbeam_channel::unbounded();
+        let allocated = file.metadata()?.len().max(tail.end);
         let mut state = WriterState {
             shared: shared.clone(),
+            allocated,
             file,
             segment: first,
             end: tail.end,
@@ -260,7 +280,7 @@ impl Writer {
         state.apply_retention();
         let thread =
             std::thread::Builder::new().name("audit-writer".into()).spawn(move || state.run(rx)).expect("spawning");
-        Ok(Writer { tx, shared, thread: Mutex::new(Some(thread)) })
+        Ok(Writer { tx, lock: Mutex::new(Some(lock)), shared, thread: Mutex::new(Some(thread)) })
     }
 
     /// Hands a group to the writer without waiting; refused at once when the
@@ -302,6 +322,7 @@ impl Writer {
         if let Some(t) = self.thread.lock().expect("not poisoned").take() {
             let _ = t.join();
         }
+        self.lock.lock().expect("not poisoned").take();
         let refused = self.shared.stats.refused.load(Ordering::Relaxed);
         if refused > 0 {
             let last = self.shared.failure.lock().expect("not poisoned").clone();
@@ -324,6 +345,9 @@ pub fn free_bytes(dir: &Path) -> std::io::Result<u64> {
 
 struct WriterState {
     shared: Arc<Shared>,
+    /// The newest segment's length: frames up to `end`, zeros after
+    /// ([`segment::PREALLOCATE_BYTES`]).
+    allocated: u64,
     file: File,
     segment: u64,
     end: u64,
@@ -425,13 +449,18 @@ impl WriterState {
                 );
             }
         }
+        if let Err(e) = self.preallocate(self.buf.len() as u64) {
+            return self
+                .fail(Unrecorded::of(&e), format!("preallocating the audit log in {}: {e}", s.config.dir.display()));
+        }
         use std::os::unix::fs::FileExt;
+        let writing = Instant::now();
         if let Err(e) = self.file.write_all_at(&self.buf, self.end) {
-            let _ = self.file.set_len(self.end);
+            self.unwrite();
             return self.fail(Unrecorded::of(&e), format!("writing the audit log in {}: {e}", s.config.dir.display()));
         }
         if let Err(e) = self.file.sync_data() {
-            let _ = self.file.set_len(self.end);
+            self.unwrite();
             self.rotate_first = true;
             return self.fail(Unrecorded::of(&e), format!("fsync of the audit log in {}: {e}", s.config.dir.display()));
         }
@@ -441,6 +470,7 @@ impl WriterState {
             Durable { segment: self.segment, end: self.end, next_id: self.next_id };
         s.stats.written.fetch_add(count, Ordering::Relaxed);
         s.stats.groups.fetch_add(1, Ordering::Relaxed);
+        s.stats.group_write_us.fetch_add(writing.elapsed().as_micros() as u64, Ordering::Relaxed);
         if let Some(f) = s.failure.lock().expect("not poisoned").take() {
             tracing::info!(
                 cause = f.cause.cause(),
@@ -465,8 +495,38 @@ impl WriterState {
         Err(cause)
     }
 
-    /// Seals the current segment (it is fsynced already) and begins the next.
+    /// Makes sure `n` bytes past the end are written zeros (fsynced with the
+    /// file's new length), [`segment::PREALLOCATE_BYTES`] at a time.
+    fn preallocate(&mut self, n: u64) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        if self.end + n <= self.allocated {
+            return Ok(());
+        }
+        let target = (self.end + n).max(self.allocated + segment::PREALLOCATE_BYTES);
+        let zeros = vec![0u8; 1 << 20];
+        let mut at = self.allocated;
+        while at < target {
+            let chunk = (target - at).min(zeros.len() as u64) as usize;
+            self.file.write_all_at(&zeros[..chunk], at)?;
+            at += chunk as u64;
+        }
+        self.file.sync_all()?;
+        self.allocated = target;
+        Ok(())
+    }
+
+    /// After a failed write or fsync: zeros over whatever of the group
+    /// reached the file, so no frame of a refused group can be read later.
+    fn unwrite(&mut self) {
+        use std::os::unix::fs::FileExt;
+        let _ = self.file.write_all_at(&vec![0u8; self.buf.len()], self.end);
+    }
+
+    /// Seals the current segment (its frames are fsynced already; its
+    /// preallocated zeros are cut) and begins the next.
     fn rotate(&mut self) -> std::io::Result<()> {
+        self.file.set_len(self.end)?;
+        self.file.sync_all()?;
         let dir = self.shared.config.dir.clone();
         let path = segment::segment_path(&dir, self.next_id);
         let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&path)?;
@@ -482,6 +542,7 @@ impl WriterState {
         self.file = f;
         self.segment = self.next_id;
         self.end = HEADER_BYTES;
+        self.allocated = HEADER_BYTES;
         self.rotate_first = false;
         *self.shared.durable.lock().expect("not poisoned") =
             Durable { segment: self.segment, end: self.end, next_id: self.next_id };

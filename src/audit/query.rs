@@ -44,18 +44,37 @@ impl AuditQuery {
     }
 
     pub fn matches(&self, r: &AuditRecord) -> bool {
-        let eq = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
-        eq(&self.practitioner, &r.practitioner_id)
-            && eq(&self.institution, &r.institution_id)
-            && eq(&self.reason, &r.reason)
-            && self.from.as_deref().is_none_or(|f| r.service_date.as_str() >= f)
-            && self.until.as_deref().is_none_or(|u| r.service_date.as_str() < u)
-            && self.before.is_none_or(|b| r.id < b)
-            && self.claim_id.as_deref().is_none_or(|c| {
-                let key = r.claim_key();
-                claim_keys(c).iter().any(|k| key.as_deref() == Some(k.as_str()))
-            })
+        self.matches_fields(&Fields {
+            id: r.id,
+            practitioner: &r.practitioner_id,
+            institution: &r.institution_id,
+            service_date: &r.service_date,
+            claim_key: r.claim_key().as_deref(),
+            reason: &r.reason,
+        })
     }
+
+    /// [`AuditQuery::matches`] on the indexed fields alone.
+    pub fn matches_fields(&self, f: &Fields) -> bool {
+        let eq = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
+        eq(&self.practitioner, f.practitioner)
+            && eq(&self.institution, f.institution)
+            && eq(&self.reason, f.reason)
+            && self.from.as_deref().is_none_or(|from| f.service_date >= from)
+            && self.until.as_deref().is_none_or(|until| f.service_date < until)
+            && self.before.is_none_or(|b| f.id < b)
+            && self.claim_id.as_deref().is_none_or(|c| claim_keys(c).iter().any(|k| f.claim_key == Some(k.as_str())))
+    }
+}
+
+/// The fields of a record a query filters on.
+pub struct Fields<'a> {
+    pub id: u64,
+    pub practitioner: &'a str,
+    pub institution: &'a str,
+    pub service_date: &'a str,
+    pub claim_key: Option<&'a str>,
+    pub reason: &'a str,
 }
 
 /// The cursor for "records older than `id`".

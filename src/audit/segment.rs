@@ -97,7 +97,16 @@ pub enum FrameFault {
     Record(String),
     #[error("a frame holds record {found} where record {expected} belongs")]
     OutOfOrder { expected: u64, found: u64 },
+    #[error("zeros stand where a frame belongs, and data follows them")]
+    ZeroGap,
 }
+
+/// Bytes of zeros the writer keeps written ahead of its position in the
+/// newest segment, fsynced once, so that a group's fdatasync changes no file
+/// size or block map (no journal commit shared with other files on the file
+/// system, which is what makes an fsync slow on a busy disk). A sealed
+/// segment is cut back to its last frame.
+pub const PREALLOCATE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Reads a segment's frames in order from a buffered file.
 pub struct SegmentReader {
@@ -108,6 +117,9 @@ pub struct SegmentReader {
     pub next_id: u64,
     /// Stop before this offset (the durable end of the segment being written).
     end: Option<u64>,
+    /// The newest segment: a frame head of zeros followed by nothing but
+    /// zeros is the end of what was written (the writer's preallocation).
+    zero_tail: bool,
     payload: Vec<u8>,
 }
 
@@ -127,14 +139,35 @@ impl SegmentReader {
             offset,
             next_id: if offset == HEADER_BYTES { first_id } else { next_id },
             end: None,
+            zero_tail: false,
             payload: Vec::new(),
         })
+    }
+
+    /// Reads the newest segment: its preallocated zeros end it cleanly.
+    pub fn newest(mut self) -> SegmentReader {
+        self.zero_tail = true;
+        self
     }
 
     /// Reads no frame at or past `end`.
     pub fn until(mut self, end: Option<u64>) -> SegmentReader {
         self.end = end;
         self
+    }
+
+    /// Whether everything after the current position is zeros.
+    fn rest_is_zero(&mut self) -> std::io::Result<bool> {
+        let mut buf = [0u8; 64 * 1024];
+        loop {
+            match self.file.read(&mut buf) {
+                Ok(0) => return Ok(true),
+                Ok(n) if buf[..n].iter().all(|b| *b == 0) => {}
+                Ok(_) => return Ok(false),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// The next record, `Ok(None)` at a clean end, or the fault at `offset`.
@@ -146,6 +179,14 @@ impl SegmentReader {
         let mut head = [0u8; FRAME_HEAD_BYTES];
         match read_full(&mut self.file, &mut head).map_err(ReadError::Io)? {
             0 => return Ok(None),
+            n if head[..n].iter().all(|b| *b == 0) && self.zero_tail => {
+                let offset = self.offset;
+                return match self.rest_is_zero() {
+                    Ok(true) => Ok(None),
+                    Ok(false) => Err(ReadError::Fault { offset, fault: FrameFault::ZeroGap }),
+                    Err(e) => Err(ReadError::Io(e)),
+                };
+            }
             n if n < FRAME_HEAD_BYTES => return Err(fault(FrameFault::Short)),
             _ => {}
         }
@@ -170,6 +211,29 @@ impl SegmentReader {
         self.next_id += 1;
         Ok(Some(record))
     }
+}
+
+/// Reads the record `id` whose frame starts at `offset` of a segment (the
+/// index's pointer), verifying its checksum.
+pub fn read_at(file: &File, offset: u64, id: u64) -> Result<AuditRecord, ReadError> {
+    use std::os::unix::fs::FileExt;
+    let fault = |f| ReadError::Fault { offset, fault: f };
+    let mut head = [0u8; FRAME_HEAD_BYTES];
+    file.read_exact_at(&mut head, offset).map_err(|_| fault(FrameFault::Short))?;
+    let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes"));
+    if len as usize > MAX_RECORD_BYTES || len == 0 {
+        return Err(fault(FrameFault::Length(len)));
+    }
+    let mut payload = vec![0u8; len as usize];
+    file.read_exact_at(&mut payload, offset + FRAME_HEAD_BYTES as u64).map_err(|_| fault(FrameFault::Short))?;
+    if u64::from_le_bytes(head[4..].try_into().expect("8 bytes")) != checksum(id, &payload) {
+        return Err(fault(FrameFault::Checksum));
+    }
+    let record: AuditRecord = serde_json::from_slice(&payload).map_err(|e| fault(FrameFault::Record(e.to_string())))?;
+    if record.id != id {
+        return Err(fault(FrameFault::OutOfOrder { expected: id, found: record.id }));
+    }
+    Ok(record)
 }
 
 /// Fills `buf` as far as the file goes; the bytes read.
@@ -210,11 +274,12 @@ pub struct Tail {
 }
 
 /// Reads the newest segment through, and cuts a torn tail (see the module
-/// doc); the segment is fsynced after a cut.
+/// doc); the segment is fsynced after a cut. Its preallocated zeros after the
+/// last frame are kept (they are no tail).
 pub fn repair_tail(path: &Path, first_id: u64) -> std::io::Result<Tail> {
     let len = std::fs::metadata(path)?.len();
     let mut reader = match SegmentReader::open(path, first_id, 0, first_id) {
-        Ok(r) => r,
+        Ok(r) => r.newest(),
         Err(ReadError::Io(e)) => return Err(e),
         // A header cut short: the crash came while the segment was created.
         Err(ReadError::Fault { .. }) => return cut(path, 0, len, first_id, Some(FrameFault::Header)),
@@ -256,6 +321,29 @@ fn cut(path: &Path, at: u64, len: u64, next_id: u64, fault: Option<FrameFault>) 
     }
     file.sync_all()?;
     Ok(Tail { end: at.max(HEADER_BYTES), next_id, cut_bytes: len - at, kept_in: Some(kept), fault })
+}
+
+/// Cuts a sealed segment's preallocated zeros after its last frame (a crash
+/// between sealing a segment and beginning the next can leave them), so a
+/// sealed segment ends at its last frame. Damage is left for the readers to
+/// report. Returns the bytes cut.
+pub fn seal(path: &Path, first_id: u64) -> std::io::Result<u64> {
+    let len = std::fs::metadata(path)?.len();
+    let Ok(reader) = SegmentReader::open(path, first_id, 0, first_id) else { return Ok(0) };
+    let mut reader = reader.newest();
+    loop {
+        match reader.next_record() {
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(_) => return Ok(0),
+        }
+    }
+    if reader.offset < len {
+        let file = std::fs::OpenOptions::new().write(true).open(path)?;
+        file.set_len(reader.offset)?;
+        file.sync_all()?;
+    }
+    Ok(len - reader.offset)
 }
 
 /// fsyncs a directory, so a file created or removed in it survives a crash.

@@ -161,6 +161,13 @@ pub enum LedgerPages {
     },
 }
 
+/// Decision records handed to the log, not yet known durable.
+pub struct Recording {
+    exemptions: u64,
+    rejects: u64,
+    ticket: Result<crate::audit::Ticket, Unrecorded>,
+}
+
 /// Shared state of a running gate.
 pub struct Gate {
     pub config: ServeConfig,
@@ -457,14 +464,22 @@ impl Gate {
         }
     }
 
-    /// Records the decisions of one request in the decision log and waits
-    /// (asynchronously, bounded) until they are durable (R19: recorded before
-    /// answered). On a refusal the caller answers each exemption
-    /// `audit_unavailable` and each reject as decided; both are counted here.
-    pub async fn record(&self, records: Vec<AuditRecord>) -> Result<(), Unrecorded> {
+    /// Hands the decision records of one request to the decision log without
+    /// waiting; [`Gate::recorded`] then waits until they are durable (R19:
+    /// recorded before answered). In between the caller shapes its answer, so
+    /// that work overlaps the fsync.
+    pub fn start_recording(&self, records: Vec<AuditRecord>) -> Recording {
         let exemptions = records.iter().filter(|r| r.is_exemption()).count() as u64;
         let rejects = records.len() as u64 - exemptions;
-        let outcome = match self.audit.writer.submit(records) {
+        Recording { exemptions, rejects, ticket: self.audit.writer.submit(records) }
+    }
+
+    /// Waits (asynchronously, bounded) for a recording to be durable. On a
+    /// refusal the caller answers each exemption `audit_unavailable` and each
+    /// reject as decided; both are counted here.
+    pub async fn recorded(&self, recording: Recording) -> Result<(), Unrecorded> {
+        let Recording { exemptions, rejects, ticket } = recording;
+        let outcome = match ticket {
             Ok(ticket) => ticket.durable().await,
             Err(cause) => Err(cause),
         };

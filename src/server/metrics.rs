@@ -78,6 +78,7 @@ pub struct Gauges {
     pub audit_written: u64,
     pub audit_failed_writes: u64,
     pub audit_groups: u64,
+    pub audit_group_write_us: u64,
     pub audit_indexed: u64,
     pub audit_free_bytes: u64,
     pub audit_writable: bool,
@@ -148,7 +149,7 @@ impl Metrics {
         let _ = writeln!(out, "claimgate_request_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}");
         let _ = writeln!(out, "claimgate_request_duration_seconds_sum {}", get(&self.latency_sum_us) as f64 / 1e6);
         let _ = writeln!(out, "claimgate_request_duration_seconds_count {}", get(&self.latency_count));
-        let counters: [(&str, &str, u64); 19] = [
+        let counters: [(&str, &str, u64); 20] = [
             ("claimgate_snapshots_written_total", "Index snapshots written while serving.", g.snapshots_written),
             ("claimgate_snapshot_failures_total", "Index snapshot writes that failed.", g.snapshot_failures),
             (
@@ -186,6 +187,11 @@ impl Metrics {
             ),
             ("claimgate_audit_written_total", "Decision records written and fsynced.", g.audit_written),
             ("claimgate_audit_groups_total", "Decision-log groups written (one fsync each).", g.audit_groups),
+            (
+                "claimgate_audit_group_write_microseconds_total",
+                "Time spent writing and fsyncing decision-log groups (divide by claimgate_audit_groups_total for the mean).",
+                g.audit_group_write_us,
+            ),
             ("claimgate_audit_indexed_total", "Decision records in the audit index (queries see these).", g.audit_indexed),
             (
                 "claimgate_stale_index_total",

@@ -262,15 +262,14 @@ async fn check(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, ApiErr
         })
         .await?
     };
-    if let Some(record) = record {
-        let exemption = record.is_exemption();
-        if let Err(cause) = gate.record(vec![record]).await {
-            if exemption {
-                return Err(audit_unavailable(cause));
-            }
-        }
+    let Some(record) = record else { return Ok(json(StatusCode::OK, &out)) };
+    let exemption = record.is_exemption();
+    let recording = gate.start_recording(vec![record]);
+    let reply = json(StatusCode::OK, &out);
+    match gate.recorded(recording).await {
+        Err(cause) if exemption => Err(audit_unavailable(cause)),
+        _ => Ok(reply),
     }
-    Ok(json(StatusCode::OK, &out))
 }
 
 async fn check_batch(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, ApiError> {
@@ -318,22 +317,29 @@ async fn check_batch(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, 
             Err(e) => Result_::Error(std::borrow::Cow::Borrowed(e)),
         });
     }
-    // One group for the whole batch: one wait, one fsync shared with
-    // whatever else arrived meanwhile.
-    if !records.is_empty() {
-        if let Err(cause) = gate.record(records).await {
-            let refused = audit_unavailable(cause);
-            for i in exemptions {
-                results[i] = Result_::Error(std::borrow::Cow::Owned(refused.clone()));
-            }
-        }
-    }
     #[derive(serde::Serialize)]
     struct BatchAnswer<'a> {
         seq: Seq,
         results: Vec<Result_<'a>>,
     }
-    Ok(json(StatusCode::OK, &BatchAnswer { seq, results }))
+    if records.is_empty() {
+        return Ok(json(StatusCode::OK, &BatchAnswer { seq, results }));
+    }
+    // One group for the whole batch: one wait, one fsync shared with
+    // whatever else arrived meanwhile; the answer is shaped while it runs.
+    let recording = gate.start_recording(records);
+    let mut answer = BatchAnswer { seq, results };
+    let reply = json(StatusCode::OK, &answer);
+    match gate.recorded(recording).await {
+        Ok(()) => Ok(reply),
+        Err(cause) => {
+            let refused = audit_unavailable(cause);
+            for i in exemptions {
+                answer.results[i] = Result_::Error(std::borrow::Cow::Owned(refused.clone()));
+            }
+            Ok(json(StatusCode::OK, &answer))
+        }
+    }
 }
 
 /// The facts behind a decision, read from the ledger at the answer's `seq`.
@@ -660,6 +666,7 @@ async fn metrics(gate: &Arc<Gate>) -> Reply {
         audit_written: audit.stats.written.load(Ordering::Relaxed),
         audit_failed_writes: audit.stats.failed_writes.load(Ordering::Relaxed),
         audit_groups: audit.stats.groups.load(Ordering::Relaxed),
+        audit_group_write_us: audit.stats.group_write_us.load(Ordering::Relaxed),
         audit_indexed: gate.audit.index.status.next_id.load(Ordering::Relaxed).saturating_sub(1),
         audit_free_bytes: audit.free_bytes.load(Ordering::Relaxed),
         audit_writable: audit.failure.lock().expect("not poisoned").is_none(),
