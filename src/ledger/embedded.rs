@@ -3,6 +3,7 @@
 //! transaction; validation (R8) reads the same transaction, so what it sees is
 //! exactly what was accepted before.
 
+use super::error::NotDurable;
 use super::{Appended, LedgerError};
 use crate::domain::{EventId, InstitutionCode, PractitionerCode, Seq, ViolationId};
 use crate::event::{Event, RecordedEvent};
@@ -156,6 +157,7 @@ impl EmbeddedLedger {
         // R5: an acknowledged event survives a crash or power loss.
         conn.pragma_update(None, "synchronous", "FULL").map_err(storage("setting synchronous commits"))?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(storage("setting the busy timeout"))?;
+        check_durability(&conn, &path)?;
         let reader = if path.as_os_str() == ":memory:" { None } else { Some(Mutex::new(open_reader(&path)?)) };
         Ok(EmbeddedLedger { conn: Mutex::new(conn), reader, policy: policy.clone(), path, id })
     }
@@ -389,6 +391,62 @@ impl PageCheck {
     }
 }
 
+/// `PRAGMA synchronous` values under which a commit returns only after the
+/// WAL is fsynced: FULL (2) and EXTRA (3). NORMAL (1) syncs at checkpoints
+/// only, so a power loss can take the last commits; OFF (0) never syncs.
+const DURABLE_SYNCHRONOUS: RangeInclusive<i64> = 2..=3;
+/// The journal mode the ledger runs in (set when the file is created, kept
+/// in its header): the write-ahead log that lets readers and the writer run
+/// at once and that `synchronous=FULL` fsyncs at every commit.
+const JOURNAL_MODE: &str = "wal";
+
+/// Reads back, on the writing connection `conn`, the settings an
+/// acknowledged event's survival rests on, and refuses (`NotDurable`, naming
+/// the setting, its value and the fix) unless they are what [`EmbeddedLedger`]
+/// set: `synchronous` FULL or EXTRA, and the write-ahead log. An in-memory
+/// ledger has no journal to check (nothing of it survives a stop anyway).
+fn check_durability(conn: &Connection, path: &Path) -> Result<(), LedgerError> {
+    let store = path.display().to_string();
+    let synchronous: i64 =
+        conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).map_err(storage("reading back synchronous"))?;
+    if !DURABLE_SYNCHRONOUS.contains(&synchronous) {
+        let name = match synchronous {
+            0 => "OFF",
+            1 => "NORMAL",
+            _ => "unknown",
+        };
+        return Err(NotDurable {
+            store,
+            setting: "PRAGMA synchronous",
+            value: format!("{synchronous} ({name})"),
+            fix: "claimgate sets it to FULL on the connection it appends on; this build or its SQLite library \
+                  does not honour that (a SQLITE_DEFAULT_SYNCHRONOUS or SQLITE_EXTRA_INIT override?): \
+                  rebuild claimgate with the bundled SQLite (`cargo build --release`)"
+                .into(),
+        }
+        .into());
+    }
+    if path.as_os_str() == ":memory:" {
+        return Ok(());
+    }
+    let mode: String =
+        conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).map_err(storage("reading back the journal mode"))?;
+    if !mode.eq_ignore_ascii_case(JOURNAL_MODE) {
+        return Err(NotDurable {
+            fix: format!(
+                "claimgate creates its ledger in write-ahead-log mode and runs only in it; this file was switched \
+                 to `{mode}` (or its file system cannot hold a WAL's shared-memory file). With claimgate stopped, \
+                 run `sqlite3 {store} 'PRAGMA journal_mode=WAL'` on a local file system, then start it again"
+            ),
+            store,
+            setting: "PRAGMA journal_mode",
+            value: mode,
+        }
+        .into());
+    }
+    Ok(())
+}
+
 /// A read-only connection to the ledger file at `path` (WAL: it reads while
 /// the writer writes).
 fn open_reader(path: &Path) -> Result<Connection, LedgerError> {
@@ -612,5 +670,58 @@ impl LedgerFacts for Facts<'_> {
             super::scoring_step(&kind, &effective, seq, points)
         })
         .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ledger_file() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        drop(EmbeddedLedger::open(dir.path(), &Policy::default()).unwrap());
+        let path = dir.path().join(LEDGER_FILE);
+        (dir, path)
+    }
+
+    #[test]
+    fn the_writing_connection_of_an_opened_ledger_reads_back_full_and_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = EmbeddedLedger::open(dir.path(), &Policy::default()).unwrap();
+        let conn = ledger.lock();
+        assert_eq!(conn.query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0)).unwrap(), 2);
+        assert_eq!(conn.query_row("PRAGMA journal_mode", [], |r| r.get::<_, String>(0)).unwrap(), "wal");
+        check_durability(&conn, ledger.path()).unwrap();
+    }
+
+    #[test]
+    fn a_writing_connection_with_synchronous_off_or_normal_is_refused_by_name() {
+        let (_dir, path) = ledger_file();
+        for (value, shown) in [("OFF", "0 (OFF)"), ("NORMAL", "1 (NORMAL)")] {
+            let conn = Connection::open(&path).unwrap();
+            conn.pragma_update(None, "synchronous", value).unwrap();
+            let err = check_durability(&conn, &path).unwrap_err();
+            assert!(matches!(&err, LedgerError::NotDurable(r) if r.setting == "PRAGMA synchronous"), "{err:?}");
+            let message = err.to_string();
+            assert!(message.contains(&format!("PRAGMA synchronous is `{shown}`")), "{message}");
+            assert!(message.contains(&path.display().to_string()) && message.contains("rebuild"), "{message}");
+        }
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "synchronous", "EXTRA").unwrap();
+        check_durability(&conn, &path).unwrap();
+    }
+
+    #[test]
+    fn a_ledger_file_switched_out_of_wal_is_refused_at_open_with_the_fix() {
+        let (dir, path) = ledger_file();
+        let conn = Connection::open(&path).unwrap();
+        let mode: String = conn.query_row("PRAGMA journal_mode=DELETE", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, "delete");
+        drop(conn);
+        let err = EmbeddedLedger::open(dir.path(), &Policy::default()).err().expect("refused");
+        assert!(matches!(&err, LedgerError::NotDurable(r) if r.setting == "PRAGMA journal_mode"), "{err:?}");
+        let message = err.to_string();
+        assert!(message.contains("PRAGMA journal_mode is `delete`"), "{message}");
+        assert!(message.contains("PRAGMA journal_mode=WAL"), "{message}");
     }
 }

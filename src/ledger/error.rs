@@ -33,6 +33,10 @@ pub enum LedgerError {
     Postgres { doing: &'static str, source: postgres::Error },
     #[error("cannot set up TLS to PostgreSQL: {detail}")]
     Tls { detail: String },
+    /// A setting an acknowledged event's survival rests on (R5) reads back
+    /// as one that would lose it on a crash or power loss.
+    #[error("{0}")]
+    NotDurable(Box<NotDurable>),
     #[error("a batch of {len} events is more than the {max} one append takes")]
     BatchTooLarge { len: usize, max: usize },
 }
@@ -59,6 +63,26 @@ impl LedgerError {
             },
             _ => "storage",
         }
+    }
+}
+
+/// The durability setting a ledger was refused for (see [`LedgerError::NotDurable`]).
+#[derive(Debug, thiserror::Error)]
+#[error("refusing to use the ledger {store}: {setting} is `{value}`, so an acknowledged event could be lost on a crash or power loss (R5). {fix}")]
+pub struct NotDurable {
+    /// The ledger: its file, or its PostgreSQL URL (no password) and schema.
+    pub store: String,
+    /// The setting as it is read back (`PRAGMA synchronous`, `fsync`, ...).
+    pub setting: &'static str,
+    /// Its value.
+    pub value: String,
+    /// What to do.
+    pub fix: String,
+}
+
+impl From<NotDurable> for LedgerError {
+    fn from(refusal: NotDurable) -> LedgerError {
+        LedgerError::NotDurable(Box::new(refusal))
     }
 }
 

@@ -15,7 +15,7 @@ mod postgres;
 mod postgres_tls;
 
 pub use embedded::{EmbeddedLedger, PageCheck, LEDGER_FILE, MAX_APPEND_BATCH, MAX_TAIL_BATCH};
-pub use error::{AppendError, LedgerError};
+pub use error::{AppendError, LedgerError, NotDurable};
 pub use postgres::{NotifyListener, PostgresLedger};
 
 use crate::domain::{CivilDate, InstitutionCode, PractitionerCode, Seq, ViolationId};

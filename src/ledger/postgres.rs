@@ -481,14 +481,11 @@ impl Target {
             return Err(bad(format!("`{}` cannot be a schema name (at most 63 bytes, no NUL)", schema.escape_debug())));
         }
         let search_path = format!("SET search_path TO {};", quote_ident(&schema));
-        // R5: an acknowledged event is flushed before its seq is returned,
-        // whatever the server's default. No append session sits idle inside
-        // its transaction, so one that does has lost its node: free the head.
-        let writer_session = format!(
-            "{search_path} SELECT set_config('synchronous_commit', 'on', false) \
-             WHERE current_setting('synchronous_commit') = 'off'; \
-             SET idle_in_transaction_session_timeout TO '60s';"
-        );
+        // R5: an acknowledged event is flushed before its seq is returned;
+        // `connect` reads back what the append session got (see
+        // `check_durability`). No append session sits idle inside its
+        // transaction, so one that does has lost its node: free the head.
+        let writer_session = format!("{search_path} SET idle_in_transaction_session_timeout TO '60s';");
         let reader_session = format!("{search_path} SET default_transaction_read_only TO on;");
         let tls = tls.connector()?;
         Ok(Target { config, tls, schema, description, writer_session, reader_session })
@@ -501,7 +498,38 @@ impl Target {
         };
         let mut client = connected.map_err(pg("connecting to PostgreSQL"))?;
         client.batch_execute(session).map_err(pg("setting up a PostgreSQL session"))?;
+        if session == self.writer_session {
+            // Every session that appends, the first and each reconnect.
+            self.check_durability(&mut client)?;
+        }
         Ok(client)
+    }
+
+    /// Reads back, on the session appends run on, the settings an
+    /// acknowledged event's survival rests on, and refuses it (`NotDurable`)
+    /// when the server or the session would let a commit return before its
+    /// WAL is flushed to disk. See [`durability_refusal`].
+    fn check_durability(&self, client: &mut Client) -> Result<(), LedgerError> {
+        const DOING: &str = "reading back the durability settings";
+        let rows = client
+            .query("SELECT name, setting, source FROM pg_settings WHERE name IN ('synchronous_commit', 'fsync')", &[])
+            .map_err(pg(DOING))?;
+        let mut settings = HashMap::new();
+        for row in &rows {
+            let name: String = row.try_get(0).map_err(pg(DOING))?;
+            let setting: String = row.try_get(1).map_err(pg(DOING))?;
+            let source: String = row.try_get(2).map_err(pg(DOING))?;
+            settings.insert(name, (setting, source));
+        }
+        let get =
+            |name: &str| settings.get(name).map(|(v, s)| (v.as_str(), s.as_str())).unwrap_or(("unknown", "unknown"));
+        let user = self.config.get_user().unwrap_or("the ledger's user");
+        match durability_refusal(get("synchronous_commit"), get("fsync"), user) {
+            None => Ok(()),
+            Some((setting, value, fix)) => {
+                Err(super::error::NotDurable { store: self.description.clone(), setting, value, fix }.into())
+            }
+        }
     }
 
     fn refuse(&self, detail: String) -> LedgerError {
@@ -656,6 +684,58 @@ fn init(client: &mut Client, target: &Target, policy: &Policy) -> Result<u64, Le
 
 /// Receives one entity's history during a scan: its code as stored, events.
 type GroupSink<'a> = dyn FnMut(String, &[RecordedEvent]) -> Result<(), LedgerError> + 'a;
+
+/// `synchronous_commit` values under which a commit returns only after its
+/// WAL is flushed to this server's disk: `local`, `on`, and the two that
+/// also wait for a synchronous standby (`remote_write`, `remote_apply`; with
+/// no standby named they act as `on`). Only `off` returns before the flush.
+const DURABLE_SYNCHRONOUS_COMMIT: &[&str] = &["on", "local", "remote_write", "remote_apply"];
+
+/// Why the append session is not durable, as (setting, value with its
+/// source, what to do), or `None` when it is: `fsync` must be `on` (with it
+/// off the server never flushes, whatever a session asks) and
+/// `synchronous_commit` one of [`DURABLE_SYNCHRONOUS_COMMIT`]. Each setting
+/// is `(value, pg_settings.source)`; `user` is the role claimgate logs in as.
+/// A session set to `off` is refused rather than set back to `on`: the
+/// operator, a role or the URL asked for it, and the fix belongs there.
+fn durability_refusal(
+    synchronous_commit: (&str, &str),
+    fsync: (&str, &str),
+    user: &str,
+) -> Option<(&'static str, String, String)> {
+    let (value, source) = fsync;
+    if value != "on" {
+        return Some((
+            "fsync",
+            value.to_owned(),
+            format!("It comes from the server's {source}: the server never flushes its WAL to disk. Set `fsync = on` in postgresql.conf and reload the server \
+             (`SELECT pg_reload_conf()`); a crash while it was off may have damaged the database, so check it \
+             (amcheck, pg_checksums) before appending again"
+            ),
+        ));
+    }
+    let (value, source) = synchronous_commit;
+    if DURABLE_SYNCHRONOUS_COMMIT.contains(&value) {
+        return None;
+    }
+    let fix = match source {
+        "client" => "the connection asks for it: remove `-c synchronous_commit=...` from the `options` of the \
+                     --store URL"
+            .to_owned(),
+        "user" => format!("the role asks for it: `ALTER ROLE {user} RESET synchronous_commit`"),
+        "database" => "the database asks for it: `ALTER DATABASE <db> RESET synchronous_commit`".to_owned(),
+        "database user" => {
+            format!(
+                "the role in this database asks for it: `ALTER ROLE {user} IN DATABASE <db> RESET synchronous_commit`"
+            )
+        }
+        _ => format!(
+            "set `synchronous_commit = on` in postgresql.conf and reload, or only for claimgate's role: \
+             `ALTER ROLE {user} SET synchronous_commit = on`"
+        ),
+    };
+    Some(("synchronous_commit", value.to_owned(), format!("It comes from {source} (pg_settings.source): {fix}")))
+}
 
 /// Splits our own `schema=NAME` parameter off a URL; the rest is handed to
 /// the driver. The last `schema=` wins; its value is percent-decoded.
@@ -1496,5 +1576,103 @@ mod tests {
         assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
         assert!(matches!(Target::parse("postgres://h/db?schema="), Err(LedgerError::NotALedger { .. })));
         assert!(Target::parse(&format!("postgres://h/db?schema={}", "x".repeat(64))).is_err());
+    }
+
+    /// The server under test; under CI (`CI` set) its absence fails the test.
+    fn server_required() -> Option<String> {
+        let found = server();
+        assert!(
+            found.is_some() || std::env::var_os("CI").is_none(),
+            "CI is set but CLAIMGATE_TEST_POSTGRES is not: .ci/run sets it when PostgreSQL answers on 127.0.0.1:5432"
+        );
+        found
+    }
+
+    /// `PostgresLedger::open` must fail; its error.
+    fn refused(url: &str) -> LedgerError {
+        match PostgresLedger::open(url, &Policy::default()) {
+            Ok(_) => panic!("{url}: the ledger opened"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn only_fsync_on_with_a_flushing_synchronous_commit_is_durable() {
+        for value in DURABLE_SYNCHRONOUS_COMMIT {
+            assert_eq!(durability_refusal((value, "default"), ("on", "default"), "cg"), None, "{value}");
+        }
+        let (setting, value, fix) = durability_refusal(("on", "default"), ("off", "configuration file"), "cg").unwrap();
+        assert_eq!((setting, value.as_str()), ("fsync", "off"));
+        assert!(fix.contains("configuration file") && fix.contains("fsync = on"), "{fix}");
+        for (source, names) in [
+            ("client", "options"),
+            ("user", "ALTER ROLE cg RESET"),
+            ("database", "ALTER DATABASE"),
+            ("database user", "ALTER ROLE cg IN DATABASE"),
+            ("configuration file", "postgresql.conf"),
+            ("default", "ALTER ROLE cg SET synchronous_commit = on"),
+        ] {
+            let (setting, value, fix) = durability_refusal(("off", source), ("on", "default"), "cg").unwrap();
+            assert_eq!((setting, value.as_str()), ("synchronous_commit", "off"));
+            assert!(fix.contains(source) && fix.contains(names), "{source}: {fix}");
+        }
+    }
+
+    #[test]
+    fn a_session_asking_for_synchronous_commit_off_in_the_url_is_refused_by_name() {
+        let Some(server) = server_required() else { return };
+        let schema = TestSchema::new(&server, "sync_off");
+        let url = format!("{}&options=-c%20synchronous_commit%3Doff", schema.url());
+        let err = refused(&url);
+        let message = err.to_string();
+        assert!(matches!(&err, LedgerError::NotDurable(r) if r.setting == "synchronous_commit"), "{err:?}");
+        assert!(message.contains("synchronous_commit is `off`"), "{message}");
+        assert!(message.contains("from client") && message.contains("options"), "{message}");
+        // Refused before anything was written: no schema was made.
+        let made: i64 = schema
+            .admin()
+            .query_one("SELECT count(*) FROM pg_namespace WHERE nspname = $1", &[&schema.name])
+            .unwrap()
+            .get(0);
+        assert_eq!(made, 0, "a refused open created its schema");
+        // The same URL without the option opens, and its append session reads back `on`.
+        let ledger = schema.open();
+        let mut writer = lock(&ledger.writer);
+        let on: String = writer.as_mut().unwrap().client.query_one("SHOW synchronous_commit", &[]).unwrap().get(0);
+        assert_eq!(on, "on");
+    }
+
+    #[test]
+    fn a_role_set_to_synchronous_commit_off_is_refused_with_the_alter_role_fix() {
+        let Some(server) = server_required() else { return };
+        let schema = TestSchema::new(&server, "role_off");
+        let role = format!("cg_{}", schema.name);
+        /// Drops the role however the test ends.
+        struct Role<'a>(&'a TestSchema, String);
+        impl Drop for Role<'_> {
+            fn drop(&mut self) {
+                let _ = self.0.admin().batch_execute(&format!("DROP ROLE IF EXISTS {}", quote_ident(&self.1)));
+            }
+        }
+        let _guard = Role(&schema, role.clone());
+        schema
+            .admin()
+            .batch_execute(&format!(
+                "CREATE ROLE {r} LOGIN; ALTER ROLE {r} SET synchronous_commit = off",
+                r = quote_ident(&role)
+            ))
+            .unwrap();
+        let mut config: Config = Target::parse(&schema.url()).unwrap().config;
+        config.user(&role);
+        let (host, port, db) = match (config.get_hosts(), config.get_ports(), config.get_dbname()) {
+            ([::postgres::config::Host::Tcp(h), ..], [p, ..], Some(db)) => (h.clone(), *p, db.to_owned()),
+            other => panic!("CLAIMGATE_TEST_POSTGRES is not a TCP URL with a database: {other:?}"),
+        };
+        let url = format!("postgres://{role}@{host}:{port}/{db}?schema={}", schema.name);
+        let err = refused(&url);
+        let message = err.to_string();
+        assert!(matches!(&err, LedgerError::NotDurable(r) if r.setting == "synchronous_commit"), "{err:?}");
+        assert!(message.contains("synchronous_commit is `off`"), "{message}");
+        assert!(message.contains(&format!("ALTER ROLE {role} RESET synchronous_commit")), "{message}");
     }
 }

@@ -14,7 +14,15 @@
 //! swallowed, and proves each landed exactly once (stored before the kill
 //! and answered `already_recorded` now, or stored now, or refused by R8 and
 //! not stored at all).
+//!
+//! Checker clients send claim lines meanwhile (`--checkers`,
+//! [`crate::checkers`]: single lines and batches, 25% emergencies, 10%
+//! rejects, each with a unique `claim_id`); after the restart every line
+//! answered `emergency_exemption` or `reject` before the kill must be in the
+//! decision log (`claimgate audit export`) with its `claim_id` exactly as
+//! sent and its reason (R19: recorded before answered).
 
+use crate::checkers::{self, Checked, DecisionFindings, Sanctioned};
 use crate::gate::{Launch, TOKEN};
 use crate::http::Http;
 use crate::model::{Rng, World};
@@ -72,6 +80,9 @@ pub struct Settings {
     /// Concurrent admin writers.
     #[arg(long, default_value_t = 4)]
     pub writers: usize,
+    /// Concurrent check clients (single lines and batches, emergency-heavy).
+    #[arg(long, default_value_t = 2)]
+    pub checkers: usize,
     #[arg(long, default_value_t = 200)]
     pub practitioners: u64,
     #[arg(long, default_value_t = 10)]
@@ -88,11 +99,12 @@ impl Settings {
     pub fn check(&self) -> Result<(), String> {
         let valid = (1..=MAX_TRIALS).contains(&self.trials)
             && (1..=MAX_WORKERS).contains(&self.writers)
+            && (1..=MAX_WORKERS).contains(&self.checkers)
             && self.practitioners > 0
             && self.institutions > 1
             && (0.0..=MAX_SECONDS).contains(&self.max_seconds);
         valid.then_some(()).ok_or_else(|| {
-            format!("crash needs --trials 1..={MAX_TRIALS}, --writers 1..={MAX_WORKERS}, at least 1 practitioner and 2 institutions, --max-seconds up to {MAX_SECONDS}")
+            format!("crash needs --trials 1..={MAX_TRIALS}, --writers and --checkers 1..={MAX_WORKERS}, at least 1 practitioner and 2 institutions, --max-seconds up to {MAX_SECONDS}")
         })?;
         self.resend.check()
     }
@@ -109,6 +121,8 @@ pub struct Trial {
     pub resends: Resends,
     #[serde(flatten)]
     pub retries: Retries,
+    /// The lines answered exemption or reject before the kill, held against the decision log.
+    pub decisions: DecisionFindings,
     pub answers_checked: usize,
     pub wrong_answers: usize,
     pub refused_snapshots_at_restart: usize,
@@ -170,7 +184,7 @@ pub fn run(setup: &Setup, settings: &Settings) -> Vec<Trial> {
         let moment = Moment::ALL[(t % Moment::ALL.len() as u64) as usize];
         let trial = one_trial(setup, settings, t, moment);
         eprintln!(
-            "crash: trial {t:>3} {:<23} acked {:>5} found {:>5} lost {} altered {} resent {:>4} (original seq {:>4}) retried {} (landed once {}) duplicates {} wrong {} {}",
+            "crash: trial {t:>3} {:<23} acked {:>5} found {:>5} lost {} altered {} resent {:>4} (original seq {:>4}) retried {} (landed once {}) duplicates {} wrong {} exemptions {:>4} rejects {:>4} logged {:>4} missing {} {}",
             moment.name(),
             trial.ledger.acknowledged,
             trial.ledger.found,
@@ -182,6 +196,10 @@ pub fn run(setup: &Setup, settings: &Settings) -> Vec<Trial> {
             trial.retries.retried_landed_once,
             trial.ledger.duplicates_stored,
             trial.wrong_answers,
+            trial.decisions.exemptions_answered,
+            trial.decisions.rejects_answered,
+            trial.decisions.decisions_found,
+            trial.decisions.exemptions_missing + trial.decisions.rejects_missing,
             if trial.passed() { "ok".to_owned() } else { format!("FAILED: {}", trial.problems.join("; ")) }
         );
         trials.push(trial);
@@ -192,10 +210,12 @@ pub fn run(setup: &Setup, settings: &Settings) -> Vec<Trial> {
 /// The campaign's report over its trials, and whether every trial passed.
 pub fn summary(results: &[Trial]) -> (serde_json::Value, bool) {
     let sum = |f: fn(&Trial) -> usize| results.iter().map(f).sum::<usize>();
-    let (mut resends, mut retries) = (Resends::default(), Retries::default());
+    let (mut resends, mut retries, mut decisions) =
+        (Resends::default(), Retries::default(), DecisionFindings::default());
     for t in results {
         resends.merge(t.resends.clone());
         retries.merge(&t.retries);
+        decisions.merge(&t.decisions);
     }
     let count = |f: fn(&Trial) -> bool| results.iter().filter(|t| f(t)).count();
     let passed = !results.is_empty() && results.iter().all(Trial::passed);
@@ -210,7 +230,7 @@ pub fn summary(results: &[Trial]) -> (serde_json::Value, bool) {
         "unacknowledged_present": sum(|t| t.ledger.unacknowledged_present),
         "unexplained_present": sum(|t| t.ledger.unexplained_present),
         "duplicates_stored": sum(|t| t.ledger.duplicates_stored),
-        "resends": resends, "retries": retries,
+        "resends": resends, "retries": retries, "decisions": decisions,
         "answers_checked": sum(|t| t.answers_checked), "wrong_answers": sum(|t| t.wrong_answers),
         "start_up_kills_before_listening": count(|t| t.killed_before_listening == Some(true)),
         "snapshot_pauses_reached": count(|t| t.pause_reached == Some(true)),
@@ -244,7 +264,9 @@ fn one_trial(setup: &Setup, settings: &Settings, t: u64, moment: Moment) -> Tria
         return trial;
     }
     match kill_during(settings, &world, &launch, moment, &mut rng, &mut trial) {
-        Ok(outcomes) => verify(setup, &dir, &world, &launch(vec![]), outcomes, &mut rng, &mut trial),
+        Ok((outcomes, checked)) => {
+            verify(setup, &dir, &world, &launch(vec![]), outcomes, checked, &mut rng, &mut trial)
+        }
         Err(e) => trial.problems.push(e),
     }
     trial.seconds = started.elapsed().as_secs_f64();
@@ -254,7 +276,8 @@ fn one_trial(setup: &Setup, settings: &Settings, t: u64, moment: Moment) -> Tria
     trial
 }
 
-/// Starts the gate, writes, and kills it at `moment`; returns what the writers saw.
+/// Starts the gate, writes and checks, and kills it at `moment`; returns
+/// what the writers and the checkers saw.
 fn kill_during(
     settings: &Settings,
     world: &World,
@@ -262,7 +285,7 @@ fn kill_during(
     moment: Moment,
     rng: &mut Rng,
     trial: &mut Trial,
-) -> Result<Outcomes, String> {
+) -> Result<(Outcomes, Checked), String> {
     let snapshot_every = ["0", "100", "1000"][rng.below(3) as usize].to_owned();
     let mut extra = vec!["--snapshot-every-events".to_owned(), snapshot_every];
     let stage = match moment {
@@ -276,11 +299,15 @@ fn kill_during(
     }
     let gate = launch(extra.clone()).start()?;
     let mut outcomes = writers::set_up(gate.admin, world)?;
+    let sanctioned = writers::append_all(gate.admin, &Sanctioned(world).events())?;
+    let sanctions_seq = sanctioned.acked.iter().map(|(seq, _)| *seq).max().unwrap_or(0);
+    outcomes.merge(sanctioned);
     let stop = Arc::new(AtomicBool::new(false));
     let nonce = format!("t{}", trial.trial);
     let pace =
         Pace { per_request: 1, requests_per_s: None, stop_on_error: true, resend_percent: settings.resend.percent };
-    let handles = writers::start(gate.admin, world, &nonce, settings.writers, rng.next(), pace, stop);
+    let handles = writers::start(gate.admin, world, &nonce, settings.writers, rng.next(), pace, stop.clone());
+    let checking = checkers::start(gate.check, world, settings.checkers, rng.next(), sanctions_seq, stop);
     std::thread::sleep(Duration::from_millis(100 + rng.below(400)));
     if stage.is_some() {
         let admin = gate.admin;
@@ -297,6 +324,7 @@ fn kill_during(
     }
     gate.kill9();
     outcomes.merge(writers::join(handles));
+    let checked = checkers::join(checking);
     if moment == Moment::StartUp {
         // Time a restart on this very data (then kill it too), and kill the
         // next restart at a random moment within that time: while it opens
@@ -310,17 +338,19 @@ fn kill_during(
         let _ = spawned.child.wait();
         trial.killed_before_listening = Some(!spawned.is_listening());
     }
-    Ok(outcomes)
+    Ok((outcomes, checked))
 }
 
 /// Restarts the gate, retries the events whose answer the kill swallowed,
-/// and checks the ledger, the snapshots and the answers.
+/// and checks the ledger, the snapshots, the answers and the decision log.
+#[allow(clippy::too_many_arguments)]
 fn verify(
     setup: &Setup,
     dir: &Path,
     world: &World,
     launch: &Launch,
     mut outcomes: Outcomes,
+    mut checked: Checked,
     rng: &mut Rng,
     trial: &mut Trial,
 ) {
@@ -365,6 +395,13 @@ fn verify(
     };
     if !gate.stop() {
         trial.problems.push("the restarted gate did not stop cleanly on SIGTERM".into());
+    }
+    match checkers::exported(&setup.binary, &dir.join("data")) {
+        Ok(records) => {
+            verify::plant_decision(setup.plant, &mut checked, trial.trial);
+            trial.decisions = DecisionFindings::of(&checked, &records, &mut trial.problems);
+        }
+        Err(e) => trial.problems.push(e),
     }
     let mut stored = match stored_events(&dir.join("data")) {
         Ok(stored) => stored,

@@ -4,7 +4,9 @@
 //!
 //! - `crash`: kill -9 at random moments (appends, snapshot half written,
 //!   snapshot before rename, start-up), restart, and prove nothing
-//!   acknowledged was lost or altered and the index answers as the rules do;
+//!   acknowledged was lost or altered, the index answers as the rules do,
+//!   and every exemption and reject answered before the kill is in the
+//!   decision log;
 //! - `soak`: checks at a steady rate while events arrive, every answer
 //!   compared afterwards with the rules engine at the answer's `seq`.
 //!
@@ -15,6 +17,7 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod checkers;
 mod crash;
 mod gate;
 mod http;
@@ -101,7 +104,18 @@ fn main() -> ExitCode {
     }
     let setup = Setup { binary, work: cli.work.clone(), seed: cli.seed, plant: cli.plant_fault };
     let (report, passed) = match &cli.command {
-        Command::Crash(settings) => crash::summary(&crash::run(&setup, settings)),
+        Command::Crash(settings) => {
+            let (report, passed) = crash::summary(&crash::run(&setup, settings));
+            let d = &report["decisions"];
+            eprintln!(
+                "crash: {} trials, {} events acknowledged, {} lost, {} altered; {} check lines answered, {} exemptions and {} rejects answered before the kill, {} found in the decision log, {} exemptions and {} rejects missing, {} altered; {}",
+                report["trials"], report["events_acknowledged"], report["lost"], report["altered"],
+                d["check_lines_answered"], d["exemptions_answered"], d["rejects_answered"], d["decisions_found"],
+                d["exemptions_missing"], d["rejects_missing"], d["decisions_altered"],
+                if passed { "passed" } else { "FAILED" }
+            );
+            (report, passed)
+        }
         Command::Soak(settings) => {
             let report = soak::run(&setup, settings);
             eprintln!(

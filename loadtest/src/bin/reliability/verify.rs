@@ -129,14 +129,31 @@ pub enum PlantedFault {
     /// identity, at the next seq: what a gate that stored a re-send again
     /// (R7a broken) would leave.
     ResendStoredTwice,
+    /// The checkers' record holds one more answered exemption, under a
+    /// `claim_id` no line ever carried: what a gate that answered an
+    /// exemption without recording it (R19 broken) would leave.
+    DecisionNeverLogged,
 }
 
 /// Applies `fault` to the ledger as read, before it is verified.
 pub fn plant(fault: Option<PlantedFault>, stored: &mut Vec<RecordedEvent>) {
-    let Some(PlantedFault::ResendStoredTwice) = fault else { return };
+    if fault != Some(PlantedFault::ResendStoredTwice) {
+        return;
+    }
     if let Some(copy) = stored.iter().rev().find(|r| identity(&r.event).is_some()).map(|r| r.event.clone()) {
         let seq = stored.last().map_or(1, |r| r.seq + 1);
         stored.push(RecordedEvent { seq, event: copy });
+    }
+}
+
+/// Applies `fault` to the exemptions the checkers saw answered, before they
+/// are held against the decision log.
+pub fn plant_decision(fault: Option<PlantedFault>, checked: &mut crate::checkers::Checked, trial: u64) {
+    if fault == Some(PlantedFault::DecisionNeverLogged) {
+        checked.exemptions.push(crate::checkers::Decision {
+            claim_id: json!(format!("planted-never-sent-{trial}")),
+            reason: "emergency_exemption".into(),
+        });
     }
 }
 

@@ -284,9 +284,15 @@ const SET_UP_EVENTS_PER_REQUEST: usize = 5_000;
 /// Appends the world's designations and first registrations, all of which
 /// must be acknowledged; returns them as acknowledged outcomes.
 pub fn set_up(admin: SocketAddr, world: &World) -> Result<Outcomes, String> {
+    append_all(admin, &world.setup_events())
+}
+
+/// Appends `events`, all of which must be acknowledged; returns them as
+/// acknowledged outcomes.
+pub fn append_all(admin: SocketAddr, events: &[Value]) -> Result<Outcomes, String> {
     let mut http = Http::new(admin, WRITE_TIMEOUT);
     let mut out = Outcomes::default();
-    for chunk in world.setup_events().chunks(SET_UP_EVENTS_PER_REQUEST) {
+    for chunk in events.chunks(SET_UP_EVENTS_PER_REQUEST) {
         let body = Value::from(chunk.to_vec()).to_string();
         let reply =
             http.send("POST", "/v1/events", Some(TOKEN), body.as_bytes()).map_err(|e| format!("setup events: {e}"))?;
