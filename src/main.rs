@@ -662,6 +662,9 @@ fn run_server(
                 .map_err(|e| Failure(e.to_string(), 1))?
                 .map_err(|e| Failure(e.to_string(), 1))?
         };
+        // The signal handlers are in place before the listening line says
+        // the gate is up: a SIGTERM right after it is a graceful stop.
+        let shutdown = server::shutdown_signal();
         let line = serde_json::json!({
             "listening": {"check": bound.check_addr.to_string(), "admin": bound.admin_addr.to_string()},
             "seq": gate.version().seq(),
@@ -677,7 +680,7 @@ fn run_server(
         }
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
-        server::serve(gate.clone(), bound, server::shutdown_signal()).await;
+        server::serve(gate.clone(), bound, shutdown).await;
         Ok::<_, Failure>(gate)
     })?;
     // The ledger (a PostgreSQL client runs its own runtime) must be dropped

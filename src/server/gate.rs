@@ -189,6 +189,10 @@ pub struct Gate {
     /// For a shared ledger: whether the append-notification session is up.
     pub listener_connected: AtomicBool,
     ledger_seen: Mutex<LedgerSeen>,
+    /// The sync thread's last reading of the ledger head (`None`: it failed)
+    /// and when it was taken: `/readyz` and `/metrics` serve this, so a
+    /// request to them never reads the ledger.
+    head_reading: Mutex<(Option<Seq>, Instant)>,
     /// The ledger's failures since start (see [`LedgerTrouble`]).
     pub ledger_trouble: Mutex<Option<LedgerTrouble>>,
     /// Set while appends fail (a full disk, a read-only data directory).
@@ -279,6 +283,7 @@ impl Gate {
             listen_thread: Mutex::new(None),
             listener_connected: AtomicBool::new(false),
             ledger_seen: Mutex::new(LedgerSeen { head: caught_up, unreachable_since: None }),
+            head_reading: Mutex::new((Some(caught_up), Instant::now())),
             ledger_trouble: Mutex::new(None),
             append_failure: Mutex::new(None),
             snapshots,
@@ -383,7 +388,31 @@ impl Gate {
                     }
                 }
             }
+            // The head, for /readyz and /metrics (which never read the ledger).
+            let (head, _) = self.observe_head();
+            *self.head_reading.lock().expect("not poisoned") = (head, Instant::now());
         }
+    }
+
+    /// The sync thread's last reading of the ledger head, what is known from
+    /// earlier readings, and how old the last reading is (memory only).
+    pub fn head_reading(&self) -> (Option<Seq>, LedgerSeen, std::time::Duration) {
+        let (head, at) = *self.head_reading.lock().expect("not poisoned");
+        (head, *self.ledger_seen.lock().expect("not poisoned"), at.elapsed())
+    }
+
+    /// An append this node made reached `seq`: the head is at least that
+    /// (known without reading the ledger; other nodes' appends are seen by
+    /// the sync thread's next reading).
+    pub fn note_head_at_least(&self, seq: Seq) {
+        let mut reading = self.head_reading.lock().expect("not poisoned");
+        if let (Some(head), _) = *reading {
+            if head < seq {
+                *reading = (Some(seq), reading.1);
+            }
+        }
+        let mut seen = self.ledger_seen.lock().expect("not poisoned");
+        seen.head = seen.head.max(seq);
     }
 
     /// Reads the ledger head (blocking) and returns what is known: the head if

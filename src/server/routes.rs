@@ -427,6 +427,9 @@ async fn events(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, ApiEr
         .map_err(|e| ApiError::internal(e.to_string()))?;
     gate.note_append(appended.as_ref().map(|_| ()));
     let appended = appended.map_err(|e| ApiError::ledger(&e, "; nothing from this request was stored"))?;
+    if let Some(seq) = appended.iter().filter_map(|a| a.as_ref().ok().map(|a| a.seq)).max() {
+        gate.note_head_at_least(seq);
+    }
     gate.wake_sync();
     let mut appended = appended.into_iter();
     let outcomes: Vec<Result<Appended, Refusal>> =
@@ -556,20 +559,25 @@ async fn audit(gate: &Arc<Gate>, query: Option<&str>) -> Result<Reply, ApiError>
 }
 
 async fn ready(gate: &Arc<Gate>) -> Reply {
-    let g = gate.clone();
-    let observed = tokio::task::spawn_blocking(move || g.observe_head()).await.ok();
+    // What the sync thread last read: no ledger I/O per request (a flood of
+    // /readyz must not compete with the sync for the ledger). A reading older
+    // than the outage bound means the sync thread itself is stuck: fail closed.
+    let (head, seen, reading_age) = gate.head_reading();
+    let stuck = reading_age > gate.config.ready_max_outage;
+    let head = head.filter(|_| !stuck);
     let version = gate.version();
     let status = gate.sync_status.lock().expect("not poisoned").clone();
     let trouble = gate.ledger_trouble.lock().expect("not poisoned").clone();
     let append_failure = gate.append_failure.lock().expect("not poisoned").clone();
-    let (head, seen) = match observed {
-        Some((head, seen)) => (head, Some(seen)),
-        None => (None, None),
-    };
-    // Lag against the head read now, else the last head read before an outage.
+    let seen = Some(seen);
+    // Lag against the head read last, else the last head read before an outage.
     let known_head = head.or(seen.map(|s| s.head));
     let lag = known_head.map(|h| h.saturating_sub(version.seq()));
-    let outage = seen.and_then(|s| s.unreachable_since).map(|t| t.elapsed());
+    let outage = if stuck {
+        Some(reading_age)
+    } else {
+        seen.and_then(|s| s.unreachable_since).map(|t| t.elapsed())
+    };
     let within_lag = lag.is_some_and(|l| l <= gate.config.ready_max_lag);
     let ready = within_lag && outage.is_none_or(|o| o <= gate.config.ready_max_outage);
     let reason = match (head, outage) {
@@ -594,6 +602,7 @@ async fn ready(gate: &Arc<Gate>) -> Reply {
         "ready": ready,
         "index_seq": version.seq(),
         "ledger_head": head,
+        "ledger_head_read_seconds_ago": reading_age.as_secs_f64(),
         "ledger_reachable": head.is_some(),
         "last_known_ledger_head": known_head,
         "lag": lag,
@@ -649,11 +658,9 @@ fn audit_status(gate: &Gate) -> Value {
 }
 
 async fn metrics(gate: &Arc<Gate>) -> Reply {
-    let g = gate.clone();
-    let (head, seen) = match tokio::task::spawn_blocking(move || g.observe_head()).await {
-        Ok((head, seen)) => (head, seen.head),
-        Err(_) => (None, 0),
-    };
+    // As /readyz: the sync thread's last reading, no ledger I/O here.
+    let (head, seen, _) = gate.head_reading();
+    let seen = seen.head;
     let version = gate.version();
     let audit = &gate.audit.writer.shared;
     let gauges = Gauges {
