@@ -172,6 +172,14 @@ struct ServerArgs {
     /// Most open connections on the check listener; past it new ones are closed at once.
     #[arg(long, default_value_t = server::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
+    /// Most open connections one client address may hold on the check listener
+    /// (the admin listener allows 16 per address); past it new ones are closed at once.
+    #[arg(long, default_value_t = server::limits::DEFAULT_MAX_CONNECTIONS_PER_CLIENT)]
+    max_connections_per_client: usize,
+    /// Request-body bytes all requests together may hold while they are read and
+    /// parsed (each body's first 64 KiB excepted); past it a request is 503 busy.
+    #[arg(long, default_value_t = server::limits::DEFAULT_MAX_INFLIGHT_BODY_BYTES)]
+    max_inflight_body_bytes: usize,
     /// Write an index snapshot (in the background) every this many events, so a
     /// restart tails only what came after; 0: only on POST /v1/snapshot.
     #[arg(long, default_value_t = server::DEFAULT_SNAPSHOT_EVERY_EVENTS)]
@@ -238,6 +246,8 @@ impl ServerArgs {
         config.ready_max_outage = std::time::Duration::from_millis(self.ready_max_outage_ms);
         for (flag, value) in [
             ("--max-connections", self.max_connections as u64),
+            ("--max-connections-per-client", self.max_connections_per_client as u64),
+            ("--max-inflight-body-bytes", self.max_inflight_body_bytes as u64),
             ("--admin-max-connections", self.admin_max_connections as u64),
             ("--header-timeout-ms", self.header_timeout_ms),
             ("--body-timeout-ms", self.body_timeout_ms),
@@ -248,6 +258,8 @@ impl ServerArgs {
             }
         }
         config.max_connections = self.max_connections;
+        config.max_connections_per_client = self.max_connections_per_client;
+        config.max_inflight_body_bytes = self.max_inflight_body_bytes;
         config.snapshot_every_events = self.snapshot_every_events;
         config.fault_snapshot_pause = self.fault_snapshot_pause;
         config.admin_max_connections = self.admin_max_connections;

@@ -691,3 +691,133 @@ fn probed_admin_tokens_are_all_refused_and_write_nothing() {
     assert_eq!(counter(server.admin, "claimgate_unauthorized_total"), 2 * probes.len() as u64);
     assert_eq!(server.event(&event), 3, "the right token still works");
 }
+
+/// A connection from `from` (another loopback address: 127.0.0.0/8 is all
+/// this machine) to `addr`.
+fn connect_from(from: &str, addr: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let local: SocketAddr = format!("{from}:0").parse().unwrap();
+    socket.bind(&local.into()).unwrap_or_else(|e| panic!("binding {local}: {e}"));
+    socket.connect_timeout(&addr.into(), IO_TIMEOUT).unwrap_or_else(|e| panic!("connect {addr} from {from}: {e}"));
+    let stream: TcpStream = socket.into();
+    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream
+}
+
+/// Issue 13: one client address holds at most `--max-connections-per-client`
+/// open connections; past it a new one from that address is closed at once
+/// and counted, while another client (here 127.0.0.1, the well-behaved one)
+/// still connects and is answered. The slots come back when the hostile
+/// connections close.
+#[test]
+fn connections_past_the_per_client_cap_are_refused_and_other_clients_are_answered() {
+    const CAP: usize = 8;
+    let cap = CAP.to_string();
+    let (_dir, server) = seeded_server(&["--max-connections-per-client", &cap, "--header-timeout-ms", "5000"]);
+    let steady = Steady::start(server.check);
+    let held: Vec<TcpStream> = (0..CAP).map(|_| connect_from("127.0.0.2", server.check)).collect();
+    wait_for_metric_at_least(&server, "claimgate_connections_open{listener=\"check\"}", CAP as u64);
+    let before = counter(server.admin, "claimgate_connections_refused_per_client_total");
+    // The ninth from the same address: closed at once, nothing answered.
+    let mut ninth = connect_from("127.0.0.2", server.check);
+    let _ = ninth.write_all(&head("GET", "/healthz", &[], 0));
+    let mut got = Vec::new();
+    let started = Instant::now();
+    let _ = ninth.read_to_end(&mut got);
+    assert!(
+        started.elapsed() < PROMPT && got.is_empty(),
+        "closed at once, unanswered: {:?}",
+        String::from_utf8_lossy(&got)
+    );
+    assert_eq!(counter(server.admin, "claimgate_connections_refused_per_client_total"), before + 1);
+    // The held ones still work.
+    let mut first = held.into_iter();
+    let mut one = first.next().unwrap();
+    one.write_all(&head("GET", "/healthz", &[("Connection", "close")], 0)).unwrap();
+    let mut answer = Vec::new();
+    let _ = one.read_to_end(&mut answer);
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
+    drop(first);
+    // Closed, they give their slots back: the address connects again.
+    wait_for_open_checks_at_most(&server, 1);
+    let mut again = connect_from("127.0.0.2", server.check);
+    again.write_all(&head("GET", "/healthz", &[("Connection", "close")], 0)).unwrap();
+    let mut answer = Vec::new();
+    let _ = again.read_to_end(&mut answer);
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
+    steady.finish("per-client connection cap");
+}
+
+/// Issue 13: request bodies in flight hold at most `--max-inflight-body-bytes`
+/// (past each body's first 64 KiB): clients that send most of a large body
+/// and stall hold the budget, the next large body is 503 `busy` (counted),
+/// a small check alongside is answered, and the budget comes back when the
+/// stalled clients go away.
+#[test]
+fn bodies_past_the_in_flight_budget_are_refused_busy_and_small_checks_are_answered() {
+    // Room for two stalled bodies of 600 KiB past their free 64 KiB.
+    const BUDGET: usize = 1024 * 1024 + 256 * 1024;
+    let budget = BUDGET.to_string();
+    let (_dir, server) = seeded_server(&["--max-inflight-body-bytes", &budget, "--body-timeout-ms", "3000"]);
+    let steady = Steady::start(server.check);
+    let big = 900 * 1024;
+    let sent = 700 * 1024;
+    let stalled: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = connect(server.check);
+            s.write_all(&head("POST", "/v1/check/batch", &[], big)).unwrap();
+            s.write_all(&vec![b' '; sent]).unwrap();
+            s
+        })
+        .collect();
+    // Wait until both hold their share: a third large body is refused.
+    let started = Instant::now();
+    let refused = loop {
+        let mut s = connect(server.check);
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        // A whole body (of spaces: a 400 once read), so only the budget can refuse it.
+        s.write_all(&head("POST", "/v1/check/batch", &[("Connection", "close")], big)).unwrap();
+        let _ = s.write_all(&vec![b' '; big]);
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        if text.contains("\"busy\"") || started.elapsed() > Duration::from_secs(5) {
+            break text;
+        }
+    };
+    assert!(refused.starts_with("HTTP/1.1 503") && refused.contains("--max-inflight-body-bytes"), "{refused}");
+    assert!(counter(server.admin, "claimgate_body_budget_refusals_total") >= 1);
+    // A small check is never refused by the budget (its body is in the free part).
+    let small = server.check(&steady_claim());
+    assert_eq!(small.json()["reason"], "ok", "{}", small.text());
+    drop(stalled);
+    // The stalled bodies went (closed): the budget is back, a large body is read.
+    let lines: Vec<Value> = (0..3_000).map(|_| steady_claim()).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = server.batch(&json!({"lines": lines}));
+        if reply.status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline && reply.status == 503, "{}", reply.text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    steady.finish("in-flight body budget");
+}
+
+fn wait_for_metric_at_least(server: &Server, name: &str, n: u64) {
+    let started = Instant::now();
+    while counter(server.admin, name) < n {
+        assert!(started.elapsed() < Duration::from_secs(5), "{name} did not reach {n}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn wait_for_open_checks_at_most(server: &Server, n: u64) {
+    let started = Instant::now();
+    while counter(server.admin, "claimgate_connections_open{listener=\"check\"}") > n {
+        assert!(started.elapsed() < Duration::from_secs(5), "check connections stay open");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

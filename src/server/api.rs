@@ -4,11 +4,12 @@
 
 use super::config::MAX_BODY_BYTES;
 use super::gate::Gate;
+use super::limits::BodyHold;
 use crate::ledger::LedgerError;
 use crate::refusal::Refusal;
 use crate::strict_json::{self, Duplicate, StrictError};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde::Serialize;
@@ -154,7 +155,7 @@ pub fn duplicate_error(d: &Duplicate) -> ApiError {
 /// Reads a request body of at most [`MAX_BODY_BYTES`], arriving within the
 /// gate's body read timeout (else 408 `request_timeout`: a slow sender cannot
 /// hold a connection and its handler open for ever).
-pub async fn read_body(gate: &Gate, req: Request<Incoming>) -> Result<Bytes, ApiError> {
+pub async fn read_body(gate: &Gate, req: Request<Incoming>) -> Result<Body, ApiError> {
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -162,34 +163,73 @@ pub async fn read_body(gate: &Gate, req: Request<Incoming>) -> Result<Bytes, Api
             format!("request bodies are limited to {MAX_BODY_BYTES} bytes; split the batch"),
         )
     };
-    if let Some(len) =
-        req.headers().get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-    {
-        if len > MAX_BODY_BYTES as u64 {
-            return Err(too_large());
-        }
+    let declared = req.headers().get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
     }
+    let busy = || {
+        gate.metrics.body_budget_refusals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            format!(
+                "the request bodies in flight hold the gate's budget ({} bytes, --max-inflight-body-bytes); retry shortly",
+                gate.config.max_inflight_body_bytes
+            ),
+        )
+    };
     let timeout = gate.config.body_read_timeout;
-    let collected =
-        tokio::time::timeout(timeout, Limited::new(req.into_body(), MAX_BODY_BYTES).collect()).await.map_err(|_| {
-            gate.metrics.body_timeouts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "request_timeout",
-                format!(
-                    "the request body did not arrive within {} ms of its headers; send the whole body at once",
-                    timeout.as_millis()
-                ),
-            )
-        })?;
-    let body = collected.map_err(|e| {
-        if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-            too_large()
-        } else {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("could not read the request body: {e}"))
+    let mut hold = BodyHold::default();
+    let mut body = req.into_body();
+    let mut bytes = bytes::BytesMut::new();
+    // The budget is taken as bytes arrive (a declared length alone takes
+    // nothing), so only bytes a client really sends can hold it.
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    format!("could not read the request body: {e}"),
+                )
+            })?;
+            let Ok(data) = frame.into_data() else { continue };
+            if bytes.len() + data.len() > MAX_BODY_BYTES {
+                return Err(too_large());
+            }
+            if !gate.body_budget.cover(&mut hold, bytes.len() + data.len()) {
+                return Err(busy());
+            }
+            bytes.extend_from_slice(&data);
         }
-    })?;
-    Ok(body.to_bytes())
+        Ok(())
+    };
+    tokio::time::timeout(timeout, read).await.map_err(|_| {
+        gate.metrics.body_timeouts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the request body did not arrive within {} ms of its headers; send the whole body at once",
+                timeout.as_millis()
+            ),
+        )
+    })??;
+    Ok(Body { bytes: bytes.freeze(), _hold: hold })
+}
+
+/// A request body, holding its share of the in-flight budget until dropped
+/// (after it is parsed).
+pub struct Body {
+    bytes: Bytes,
+    _hold: BodyHold,
+}
+
+impl std::ops::Deref for Body {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
 }
 
 /// Constant-time comparison of two byte strings (for bearer tokens): the

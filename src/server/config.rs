@@ -85,6 +85,11 @@ pub struct ServeConfig {
     /// The decision log: its directory (default `DATA/audit`), segment size,
     /// retention, free-space reserve and queue bound.
     pub audit: crate::audit::AuditConfig,
+    /// Most open connections one client address may hold on the check listener.
+    pub max_connections_per_client: usize,
+    /// Request-body bytes all requests together may hold (past each body's
+    /// free part, [`super::limits::BODY_FREE_BYTES`]).
+    pub max_inflight_body_bytes: usize,
 }
 
 impl ServeConfig {
@@ -92,6 +97,8 @@ impl ServeConfig {
     pub fn new(data: PathBuf) -> ServeConfig {
         ServeConfig {
             audit: crate::audit::AuditConfig::new(data.join(crate::audit::AUDIT_DIR)),
+            max_connections_per_client: super::limits::DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+            max_inflight_body_bytes: super::limits::DEFAULT_MAX_INFLIGHT_BODY_BYTES,
             data,
             store: None,
             listen: DEFAULT_LISTEN.parse().expect("valid default"),

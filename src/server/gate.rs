@@ -203,6 +203,10 @@ pub struct Gate {
     pub ledger_pages: Arc<Mutex<LedgerPages>>,
     /// Connection slots: the check listener's and the admin listener's.
     connections: [Arc<tokio::sync::Semaphore>; 2],
+    /// Connections per client address, per listener.
+    client_slots: [super::limits::ClientSlots; 2],
+    /// Request-body bytes in flight.
+    pub body_budget: super::limits::BodyBudget,
     /// This process's hold on the data directory, for as long as the gate lives.
     _data_lock: DataDirLock,
 }
@@ -265,6 +269,7 @@ impl Gate {
         tracing::info!(dir = %config.audit.dir.display(), next_record = audit.writer.shared.durable.lock().expect("not poisoned").next_id, "audit log open");
         let (wake_sync, wake_rx) = crossbeam_channel::bounded(1);
         let (seq_watch, _) = tokio::sync::watch::channel(caught_up);
+        let config_caps = (config.max_connections_per_client, config.max_inflight_body_bytes);
         let connections = [config.max_connections, config.admin_max_connections]
             .map(|cap| Arc::new(tokio::sync::Semaphore::new(cap)));
         let gate = Arc::new(Gate {
@@ -289,6 +294,11 @@ impl Gate {
             snapshots,
             ledger_pages: Arc::new(Mutex::new(pages_checked.clone().unwrap_or(LedgerPages::NotChecked))),
             connections,
+            client_slots: [
+                super::limits::ClientSlots::new(config_caps.0),
+                super::limits::ClientSlots::new(super::limits::ADMIN_MAX_CONNECTIONS_PER_CLIENT),
+            ],
+            body_budget: super::limits::BodyBudget::new(config_caps.1),
             _data_lock: lock,
         });
         let thread = {
@@ -475,6 +485,15 @@ impl Gate {
     /// A slot for one more connection on `which` listener, if under its cap.
     pub fn connection_permit(&self, which: Listener) -> Option<tokio::sync::OwnedSemaphorePermit> {
         self.slots(which).clone().try_acquire_owned().ok()
+    }
+
+    /// A slot for one more connection from `ip` on `which` listener, if that
+    /// address holds fewer than its cap.
+    pub fn client_slot(&self, which: Listener, ip: std::net::IpAddr) -> Option<super::limits::ClientSlot> {
+        match which {
+            Listener::Check => self.client_slots[0].take(ip),
+            Listener::Admin => self.client_slots[1].take(ip),
+        }
     }
 
     /// Connections open on `which` listener.

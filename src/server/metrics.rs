@@ -59,6 +59,10 @@ pub struct Metrics {
     pub audit_rejects_unrecorded: AtomicU64,
     pub stale_index: AtomicU64,
     pub connections_refused: AtomicU64,
+    /// Connections closed at once because their client address held its cap.
+    pub connections_refused_per_client: AtomicU64,
+    /// Requests answered 503 `busy` because the in-flight body budget was spent.
+    pub body_budget_refusals: AtomicU64,
     pub header_timeouts: AtomicU64,
     pub body_timeouts: AtomicU64,
     pub write_timeouts: AtomicU64,
@@ -149,7 +153,7 @@ impl Metrics {
         let _ = writeln!(out, "claimgate_request_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}");
         let _ = writeln!(out, "claimgate_request_duration_seconds_sum {}", get(&self.latency_sum_us) as f64 / 1e6);
         let _ = writeln!(out, "claimgate_request_duration_seconds_count {}", get(&self.latency_count));
-        let counters: [(&str, &str, u64); 20] = [
+        let counters: [(&str, &str, u64); 22] = [
             ("claimgate_snapshots_written_total", "Index snapshots written while serving.", g.snapshots_written),
             ("claimgate_snapshot_failures_total", "Index snapshot writes that failed.", g.snapshot_failures),
             (
@@ -212,6 +216,16 @@ impl Metrics {
                 "claimgate_write_timeouts_total",
                 "Connections closed because the client left an answer unread too long.",
                 get(&self.write_timeouts),
+            ),
+            (
+                "claimgate_connections_refused_per_client_total",
+                "Connections closed at once because their client address held its cap (--max-connections-per-client).",
+                get(&self.connections_refused_per_client),
+            ),
+            (
+                "claimgate_body_budget_refusals_total",
+                "Requests answered 503 busy because request bodies in flight held the budget (--max-inflight-body-bytes).",
+                get(&self.body_budget_refusals),
             ),
             (
                 "claimgate_unauthorized_total",

@@ -9,6 +9,7 @@ mod api;
 pub mod bodies;
 mod config;
 mod gate;
+pub mod limits;
 mod metrics;
 mod routes;
 mod snapshots;
@@ -63,8 +64,8 @@ pub async fn serve(gate: Arc<Gate>, bound: Bound, shutdown: impl std::future::Fu
             a = bound.admin.accept() => (a, Listener::Admin),
             _ = &mut shutdown => break,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -77,6 +78,13 @@ pub async fn serve(gate: Arc<Gate>, bound: Bound, shutdown: impl std::future::Fu
         let Some(permit) = gate.connection_permit(which) else {
             gate.metrics.connections_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             drop(stream);
+            continue;
+        };
+        // One client address may not hold more than its share of the cap.
+        let Some(client_slot) = gate.client_slot(which, peer.ip()) else {
+            gate.metrics.connections_refused_per_client.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            drop(stream);
+            drop(permit);
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -100,6 +108,7 @@ pub async fn serve(gate: Arc<Gate>, bound: Bound, shutdown: impl std::future::Fu
                 }
             }
             drop(permit);
+            drop(client_slot);
         });
     }
     tracing::info!("shutting down: no new connections, finishing in-flight requests");

@@ -573,11 +573,7 @@ async fn ready(gate: &Arc<Gate>) -> Reply {
     // Lag against the head read last, else the last head read before an outage.
     let known_head = head.or(seen.map(|s| s.head));
     let lag = known_head.map(|h| h.saturating_sub(version.seq()));
-    let outage = if stuck {
-        Some(reading_age)
-    } else {
-        seen.and_then(|s| s.unreachable_since).map(|t| t.elapsed())
-    };
+    let outage = if stuck { Some(reading_age) } else { seen.and_then(|s| s.unreachable_since).map(|t| t.elapsed()) };
     let within_lag = lag.is_some_and(|l| l <= gate.config.ready_max_lag);
     let ready = within_lag && outage.is_none_or(|o| o <= gate.config.ready_max_outage);
     let reason = match (head, outage) {
