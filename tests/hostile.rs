@@ -821,3 +821,28 @@ fn wait_for_open_checks_at_most(server: &Server, n: u64) {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Issue 13: `/readyz` and `/metrics` serve what the sync thread last
+/// measured, so a flood of them (16 clients, 1,600 requests) reads the
+/// ledger no more often than the sync thread does by itself, and a
+/// well-behaved client's checks are answered alongside.
+#[test]
+fn a_flood_of_readyz_and_metrics_never_reads_the_ledger_per_request() {
+    let (_dir, server) = seeded_server(&[]);
+    let steady = Steady::start(server.check);
+    let reads = |s: &Server| counter(s.admin, "claimgate_ledger_head_reads_total");
+    let before = reads(&server);
+    let started = Instant::now();
+    let answered = in_parallel(16, |i| {
+        let path = if i % 2 == 0 { "/readyz" } else { "/metrics" };
+        (0..100).filter(|_| request(server.check, "GET", path, &[], b"").status == 200).count()
+    });
+    let elapsed = started.elapsed();
+    let during = reads(&server) - before;
+    assert_eq!(answered.iter().sum::<usize>(), 1_600, "every probe answered");
+    // The sync thread reads once per --sync-idle (50 ms) or wake-up; allow
+    // generous slack, far below one read per request.
+    let allowed = 20 + 4 * (elapsed.as_millis() as u64 / 50);
+    assert!(during <= allowed, "{during} ledger head reads during 1,600 probes in {elapsed:?} (allowed {allowed})");
+    steady.finish("readyz and metrics flood");
+}

@@ -428,6 +428,7 @@ impl Gate {
     /// Reads the ledger head (blocking) and returns what is known: the head if
     /// it could be read now, and the last successful reading.
     pub fn observe_head(&self) -> (Option<Seq>, LedgerSeen) {
+        self.metrics.ledger_head_reads.fetch_add(1, Ordering::Relaxed);
         let head = match self.ledger.head() {
             Ok(head) => Some(head),
             Err(e) => {

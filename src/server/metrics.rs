@@ -63,6 +63,8 @@ pub struct Metrics {
     pub connections_refused_per_client: AtomicU64,
     /// Requests answered 503 `busy` because the in-flight body budget was spent.
     pub body_budget_refusals: AtomicU64,
+    /// Reads of the ledger head (by the sync thread; never by a request).
+    pub ledger_head_reads: AtomicU64,
     pub header_timeouts: AtomicU64,
     pub body_timeouts: AtomicU64,
     pub write_timeouts: AtomicU64,
@@ -153,7 +155,7 @@ impl Metrics {
         let _ = writeln!(out, "claimgate_request_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}");
         let _ = writeln!(out, "claimgate_request_duration_seconds_sum {}", get(&self.latency_sum_us) as f64 / 1e6);
         let _ = writeln!(out, "claimgate_request_duration_seconds_count {}", get(&self.latency_count));
-        let counters: [(&str, &str, u64); 22] = [
+        let counters: [(&str, &str, u64); 23] = [
             ("claimgate_snapshots_written_total", "Index snapshots written while serving.", g.snapshots_written),
             ("claimgate_snapshot_failures_total", "Index snapshot writes that failed.", g.snapshot_failures),
             (
@@ -226,6 +228,11 @@ impl Metrics {
                 "claimgate_body_budget_refusals_total",
                 "Requests answered 503 busy because request bodies in flight held the budget (--max-inflight-body-bytes).",
                 get(&self.body_budget_refusals),
+            ),
+            (
+                "claimgate_ledger_head_reads_total",
+                "Reads of the ledger head, all by the sync thread: /readyz and /metrics serve its last reading.",
+                get(&self.ledger_head_reads),
             ),
             (
                 "claimgate_unauthorized_total",
