@@ -207,7 +207,14 @@ pub struct Writer {
     lock: Mutex<Option<crate::data_lock::DataDirLock>>,
     pub shared: Arc<Shared>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Closed by the writer thread as it ends.
+    finished: crossbeam_channel::Receiver<()>,
 }
+
+/// Longest [`Writer::close`] waits for the writer to finish what is queued
+/// (a disk that hangs in fsync must not hang the shutdown); past it the
+/// process may exit with those records unwritten, and says so.
+pub const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 impl Writer {
     /// Opens the log in `config.dir` (creating it), cuts a torn tail, and
@@ -278,9 +285,15 @@ impl Writer {
             buf: Vec::new(),
         };
         state.apply_retention();
-        let thread =
-            std::thread::Builder::new().name("audit-writer".into()).spawn(move || state.run(rx)).expect("spawning");
-        Ok(Writer { tx, lock: Mutex::new(Some(lock)), shared, thread: Mutex::new(Some(thread)) })
+        let (finish, finished) = crossbeam_channel::bounded::<()>(0);
+        let thread = std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || {
+                state.run(rx);
+                drop(finish);
+            })
+            .expect("spawning");
+        Ok(Writer { tx, lock: Mutex::new(Some(lock)), shared, thread: Mutex::new(Some(thread)), finished })
     }
 
     /// Hands a group to the writer without waiting; refused at once when the
@@ -320,7 +333,19 @@ impl Writer {
         }
         let _ = self.tx.send(Msg::Close);
         if let Some(t) = self.thread.lock().expect("not poisoned").take() {
-            let _ = t.join();
+            match self.finished.recv_timeout(CLOSE_WAIT) {
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    tracing::error!(
+                        queued = self.shared.queued(),
+                        waited_seconds = CLOSE_WAIT.as_secs(),
+                        "audit log: the writer did not finish within the wait (a write or fsync hangs); the records still queued are not written, and none of their exemptions was settled"
+                    );
+                    return;
+                }
+                _ => {
+                    let _ = t.join();
+                }
+            }
         }
         self.lock.lock().expect("not poisoned").take();
         let refused = self.shared.stats.refused.load(Ordering::Relaxed);
