@@ -399,8 +399,15 @@ impl Gate {
                 }
             }
             // The head, for /readyz and /metrics (which never read the ledger).
+            // A reading taken just before one of this node's appends returned
+            // must not undo what that append noted: the head never goes back.
             let (head, _) = self.observe_head();
-            *self.head_reading.lock().expect("not poisoned") = (head, Instant::now());
+            let mut reading = self.head_reading.lock().expect("not poisoned");
+            let head = match (head, reading.0) {
+                (Some(now), Some(before)) => Some(now.max(before)),
+                (now, _) => now,
+            };
+            *reading = (head, Instant::now());
         }
     }
 
@@ -438,7 +445,7 @@ impl Gate {
         };
         let mut seen = self.ledger_seen.lock().expect("not poisoned");
         match head {
-            Some(h) => *seen = LedgerSeen { head: h, unreachable_since: None },
+            Some(h) => *seen = LedgerSeen { head: h.max(seen.head), unreachable_since: None },
             None => {
                 seen.unreachable_since.get_or_insert_with(Instant::now);
             }
