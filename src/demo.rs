@@ -116,9 +116,15 @@ fn generate(data: &Path, store: Option<&str>, population: &Population, policy: &
 }
 
 /// Prints example requests that work as printed.
-pub fn print(examples: &Examples, check: SocketAddr, admin: SocketAddr, token: &str) {
+pub fn print(examples: &Examples, check: SocketAddr, admin: SocketAddr, token: &str, read_token: Option<&str>) {
     println!("\nclaimgate demo: a generated national population, served on http://{check} (checks) and http://{admin} (admin).");
-    println!("Admin token: {token}\n");
+    println!("Admin token: {token}");
+    // Integrity files are personal data: they need a token, the read-only one if there is one.
+    let reader = read_token.unwrap_or(token);
+    if let Some(read) = read_token {
+        println!("Read-only token (integrity files, the audit; cannot append): {read}");
+    }
+    println!();
     for e in &examples.lines {
         println!("# {}", e.what);
         println!(
@@ -128,7 +134,7 @@ pub fn print(examples: &Examples, check: SocketAddr, admin: SocketAddr, token: &
     }
     if let Some(e) = examples.lines.first() {
         println!("\n# the integrity file (R22)");
-        println!("curl -s http://{check}/v1/practitioners/{}", e.practitioner);
+        println!("curl -s -H 'Authorization: Bearer {reader}' http://{check}/v1/practitioners/{}", e.practitioner);
         println!("\n# score a violation (admin), then check again at least at its seq (bash)");
         println!(
             "SEQ=$(curl -s -H 'Authorization: Bearer {token}' http://{admin}/v1/events -d '{{\"type\":\"violation_scored\",\"violation_id\":\"DEMO-1\",\"practitioner\":\"{}\",\"institution\":\"{}\",\"effective\":\"{}\",\"points\":9,\"severity\":\"serious\",\"responsibility\":\"primary\"}}' | tr -dc 0-9); echo seq $SEQ",
@@ -139,5 +145,7 @@ pub fn print(examples: &Examples, check: SocketAddr, admin: SocketAddr, token: &
             e.practitioner, e.institution, examples.date
         );
     }
+    println!("\n# rejections and emergency exemptions, as recorded (R19)");
+    println!("curl -s -H 'Authorization: Bearer {reader}' 'http://{admin}/v1/audit?limit=5'");
     println!("\n# health and metrics\ncurl -s http://{check}/readyz\ncurl -s http://{check}/metrics | head -20\n");
 }

@@ -160,6 +160,11 @@ struct ServerArgs {
     /// File holding the admin bearer token (else CLAIMGATE_ADMIN_TOKEN).
     #[arg(long, value_name = "PATH")]
     admin_token_file: Option<PathBuf>,
+    /// File holding a read-only bearer token (else CLAIMGATE_READ_TOKEN): it
+    /// reads integrity files and the audit, and cannot append. Without one,
+    /// only the admin token reads them.
+    #[arg(long, value_name = "PATH")]
+    read_token_file: Option<PathBuf>,
     /// How long a check with `min_seq` waits for the index, in milliseconds.
     #[arg(long, default_value_t = 1_000)]
     min_seq_wait_ms: u64,
@@ -228,19 +233,19 @@ struct ServerArgs {
 
 impl ServerArgs {
     fn config(&self) -> Result<ServeConfig, Failure> {
-        let token = match &self.admin_token_file {
-            Some(path) => Some(
-                std::fs::read_to_string(path)
-                    .map_err(|e| bad_input(format!("cannot read --admin-token-file {}: {e}", path.display())))?
-                    .trim()
-                    .to_owned(),
-            ),
-            None => std::env::var("CLAIMGATE_ADMIN_TOKEN").ok().map(|t| t.trim().to_owned()),
-        };
+        let admin_token = token_from(self.admin_token_file.as_deref(), "--admin-token-file", "CLAIMGATE_ADMIN_TOKEN")?;
+        let read_token = token_from(self.read_token_file.as_deref(), "--read-token-file", "CLAIMGATE_READ_TOKEN")?;
+        if admin_token.is_some() && admin_token == read_token {
+            return Err(bad_input(
+                "the read-only token (--read-token-file or CLAIMGATE_READ_TOKEN) is the admin token \
+                 (--admin-token-file or CLAIMGATE_ADMIN_TOKEN): a read token must not be able to append, give it a value of its own",
+            ));
+        }
         let mut config = ServeConfig::new(self.data.clone());
         config.listen = self.listen;
         config.admin_listen = self.admin_listen;
-        config.admin_token = token.filter(|t| !t.is_empty());
+        config.admin_token = admin_token;
+        config.read_token = read_token;
         config.min_seq_wait = std::time::Duration::from_millis(self.min_seq_wait_ms);
         config.ready_max_lag = self.ready_max_lag;
         config.ready_max_outage = std::time::Duration::from_millis(self.ready_max_outage_ms);
@@ -459,6 +464,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
             config.store = cli.store.clone();
             if config.admin_token.is_none() {
                 config.admin_token = Some(random_token());
+            }
+            if config.read_token.is_none() {
+                config.read_token = Some(random_token());
             }
             // The demo makes its own ledger, but never over one that was lost.
             require_ledger(&config.data, config.store.as_deref(), Missing::Create)?;
@@ -688,6 +696,7 @@ fn run_server(
                 bound.check_addr,
                 bound.admin_addr,
                 config.admin_token.as_deref().unwrap_or_default(),
+                config.read_token.as_deref(),
             );
         }
         use std::io::Write as _;
@@ -700,6 +709,21 @@ fn run_server(
     drop(runtime);
     drop(gate);
     Ok(())
+}
+
+/// A bearer token from `file` (trimmed) if given, else from the environment
+/// variable `var`; an empty one counts as none.
+fn token_from(file: Option<&std::path::Path>, flag: &str, var: &str) -> Result<Option<String>, Failure> {
+    let token = match file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| bad_input(format!("cannot read {flag} {}: {e}", path.display())))?
+                .trim()
+                .to_owned(),
+        ),
+        None => std::env::var(var).ok().map(|t| t.trim().to_owned()),
+    };
+    Ok(token.filter(|t| !t.is_empty()))
 }
 
 /// A random admin token for the demo (32 hex digits from the OS).

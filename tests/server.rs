@@ -221,6 +221,100 @@ fn admin_requests_without_the_right_bearer_token_are_refused_and_write_nothing()
     assert_eq!(server.ledger_head(), 1);
 }
 
+/// Issue 13, item 4: integrity files (personal data, R22) and the audit need a
+/// token, on either listener: the admin token or the read-only token. The
+/// read-only token cannot write: events and snapshots with it are 403
+/// `forbidden` and store nothing; no token or a wrong one is 401.
+#[test]
+fn integrity_files_and_the_audit_need_a_token_and_the_read_only_token_cannot_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    server.event(&designated(INST, "2024-01-01"));
+    server.event(&registered(DOC, INST, "2024-01-01"));
+    let head = server.ledger_head();
+    let (check, admin) = (server.check, server.admin);
+    let tokens: [(&str, Option<&str>); 5] = [
+        ("no token", None),
+        ("a wrong token", Some("test-read-tokeN")),
+        ("the read token as a prefix", Some("test-read-token-and-more")),
+        ("the read-only token", Some(READ_TOKEN)),
+        ("the admin token", Some(TOKEN)),
+    ];
+    let reads = [
+        (check, format!("/v1/practitioners/{DOC}")),
+        (admin, format!("/v1/practitioners/{DOC}?as_of=2026-01-01")),
+        (check, format!("/v1/institutions/{INST}")),
+        (admin, format!("/v1/institutions/{INST}")),
+        (admin, "/v1/audit?limit=5".to_owned()),
+    ];
+    let (mut unauthorized, mut forbidden) = (0, 0);
+    for (what, token) in tokens {
+        let header = token.map(bearer);
+        let headers: Vec<(&str, &str)> = header.iter().map(|h| ("Authorization", h.as_str())).collect();
+        for (addr, path) in &reads {
+            let reply = request(*addr, "GET", path, &headers, b"");
+            match token {
+                Some(READ_TOKEN) | Some(TOKEN) => assert_eq!(reply.status, 200, "{what}: GET {path}: {}", reply.text()),
+                _ => {
+                    assert_error(&format!("{what}: GET {path}"), &reply, 401, "unauthorized", Field::Absent);
+                    assert!(!reply.text().contains(DOC), "a refusal says nothing of the file: {}", reply.text());
+                    unauthorized += 1;
+                }
+            }
+        }
+        let event = violation(&format!("V-{}", what.len()), DOC, "2026-01-05", 3, "minor");
+        let writes = [
+            ("an event", post(admin, "/v1/events", &headers, &event)),
+            ("an events array", post(admin, "/v1/events", &headers, &json!([event]))),
+            ("a snapshot", request(admin, "POST", "/v1/snapshot", &headers, b"")),
+        ];
+        for (write, reply) in writes {
+            let what = format!("{what}: {write}");
+            match token {
+                Some(TOKEN) => assert_eq!(reply.status, 200, "{what}: {}", reply.text()),
+                Some(READ_TOKEN) => {
+                    assert_error(&what, &reply, 403, "forbidden", Field::Absent);
+                    assert!(reply.text().contains("admin token"), "{what}: the message says which token writes");
+                    forbidden += 1;
+                }
+                _ => {
+                    assert_error(&what, &reply, 401, "unauthorized", Field::Absent);
+                    unauthorized += 1;
+                }
+            }
+        }
+        if token != Some(TOKEN) {
+            assert_eq!(server.ledger_head(), head, "{what}: nothing was stored");
+        }
+    }
+    assert_eq!(server.ledger_head(), head + 1, "the admin token's event (its re-send is already recorded)");
+    let metrics = request(check, "GET", "/metrics", &[], b"").text();
+    for (name, value) in [("claimgate_unauthorized_total", unauthorized), ("claimgate_forbidden_total", forbidden)] {
+        assert!(metrics.lines().any(|l| l == format!("{name} {value}")), "{name} {value}:\n{metrics}");
+    }
+}
+
+/// A read-only token equal to the admin token would let its holder append:
+/// `serve` refuses it (exit 2), naming both settings, and creates nothing.
+#[test]
+fn serve_refuses_a_read_only_token_equal_to_the_admin_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let token_file = dir.path().join("read-token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_claimgate"));
+    command.arg("serve").arg("--init").arg("--data").arg(&data).arg("--read-token-file").arg(&token_file);
+    command.args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"]);
+    command.env("CLAIMGATE_ADMIN_TOKEN", TOKEN).env_remove("CLAIMGATE_READ_TOKEN");
+    let output = run_bounded(command);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    for named in ["--read-token-file", "CLAIMGATE_READ_TOKEN", "--admin-token-file", "CLAIMGATE_ADMIN_TOKEN"] {
+        assert!(stderr.contains(named), "the refusal names {named}: {stderr}");
+    }
+    assert!(!data.exists(), "nothing was created");
+}
+
 /// Bad input is refused with a named error, the right status and the field at
 /// fault (R4 for claim lines and events, R8 for the ledger's refusals), and
 /// nothing is stored. Unknown routes are 404 and wrong methods 405.
@@ -368,7 +462,7 @@ fn bad_requests_are_refused_with_named_errors_and_the_field_at_fault() {
     for (addr, path, status, error, field) in gets {
         assert_error(&format!("GET {path}"), &request(addr, "GET", path, &auth, b""), status, error, field);
     }
-    let file = request(server.check, "GET", "/v1/institutions/H11010500001", &[], b"");
+    let file = server.read_get("/v1/institutions/H11010500001");
     assert_eq!(file.status, 200, "{}", file.text());
     assert_eq!(server.ledger_head(), 1);
 }
@@ -535,7 +629,7 @@ fn claim_lines_batches_and_queries_refuse_duplicated_and_unknown_names_r4() {
         let reply = request(addr, method, &path, &auth, body);
         assert_error(&format!("{method} {path}"), &reply, 400, "invalid_request", Field::Is(field));
     }
-    let ok = request(check, "GET", &format!("{file}?as_of=2026-01-01"), &[], b"");
+    let ok = server.read_get(&format!("{file}?as_of=2026-01-01"));
     assert_eq!(ok.status, 200, "{}", ok.text());
     assert_eq!(server.ledger_head(), 2, "nothing was stored");
 }
@@ -878,7 +972,7 @@ fn health_metrics_and_audit_report_what_the_gate_did() {
     assert_eq!(count(&format!("/v1/audit?reason=practitioner_suspended&practitioner={DOC}")), 1);
 
     // The practitioner's integrity file (R22) is served from the ledger.
-    let reply = request(server.check, "GET", &format!("/v1/practitioners/{DOC}?as_of=2026-03-20"), &[], b"");
+    let reply = server.read_get(&format!("/v1/practitioners/{DOC}?as_of=2026-03-20"));
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert!(reply.text().contains("V1"), "the file lists the violation: {}", reply.text());
 

@@ -55,6 +55,9 @@ pub struct ServeConfig {
     pub admin_listen: SocketAddr,
     /// Bearer token for the admin listener; the server will not start without one.
     pub admin_token: Option<String>,
+    /// Bearer token that reads (integrity files, the audit) but never writes;
+    /// `None`: only the admin token reads them.
+    pub read_token: Option<String>,
     /// How long a check with `min_seq` waits for the index to catch up.
     pub min_seq_wait: Duration,
     /// Ready only while the index is at most this many events behind the ledger.
@@ -104,6 +107,7 @@ impl ServeConfig {
             listen: DEFAULT_LISTEN.parse().expect("valid default"),
             admin_listen: DEFAULT_ADMIN_LISTEN.parse().expect("valid default"),
             admin_token: None,
+            read_token: None,
             min_seq_wait: Duration::from_secs(1),
             ready_max_lag: 10_000,
             ready_max_outage: Duration::from_secs(30),

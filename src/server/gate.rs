@@ -22,6 +22,8 @@ use std::time::Instant;
 pub enum StartError {
     #[error("no admin token configured: set CLAIMGATE_ADMIN_TOKEN or pass --admin-token-file (the admin listener never runs unauthenticated)")]
     NoAdminToken,
+    #[error("the read-only token is the admin token: give --read-token-file (CLAIMGATE_READ_TOKEN) a value of its own, or none")]
+    ReadTokenIsAdminToken,
     #[error(transparent)]
     Ledger(#[from] LedgerError),
     #[error("cannot open the audit log: {0}")]
@@ -218,6 +220,9 @@ impl Gate {
     pub fn start(config: ServeConfig, policy: &Policy, lock: DataDirLock) -> Result<Arc<Gate>, StartError> {
         if config.admin_token.as_deref().is_none_or(str::is_empty) {
             return Err(StartError::NoAdminToken);
+        }
+        if config.read_token.as_deref().is_some_and(|t| Some(t) == config.admin_token.as_deref()) {
+            return Err(StartError::ReadTokenIsAdminToken);
         }
         if lock.dir() != config.data {
             return Err(StartError::WrongLock { locked: lock.dir().to_owned(), data: config.data.clone() });

@@ -69,6 +69,7 @@ pub struct Metrics {
     pub body_timeouts: AtomicU64,
     pub write_timeouts: AtomicU64,
     pub unauthorized: AtomicU64,
+    pub forbidden: AtomicU64,
     pub listener_losses: AtomicU64,
 }
 
@@ -155,7 +156,7 @@ impl Metrics {
         let _ = writeln!(out, "claimgate_request_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}");
         let _ = writeln!(out, "claimgate_request_duration_seconds_sum {}", get(&self.latency_sum_us) as f64 / 1e6);
         let _ = writeln!(out, "claimgate_request_duration_seconds_count {}", get(&self.latency_count));
-        let counters: [(&str, &str, u64); 23] = [
+        let counters: [(&str, &str, u64); 24] = [
             ("claimgate_snapshots_written_total", "Index snapshots written while serving.", g.snapshots_written),
             ("claimgate_snapshot_failures_total", "Index snapshot writes that failed.", g.snapshot_failures),
             (
@@ -236,8 +237,13 @@ impl Metrics {
             ),
             (
                 "claimgate_unauthorized_total",
-                "Admin requests refused for a missing or wrong token.",
+                "Requests refused for a missing or wrong token (401).",
                 get(&self.unauthorized),
+            ),
+            (
+                "claimgate_forbidden_total",
+                "Writes refused because they came with the read-only token (403).",
+                get(&self.forbidden),
             ),
         ];
         for (name, help, value) in counters {

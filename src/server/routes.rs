@@ -1,6 +1,7 @@
 //! Routing and handlers. Check-listener routes answer from the index only;
-//! admin routes (events, audit) exist only on the admin listener and need the
-//! bearer token.
+//! admin routes (events, snapshots, audit) exist only on the admin listener.
+//! Writes need the admin bearer token; reads of personal data (integrity
+//! files on either listener, the audit) take it or the read-only token.
 
 use super::api::{constant_time_eq, json, read_body, text, ApiError, Reply};
 use super::bodies::{parse_batch_body, parse_check_body, parse_events_body, CheckBatch, CheckLine, EventsBody};
@@ -72,16 +73,16 @@ async fn dispatch(gate: &Arc<Gate>, which: Listener, req: Request<Incoming>) -> 
             let (kind, code) = (kind.to_string(), code.to_string());
             (
                 Route::Files,
-                if method == Method::GET {
-                    file(gate, &kind, &code, req.uri().query()).await
-                } else {
-                    wrong_method("GET")
+                match authorize(gate, &req, Access::Read) {
+                    Err(e) => Err(e),
+                    Ok(()) if method == Method::GET => file(gate, &kind, &code, req.uri().query()).await,
+                    Ok(()) => wrong_method("GET"),
                 },
             )
         }
         (Listener::Admin, ["v1", "events"]) => (
             Route::Events,
-            match authorize(gate, &req).and_then(|()| no_query(&req)) {
+            match authorize(gate, &req, Access::Write).and_then(|()| no_query(&req)) {
                 Err(e) => Err(e),
                 Ok(()) if method == Method::POST => events(gate, req).await,
                 Ok(()) => wrong_method("POST"),
@@ -89,7 +90,7 @@ async fn dispatch(gate: &Arc<Gate>, which: Listener, req: Request<Incoming>) -> 
         ),
         (Listener::Admin, ["v1", "snapshot"]) => (
             Route::Snapshot,
-            match authorize(gate, &req).and_then(|()| no_query(&req)) {
+            match authorize(gate, &req, Access::Write).and_then(|()| no_query(&req)) {
                 Err(e) => Err(e),
                 Ok(()) if method == Method::POST => write_snapshot(gate).await,
                 Ok(()) => wrong_method("POST"),
@@ -97,7 +98,7 @@ async fn dispatch(gate: &Arc<Gate>, which: Listener, req: Request<Incoming>) -> 
         ),
         (Listener::Admin, ["v1", "audit"]) => (
             Route::Audit,
-            match authorize(gate, &req) {
+            match authorize(gate, &req, Access::Read) {
                 Err(e) => Err(e),
                 Ok(()) if method == Method::GET => audit(gate, req.uri().query()).await,
                 Ok(()) => wrong_method("GET"),
@@ -113,8 +114,20 @@ fn no_query(req: &Request<Incoming>) -> Result<(), ApiError> {
     strict_query(req.uri().query(), &[]).map(|_| ())
 }
 
-fn authorize(gate: &Gate, req: &Request<Incoming>) -> Result<(), ApiError> {
-    let expected = gate.config.admin_token.as_deref().unwrap_or_default().as_bytes();
+/// What a request does with its token: reads personal data (integrity
+/// files, the audit) or writes (events, snapshots).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Read,
+    Write,
+}
+
+/// Checks the bearer token: the admin token may do anything, the read-only
+/// token (`--read-token-file`) only [`Access::Read`]. A missing or unknown
+/// token is 401 `unauthorized`, the read token on a write 403 `forbidden`.
+/// Both comparisons always run, in constant time, so the timing never says
+/// which token a guess was close to.
+fn authorize(gate: &Gate, req: &Request<Incoming>, access: Access) -> Result<(), ApiError> {
     let given = req
         .headers()
         .get(hyper::header::AUTHORIZATION)
@@ -122,14 +135,31 @@ fn authorize(gate: &Gate, req: &Request<Incoming>) -> Result<(), ApiError> {
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim().as_bytes());
-    match given {
-        Some(token) if !expected.is_empty() && constant_time_eq(token, expected) => Ok(()),
-        _ => {
+    let matches = |expected: Option<&str>| {
+        let expected = expected.unwrap_or_default().as_bytes();
+        given.is_some_and(|token| constant_time_eq(token, expected)) && !expected.is_empty()
+    };
+    let (admin, read) = (matches(gate.config.admin_token.as_deref()), matches(gate.config.read_token.as_deref()));
+    match (admin, read, access) {
+        (true, _, _) | (false, true, Access::Read) => Ok(()),
+        (false, true, Access::Write) => {
+            gate.metrics.forbidden.fetch_add(1, Ordering::Relaxed);
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "the read-only token cannot write: send the admin token for events and snapshots",
+            ))
+        }
+        (false, false, _) => {
             gate.metrics.unauthorized.fetch_add(1, Ordering::Relaxed);
+            let which = match access {
+                Access::Read => "the read-only token or the admin token",
+                Access::Write => "the admin token",
+            };
             Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
-                "send the admin token as `Authorization: Bearer <token>`",
+                format!("send {which} as `Authorization: Bearer <token>`"),
             ))
         }
     }

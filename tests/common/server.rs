@@ -15,6 +15,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub const TOKEN: &str = "test-token";
+/// The read-only token every test server is started with.
+pub const READ_TOKEN: &str = "test-read-token";
 /// Longest any socket read or write may block.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(15);
 /// Longest a server may take to print its listening line.
@@ -69,6 +71,7 @@ impl Server {
             .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             .args(extra)
             .env("CLAIMGATE_ADMIN_TOKEN", TOKEN)
+            .env("CLAIMGATE_READ_TOKEN", READ_TOKEN)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -133,6 +136,11 @@ impl Server {
     /// `POST /v1/check/batch`.
     pub fn batch(&self, body: &Value) -> Reply {
         post(self.check, "/v1/check/batch", &[], body)
+    }
+
+    /// `GET` on the check listener with the read-only token (integrity files).
+    pub fn read_get(&self, path: &str) -> Reply {
+        request(self.check, "GET", path, &[("Authorization", &bearer(READ_TOKEN))], b"")
     }
 
     /// `POST` on the admin listener with the token.
