@@ -28,3 +28,4 @@ pub mod rules;
 pub mod scenario;
 pub mod server;
 pub mod strict_json;
+mod thread_priority;

@@ -185,6 +185,10 @@ struct ServerArgs {
     /// parsed (each body's first 64 KiB excepted); past it a request is 503 busy.
     #[arg(long, default_value_t = server::limits::DEFAULT_MAX_INFLIGHT_BODY_BYTES)]
     max_inflight_body_bytes: usize,
+    /// Integrity-file and explain reads that may wait for one of the 4 query
+    /// threads (each at most 5 s); past it a read is 503 busy.
+    #[arg(long, default_value_t = server::queries::DEFAULT_MAX_QUEUED_READS)]
+    max_queued_reads: usize,
     /// Write an index snapshot (in the background) every this many events, so a
     /// restart tails only what came after; 0: only on POST /v1/snapshot.
     #[arg(long, default_value_t = server::DEFAULT_SNAPSHOT_EVERY_EVENTS)]
@@ -265,6 +269,7 @@ impl ServerArgs {
         config.max_connections = self.max_connections;
         config.max_connections_per_client = self.max_connections_per_client;
         config.max_inflight_body_bytes = self.max_inflight_body_bytes;
+        config.max_queued_reads = self.max_queued_reads;
         config.snapshot_every_events = self.snapshot_every_events;
         config.fault_snapshot_pause = self.fault_snapshot_pause;
         config.admin_max_connections = self.admin_max_connections;

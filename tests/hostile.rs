@@ -16,7 +16,7 @@ use common::server::*;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -851,4 +851,141 @@ fn a_flood_of_readyz_and_metrics_never_reads_the_ledger_per_request() {
     let allowed = 20 + 4 * (elapsed.as_millis() as u64 / 50);
     assert!(during <= allowed, "{during} ledger head reads during 1,600 probes in {elapsed:?} (allowed {allowed})");
     steady.finish("readyz and metrics flood");
+}
+
+/// The practitioner whose integrity file the readers below read: 20,000 events.
+const HEAVY: &str = "D110105000009";
+/// Events on [`HEAVY`]'s file: a registration and 19,999 one-point violations.
+const HEAVY_EVENTS: usize = 20_000;
+/// The ledger's query connections (src/ledger/mod.rs QUERY_CONNECTIONS).
+const QUERY_CONNECTIONS: usize = 4;
+
+/// Gives [`HEAVY`] an integrity file of [`HEAVY_EVENTS`] events: a
+/// registration, then minor violations (R9, 1 point) spread over 2001–2026.
+fn make_heavy_file(server: &Server) {
+    server.event(&registered(HEAVY, INST, "2000-01-01"));
+    let violations: Vec<Value> = (1..HEAVY_EVENTS)
+        .map(|n| {
+            let date = format!("{}-{:02}-{:02}", 2001 + n / 800, 1 + (n % 800) / 70, 1 + n % 28);
+            violation(&format!("H{n}"), HEAVY, &date, 1, "minor")
+        })
+        .collect();
+    for chunk in violations.chunks(4_000) {
+        let reply = server.admin_post("/v1/events", &json!(chunk));
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let refused = reply.json().as_array().unwrap().iter().filter(|r| r.get("error").is_some()).count();
+        assert_eq!(refused, 0, "{}", reply.text());
+    }
+}
+
+/// Issue 13, item 4: integrity files and `explain` read the ledger on its
+/// [`QUERY_CONNECTIONS`] query connections, apart from the connection the
+/// index sync tails on, at most that many at once and a bounded queue
+/// waiting. 32 clients reading a 20,000-event integrity file again and again
+/// never delay the sync: a well-behaved client that appends an event and
+/// then checks with `min_seq` is answered every time, never `stale_index`
+/// (its latency is printed). Past the queue (`--max-queued-reads 2`, rerun on
+/// the same ledger), reads are 503 `busy`, counted, and the others answered.
+#[test]
+fn integrity_file_reads_never_delay_the_index_sync_or_min_seq() {
+    let (dir, mut server) = seeded_server(&[]);
+    make_heavy_file(&server);
+    let file = format!("/v1/practitioners/{HEAVY}");
+    let one = Instant::now();
+    let reply = server.read_get(&file);
+    assert_eq!(reply.status, 200, "{:.300}", reply.text());
+    let one = one.elapsed();
+
+    let stop = AtomicBool::new(false);
+    let reading = AtomicUsize::new(0);
+    let files_read = AtomicUsize::new(0);
+    let (reads, rounds) = std::thread::scope(|scope| {
+        let readers: Vec<_> = (0..32)
+            .map(|_| {
+                scope.spawn(|| {
+                    reading.fetch_add(1, Ordering::SeqCst);
+                    let mut answered = (0, 0);
+                    let started = Instant::now();
+                    while !stop.load(Ordering::SeqCst) && started.elapsed() < Duration::from_secs(60) {
+                        let reply = server.read_get(&file);
+                        match reply.status {
+                            200 => {
+                                answered.0 += 1;
+                                files_read.fetch_add(1, Ordering::SeqCst);
+                            }
+                            // The queue's wait is bounded: a busy answer is one of the bounds at work.
+                            503 => {
+                                assert_error("a queued read", &reply, 503, "busy", Field::Absent);
+                                answered.1 += 1;
+                            }
+                            _ => panic!("a reader got {}: {:.300}", reply.status, reply.text()),
+                        }
+                    }
+                    answered
+                })
+            })
+            .collect();
+        // The well-behaved client: once every reader is in flight, append then
+        // check at least at the new seq, for at least 30 rounds and until the
+        // readers have had 8 files answered (so reads ran and ended throughout).
+        let started = Instant::now();
+        while reading.load(Ordering::SeqCst) < 32 {
+            assert!(started.elapsed() < Duration::from_secs(10), "the readers did not start");
+            std::thread::yield_now();
+        }
+        let mut rounds = Vec::new();
+        for round in 0.. {
+            if round >= 30 && files_read.load(Ordering::SeqCst) >= 8 {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "the readers had no file answered in 60 s");
+            let t = Instant::now();
+            let seq = server.event(&violation(&format!("W{round}"), DOC, "2026-02-01", 1, "minor"));
+            let appended = t.elapsed();
+            let reply = server.check(&with(steady_claim(), "min_seq", json!(seq)));
+            assert_eq!(reply.status, 200, "round {round}: the check at min_seq {seq} is answered: {}", reply.text());
+            assert_eq!(reply.json()["seq"].as_u64(), Some(seq), "{}", reply.text());
+            rounds.push((appended, t.elapsed()));
+        }
+        stop.store(true, Ordering::SeqCst);
+        let reads = readers
+            .into_iter()
+            .map(|r| r.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+        (reads, rounds)
+    });
+    let mut totals: Vec<Duration> = rounds.iter().map(|r| r.1).collect();
+    totals.sort();
+    let max_append = rounds.iter().map(|r| r.0).max().unwrap();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let line = format!(
+        "hostile/heavy integrity-file reads: one read alone {:.0} ms; meanwhile 32 readers had {} reads answered, {} busy; \
+         well-behaved append + min_seq check, {} rounds, all answered: p50 {:.1} ms, max {:.1} ms (append max {:.1} ms)\n",
+        ms(one),
+        reads.0,
+        reads.1,
+        rounds.len(),
+        ms(totals[totals.len() / 2]),
+        ms(totals[totals.len() - 1]),
+        ms(max_append),
+    );
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    assert_eq!(counter(server.admin, "claimgate_stale_index_total"), 0, "{line}");
+    assert!(reads.0 >= QUERY_CONNECTIONS, "the readers were answered: {line}");
+    assert_eq!(counter(server.admin, "claimgate_query_reads_busy_total"), reads.1 as u64, "busy reads are counted");
+
+    // Past the queue: 24 reads at once on 4 connections and 2 places.
+    server.terminate();
+    let server = Server::start_existing(dir.path(), &["--max-queued-reads", "2"]);
+    let replies = in_parallel(24, |_| server.read_get(&file));
+    let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
+    let busy: Vec<&Reply> = replies.iter().filter(|r| r.status == 503).collect();
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    assert_eq!(ok + busy.len(), 24, "every read answered 200 or 503: {statuses:?}");
+    assert!(ok >= QUERY_CONNECTIONS && !busy.is_empty(), "{ok} answered, {} busy", busy.len());
+    for refused in &busy {
+        assert_error("a read past the queue", refused, 503, "busy", Field::Absent);
+        assert!(refused.text().contains("--max-queued-reads"), "{}", refused.text());
+    }
+    assert_eq!(counter(server.admin, "claimgate_query_reads_busy_total"), busy.len() as u64);
 }

@@ -133,7 +133,7 @@ impl AuditIndex {
             std::thread::Builder::new()
                 .name("audit-index".into())
                 .spawn(move || {
-                    lower_priority();
+                    crate::thread_priority::lower_by(INDEXER_NICENESS, "audit indexer");
                     index_loop(conn, &shared, &status, &stop, &wake)
                 })
                 .expect("spawning the audit indexer")
@@ -183,16 +183,6 @@ impl AuditIndex {
 /// increment): it is background work, and on a busy machine the check
 /// handlers and the log's writer, whose fsync answers wait on, come first.
 pub const INDEXER_NICENESS: i32 = 10;
-
-/// Lowers the calling thread's scheduling priority by [`INDEXER_NICENESS`]
-/// (Linux: per thread); a refusal only costs the index some speed.
-fn lower_priority() {
-    let tid = rustix::thread::gettid();
-    let now = rustix::process::getpriority_process(Some(tid)).unwrap_or(0);
-    if let Err(e) = rustix::process::setpriority_process(Some(tid), now + INDEXER_NICENESS) {
-        tracing::debug!(error = %e, "cannot lower the audit indexer's priority");
-    }
-}
 
 fn prepare(path: &Path) -> rusqlite::Result<Connection> {
     let conn = open_connection(path)?;

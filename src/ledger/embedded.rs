@@ -71,6 +71,11 @@ pub struct EmbeddedLedger {
     /// checkpoints the WAL into the main file and removes it, and only the
     /// writer can, so a stopped ledger is one self-contained file.
     reader: Option<Mutex<Connection>>,
+    /// Read-only connections for the reads clients ask for (integrity files,
+    /// `explain`), [`super::QUERY_CONNECTIONS`] of them, each opened when
+    /// first needed: a slow one never holds the index sync's `reader`. Empty
+    /// for an in-memory ledger.
+    queries: Vec<Mutex<Option<Connection>>>,
     conn: Mutex<Connection>,
     policy: Policy,
     path: PathBuf,
@@ -158,8 +163,11 @@ impl EmbeddedLedger {
         conn.pragma_update(None, "synchronous", "FULL").map_err(storage("setting synchronous commits"))?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(storage("setting the busy timeout"))?;
         check_durability(&conn, &path)?;
-        let reader = if path.as_os_str() == ":memory:" { None } else { Some(Mutex::new(open_reader(&path)?)) };
-        Ok(EmbeddedLedger { conn: Mutex::new(conn), reader, policy: policy.clone(), path, id })
+        let in_memory = path.as_os_str() == ":memory:";
+        let reader = if in_memory { None } else { Some(Mutex::new(open_reader(&path)?)) };
+        let queries =
+            if in_memory { Vec::new() } else { (0..super::QUERY_CONNECTIONS).map(|_| Mutex::new(None)).collect() };
+        Ok(EmbeddedLedger { conn: Mutex::new(conn), reader, queries, policy: policy.clone(), path, id })
     }
 
     /// A number chosen when the ledger was created, so that index snapshots
@@ -199,6 +207,22 @@ impl EmbeddedLedger {
             return op(&self.lock());
         }
         op(&open_reader(&self.path)?)
+    }
+
+    /// Runs `op` on a query connection: a free one if there is one (opened
+    /// on first use), else the first, waiting for it. The server never runs
+    /// more than [`super::QUERY_CONNECTIONS`] at once, so it never waits here.
+    fn with_query<T>(&self, op: impl FnOnce(&Connection) -> Result<T, LedgerError>) -> Result<T, LedgerError> {
+        if self.queries.is_empty() {
+            return op(&self.lock());
+        }
+        let free = self.queries.iter().position(|slot| slot.try_lock().is_ok() || slot.is_poisoned()).unwrap_or(0);
+        let mut guard = self.queries[free].lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let conn = match &mut *guard {
+            Some(conn) => conn,
+            empty => empty.insert(open_reader(&self.path)?),
+        };
+        op(conn)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -299,16 +323,17 @@ impl EmbeddedLedger {
     /// Every accepted institution event (designation, suspension,
     /// termination, rating) about an institution, ascending by `seq`.
     pub fn institution_history(&self, code: InstitutionCode) -> Result<Vec<RecordedEvent>, LedgerError> {
-        let conn = self.read();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT seq, body FROM events WHERE institution = ?1 AND kind LIKE 'institution_%' ORDER BY seq",
-            )
-            .map_err(storage("reading an institution's history"))?;
-        let rows = stmt
-            .query_map([code.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(storage("reading an institution's history"))?;
-        decode_rows(rows, &self.policy)
+        institution_history(&self.read(), code, &self.policy)
+    }
+
+    /// [`Self::practitioner_history`] on a query connection (a client's read).
+    pub fn query_practitioner_history(&self, code: PractitionerCode) -> Result<Vec<RecordedEvent>, LedgerError> {
+        self.with_query(|conn| practitioner_history(conn, code, &self.policy))
+    }
+
+    /// [`Self::institution_history`] on a query connection (a client's read).
+    pub fn query_institution_history(&self, code: InstitutionCode) -> Result<Vec<RecordedEvent>, LedgerError> {
+        self.with_query(|conn| institution_history(conn, code, &self.policy))
     }
 
     /// The practitioner a violation belongs to, if it was ever scored.
@@ -577,6 +602,22 @@ fn practitioner_history(
     let rows = stmt
         .query_map([code.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
         .map_err(storage("reading a practitioner's history"))?;
+    decode_rows(rows, policy)
+}
+
+fn institution_history(
+    conn: &Connection,
+    code: InstitutionCode,
+    policy: &Policy,
+) -> Result<Vec<RecordedEvent>, LedgerError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT seq, body FROM events WHERE institution = ?1 AND kind LIKE 'institution_%' ORDER BY seq",
+        )
+        .map_err(storage("reading an institution's history"))?;
+    let rows = stmt
+        .query_map([code.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(storage("reading an institution's history"))?;
     decode_rows(rows, policy)
 }
 

@@ -26,6 +26,13 @@ use crate::rules::file::{InstitutionFile, PractitionerFile};
 use crate::rules::{institution, practitioner};
 use std::path::Path;
 
+/// Connections (SQLite read-only connections, PostgreSQL sessions) for the
+/// reads clients ask for: integrity files and `explain`. They are apart from
+/// the connection the index sync tails on, so however slow or many those
+/// reads are, the sync and `min_seq` never queue behind them; the server runs
+/// at most this many at once (`server::limits::QueryReads`).
+pub const QUERY_CONNECTIONS: usize = 4;
+
 /// An accepted event's `seq`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {
@@ -229,6 +236,17 @@ impl Ledger {
         each!(self, l => l.institution_history(code))
     }
 
+    /// [`Self::practitioner_history`] on one of the [`QUERY_CONNECTIONS`]
+    /// (a read a client asked for, such as `explain`).
+    pub fn query_practitioner_history(&self, code: PractitionerCode) -> Result<Vec<RecordedEvent>, LedgerError> {
+        each!(self, l => l.query_practitioner_history(code))
+    }
+
+    /// [`Self::institution_history`] on one of the [`QUERY_CONNECTIONS`].
+    pub fn query_institution_history(&self, code: InstitutionCode) -> Result<Vec<RecordedEvent>, LedgerError> {
+        each!(self, l => l.query_institution_history(code))
+    }
+
     /// The practitioner a violation belongs to, if it was ever scored.
     pub fn violation_owner(&self, id: &ViolationId) -> Result<Option<PractitionerCode>, LedgerError> {
         each!(self, l => l.violation_owner(id))
@@ -244,25 +262,25 @@ impl Ledger {
     }
 
     /// The integrity file of a practitioner (R22), status as of `as_of`;
-    /// `None` if the ledger never names them.
+    /// `None` if the ledger never names them. Read on a query connection.
     pub fn practitioner_file(
         &self,
         code: PractitionerCode,
         as_of: CivilDate,
     ) -> Result<Option<PractitionerFile>, LedgerError> {
-        let history = self.practitioner_history(code)?;
+        let history = self.query_practitioner_history(code)?;
         Ok((!history.is_empty())
             .then(|| PractitionerFile::new(&practitioner::derive(code, &history, self.policy()), as_of)))
     }
 
     /// The integrity file of an institution (R22), status as of `as_of`;
-    /// `None` if it was never designated.
+    /// `None` if it was never designated. Read on a query connection.
     pub fn institution_file(
         &self,
         code: InstitutionCode,
         as_of: CivilDate,
     ) -> Result<Option<InstitutionFile>, LedgerError> {
-        let history = self.institution_history(code)?;
+        let history = self.query_institution_history(code)?;
         Ok((!history.is_empty()).then(|| InstitutionFile::new(&institution::derive(code, &history), as_of)))
     }
 }

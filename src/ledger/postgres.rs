@@ -44,6 +44,10 @@ const SCHEMA_VERSION: i64 = 2;
 const MAX_SCHEMA_BYTES: usize = 63;
 /// Connect timeout when the URL sets none.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest one statement of a client's read (an integrity file, `explain`)
+/// may run on the server before PostgreSQL cancels it, so no read holds a
+/// query session indefinitely.
+const QUERY_STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `MIGRATIONS[v]` takes the schema from version `v` to `v + 1`; version 0 is
 /// an empty `claimgate_schema` table. Code columns compare bytewise (`"C"`),
@@ -119,6 +123,10 @@ pub struct PostgresLedger {
     writer: Mutex<Option<Conn>>,
     /// The connection tailing and history reads run on.
     reader: Mutex<Option<Conn>>,
+    /// Sessions for the reads clients ask for (integrity files, `explain`),
+    /// [`super::QUERY_CONNECTIONS`] of them, each opened when first needed:
+    /// a slow one never holds the index sync's `reader`.
+    queries: Vec<Mutex<Option<Conn>>>,
     policy: Policy,
     id: u64,
 }
@@ -151,6 +159,8 @@ struct Target {
     description: String,
     writer_session: String,
     reader_session: String,
+    /// A reader's session whose statements stop at [`QUERY_STATEMENT_TIMEOUT`].
+    query_session: String,
 }
 
 /// One open session and the statements prepared on it.
@@ -184,6 +194,7 @@ impl PostgresLedger {
             target,
             writer: Mutex::new(Some(writer)),
             reader: Mutex::new(Some(reader)),
+            queries: (0..super::QUERY_CONNECTIONS).map(|_| Mutex::new(None)).collect(),
             policy: policy.clone(),
             id,
         })
@@ -309,11 +320,17 @@ impl PostgresLedger {
     /// Every accepted institution event (designation, suspension,
     /// termination, rating) about an institution, ascending by `seq`.
     pub fn institution_history(&self, code: InstitutionCode) -> Result<Vec<RecordedEvent>, LedgerError> {
-        const DOING: &str = "reading an institution's history";
-        self.read(|client, statements| {
-            let rows = statements.query(client, INSTITUTION_HISTORY, &[&code.to_string()]).map_err(pg(DOING))?;
-            decode_rows(&rows, &self.policy, DOING)
-        })
+        self.read(|client, statements| institution_history(client, statements, code, &self.policy))
+    }
+
+    /// [`Self::practitioner_history`] on a query session (a client's read).
+    pub fn query_practitioner_history(&self, code: PractitionerCode) -> Result<Vec<RecordedEvent>, LedgerError> {
+        self.query(|client, statements| practitioner_history(client, statements, code, &self.policy))
+    }
+
+    /// [`Self::institution_history`] on a query session (a client's read).
+    pub fn query_institution_history(&self, code: InstitutionCode) -> Result<Vec<RecordedEvent>, LedgerError> {
+        self.query(|client, statements| institution_history(client, statements, code, &self.policy))
     }
 
     /// The practitioner a violation belongs to, if it was ever scored.
@@ -405,6 +422,22 @@ impl PostgresLedger {
         }
     }
 
+    /// Runs `op` on a query session: a free one if there is one, else the
+    /// first (the server never runs more than [`super::QUERY_CONNECTIONS`]
+    /// at once, so it never waits here). Like [`Self::read`], a lost session
+    /// is replaced and the read run once more.
+    fn query<T>(
+        &self,
+        mut op: impl FnMut(&mut Client, &mut Statements) -> Result<T, LedgerError>,
+    ) -> Result<T, LedgerError> {
+        let free = self.queries.iter().position(|slot| slot.try_lock().is_ok() || slot.is_poisoned()).unwrap_or(0);
+        let (slot, session) = (&self.queries[free], &self.target.query_session);
+        match self.with(slot, session, |conn| op(&mut conn.client, &mut conn.statements)) {
+            Err(e) if session_lost(&e) => self.with(slot, session, |conn| op(&mut conn.client, &mut conn.statements)),
+            other => other,
+        }
+    }
+
     /// Runs `op` on the session in `slot`, opening it first if there is none
     /// or it was closed. A call that finds the connection broken (closed, or
     /// an error without a database error code) returns its error and leaves
@@ -487,8 +520,10 @@ impl Target {
         // transaction, so one that does has lost its node: free the head.
         let writer_session = format!("{search_path} SET idle_in_transaction_session_timeout TO '60s';");
         let reader_session = format!("{search_path} SET default_transaction_read_only TO on;");
+        let query_session =
+            format!("{reader_session} SET statement_timeout TO '{}ms';", QUERY_STATEMENT_TIMEOUT.as_millis());
         let tls = tls.connector()?;
-        Ok(Target { config, tls, schema, description, writer_session, reader_session })
+        Ok(Target { config, tls, schema, description, writer_session, reader_session, query_session })
     }
 
     fn connect(&self, session: &str) -> Result<Client, LedgerError> {
@@ -872,6 +907,17 @@ fn practitioner_history(
 ) -> Result<Vec<RecordedEvent>, LedgerError> {
     const DOING: &str = "reading a practitioner's history";
     let rows = statements.query(client, PRACTITIONER_HISTORY, &[&code.to_string()]).map_err(pg(DOING))?;
+    decode_rows(&rows, policy, DOING)
+}
+
+fn institution_history(
+    client: &mut impl GenericClient,
+    statements: &mut Statements,
+    code: InstitutionCode,
+    policy: &Policy,
+) -> Result<Vec<RecordedEvent>, LedgerError> {
+    const DOING: &str = "reading an institution's history";
+    let rows = statements.query(client, INSTITUTION_HISTORY, &[&code.to_string()]).map_err(pg(DOING))?;
     decode_rows(&rows, policy, DOING)
 }
 
@@ -1473,6 +1519,43 @@ mod tests {
         assert_eq!(outcome, Ok(Appended { seq: 2, already_recorded: false }));
         assert_eq!(ledger.events_since(0, 10).unwrap().len(), 2);
         ledger.drop_schema().unwrap();
+    }
+
+    /// Issue 13: client reads (integrity files, `explain`) run on query
+    /// sessions of their own, opened when first needed, at most
+    /// QUERY_CONNECTIONS, with a statement timeout; they read what the sync
+    /// reader reads, and a terminated one is replaced within the same call.
+    #[test]
+    fn query_sessions_read_what_the_sync_reader_reads_and_are_replaced_when_lost() {
+        let Some(server) = server() else { return };
+        let schema = TestSchema::new(&server, "queries");
+        let app = schema.name.clone();
+        let url = format!("{}&application_name={app}", schema.url());
+        let ledger = PostgresLedger::open(&url, &Policy::default()).unwrap();
+        let events = [designate(H), register(D1, H, "2024-01-01"), violation("V1", D1, 3)];
+        assert!(ledger.append_batch(&events).unwrap().iter().all(Result::is_ok));
+        let mut admin = schema.admin();
+        let count = |admin: &mut Client, sql: &str| -> i64 { admin.query_one(sql, &[&app]).unwrap().get(0) };
+        let open = "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1";
+        let terminate = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1";
+        assert_eq!(count(&mut admin, open), 2, "the writer and the sync reader; no query session yet");
+        let code = PractitionerCode::parse(D1).unwrap();
+        let institution = InstitutionCode::parse(H).unwrap();
+        assert_eq!(ledger.query_practitioner_history(code).unwrap(), ledger.practitioner_history(code).unwrap());
+        assert_eq!(
+            ledger.query_institution_history(institution).unwrap(),
+            ledger.institution_history(institution).unwrap()
+        );
+        assert_eq!(count(&mut admin, open), 3, "one query session, opened for the first read");
+        let timeout: String = {
+            let mut conn = lock(&ledger.queries[0]);
+            conn.as_mut().unwrap().client.query_one("SHOW statement_timeout", &[]).unwrap().get(0)
+        };
+        assert_eq!(timeout, "10s", "QUERY_STATEMENT_TIMEOUT, as PostgreSQL shows it");
+        assert_eq!(count(&mut admin, terminate), 3, "every session terminated");
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(ledger.query_practitioner_history(code).unwrap().len(), 2, "read again on a fresh session");
+        // The writer's session is gone too: the schema guard drops the schema.
     }
 
     #[test]

@@ -93,6 +93,9 @@ pub struct ServeConfig {
     /// Request-body bytes all requests together may hold (past each body's
     /// free part, [`super::limits::BODY_FREE_BYTES`]).
     pub max_inflight_body_bytes: usize,
+    /// Integrity-file and `explain` reads that may wait for a query
+    /// connection ([`super::queries::DEFAULT_MAX_QUEUED_READS`]).
+    pub max_queued_reads: usize,
 }
 
 impl ServeConfig {
@@ -102,6 +105,7 @@ impl ServeConfig {
             audit: crate::audit::AuditConfig::new(data.join(crate::audit::AUDIT_DIR)),
             max_connections_per_client: super::limits::DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
             max_inflight_body_bytes: super::limits::DEFAULT_MAX_INFLIGHT_BODY_BYTES,
+            max_queued_reads: super::queries::DEFAULT_MAX_QUEUED_READS,
             data,
             store: None,
             listen: DEFAULT_LISTEN.parse().expect("valid default"),

@@ -209,6 +209,8 @@ pub struct Gate {
     client_slots: [super::limits::ClientSlots; 2],
     /// Request-body bytes in flight.
     pub body_budget: super::limits::BodyBudget,
+    /// The threads that run ledger reads for clients (integrity files, `explain`).
+    pub queries: super::queries::QueryPool,
     /// This process's hold on the data directory, for as long as the gate lives.
     _data_lock: DataDirLock,
 }
@@ -274,7 +276,7 @@ impl Gate {
         tracing::info!(dir = %config.audit.dir.display(), next_record = audit.writer.shared.durable.lock().expect("not poisoned").next_id, "audit log open");
         let (wake_sync, wake_rx) = crossbeam_channel::bounded(1);
         let (seq_watch, _) = tokio::sync::watch::channel(caught_up);
-        let config_caps = (config.max_connections_per_client, config.max_inflight_body_bytes);
+        let config_caps = (config.max_connections_per_client, config.max_inflight_body_bytes, config.max_queued_reads);
         let connections = [config.max_connections, config.admin_max_connections]
             .map(|cap| Arc::new(tokio::sync::Semaphore::new(cap)));
         let gate = Arc::new(Gate {
@@ -304,6 +306,7 @@ impl Gate {
                 super::limits::ClientSlots::new(super::limits::ADMIN_MAX_CONNECTIONS_PER_CLIENT),
             ],
             body_budget: super::limits::BodyBudget::new(config_caps.1),
+            queries: super::queries::QueryPool::start(config_caps.2),
             _data_lock: lock,
         });
         let thread = {

@@ -1,7 +1,8 @@
 //! Two bounds on what unauthenticated clients can hold: connections per
 //! client address ([`ClientSlots`]) and request-body bytes in flight across
 //! all requests ([`BodyBudget`]). Both refuse at once rather than wait, so
-//! neither can stall a worker.
+//! neither can stall a worker. (Ledger reads for clients are bounded in
+//! `queries.rs`.)
 
 use std::collections::HashMap;
 use std::net::IpAddr;

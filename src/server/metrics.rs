@@ -70,6 +70,7 @@ pub struct Metrics {
     pub write_timeouts: AtomicU64,
     pub unauthorized: AtomicU64,
     pub forbidden: AtomicU64,
+    pub query_reads_busy: AtomicU64,
     pub listener_losses: AtomicU64,
 }
 
@@ -156,7 +157,7 @@ impl Metrics {
         let _ = writeln!(out, "claimgate_request_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}");
         let _ = writeln!(out, "claimgate_request_duration_seconds_sum {}", get(&self.latency_sum_us) as f64 / 1e6);
         let _ = writeln!(out, "claimgate_request_duration_seconds_count {}", get(&self.latency_count));
-        let counters: [(&str, &str, u64); 24] = [
+        let counters: [(&str, &str, u64); 25] = [
             ("claimgate_snapshots_written_total", "Index snapshots written while serving.", g.snapshots_written),
             ("claimgate_snapshot_failures_total", "Index snapshot writes that failed.", g.snapshot_failures),
             (
@@ -244,6 +245,11 @@ impl Metrics {
                 "claimgate_forbidden_total",
                 "Writes refused because they came with the read-only token (403).",
                 get(&self.forbidden),
+            ),
+            (
+                "claimgate_query_reads_busy_total",
+                "Integrity-file and explain reads refused busy: every query connection taken, the wait queue full or the wait past its bound.",
+                get(&self.query_reads_busy),
             ),
         ];
         for (name, help, value) in counters {

@@ -11,6 +11,7 @@ mod config;
 mod gate;
 pub mod limits;
 mod metrics;
+pub mod queries;
 mod routes;
 mod snapshots;
 mod write_deadline;

@@ -8,6 +8,7 @@ use super::bodies::{parse_batch_body, parse_check_body, parse_events_body, Check
 use super::config::MAX_MIN_SEQ_WAIT;
 use super::gate::{Gate, LedgerPages};
 use super::metrics::{Gauges, Route};
+use super::queries::{QueryRefusal, QUERY_READ_WAIT};
 use super::snapshots::SnapshotRefusal;
 use super::Listener;
 use crate::audit::query::{parse_cursor, MAX_PAGE as MAX_AUDIT_PAGE, REASONS as AUDIT_REASONS};
@@ -16,7 +17,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::domain::{CivilDate, CreditNotice, Grade, Inspection, InstitutionCode, PractitionerCode, Seq};
 use crate::event::Event;
 use crate::index::IndexVersion;
-use crate::ledger::Appended;
+use crate::ledger::{Appended, QUERY_CONNECTIONS};
 use crate::refusal::Refusal;
 use crate::rules::{institution, practitioner, Claim, Decision, Reason, Verdict, Waivers};
 use hyper::body::Incoming;
@@ -375,14 +376,12 @@ async fn check_batch(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, 
 /// The facts behind a decision, read from the ledger at the answer's `seq`.
 async fn explain(gate: &Arc<Gate>, claim: Claim, seq: Seq) -> Result<Value, ApiError> {
     let ledger = gate.ledger.clone();
-    let (p_events, i_events) = tokio::task::spawn_blocking(move || {
-        let p = ledger.practitioner_history(claim.practitioner)?;
-        let i = ledger.institution_history(claim.institution)?;
-        Ok::<_, crate::ledger::LedgerError>((p, i))
+    let (p_events, i_events) = on_query_thread(gate, move || {
+        let p = ledger.query_practitioner_history(claim.practitioner)?;
+        let i = ledger.query_institution_history(claim.institution)?;
+        Ok((p, i))
     })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))?
-    .map_err(|e| ApiError::ledger(&e, ""))?;
+    .await?;
     let upto = |mut v: Vec<crate::event::RecordedEvent>| {
         v.retain(|r| r.seq <= seq);
         v
@@ -418,6 +417,31 @@ async fn explain(gate: &Arc<Gate>, claim: Claim, seq: Seq) -> Result<Value, ApiE
     }))
 }
 
+/// Runs `read` (a ledger read a client asked for) on a query thread, or
+/// answers 503 `busy` (counted) when the bounded queue is full or the
+/// bounded wait ran out.
+async fn on_query_thread<T: Send + 'static>(
+    gate: &Gate,
+    read: impl FnOnce() -> Result<T, crate::ledger::LedgerError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let answer = gate.queries.run(read).await.map_err(|refusal| {
+        let why = match refusal {
+            QueryRefusal::QueueFull => {
+                format!("{} reads already wait (--max-queued-reads)", gate.config.max_queued_reads)
+            }
+            QueryRefusal::WaitedTooLong => format!("none came free within {} s", QUERY_READ_WAIT.as_secs()),
+            QueryRefusal::Panicked => return ApiError::internal("the ledger read failed (a bug: see the log)"),
+        };
+        gate.metrics.query_reads_busy.fetch_add(1, Ordering::Relaxed);
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            format!("integrity files and explain read the ledger on {QUERY_CONNECTIONS} threads, all busy: {why}; retry shortly"),
+        )
+    })?;
+    answer.map_err(|e| ApiError::ledger(&e, ""))
+}
+
 async fn file(gate: &Arc<Gate>, kind: &str, code: &str, query: Option<&str>) -> Result<Reply, ApiError> {
     let params = strict_query(query, &FILE_PARAMETERS)?;
     let as_of = match params.iter().find(|(k, _)| k == "as_of") {
@@ -425,27 +449,28 @@ async fn file(gate: &Arc<Gate>, kind: &str, code: &str, query: Option<&str>) -> 
         None => SystemClock.today(),
     };
     let ledger = gate.ledger.clone();
-    let unavailable = |e: crate::ledger::LedgerError| ApiError::ledger(&e, "");
-    let join = |e: tokio::task::JoinError| ApiError::internal(e.to_string());
-    if kind == "practitioners" {
+    // The file is read, derived and serialized (megabytes for a long
+    // history) on a query thread, never on a tokio worker.
+    let reply = if kind == "practitioners" {
         let code = PractitionerCode::parse(code).map_err(|e| ApiError::invalid("practitioner", e.0))?;
-        let file = tokio::task::spawn_blocking(move || ledger.practitioner_file(code, as_of))
-            .await
-            .map_err(join)?
-            .map_err(unavailable)?;
-        file.map(|f| json(StatusCode::OK, &f)).ok_or_else(|| {
-            ApiError::new(StatusCode::NOT_FOUND, "unknown_practitioner", format!("the ledger has no events for {code}"))
-        })
+        on_query_thread(gate, move || Ok(ledger.practitioner_file(code, as_of)?.map(|f| json(StatusCode::OK, &f))))
+            .await?
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "unknown_practitioner",
+                    format!("the ledger has no events for {code}"),
+                )
+            })
     } else {
         let code = InstitutionCode::parse(code).map_err(|e| ApiError::invalid("institution", e.0))?;
-        let file = tokio::task::spawn_blocking(move || ledger.institution_file(code, as_of))
-            .await
-            .map_err(join)?
-            .map_err(unavailable)?;
-        file.map(|f| json(StatusCode::OK, &f)).ok_or_else(|| {
-            ApiError::new(StatusCode::NOT_FOUND, "unknown_institution", format!("{code} was never designated"))
-        })
-    }
+        on_query_thread(gate, move || Ok(ledger.institution_file(code, as_of)?.map(|f| json(StatusCode::OK, &f))))
+            .await?
+            .ok_or_else(|| {
+                ApiError::new(StatusCode::NOT_FOUND, "unknown_institution", format!("{code} was never designated"))
+            })
+    };
+    reply
 }
 
 async fn events(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, ApiError> {
