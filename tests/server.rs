@@ -1193,3 +1193,33 @@ fn errors_quote_a_bounded_part_of_the_input_they_refuse() {
         assert!(reply.text().contains("characters in all"), "{what}: the cut is said: {}", reply.text());
     }
 }
+
+/// Thread priorities, read back from /proc: the decision log's writer, whose
+/// fsync rejects and exemptions wait on, runs at nice -10 where the process
+/// may raise it (as root), else at 0; the audit indexer (+10) and the four
+/// ledger query threads (+10) run lower than the check workers (0).
+#[test]
+fn the_audit_writer_runs_higher_and_background_threads_lower_than_the_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let pid = server.child.id();
+    let mut nice: HashMap<String, Vec<i64>> = HashMap::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let stat = std::fs::read_to_string(task.unwrap().path().join("stat")).unwrap();
+        // `pid (comm) state ...`: the fields after the comm's closing parenthesis; nice is field 19.
+        let (comm, rest) = stat.split_once(" (").unwrap().1.rsplit_once(") ").unwrap();
+        let value: i64 = rest.split(' ').nth(16).unwrap().parse().unwrap();
+        nice.entry(comm.to_owned()).or_default().push(value);
+    }
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+    let writer = if root { -10 } else { 0 };
+    assert_eq!(nice.get("audit-writer"), Some(&vec![writer]), "{nice:?}");
+    assert_eq!(nice.get("audit-index"), Some(&vec![10]), "{nice:?}");
+    let queries: Vec<i64> =
+        nice.iter().filter(|(k, _)| k.starts_with("ledger-query")).flat_map(|(_, v)| v.clone()).collect();
+    assert_eq!(queries, vec![10; 4], "{nice:?}");
+    assert!(nice["tokio-rt-worker"].iter().all(|n| *n == 0), "{nice:?}");
+}

@@ -133,7 +133,7 @@ impl AuditIndex {
             std::thread::Builder::new()
                 .name("audit-index".into())
                 .spawn(move || {
-                    crate::thread_priority::lower_by(INDEXER_NICENESS, "audit indexer");
+                    crate::thread_priority::renice(INDEXER_NICENESS, "audit indexer");
                     index_loop(conn, &shared, &status, &stop, &wake)
                 })
                 .expect("spawning the audit indexer")

@@ -211,6 +211,12 @@ pub struct Writer {
     finished: crossbeam_channel::Receiver<()>,
 }
 
+/// The writer's scheduling priority relative to the gate's other threads (a
+/// `nice` increment; negative raises it where the process may, as root): the
+/// answers of rejects and exemptions wait on its fsync, and it uses little
+/// CPU, so on a busy machine it should run as soon as a group arrives.
+pub const WRITER_NICENESS: i32 = -10;
+
 /// Longest [`Writer::close`] waits for the writer to finish what is queued
 /// (a disk that hangs in fsync must not hang the shutdown); past it the
 /// process may exit with those records unwritten, and says so.
@@ -289,6 +295,7 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("audit-writer".into())
             .spawn(move || {
+                crate::thread_priority::renice(WRITER_NICENESS, "audit writer");
                 state.run(rx);
                 drop(finish);
             })

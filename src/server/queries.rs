@@ -63,7 +63,7 @@ impl QueryPool {
             std::thread::Builder::new()
                 .name(format!("ledger-query-{n}"))
                 .spawn(move || {
-                    crate::thread_priority::lower_by(QUERY_NICENESS, "ledger query");
+                    crate::thread_priority::renice(QUERY_NICENESS, "ledger query");
                     while let Some(job) = next(&jobs) {
                         job();
                     }
