@@ -468,10 +468,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let mut config = server.config()?;
             config.store = cli.store.clone();
             if config.admin_token.is_none() {
-                config.admin_token = Some(random_token());
+                config.admin_token = Some(random_token()?);
             }
             if config.read_token.is_none() {
-                config.read_token = Some(random_token());
+                config.read_token = Some(random_token()?);
             }
             // The demo makes its own ledger, but never over one that was lost.
             require_ledger(&config.data, config.store.as_deref(), Missing::Create)?;
@@ -731,17 +731,16 @@ fn token_from(file: Option<&std::path::Path>, flag: &str, var: &str) -> Result<O
     Ok(token.filter(|t| !t.is_empty()))
 }
 
-/// A random admin token for the demo (32 hex digits from the OS).
-fn random_token() -> String {
+/// A random token for the demo: 32 hex digits from the operating system's
+/// random source (`getrandom`), never from anything guessable; if the OS
+/// cannot give randomness the demo refuses to start rather than make up a
+/// predictable token.
+fn random_token() -> Result<String, Failure> {
     let mut bytes = [0u8; 16];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        let _ = f.read_exact(&mut bytes);
-    }
-    if bytes == [0u8; 16] {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        bytes = (nanos ^ u128::from(std::process::id())).to_le_bytes();
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    getrandom::fill(&mut bytes).map_err(|e| {
+        Failure(format!("cannot read the system's random source for the demo's token ({e}): set CLAIMGATE_ADMIN_TOKEN and CLAIMGATE_READ_TOKEN"), 1)
+    })?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Creates the data directory if need be and locks it for this process

@@ -654,8 +654,8 @@ fn pipelined_requests_get_their_answers_in_order() {
 /// Issue 8, case 7: admin tokens probed byte by byte, wrong in the first byte
 /// or the last, one byte short or long, far longer, or a prefix, are all 401
 /// `unauthorized` and write nothing. The comparison is constant-time by
-/// construction (`constant_time_eq` in src/server/api.rs folds every byte
-/// pair into one accumulator, with no early exit; its semantics are unit
+/// construction (`constant_time_eq` in src/server/api.rs is `subtle`'s
+/// `ct_eq`: no early exit on a differing byte; its semantics are unit
 /// tested there); wall-clock timing is not asserted here, being flaky on a
 /// shared machine.
 #[test]

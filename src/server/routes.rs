@@ -772,29 +772,8 @@ fn strict_query(query: Option<&str>, known: &[&str]) -> Result<Vec<(String, Stri
 
 /// `a=1&b=2` into pairs, with `%XX` and `+` decoded.
 fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
-    let decode = |s: &str| {
-        let b = s.as_bytes();
-        let mut out = Vec::with_capacity(b.len());
-        let mut i = 0;
-        while i < b.len() {
-            match b[i] {
-                b'%' if i + 2 < b.len() => {
-                    match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
-                        Ok(v) => {
-                            out.push(v);
-                            i += 3;
-                            continue;
-                        }
-                        Err(_) => out.push(b'%'),
-                    }
-                }
-                b'+' => out.push(b' '),
-                c => out.push(c),
-            }
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    };
+    // `+` is a space in a query (HTML forms); `%2B` decodes to `+` after it.
+    let decode = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
     query
         .unwrap_or_default()
         .split('&')
