@@ -23,6 +23,7 @@ use claimgate::event::{Event, RecordedEvent};
 use claimgate::ledger::{Ledger, LEDGER_FILE};
 use claimgate::policy::Policy;
 use common::server::*;
+use common::under_ci;
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -71,7 +72,7 @@ impl Namespace {
     /// outside CI; under CI, not being able to run a fault test is a failure.
     fn new(test: &str) -> Option<Namespace> {
         let unavailable = |why: String| -> Option<Namespace> {
-            assert!(std::env::var_os("CI").is_none_or(|v| v.is_empty()), "{test} cannot run under CI: {why}");
+            assert!(!under_ci(), "{test} cannot run under CI: {why}");
             let note = format!("skipped: {test} needs root and mount namespaces ({why})\n");
             let _ = std::io::stderr().write_all(note.as_bytes());
             None

@@ -1008,11 +1008,22 @@ mod tests {
     const D1: &str = "D110105000001";
     const D2: &str = "D110105000002";
 
-    /// The server under test, or `None` (and a note) when none is configured.
+    /// Whether the tests run under CI (`CI` set and not empty; `.ci/run`
+    /// sets it): there, a missing environment fails the test.
+    fn under_ci() -> bool {
+        std::env::var_os("CI").is_some_and(|v| !v.is_empty())
+    }
+
+    /// The server under test, or `None` (and a note) when none is
+    /// configured; under CI its absence fails the test.
     fn server() -> Option<String> {
         match std::env::var("CLAIMGATE_TEST_POSTGRES") {
             Ok(url) if !url.trim().is_empty() => Some(url),
             _ => {
+                assert!(
+                    !under_ci(),
+                    "CI is set but CLAIMGATE_TEST_POSTGRES is not: .ci/run sets it when PostgreSQL answers on 127.0.0.1:5432"
+                );
                 // Straight to the stream: the test harness captures eprintln! of passing tests.
                 let _ = std::io::Write::write_all(
                     &mut std::io::stderr(),
@@ -1567,6 +1578,7 @@ mod tests {
         let mut admin = schema.admin();
         let ssl: String = admin.query_one("SHOW ssl", &[]).unwrap().get(0);
         if ssl != "on" {
+            assert!(!under_ci(), "the PostgreSQL server under CI has ssl=off; the TLS tests need it on");
             let _ = std::io::Write::write_all(
                 &mut std::io::stderr(),
                 b"skipped: the PostgreSQL server under test has ssl=off; TLS tests need it on\n",
@@ -1645,16 +1657,6 @@ mod tests {
         assert!(Target::parse(&format!("postgres://h/db?schema={}", "x".repeat(64))).is_err());
     }
 
-    /// The server under test; under CI (`CI` set) its absence fails the test.
-    fn server_required() -> Option<String> {
-        let found = server();
-        assert!(
-            found.is_some() || std::env::var_os("CI").is_none(),
-            "CI is set but CLAIMGATE_TEST_POSTGRES is not: .ci/run sets it when PostgreSQL answers on 127.0.0.1:5432"
-        );
-        found
-    }
-
     /// `PostgresLedger::open` must fail; its error.
     fn refused(url: &str) -> LedgerError {
         match PostgresLedger::open(url, &Policy::default()) {
@@ -1687,7 +1689,7 @@ mod tests {
 
     #[test]
     fn a_session_asking_for_synchronous_commit_off_in_the_url_is_refused_by_name() {
-        let Some(server) = server_required() else { return };
+        let Some(server) = server() else { return };
         let schema = TestSchema::new(&server, "sync_off");
         let url = format!("{}&options=-c%20synchronous_commit%3Doff", schema.url());
         let err = refused(&url);
@@ -1711,7 +1713,7 @@ mod tests {
 
     #[test]
     fn a_role_set_to_synchronous_commit_off_is_refused_with_the_alter_role_fix() {
-        let Some(server) = server_required() else { return };
+        let Some(server) = server() else { return };
         let schema = TestSchema::new(&server, "role_off");
         let role = format!("cg_{}", schema.name);
         /// Drops the role however the test ends.
