@@ -48,14 +48,32 @@ fn replay(folder: &str) -> usize {
     replayed
 }
 
+/// Inputs committed under `folder`, counted apart from the replay (so a
+/// replay that silently skipped some would not match).
+fn committed(folder: &str) -> usize {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(folder);
+    TARGETS.iter().map(|(target, _)| inputs_under(&root.join(target)).len()).sum()
+}
+
+/// The fewest crash inputs the regression folder holds (6 when this was
+/// written: 5 check requests, 1 snapshot payload); a lost folder fails here.
+const MIN_REGRESSIONS: usize = 6;
+
 #[test]
 fn committed_seed_inputs_pass_every_harness() {
-    assert!(replay("fuzz/seeds") >= TARGETS.len(), "fuzz/seeds holds at least one input per target");
+    let replayed = replay("fuzz/seeds");
+    assert!(replayed >= TARGETS.len(), "fuzz/seeds holds at least one input per target");
+    assert_eq!(replayed, committed("fuzz/seeds"), "every committed seed was replayed");
 }
 
 #[test]
 fn inputs_that_once_crashed_a_fuzz_target_now_pass() {
-    replay("tests/fuzz_regressions");
+    let replayed = replay("tests/fuzz_regressions");
+    assert_eq!(replayed, committed("tests/fuzz_regressions"), "every committed crash input was replayed");
+    assert!(
+        replayed >= MIN_REGRESSIONS,
+        "only {replayed} crash inputs replayed, fewer than the {MIN_REGRESSIONS} committed"
+    );
 }
 
 fn named(result: Result<impl std::fmt::Debug, ApiError>, error: &str, field: &str) {

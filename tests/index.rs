@@ -275,15 +275,22 @@ fn the_overlay_is_folded_into_a_new_base_without_stopping_the_sync() {
         event(json!({"type": "practitioner_registered", "practitioner": practitioner(k).to_string(),
                      "institution": H1, "effective": "2024-01-01"}))
     };
+    // Waits (bounded) until no merge is building, so the next step folds it in.
+    let merged = || {
+        let started = std::time::Instant::now();
+        while syncer.merging() {
+            assert!(started.elapsed() < std::time::Duration::from_secs(30), "a merge ran for 30 s");
+            std::thread::yield_now();
+        }
+    };
     for k in 0..WRITES {
         ledger.append(&register(k)).unwrap();
         syncer.step().unwrap();
         if k % 50 == 49 {
-            // Let a running merge finish so the next step folds it in.
-            std::thread::sleep(std::time::Duration::from_millis(50));
+            merged();
         }
     }
-    std::thread::sleep(std::time::Duration::from_millis(100));
+    merged();
     ledger.append(&register(WRITES)).unwrap();
     syncer.step().unwrap();
     let version = handle.load();

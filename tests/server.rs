@@ -1015,7 +1015,13 @@ fn sigterm_finishes_in_flight_requests_and_exits_zero() {
         )
     });
     rx.recv_timeout(Duration::from_secs(5)).unwrap();
-    std::thread::sleep(Duration::from_millis(400));
+    // SIGTERM once the check is in flight on the server, waiting for its min_seq.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !request(server.admin, "GET", "/metrics", &[], b"").text().lines().any(|l| l == "claimgate_min_seq_waiting 1")
+    {
+        assert!(Instant::now() < deadline, "the check never started waiting for its min_seq");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let started = Instant::now();
     let status = server.terminate();
     assert_eq!(status.code(), Some(0), "exit status after SIGTERM: {status}");
@@ -1114,8 +1120,9 @@ fn terminated_database_sessions_fail_no_check_and_the_node_reconnects() {
     node.event(&registered("D110105000001", "H11010500001", "2024-01-01"));
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let checker = {
-        let (addr, stop) = (node.check, stop.clone());
+        let (addr, stop, answered) = (node.check, stop.clone(), answered.clone());
         std::thread::spawn(move || {
             let (mut ok, mut failed) = (0u64, 0u64);
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -1125,11 +1132,21 @@ fn terminated_database_sessions_fail_no_check_and_the_node_reconnects() {
                 } else {
                     failed += 1
                 }
+                answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             }
             (ok, failed)
         })
     };
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Waits (bounded) until the checker has had `n` more answers than now.
+    let checks_more = |n: u64| {
+        let target = answered.load(std::sync::atomic::Ordering::SeqCst) + n;
+        let started = std::time::Instant::now();
+        while answered.load(std::sync::atomic::Ordering::SeqCst) < target {
+            assert!(started.elapsed() < std::time::Duration::from_secs(10), "the checker stalled");
+            std::thread::yield_now();
+        }
+    };
+    checks_more(20);
     let mut admin = schema.admin();
     let killed: i64 = admin
         .query_one("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1", &[&app])
@@ -1153,7 +1170,7 @@ fn terminated_database_sessions_fail_no_check_and_the_node_reconnects() {
     let seq = node.event(&violation("V1", "D110105000001", "2026-03-10", 9, "serious"));
     let answer = node.check(&with(claim("D110105000001", "2026-03-11", false), "min_seq", json!(seq))).json();
     assert_eq!(answer["reason"], "practitioner_suspended", "{answer}");
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    checks_more(20);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (ok, failed) = checker.join().unwrap();
     assert_eq!(failed, 0, "{failed} checks failed during the outage ({ok} answered)");

@@ -71,6 +71,12 @@ impl Syncer {
         Syncer { ledger, handle, merge_threshold: MERGE_THRESHOLD, merge: std::sync::Mutex::new(None) }
     }
 
+    /// Whether a background merge is still building (the next step after it
+    /// finishes folds it in); tests wait on this rather than sleep.
+    pub fn merging(&self) -> bool {
+        self.merge.lock().unwrap_or_else(|p| p.into_inner()).as_ref().is_some_and(|m| !m.thread.is_finished())
+    }
+
     /// The overlay size that starts a background merge (tests use small ones).
     pub fn with_merge_threshold(mut self, entities: usize) -> Syncer {
         self.merge_threshold = entities.max(1);

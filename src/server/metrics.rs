@@ -71,6 +71,8 @@ pub struct Metrics {
     pub unauthorized: AtomicU64,
     pub forbidden: AtomicU64,
     pub query_reads_busy: AtomicU64,
+    /// A gauge: checks waiting now for `min_seq`.
+    pub min_seq_waiting: AtomicU64,
     pub listener_losses: AtomicU64,
 }
 
@@ -264,6 +266,11 @@ impl Metrics {
         for (listener, open) in ["check", "admin"].iter().zip(g.open_connections) {
             let _ = writeln!(out, "claimgate_connections_open{{listener=\"{listener}\"}} {open}");
         }
+        let _ = writeln!(
+            out,
+            "# HELP claimgate_min_seq_waiting Checks waiting now for the index to reach their min_seq.\n# TYPE claimgate_min_seq_waiting gauge\nclaimgate_min_seq_waiting {}",
+            get(&self.min_seq_waiting)
+        );
         let gauges: [(&str, &str, f64); 11] = [
             (
                 "claimgate_audit_writable",

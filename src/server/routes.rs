@@ -173,7 +173,17 @@ async fn version_at_least(gate: &Gate, min_seq: Option<Seq>) -> Result<Arc<Index
     let mut rx = gate.seq_watch.subscribe();
     gate.wake_sync();
     let wait = gate.config.min_seq_wait.min(MAX_MIN_SEQ_WAIT);
+    /// Counts this check among the waiting while it waits (however it ends).
+    struct Waiting<'a>(&'a std::sync::atomic::AtomicU64);
+    impl Drop for Waiting<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    gate.metrics.min_seq_waiting.fetch_add(1, Ordering::Relaxed);
+    let waiting = Waiting(&gate.metrics.min_seq_waiting);
     let reached = tokio::time::timeout(wait, async { rx.wait_for(|s| *s >= min).await.is_ok() }).await;
+    drop(waiting);
     match reached {
         Ok(true) => Ok(gate.version()),
         _ => {
