@@ -119,10 +119,10 @@ no ledger at --data without --init).")]
     /// requests with real codes from it, and serve.
     Demo {
         /// Practitioners to generate (institutions: one per 20).
-        #[arg(long, default_value_t = 1_000_000)]
+        #[arg(long, default_value_t = claimgate::population::DEMO_PRACTITIONERS)]
         practitioners: u64,
         /// Seed of the generated population.
-        #[arg(long, default_value_t = 20_261_124)]
+        #[arg(long, default_value_t = claimgate::population::DEMO_SEED)]
         seed: u64,
         #[command(flatten)]
         server: ServerArgs,
@@ -166,13 +166,13 @@ struct ServerArgs {
     #[arg(long, value_name = "PATH")]
     read_token_file: Option<PathBuf>,
     /// How long a check with `min_seq` waits for the index, in milliseconds.
-    #[arg(long, default_value_t = 1_000)]
+    #[arg(long, default_value_t = server::DEFAULT_MIN_SEQ_WAIT.as_millis() as u64)]
     min_seq_wait_ms: u64,
     /// Ready only while the index is at most this many events behind the ledger.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = server::DEFAULT_READY_MAX_LAG)]
     ready_max_lag: u64,
     /// While the ledger cannot be read, stay ready at most this long (ms).
-    #[arg(long, default_value_t = 30_000)]
+    #[arg(long, default_value_t = server::DEFAULT_READY_MAX_OUTAGE.as_millis() as u64)]
     ready_max_outage_ms: u64,
     /// Most open connections on the check listener; past it new ones are closed at once.
     #[arg(long, default_value_t = server::DEFAULT_MAX_CONNECTIONS)]

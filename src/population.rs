@@ -44,6 +44,11 @@ use crate::rules::SanctionKind;
 /// unique and within R1/R2 (institution serials stay within 5 digits,
 /// practitioner serials within 6).
 pub const MAX_PRACTITIONERS: u64 = 50_000_000;
+/// Practitioners of the demo's population unless told otherwise (`claimgate
+/// demo --practitioners`, and the load tests' request mix, which must match).
+pub const DEMO_PRACTITIONERS: u64 = 1_000_000;
+/// Seed of the demo's population unless told otherwise (likewise).
+pub const DEMO_SEED: u64 = 20_261_124;
 /// One institution per this many practitioners (and at least one).
 pub const PRACTITIONERS_PER_INSTITUTION: u64 = 20;
 /// The date [`Notable`] standings refer to, as (year, month, day); see

@@ -82,10 +82,10 @@ struct CommonArgs {
     #[arg(long, default_value_t = 10_000_000)]
     max_requests: u64,
     /// Practitioners of the population (must match the gate's demo).
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = claimgate::population::DEMO_PRACTITIONERS)]
     practitioners: u64,
     /// Seed of the population (must match the gate's demo).
-    #[arg(long, default_value_t = 20_261_124)]
+    #[arg(long, default_value_t = claimgate::population::DEMO_SEED)]
     seed: u64,
     /// Claim lines drawn from the population before the run (checks; the practitioners writes name).
     #[arg(long, default_value_t = 65_536)]

@@ -42,6 +42,16 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 4_096;
 /// the operators (and their `/metrics` and `/readyz`) out of the admin listener.
 pub const DEFAULT_ADMIN_MAX_CONNECTIONS: usize = 64;
 
+/// Default for `--min-seq-wait-ms`: how long a check with `min_seq` waits
+/// for the index before 503 `stale_index`.
+pub const DEFAULT_MIN_SEQ_WAIT: Duration = Duration::from_secs(1);
+/// Default for `--ready-max-lag`: ready only while the index is at most this
+/// many events behind the ledger.
+pub const DEFAULT_READY_MAX_LAG: u64 = 10_000;
+/// Default for `--ready-max-outage-ms`: how long the gate stays ready,
+/// serving its last index, while the ledger cannot be read.
+pub const DEFAULT_READY_MAX_OUTAGE: Duration = Duration::from_secs(30);
+
 /// Events between the snapshots a serving gate writes by itself.
 pub const DEFAULT_SNAPSHOT_EVERY_EVENTS: u64 = 1_000_000;
 
@@ -112,9 +122,9 @@ impl ServeConfig {
             admin_listen: DEFAULT_ADMIN_LISTEN.parse().expect("valid default"),
             admin_token: None,
             read_token: None,
-            min_seq_wait: Duration::from_secs(1),
-            ready_max_lag: 10_000,
-            ready_max_outage: Duration::from_secs(30),
+            min_seq_wait: DEFAULT_MIN_SEQ_WAIT,
+            ready_max_lag: DEFAULT_READY_MAX_LAG,
+            ready_max_outage: DEFAULT_READY_MAX_OUTAGE,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             write_stall_timeout: DEFAULT_WRITE_STALL_TIMEOUT,
