@@ -1,5 +1,6 @@
-//! The only clock in claimgate: today's civil date in China Standard Time.
-//! Rules never read it; commands pass "today" in, so tests stay deterministic.
+//! The only clock in claimgate: today's civil date in China Standard Time,
+//! and the wall-clock instant a decision record is stamped with. Rules never
+//! read it; commands pass "today" in, so tests stay deterministic.
 
 use crate::domain::CivilDate;
 
@@ -32,4 +33,11 @@ impl Clock for FixedClock {
     fn today(&self) -> CivilDate {
         self.0
     }
+}
+
+/// Milliseconds since the Unix epoch, from the system clock: the time a
+/// decision record was made (R19), shown as `at` in the audit. A clock set
+/// before 1970 reads 0.
+pub fn system_unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }

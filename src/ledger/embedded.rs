@@ -120,7 +120,7 @@ impl EmbeddedLedger {
             tx.execute_batch(SCHEMA).map_err(storage("creating the schema"))?;
             tx.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', '1'), ('policy', ?1), ('ledger_id', ?2)",
-                params![policy_json, new_ledger_id().to_string()],
+                params![policy_json, super::new_ledger_id()?.to_string()],
             )
             .map_err(storage("creating the schema"))?;
             tx.pragma_update(None, "application_id", APPLICATION_ID).map_err(storage("creating the schema"))?;
@@ -514,13 +514,6 @@ fn probe_write(dir: &Path) -> std::io::Result<()> {
 
 /// Receives one entity's history during a scan: its code as stored, events.
 type GroupSink<'a> = dyn FnMut(String, &[RecordedEvent]) -> Result<(), LedgerError> + 'a;
-
-/// A ledger identity: time and process mixed, unique enough to tell two
-/// ledgers' snapshots apart.
-fn new_ledger_id() -> u64 {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    xxhash_rust::xxh3::xxh3_64(format!("{nanos}:{}", std::process::id()).as_bytes()) >> 1
-}
 
 /// Why a file could not be opened as a ledger: damaged (SQLite's own file, but
 /// malformed), not reachable (the directory or file system), or not SQLite.

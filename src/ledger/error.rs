@@ -37,6 +37,8 @@ pub enum LedgerError {
     /// as one that would lose it on a crash or power loss.
     #[error("{0}")]
     NotDurable(Box<NotDurable>),
+    #[error("cannot read the system's random source for a new ledger's id: {detail}; nothing was created")]
+    NoRandomness { detail: String },
     #[error("a batch of {len} events is more than the {max} one append takes")]
     BatchTooLarge { len: usize, max: usize },
 }

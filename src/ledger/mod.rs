@@ -42,6 +42,14 @@ pub struct Appended {
     pub already_recorded: bool,
 }
 
+/// A new ledger's identity, from the operating system's random source (so
+/// two ledgers' snapshots are never taken for each other's): 63 bits, so it
+/// stores as a positive integer on both backends.
+pub(crate) fn new_ledger_id() -> Result<u64, LedgerError> {
+    let id = getrandom::u64().map_err(|e| LedgerError::NoRandomness { detail: e.to_string() })?;
+    Ok(id >> 1)
+}
+
 /// An event as stored (its canonical JSON) read back; anything that does not
 /// parse is a damaged ledger, never a silently skipped event.
 pub(crate) fn decode_stored(seq: i64, body: &str, policy: &Policy) -> Result<RecordedEvent, LedgerError> {

@@ -688,7 +688,7 @@ fn init(client: &mut Client, target: &Target, policy: &Policy) -> Result<u64, Le
     if found == 0 {
         tx.execute(
             "INSERT INTO claimgate_meta (key, value) VALUES ('policy', $1), ('ledger_id', $2)",
-            &[&policy_json, &new_ledger_id().to_string()],
+            &[&policy_json, &super::new_ledger_id()?.to_string()],
         )
         .map_err(pg(DOING))?;
     }
@@ -818,17 +818,6 @@ fn describe(config: &Config, schema: &str, tls: &TlsSettings) -> String {
 /// `name` as an SQL identifier.
 fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// A ledger identity, random (the standard library's per-process random
-/// hash keys) and mixed with the time.
-fn new_ledger_id() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(nanos);
-    hasher.write_u32(std::process::id());
-    hasher.finish() >> 1
 }
 
 /// A `seq` as stored (`bigint`); past `i64::MAX` reads as "everything".

@@ -240,7 +240,7 @@ fn audit_record(line: &CheckLine, decision: &Decision, seq: Seq) -> Option<Audit
     if decision.reason == Reason::Ok {
         return None;
     }
-    let at_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let at_ms = crate::clock::system_unix_ms();
     Some(AuditRecord {
         id: 0,
         at_ms,
