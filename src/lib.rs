@@ -8,13 +8,14 @@
 //! - [`rules`]: pure derivation, validation and the claim check.
 //! - [`ledger`]: the authoritative, append-only event store (R5).
 //! - [`audit`]: the decision log (R19), recorded before answered.
-//! - [`data_lock`]: one writing process per data directory.
+//! - [`data_lock`], [`data_dir`]: one writing process per data directory; a lost ledger is never recreated empty.
 //! - [`scenario`]: the conformance runner behind `claimgate replay`.
 //! - [`strict_json`]: JSON that names no key twice (R4), for every boundary.
 
 pub mod audit;
 pub mod claim;
 pub mod clock;
+pub mod data_dir;
 pub mod data_lock;
 pub mod domain;
 pub mod event;

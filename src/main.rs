@@ -777,7 +777,7 @@ fn require_ledger(data: &std::path::Path, store: Option<&str>, missing: Missing)
     if store.is_some() {
         return Ok(());
     }
-    server::refuse_lost_ledger(data)?;
+    claimgate::data_dir::refuse_lost_ledger(data)?;
     if missing == Missing::Create || has_ledger(data) {
         return Ok(());
     }
@@ -799,7 +799,7 @@ fn require_ledger(data: &std::path::Path, store: Option<&str>, missing: Missing)
 /// `init`'s refusal of a data directory that holds a ledger (exit 2) or held
 /// one that was lost (exit 1): `init` only ever starts a new ledger.
 fn require_no_ledger(data: &std::path::Path) -> Result<(), Failure> {
-    server::refuse_lost_ledger(data)?;
+    claimgate::data_dir::refuse_lost_ledger(data)?;
     if has_ledger(data) {
         return Err(bad_input(format!(
             "{} already exists; init only starts a new ledger where there is none (to serve the one there: `claimgate serve --data {}`)",

@@ -30,34 +30,10 @@ pub enum StartError {
     Audit(String),
     #[error("the lock is on {} but the data directory is {}", locked.display(), data.display())]
     WrongLock { locked: PathBuf, data: PathBuf },
-    #[error("{} is missing or empty, but there is {traces} beside it, so a ledger was there: it was lost or moved, and a new, empty one would answer every claim wrongly. Restore it from a backup; to start a new ledger on purpose, use an empty --data", path.display())]
-    LedgerLost { path: PathBuf, traces: String },
+    #[error(transparent)]
+    LedgerLost(#[from] crate::data_dir::LedgerLost),
     #[error("cannot build the index from the ledger {ledger}: {source}{advice}")]
     LedgerUnreadable { ledger: String, source: LedgerError, advice: &'static str },
-}
-
-/// An embedded ledger file that is missing or empty (SQLite would make a new
-/// ledger of it) where an audit log or snapshots show one existed: refused.
-pub fn refuse_lost_ledger(data: &std::path::Path) -> Result<(), StartError> {
-    let path = data.join(crate::ledger::LEDGER_FILE);
-    if std::fs::metadata(&path).is_ok_and(|m| m.len() > 0) {
-        return Ok(());
-    }
-    let snapshots = crate::index::snapshot::list(&data.join(crate::index::snapshot::SNAPSHOT_DIR)).unwrap_or_default();
-    let mut traces = Vec::new();
-    let audit_dir = data.join(crate::audit::AUDIT_DIR);
-    let has_segments = crate::audit::segment::list(&audit_dir).is_ok_and(|s| !s.is_empty());
-    if has_segments || data.join(crate::audit::LEGACY_AUDIT_FILE).exists() {
-        traces.push("the audit log".to_owned());
-    }
-    if !snapshots.is_empty() {
-        traces.push(format!("{} index snapshot(s)", snapshots.len()));
-    }
-    if traces.is_empty() {
-        Ok(())
-    } else {
-        Err(StartError::LedgerLost { path, traces: traces.join(" and ") })
-    }
 }
 
 /// Checks every page of the ledger file on a thread of its own (holding
@@ -230,7 +206,7 @@ impl Gate {
             return Err(StartError::WrongLock { locked: lock.dir().to_owned(), data: config.data.clone() });
         }
         if config.store.is_none() {
-            refuse_lost_ledger(&config.data)?;
+            crate::data_dir::refuse_lost_ledger(&config.data)?;
         }
         let ledger = Arc::new(Ledger::open_store(config.store.as_deref(), &config.data, policy)?);
         tracing::info!(ledger = %ledger.describe(), "ledger open");

@@ -22,7 +22,7 @@ pub use config::{
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, DEFAULT_MIN_SEQ_WAIT, DEFAULT_READY_MAX_LAG,
     DEFAULT_READY_MAX_OUTAGE, DEFAULT_SNAPSHOT_EVERY_EVENTS, DEFAULT_WRITE_STALL_TIMEOUT, MAX_BODY_BYTES,
 };
-pub use gate::{refuse_lost_ledger, Gate, StartError};
+pub use gate::{Gate, StartError};
 pub use snapshots::FaultPause;
 
 use hyper::server::conn::http1;
