@@ -193,6 +193,10 @@ struct ServerArgs {
     /// restart tails only what came after; 0: only on POST /v1/snapshot.
     #[arg(long, default_value_t = server::DEFAULT_SNAPSHOT_EVERY_EVENTS)]
     snapshot_every_events: u64,
+    /// Tests only: the sync thread's poll interval when nothing woke it, in
+    /// milliseconds (default 50), so a test can tell a notification from polling.
+    #[arg(long, hide = true, value_name = "MS")]
+    sync_idle_ms: Option<u64>,
     /// Crash campaign only: pause every snapshot write at STAGE for MS
     /// milliseconds (half-written:MS or before-rename:MS).
     #[arg(long, hide = true, value_name = "STAGE:MS", value_parser = server::FaultPause::parse)]
@@ -270,6 +274,9 @@ impl ServerArgs {
         config.max_connections_per_client = self.max_connections_per_client;
         config.max_inflight_body_bytes = self.max_inflight_body_bytes;
         config.max_queued_reads = self.max_queued_reads;
+        if let Some(ms) = self.sync_idle_ms {
+            config.sync_idle = std::time::Duration::from_millis(ms.max(1));
+        }
         config.snapshot_every_events = self.snapshot_every_events;
         config.fault_snapshot_pause = self.fault_snapshot_pause;
         config.admin_max_connections = self.admin_max_connections;

@@ -52,6 +52,10 @@ pub const DEFAULT_READY_MAX_LAG: u64 = 10_000;
 /// serving its last index, while the ledger cannot be read.
 pub const DEFAULT_READY_MAX_OUTAGE: Duration = Duration::from_secs(30);
 
+/// How often the sync thread reads the ledger head when nothing woke it (a
+/// local append, a `min_seq` wait, a PostgreSQL notification).
+pub const DEFAULT_SYNC_IDLE: Duration = Duration::from_millis(50);
+
 /// Events between the snapshots a serving gate writes by itself.
 pub const DEFAULT_SNAPSHOT_EVERY_EVENTS: u64 = 1_000_000;
 
@@ -129,7 +133,7 @@ impl ServeConfig {
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             write_stall_timeout: DEFAULT_WRITE_STALL_TIMEOUT,
             shutdown_grace: Duration::from_secs(10),
-            sync_idle: Duration::from_millis(50),
+            sync_idle: DEFAULT_SYNC_IDLE,
             snapshot_every_events: DEFAULT_SNAPSHOT_EVERY_EVENTS,
             fault_snapshot_pause: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
