@@ -386,7 +386,11 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), Failure> {
     let policy = match &cli.policy {
-        Some(path) => Policy::load(path).map_err(|e| bad_input(e.to_string()))?,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| bad_input(format!("cannot read policy file {}: {e}", path.display())))?;
+            Policy::parse(&text, &path.display().to_string()).map_err(|e| bad_input(e.to_string()))?
+        }
         None => Policy::default(),
     };
     let stdout = std::io::stdout();

@@ -5,7 +5,6 @@
 //! ledger accepted.
 
 use serde::{Deserialize, Serialize};
-use std::path::Path;
 
 /// Longest suspension the rules allow, in months (R14).
 pub const MAX_SUSPENSION_MONTHS: u32 = 6;
@@ -56,8 +55,6 @@ impl Default for Policy {
 /// A policy file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
-    #[error("cannot read policy file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
     #[error("policy file {path} is not valid: {message}")]
     Invalid { path: String, message: String },
 }
@@ -91,13 +88,13 @@ impl Policy {
         Ok(())
     }
 
-    /// Loads a policy from a JSON file; absent keys keep their defaults.
-    pub fn load(path: &Path) -> Result<Policy, PolicyError> {
-        let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read { path: shown.clone(), source })?;
-        let policy: Policy = serde_json::from_str(&text)
-            .map_err(|e| PolicyError::Invalid { path: shown.clone(), message: e.to_string() })?;
-        policy.validate().map_err(|message| PolicyError::Invalid { path: shown, message })?;
+    /// Parses a policy file's text (`shown` names it in errors); absent keys
+    /// keep their defaults, unknown or repeated ones are refused. Pure: the
+    /// caller reads the file (the rules do no I/O).
+    pub fn parse(text: &str, shown: &str) -> Result<Policy, PolicyError> {
+        let policy: Policy = serde_json::from_str(text)
+            .map_err(|e| PolicyError::Invalid { path: shown.to_owned(), message: e.to_string() })?;
+        policy.validate().map_err(|message| PolicyError::Invalid { path: shown.to_owned(), message })?;
         Ok(policy)
     }
 }
@@ -115,10 +112,7 @@ mod tests {
             (r#"{"repair_cap_per_year": 6, "repair_cap_per_year": 12}"#, "duplicate field `repair_cap_per_year`"),
             (r#"{"repair_cap_per_yer": 12}"#, "unknown field `repair_cap_per_yer`"),
         ] {
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("policy.json");
-            std::fs::write(&path, text).unwrap();
-            let error = Policy::load(&path).unwrap_err().to_string();
+            let error = Policy::parse(text, "policy.json").unwrap_err().to_string();
             assert!(error.contains(says), "{text}: {error}");
         }
     }
