@@ -13,6 +13,7 @@
 use claimgate::audit::log::{AuditConfig, MAX_GROUP_RECORDS};
 use claimgate::audit::query::parse_cursor;
 use claimgate::audit::{AuditLog, AuditQuery, AuditRecord};
+use claimgate::rules::{Reason, Verdict};
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -46,9 +47,9 @@ fn record(i: u64) -> AuditRecord {
         institution_id: institution(i),
         service_date: format!("2026-{month:02}-{dom:02}"),
         emergency: exemption,
-        verdict: if exemption { "settle" } else { "reject" }.into(),
-        reason: if exemption { "emergency_exemption" } else { "practitioner_suspended" }.into(),
-        waived: if exemption { vec!["practitioner_suspended".into()] } else { vec![] },
+        verdict: if exemption { Verdict::Settle } else { Verdict::Reject },
+        reason: if exemption { Reason::EmergencyExemption } else { Reason::PractitionerSuspended },
+        waived: if exemption { vec![Reason::PractitionerSuspended] } else { vec![] },
     }
 }
 

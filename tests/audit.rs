@@ -5,6 +5,7 @@
 use claimgate::audit::export::{export, Exported, Format};
 use claimgate::audit::log::{AuditConfig, Writer, MIN_SEGMENT_BYTES};
 use claimgate::audit::{segment, AuditLog, AuditQuery, AuditRecord, Unrecorded};
+use claimgate::rules::{Reason, Verdict};
 use serde_json::json;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -20,9 +21,9 @@ fn record(i: u64) -> AuditRecord {
         institution_id: format!("H110105{:05}", i % 7),
         service_date: format!("2026-03-{:02}", 1 + i % 28),
         emergency: exemption,
-        verdict: if exemption { "settle" } else { "reject" }.into(),
-        reason: if exemption { "emergency_exemption" } else { "practitioner_suspended" }.into(),
-        waived: if exemption { vec!["practitioner_suspended".into()] } else { vec![] },
+        verdict: if exemption { Verdict::Settle } else { Verdict::Reject },
+        reason: if exemption { Reason::EmergencyExemption } else { Reason::PractitionerSuspended },
+        waived: if exemption { vec![Reason::PractitionerSuspended] } else { vec![] },
     }
 }
 
@@ -278,7 +279,7 @@ fn an_older_sqlite_audit_log_is_imported_once_and_kept_renamed() {
     assert_eq!(records.len(), 2);
     assert_eq!(
         (records[0].claim_id.clone(), records[0].waived.clone()),
-        (Some(json!("L1")), vec!["practitioner_suspended".to_owned()])
+        (Some(json!("L1")), vec![Reason::PractitionerSuspended])
     );
     assert_eq!((records[1].claim_id.clone(), records[1].reason.as_str()), (None, "practitioner_suspended"));
     // Opened again, nothing is imported twice.

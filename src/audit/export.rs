@@ -152,8 +152,8 @@ fn csv_row(r: &AuditRecord) -> [String; 11] {
         r.institution_id.clone(),
         r.service_date.clone(),
         r.emergency.to_string(),
-        r.verdict.clone(),
-        r.reason.clone(),
-        r.waived.join(";"),
+        r.verdict.as_str().to_owned(),
+        r.reason.as_str().to_owned(),
+        r.waived.iter().map(|w| w.as_str()).collect::<Vec<_>>().join(";"),
     ]
 }

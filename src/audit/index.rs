@@ -376,7 +376,7 @@ fn catch_up(conn: &mut Connection, shared: &Shared, status: &IndexStatus, stop: 
                                 r.institution_id,
                                 r.service_date,
                                 r.claim_key(),
-                                r.reason,
+                                r.reason.as_str(),
                                 *first as i64,
                                 at as i64,
                             ])?;

@@ -24,6 +24,7 @@ pub use log::{AuditConfig, Ticket, Unrecorded};
 pub use query::AuditQuery;
 pub use record::AuditRecord;
 
+use crate::rules::{Reason, Verdict};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -101,6 +102,19 @@ fn read_legacy(path: &Path) -> rusqlite::Result<Vec<AuditRecord>> {
     )?;
     let rows = stmt.query_map([], |r| {
         let waived: String = r.get(9)?;
+        // A name this build does not know is a damaged row, never a guess.
+        let bad = |column: usize, what: &str| {
+            rusqlite::Error::FromSqlConversionFailure(
+                column,
+                rusqlite::types::Type::Text,
+                format!("not a {what}").into(),
+            )
+        };
+        let reason = |text: &str, column| {
+            Reason::parse(text).filter(|r| *r != Reason::Ok).ok_or_else(|| bad(column, "recorded reason"))
+        };
+        let verdict: String = r.get(7)?;
+        let reason_text: String = r.get(8)?;
         Ok(AuditRecord {
             id: 0,
             at_ms: r.get::<_, i64>(0)? as u64,
@@ -110,9 +124,9 @@ fn read_legacy(path: &Path) -> rusqlite::Result<Vec<AuditRecord>> {
             institution_id: r.get(4)?,
             service_date: r.get(5)?,
             emergency: r.get::<_, i64>(6)? != 0,
-            verdict: r.get(7)?,
-            reason: r.get(8)?,
-            waived: waived.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+            verdict: Verdict::parse(&verdict).ok_or_else(|| bad(7, "verdict"))?,
+            reason: reason(&reason_text, 8)?,
+            waived: waived.split(',').filter(|s| !s.is_empty()).map(|w| reason(w, 9)).collect::<Result<_, _>>()?,
         })
     })?;
     rows.collect()

@@ -50,7 +50,7 @@ impl AuditQuery {
             institution: &r.institution_id,
             service_date: &r.service_date,
             claim_key: r.claim_key().as_deref(),
-            reason: &r.reason,
+            reason: r.reason.as_str(),
         })
     }
 
@@ -105,10 +105,39 @@ mod tests {
             institution_id: "H11010500001".into(),
             service_date: "2026-03-20".into(),
             emergency: true,
-            verdict: "settle".into(),
-            reason: "emergency_exemption".into(),
-            waived: vec!["practitioner_suspended".into()],
+            verdict: crate::rules::Verdict::Settle,
+            reason: crate::rules::Reason::EmergencyExemption,
+            waived: vec![crate::rules::Reason::PractitionerSuspended],
         }
+    }
+
+    #[test]
+    fn the_reasons_a_filter_takes_are_every_reason_but_ok_by_its_wire_name() {
+        let recorded: Vec<&str> =
+            crate::rules::Reason::ALL.iter().filter(|r| **r != crate::rules::Reason::Ok).map(|r| r.as_str()).collect();
+        assert_eq!(REASONS.to_vec(), recorded);
+    }
+
+    #[test]
+    fn records_keep_their_reasons_and_verdict_by_wire_name_and_an_ok_record_is_refused() {
+        let r = record(1, serde_json::json!("L1"));
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(
+            text.contains(r#""verdict":"settle","reason":"emergency_exemption","waived":["practitioner_suspended"]"#),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<AuditRecord>(&text).unwrap(), r);
+        let typo = text.replace("emergency_exemption", "emergency_exemptoin");
+        assert!(serde_json::from_str::<AuditRecord>(&typo).is_err(), "an unknown reason is refused");
+        let mut frame = Vec::new();
+        let ok = AuditRecord { reason: crate::rules::Reason::Ok, ..r };
+        super::super::segment::encode(&ok, &mut frame);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg");
+        std::fs::write(&path, &frame).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let refused = super::super::segment::read_at(&file, 0, 1).unwrap_err().to_string();
+        assert!(refused.contains("`ok` line"), "{refused}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! the index `seq` it was made at. `claim_id` is kept as the JSON value the
 //! client sent (a number stays a number).
 
+use crate::rules::{Reason, Verdict};
 use serde::{Deserialize, Serialize};
 
 /// One audited decision: a reject or an emergency exemption.
@@ -20,16 +21,19 @@ pub struct AuditRecord {
     pub institution_id: String,
     pub service_date: String,
     pub emergency: bool,
-    pub verdict: String,
-    pub reason: String,
-    pub waived: Vec<String>,
+    pub verdict: Verdict,
+    /// Never `ok`: `ok` lines are not recorded (a record that says so is
+    /// refused as damaged when read back).
+    pub reason: Reason,
+    /// The sanctions an exemption waived (R19), in R18 order.
+    pub waived: Vec<Reason>,
 }
 
 impl AuditRecord {
     /// Whether this record waived a sanction (R19): its answer settles, so
     /// it must be durable before it is given.
     pub fn is_exemption(&self) -> bool {
-        self.reason == "emergency_exemption"
+        self.reason == Reason::EmergencyExemption
     }
 
     /// The key `claim_id` is indexed and matched by: the JSON text of the

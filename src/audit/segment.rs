@@ -202,8 +202,7 @@ impl SegmentReader {
         if sum != checksum(self.next_id, &self.payload) {
             return Err(fault(FrameFault::Checksum));
         }
-        let record: AuditRecord =
-            serde_json::from_slice(&self.payload).map_err(|e| fault(FrameFault::Record(e.to_string())))?;
+        let record = decode(&self.payload).map_err(fault)?;
         if record.id != self.next_id {
             return Err(fault(FrameFault::OutOfOrder { expected: self.next_id, found: record.id }));
         }
@@ -211,6 +210,17 @@ impl SegmentReader {
         self.next_id += 1;
         Ok(Some(record))
     }
+}
+
+/// A frame's payload as a record: JSON of the record's exact fields, and
+/// never the record of an `ok` line (those are not recorded, so one that
+/// says so was not written by this log).
+fn decode(payload: &[u8]) -> Result<AuditRecord, FrameFault> {
+    let record: AuditRecord = serde_json::from_slice(payload).map_err(|e| FrameFault::Record(e.to_string()))?;
+    if record.reason == crate::rules::Reason::Ok {
+        return Err(FrameFault::Record("the record of an `ok` line, which is never recorded".into()));
+    }
+    Ok(record)
 }
 
 /// Reads the record `id` whose frame starts at `offset` of a segment (the
@@ -229,7 +239,7 @@ pub fn read_at(file: &File, offset: u64, id: u64) -> Result<AuditRecord, ReadErr
     if u64::from_le_bytes(head[4..].try_into().expect("8 bytes")) != checksum(id, &payload) {
         return Err(fault(FrameFault::Checksum));
     }
-    let record: AuditRecord = serde_json::from_slice(&payload).map_err(|e| fault(FrameFault::Record(e.to_string())))?;
+    let record = decode(&payload).map_err(fault)?;
     if record.id != id {
         return Err(fault(FrameFault::OutOfOrder { expected: id, found: record.id }));
     }

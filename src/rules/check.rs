@@ -2,7 +2,7 @@
 
 use super::{InstitutionStanding, PractitionerStanding, SanctionKind};
 use crate::domain::{CivilDate, Grade, InstitutionCode, PractitionerCode};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 
 /// One claim line: who delivered the service, where, on which date (R17).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -14,15 +14,30 @@ pub struct Claim {
 }
 
 /// Settle or reject.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     Settle,
     Reject,
 }
 
+impl Verdict {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Settle => "settle",
+            Verdict::Reject => "reject",
+        }
+    }
+
+    /// The verdict of a wire name, if it is one.
+    pub fn parse(text: &str) -> Option<Verdict> {
+        [Verdict::Settle, Verdict::Reject].into_iter().find(|v| v.as_str() == text)
+    }
+}
+
 /// Why: `ok`, `emergency_exemption`, or the first failing test of R18.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[repr(u8)]
 pub enum Reason {
@@ -38,6 +53,24 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, `ok` first.
+    pub const ALL: [Reason; 9] = [
+        Reason::Ok,
+        Reason::EmergencyExemption,
+        Reason::UnknownInstitution,
+        Reason::UnknownPractitioner,
+        Reason::InstitutionNotDesignated,
+        Reason::NotRegisteredAtInstitution,
+        Reason::PractitionerTerminated,
+        Reason::PractitionerSuspended,
+        Reason::InstitutionSuspended,
+    ];
+
+    /// The reason of a wire name, if it is one.
+    pub fn parse(text: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+
     /// The wire name.
     pub fn as_str(self) -> &'static str {
         match self {

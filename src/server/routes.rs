@@ -250,13 +250,9 @@ fn audit_record(line: &CheckLine, decision: &Decision, seq: Seq) -> Option<Audit
         institution_id: line.claim.institution.to_string(),
         service_date: line.claim.service_date.to_string(),
         emergency: line.claim.emergency,
-        verdict: match decision.verdict {
-            Verdict::Settle => "settle",
-            Verdict::Reject => "reject",
-        }
-        .to_owned(),
-        reason: decision.reason.as_str().to_owned(),
-        waived: decision.waived.iter().map(|r| r.as_str().to_owned()).collect(),
+        verdict: decision.verdict,
+        reason: decision.reason,
+        waived: decision.waived.iter().collect(),
     })
 }
 
