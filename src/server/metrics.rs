@@ -23,17 +23,7 @@ const ROUTES: [&str; 9] =
     ["check", "check_batch", "events", "files", "audit", "health", "metrics", "snapshot", "other"];
 
 /// Every reason a decision can carry, in metric order.
-const REASONS: [Reason; 9] = [
-    Reason::Ok,
-    Reason::EmergencyExemption,
-    Reason::UnknownInstitution,
-    Reason::UnknownPractitioner,
-    Reason::InstitutionNotDesignated,
-    Reason::NotRegisteredAtInstitution,
-    Reason::PractitionerTerminated,
-    Reason::PractitionerSuspended,
-    Reason::InstitutionSuspended,
-];
+const REASONS: [Reason; 9] = Reason::ALL;
 
 /// Request latency bucket bounds, microseconds.
 const LATENCY_BOUNDS_US: [u64; 12] = [10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 50_000, 250_000];
