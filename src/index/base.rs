@@ -151,11 +151,20 @@ impl Base {
 
     /// A base over bytes already validated as `ArchivedTables` (see the
     /// snapshot loader). `offset..offset+len` of `map` is the archive.
-    pub(crate) fn from_validated_map(map: memmap2::Mmap, offset: usize, len: usize) -> Base {
-        Base::over(Storage::Mapped { map, offset, len })
+    ///
+    /// # Safety
+    /// `map[offset..offset + len]` must have passed
+    /// `rkyv::access::<ArchivedTables>` and [`check_tables`]: every lookup
+    /// reads it without checking again.
+    pub(crate) unsafe fn from_validated_map(map: memmap2::Mmap, offset: usize, len: usize) -> Base {
+        // SAFETY: the caller vouches for the bytes, as `over` requires.
+        unsafe { Base::over(Storage::Mapped { map, offset, len }) }
     }
 
-    fn over(storage: Storage) -> Base {
+    /// # Safety
+    /// `storage`'s bytes must be a valid `ArchivedTables`: serialized by
+    /// [`BaseBuilder::finish`], or validated as in [`Base::from_validated_map`].
+    unsafe fn over(storage: Storage) -> Base {
         let empty = RawSlice { ptr: std::ptr::NonNull::dangling().as_ptr(), len: 0 };
         let mut base = Base {
             storage,
@@ -206,13 +215,17 @@ impl Base {
     /// A copy of `archive` in anonymous memory advised for transparent huge
     /// pages: random probes over a large table then miss the TLB far less.
     /// `None` (keep the ordinary allocation) if the map cannot be made.
-    pub(crate) fn in_huge_pages(archive: &[u8]) -> Option<Base> {
+    ///
+    /// # Safety
+    /// `archive` must be a valid `ArchivedTables`, as for [`Base::over`].
+    unsafe fn in_huge_pages(archive: &[u8]) -> Option<Base> {
         let mut map = memmap2::MmapMut::map_anon(archive.len().max(1)).ok()?;
         #[cfg(target_os = "linux")]
         let _ = map.advise(memmap2::Advice::HugePage);
         map[..archive.len()].copy_from_slice(archive);
         let map = map.make_read_only().ok()?;
-        Some(Base::over(Storage::Mapped { map, offset: 0, len: archive.len() }))
+        // SAFETY: an exact copy of `archive`, which the caller vouches for.
+        Some(unsafe { Base::over(Storage::Mapped { map, offset: 0, len: archive.len() }) })
     }
 
     /// The archive's bytes.
@@ -225,10 +238,10 @@ impl Base {
 
     #[inline]
     fn tables(&self) -> &ArchivedTables {
-        // SAFETY: a Base is only made from bytes rkyv serialized here
-        // (`BaseBuilder::finish`) or from bytes that passed
-        // `rkyv::access::<ArchivedTables>` validation (`snapshot::load`), and
-        // they are never mutated while the Base lives.
+        // SAFETY: a Base is only made by `Base::over`, whose `unsafe`
+        // contract (kept by `BaseBuilder::finish`, which serializes the bytes
+        // itself, and by `snapshot::load`, which validates them) is that the
+        // bytes are a valid archive; they are never mutated while the Base lives.
         unsafe { rkyv::access_unchecked::<ArchivedTables>(self.bytes()) }
     }
 
@@ -625,6 +638,7 @@ impl BaseBuilder {
             institution_spans: self.institution_spans,
         };
         let bytes = rkyv::to_bytes::<rancor::Error>(&tables).expect("archiving plain tables cannot fail");
-        Base::in_huge_pages(&bytes).unwrap_or_else(|| Base::over(Storage::Owned(bytes)))
+        // SAFETY: `bytes` is what rkyv just serialized from `tables`.
+        unsafe { Base::in_huge_pages(&bytes).unwrap_or_else(|| Base::over(Storage::Owned(bytes))) }
     }
 }

@@ -269,5 +269,7 @@ pub fn load(path: &Path, owner: Option<Owner>) -> Result<Base, SnapshotError> {
         return Err(SnapshotError::Invalid("header and archive disagree on seq".into()));
     }
     let len = payload.len();
-    Ok(Base::from_validated_map(map, HEADER_LEN, len))
+    // SAFETY: the payload (`map[HEADER_LEN..HEADER_LEN + len]`) just passed
+    // rkyv's validation and `check_tables`, and the map is read-only.
+    Ok(unsafe { Base::from_validated_map(map, HEADER_LEN, len) })
 }
