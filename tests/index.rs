@@ -211,9 +211,17 @@ fn readers_never_block_never_see_torn_state_and_see_seq_only_grow() {
     let ledger = populated(dir.path(), 0);
     let handle = Arc::new(IndexHandle::new(build::from_ledger(&ledger).unwrap()));
     let stop = Arc::new(AtomicBool::new(false));
-    let sync =
-        Syncer::new(ledger.clone(), handle.clone())
-            .spawn(std::time::Duration::from_micros(200), stop.clone(), |e| panic!("sync failed: {e}"));
+    // The sync thread as the gate runs it: Syncer::apply_pending on each poll.
+    let sync = {
+        let (syncer, stop) = (Syncer::new(ledger.clone(), handle.clone()), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                syncer.apply_pending(|_| {}).unwrap_or_else(|e| panic!("sync failed: {e}"));
+                // The poll interval (the gate's --sync-idle), not a synchronisation.
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+        })
+    };
     let done = Arc::new(AtomicBool::new(false));
     let readers: Vec<_> = (0..2)
         .map(|r| {

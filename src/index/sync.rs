@@ -11,9 +11,7 @@ use crate::ledger::{Ledger, LedgerError};
 use crate::rules::{institution, practitioner};
 use arc_swap::ArcSwap;
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Most ledger events folded into one published version.
 pub const MAX_SYNC_BATCH: usize = 4_096;
@@ -171,30 +169,16 @@ impl Syncer {
         next
     }
 
-    /// Tails the ledger on a thread until `stop` is set: applies new events as
-    /// they come, sleeping `idle` between empty polls. A storage error is
-    /// reported to `on_error` and retried after `idle`; the last good version
-    /// stays in service meanwhile.
-    pub fn spawn(
-        self,
-        idle: Duration,
-        stop: Arc<AtomicBool>,
-        on_error: impl Fn(&LedgerError) + Send + 'static,
-    ) -> std::thread::JoinHandle<()> {
-        std::thread::Builder::new()
-            .name("index-sync".into())
-            .spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    match self.step() {
-                        Ok(Some(_)) => {}
-                        Ok(None) => std::thread::sleep(idle),
-                        Err(e) => {
-                            on_error(&e);
-                            std::thread::sleep(idle);
-                        }
-                    }
-                }
-            })
-            .expect("spawning the index sync thread")
+    /// Applies everything the ledger holds past the current version, one
+    /// [`Syncer::step`] after another, calling `on_swap` with each version's
+    /// `seq` as it is published; returns once a step finds nothing new. This
+    /// is the whole of the serving gate's sync (its thread calls it when woken
+    /// or on each poll), so tests drive the same code. On an error the last
+    /// good version stays in service and the error is returned.
+    pub fn apply_pending(&self, mut on_swap: impl FnMut(Seq)) -> Result<(), LedgerError> {
+        while let Some(seq) = self.step()? {
+            on_swap(seq);
+        }
+        Ok(())
     }
 }

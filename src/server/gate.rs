@@ -361,26 +361,20 @@ impl Gate {
         let syncer = Syncer::new(self.ledger.clone(), self.index.clone());
         while !self.stop.load(Ordering::Relaxed) {
             let _ = wake.recv_timeout(self.config.sync_idle);
-            loop {
-                match syncer.step() {
-                    Ok(Some(seq)) => {
-                        self.seq_watch.send_replace(seq);
-                        self.metrics.swaps.fetch_add(1, Ordering::Relaxed);
-                        let mut status = self.sync_status.lock().expect("not poisoned");
-                        status.last_swap = Instant::now();
-                        status.last_error = None;
-                        drop(status);
-                        self.snapshots.after_swap(self.index.load());
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::error!(error = %e, "index sync failed; serving the last good version");
-                        self.metrics.sync_errors.fetch_add(1, Ordering::Relaxed);
-                        self.note_ledger_trouble(format!("index sync failed: {e}"));
-                        self.sync_status.lock().expect("not poisoned").last_error = Some(e.to_string());
-                        break;
-                    }
-                }
+            let applied = syncer.apply_pending(|seq| {
+                self.seq_watch.send_replace(seq);
+                self.metrics.swaps.fetch_add(1, Ordering::Relaxed);
+                let mut status = self.sync_status.lock().expect("not poisoned");
+                status.last_swap = Instant::now();
+                status.last_error = None;
+                drop(status);
+                self.snapshots.after_swap(self.index.load());
+            });
+            if let Err(e) = applied {
+                tracing::error!(error = %e, "index sync failed; serving the last good version");
+                self.metrics.sync_errors.fetch_add(1, Ordering::Relaxed);
+                self.note_ledger_trouble(format!("index sync failed: {e}"));
+                self.sync_status.lock().expect("not poisoned").last_error = Some(e.to_string());
             }
             // The head, for /readyz and /metrics (which never read the ledger).
             // A reading taken just before one of this node's appends returned
