@@ -788,7 +788,15 @@ fn bodies_past_the_in_flight_budget_are_refused_busy_and_small_checks_are_answer
             s
         })
         .collect();
-    // Wait until both hold their share: a third large body is refused.
+    // Wait until the server holds both stalled bodies' share (a third large
+    // body sent before that could take the budget from one of them instead).
+    let held = 2 * (sent - 64 * 1024) as u64;
+    let waiting = Instant::now();
+    while counter(server.admin, "claimgate_inflight_body_bytes") < held {
+        assert!(waiting.elapsed() < Duration::from_secs(2), "the stalled bodies were not read within 2 s");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Now a third large body is refused.
     let started = Instant::now();
     let mut attempts = 0;
     let refused = loop {

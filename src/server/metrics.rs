@@ -88,6 +88,8 @@ pub struct Gauges {
     pub last_snapshot_seq: u64,
     /// Open connections on the check and the admin listener.
     pub open_connections: [u64; 2],
+    /// Request-body bytes held now against `--max-inflight-body-bytes`.
+    pub body_bytes_held: u64,
     /// The background page check found the ledger file damaged.
     pub ledger_damaged: bool,
 }
@@ -261,7 +263,12 @@ impl Metrics {
             "# HELP claimgate_min_seq_waiting Checks waiting now for the index to reach their min_seq.\n# TYPE claimgate_min_seq_waiting gauge\nclaimgate_min_seq_waiting {}",
             get(&self.min_seq_waiting)
         );
-        let gauges: [(&str, &str, f64); 11] = [
+        let gauges: [(&str, &str, f64); 12] = [
+            (
+                "claimgate_inflight_body_bytes",
+                "Request-body bytes held now against --max-inflight-body-bytes (each body's first 64 KiB not counted).",
+                g.body_bytes_held as f64,
+            ),
             (
                 "claimgate_audit_writable",
                 "0 while the decision log refuses records (disk full, reserve, I/O error: see /readyz), else 1.",

@@ -739,6 +739,7 @@ async fn metrics(gate: &Arc<Gate>) -> Reply {
         snapshot_failures: gate.snapshots.failed.load(Ordering::Relaxed),
         last_snapshot_seq: gate.snapshots.last_seq.load(Ordering::Relaxed),
         open_connections: [gate.open_connections(Listener::Check), gate.open_connections(Listener::Admin)],
+        body_bytes_held: gate.config.max_inflight_body_bytes.saturating_sub(gate.body_budget.available()) as u64,
         ledger_damaged: matches!(*gate.ledger_pages.lock().expect("not poisoned"), LedgerPages::Damaged { .. }),
     };
     text(StatusCode::OK, "text/plain; version=0.0.4", gate.metrics.render(&gauges))
