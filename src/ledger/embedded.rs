@@ -4,7 +4,7 @@
 //! exactly what was accepted before.
 
 use super::error::NotDurable;
-use super::{Appended, LedgerError};
+use super::{Appended, HistoryOf, LedgerError};
 use crate::domain::{EventId, InstitutionCode, PractitionerCode, Seq, ViolationId};
 use crate::event::{Event, RecordedEvent};
 use crate::policy::Policy;
@@ -317,23 +317,23 @@ impl EmbeddedLedger {
     /// Every accepted event about a practitioner, revocations of their
     /// violations included, ascending by `seq`.
     pub fn practitioner_history(&self, code: PractitionerCode) -> Result<Vec<RecordedEvent>, LedgerError> {
-        practitioner_history(&self.read(), code, &self.policy)
+        history(&self.read(), HistoryOf::Practitioner(code), &self.policy)
     }
 
     /// Every accepted institution event (designation, suspension,
     /// termination, rating) about an institution, ascending by `seq`.
     pub fn institution_history(&self, code: InstitutionCode) -> Result<Vec<RecordedEvent>, LedgerError> {
-        institution_history(&self.read(), code, &self.policy)
+        history(&self.read(), HistoryOf::Institution(code), &self.policy)
     }
 
     /// [`Self::practitioner_history`] on a query connection (a client's read).
     pub fn query_practitioner_history(&self, code: PractitionerCode) -> Result<Vec<RecordedEvent>, LedgerError> {
-        self.with_query(|conn| practitioner_history(conn, code, &self.policy))
+        self.with_query(|conn| history(conn, HistoryOf::Practitioner(code), &self.policy))
     }
 
     /// [`Self::institution_history`] on a query connection (a client's read).
     pub fn query_institution_history(&self, code: InstitutionCode) -> Result<Vec<RecordedEvent>, LedgerError> {
-        self.with_query(|conn| institution_history(conn, code, &self.policy))
+        self.with_query(|conn| history(conn, HistoryOf::Institution(code), &self.policy))
     }
 
     /// The practitioner a violation belongs to, if it was ever scored.
@@ -584,33 +584,15 @@ fn decode_rows(
     .collect()
 }
 
-fn practitioner_history(
-    conn: &Connection,
-    code: PractitionerCode,
-    policy: &Policy,
-) -> Result<Vec<RecordedEvent>, LedgerError> {
-    let mut stmt = conn
-        .prepare_cached("SELECT seq, body FROM events WHERE practitioner = ?1 ORDER BY seq")
-        .map_err(storage("reading a practitioner's history"))?;
-    let rows = stmt
-        .query_map([code.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
-        .map_err(storage("reading a practitioner's history"))?;
-    decode_rows(rows, policy)
-}
-
-fn institution_history(
-    conn: &Connection,
-    code: InstitutionCode,
-    policy: &Policy,
-) -> Result<Vec<RecordedEvent>, LedgerError> {
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT seq, body FROM events WHERE institution = ?1 AND kind LIKE 'institution_%' ORDER BY seq",
-        )
-        .map_err(storage("reading an institution's history"))?;
-    let rows = stmt
-        .query_map([code.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
-        .map_err(storage("reading an institution's history"))?;
+fn history(conn: &Connection, of: HistoryOf, policy: &Policy) -> Result<Vec<RecordedEvent>, LedgerError> {
+    let sql = match of {
+        HistoryOf::Practitioner(_) => "SELECT seq, body FROM events WHERE practitioner = ?1 ORDER BY seq",
+        HistoryOf::Institution(_) => {
+            "SELECT seq, body FROM events WHERE institution = ?1 AND kind LIKE 'institution_%' ORDER BY seq"
+        }
+    };
+    let mut stmt = conn.prepare_cached(sql).map_err(storage(of.doing()))?;
+    let rows = stmt.query_map([of.key()], |r| Ok((r.get(0)?, r.get(1)?))).map_err(storage(of.doing()))?;
     decode_rows(rows, policy)
 }
 

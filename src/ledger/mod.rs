@@ -42,6 +42,33 @@ pub struct Appended {
     pub already_recorded: bool,
 }
 
+/// Whose history a backend reads: a practitioner's (revocations of their
+/// violations included) or an institution's own events. One reader per
+/// backend serves both, on any of its connections.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum HistoryOf {
+    Practitioner(PractitionerCode),
+    Institution(InstitutionCode),
+}
+
+impl HistoryOf {
+    /// The code the rows are keyed by, as stored.
+    pub(crate) fn key(self) -> String {
+        match self {
+            HistoryOf::Practitioner(code) => code.to_string(),
+            HistoryOf::Institution(code) => code.to_string(),
+        }
+    }
+
+    /// What the read is doing, for errors.
+    pub(crate) fn doing(self) -> &'static str {
+        match self {
+            HistoryOf::Practitioner(_) => "reading a practitioner's history",
+            HistoryOf::Institution(_) => "reading an institution's history",
+        }
+    }
+}
+
 /// A new ledger's identity, from the operating system's random source (so
 /// two ledgers' snapshots are never taken for each other's): 63 bits, so it
 /// stores as a positive integer on both backends.

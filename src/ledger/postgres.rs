@@ -17,7 +17,7 @@
 //! `REPEATABLE READ` snapshot.
 
 use super::postgres_tls::TlsSettings;
-use super::{Appended, LedgerError, MAX_APPEND_BATCH, MAX_TAIL_BATCH};
+use super::{Appended, HistoryOf, LedgerError, MAX_APPEND_BATCH, MAX_TAIL_BATCH};
 use crate::domain::{EventId, InstitutionCode, PractitionerCode, Seq, ViolationId};
 use crate::event::{Event, RecordedEvent, Violation};
 use crate::policy::Policy;
@@ -314,23 +314,23 @@ impl PostgresLedger {
     /// Every accepted event about a practitioner, revocations of their
     /// violations included, ascending by `seq`.
     pub fn practitioner_history(&self, code: PractitionerCode) -> Result<Vec<RecordedEvent>, LedgerError> {
-        self.read(|client, statements| practitioner_history(client, statements, code, &self.policy))
+        self.read(|client, statements| history(client, statements, HistoryOf::Practitioner(code), &self.policy))
     }
 
     /// Every accepted institution event (designation, suspension,
     /// termination, rating) about an institution, ascending by `seq`.
     pub fn institution_history(&self, code: InstitutionCode) -> Result<Vec<RecordedEvent>, LedgerError> {
-        self.read(|client, statements| institution_history(client, statements, code, &self.policy))
+        self.read(|client, statements| history(client, statements, HistoryOf::Institution(code), &self.policy))
     }
 
     /// [`Self::practitioner_history`] on a query session (a client's read).
     pub fn query_practitioner_history(&self, code: PractitionerCode) -> Result<Vec<RecordedEvent>, LedgerError> {
-        self.query(|client, statements| practitioner_history(client, statements, code, &self.policy))
+        self.query(|client, statements| history(client, statements, HistoryOf::Practitioner(code), &self.policy))
     }
 
     /// [`Self::institution_history`] on a query session (a client's read).
     pub fn query_institution_history(&self, code: InstitutionCode) -> Result<Vec<RecordedEvent>, LedgerError> {
-        self.query(|client, statements| institution_history(client, statements, code, &self.policy))
+        self.query(|client, statements| history(client, statements, HistoryOf::Institution(code), &self.policy))
     }
 
     /// The practitioner a violation belongs to, if it was ever scored.
@@ -872,26 +872,18 @@ fn decode_rows(rows: &[Row], policy: &Policy, doing: &'static str) -> Result<Vec
         .collect()
 }
 
-fn practitioner_history(
+fn history(
     client: &mut impl GenericClient,
     statements: &mut Statements,
-    code: PractitionerCode,
+    of: HistoryOf,
     policy: &Policy,
 ) -> Result<Vec<RecordedEvent>, LedgerError> {
-    const DOING: &str = "reading a practitioner's history";
-    let rows = statements.query(client, PRACTITIONER_HISTORY, &[&code.to_string()]).map_err(pg(DOING))?;
-    decode_rows(&rows, policy, DOING)
-}
-
-fn institution_history(
-    client: &mut impl GenericClient,
-    statements: &mut Statements,
-    code: InstitutionCode,
-    policy: &Policy,
-) -> Result<Vec<RecordedEvent>, LedgerError> {
-    const DOING: &str = "reading an institution's history";
-    let rows = statements.query(client, INSTITUTION_HISTORY, &[&code.to_string()]).map_err(pg(DOING))?;
-    decode_rows(&rows, policy, DOING)
+    let sql = match of {
+        HistoryOf::Practitioner(_) => PRACTITIONER_HISTORY,
+        HistoryOf::Institution(_) => INSTITUTION_HISTORY,
+    };
+    let rows = statements.query(client, sql, &[&of.key()]).map_err(pg(of.doing()))?;
+    decode_rows(&rows, policy, of.doing())
 }
 
 fn find_violation(
