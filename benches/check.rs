@@ -8,7 +8,6 @@
 
 use claimgate::domain::{CivilDate, InstitutionCode, PractitionerCode};
 use claimgate::event::Event;
-use claimgate::index::build;
 use claimgate::index::compact::{CompactInstitution, CompactPractitioner};
 use claimgate::population::{Population, PopulationSpec};
 use claimgate::rules::{decide, Claim, Decision};
@@ -70,7 +69,7 @@ fn claims(population: &Population) -> Vec<Claim> {
 type Baseline = (HashMap<PractitionerCode, CompactPractitioner>, HashMap<InstitutionCode, CompactInstitution>);
 
 fn baseline(population: &Population) -> Baseline {
-    let index = build::from_population(population);
+    let index = population.index();
     let base = index.base();
     (base.practitioners().collect(), base.institutions().collect())
 }
@@ -78,7 +77,7 @@ fn baseline(population: &Population) -> Baseline {
 fn bench(c: &mut Criterion) {
     let n = practitioners();
     let population = Population::new(PopulationSpec::new(n, SEED));
-    let index = build::from_population(&population);
+    let index = population.index();
     let claims = claims(&population);
     let label = format!("{}M", n as f64 / 1e6);
     eprintln!(

@@ -103,7 +103,7 @@ fn main() {
     let population = Population::new(PopulationSpec::new(n, SEED));
 
     let t = Instant::now();
-    let version = build::from_population(&population);
+    let version = population.index();
     let build_s = secs(t);
     let huge_mib = anon_huge_mib();
     let base = version.base().clone();

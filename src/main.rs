@@ -412,9 +412,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     _ => {}
                 }
             }
-            if let Some(pg) = ledger.into_postgres() {
-                pg.drop_schema()?;
-            }
+            ledger.drop_temporary()?;
         }
         Command::Append { data, file, init } => {
             // Before anything is created: a mistyped --data must not become a new ledger.
@@ -665,9 +663,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
 
 /// `url` with a `schema=` parameter naming a new, unique schema.
 fn with_temporary_schema(url: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    // Unique across processes and runs: the pid and 64 bits from the OS (a
+    // failing random source falls back to the pid alone, still unique per process).
+    let nonce = getrandom::u64().unwrap_or(0);
     let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}schema=replay_{}_{nanos}", std::process::id())
+    format!("{url}{sep}schema=replay_{}_{nonce:016x}", std::process::id())
 }
 
 /// Starts the gate (which keeps `lock` while it lives) and serves until SIGTERM or Ctrl-C.

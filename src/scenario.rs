@@ -8,20 +8,20 @@
 //! does not define). The loaded [`Scenario`] keeps them, as in the file, for
 //! the test runners that compare against them.
 //!
-//! Duplicated keys (R4): the file is read whole by [`crate::strict_json`],
+//! Duplicated keys (R4): the file is read whole by [`claimgate_rules::strict_json`],
 //! which records every key an object names twice with its path. One inside
 //! an event or a check refuses that event or check (`invalid_request` naming
 //! the key), so case files can test it, as any other malformed field is
 //! answered; one inside an `expect*` annotation is ignored with it; one
 //! anywhere else (two `events` keys, say) fails the file.
 
-use crate::claim::parse_line;
-use crate::domain::Seq;
-use crate::event::Event;
-use crate::ledger::{Ledger, LedgerError};
-use crate::refusal::{Refusal, RefusalCode};
-use crate::rules::{Reason, Verdict, Waivers, World};
-use crate::strict_json::{self, Document, Duplicate, Step, StrictError};
+use claimgate_rules::claim::parse_line;
+use claimgate_rules::domain::Seq;
+use claimgate_rules::event::Event;
+use claimgate_rules::refusal::{Refusal, RefusalCode};
+use claimgate_rules::strict_json::{self, Document, Duplicate, Step, StrictError};
+use claimgate_rules::{Reason, Verdict, Waivers, World};
+use claimgate_store::ledger::{Ledger, LedgerError};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -192,8 +192,8 @@ pub fn run(scenario: &Scenario, ledger: &Ledger) -> Result<Vec<ReplayLine>, Ledg
             Err(refusal) => Err(refusal),
             Ok(event) => match ledger.append(&event) {
                 Ok(appended) => Ok(appended.seq),
-                Err(crate::ledger::AppendError::Refused(refusal)) => Err(refusal),
-                Err(crate::ledger::AppendError::Ledger(e)) => return Err(e),
+                Err(claimgate_store::ledger::AppendError::Refused(refusal)) => Err(refusal),
+                Err(claimgate_store::ledger::AppendError::Ledger(e)) => return Err(e),
             },
         };
         lines.push(match outcome {

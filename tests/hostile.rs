@@ -671,7 +671,7 @@ fn pipelined_requests_get_their_answers_in_order() {
 /// Issue 8, case 7: admin tokens probed byte by byte, wrong in the first byte
 /// or the last, one byte short or long, far longer, or a prefix, are all 401
 /// `unauthorized` and write nothing. The comparison is constant-time by
-/// construction (`constant_time_eq` in src/server/api.rs is `subtle`'s
+/// construction (`constant_time_eq` in crates/gate/src/api.rs is `subtle`'s
 /// `ct_eq`: no early exit on a differing byte; its semantics are unit
 /// tested there); wall-clock timing is not asserted here, being flaky on a
 /// shared machine.
@@ -882,7 +882,7 @@ fn a_flood_of_readyz_and_metrics_never_reads_the_ledger_per_request() {
 const HEAVY: &str = "D110105000009";
 /// Events on [`HEAVY`]'s file: a registration and 19,999 one-point violations.
 const HEAVY_EVENTS: usize = 20_000;
-/// The ledger's query connections (src/ledger/mod.rs QUERY_CONNECTIONS).
+/// The ledger's query connections (crates/store/src/ledger/mod.rs QUERY_CONNECTIONS).
 const QUERY_CONNECTIONS: usize = 4;
 
 /// Gives [`HEAVY`] an integrity file of [`HEAVY_EVENTS`] events: a

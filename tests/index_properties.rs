@@ -1,4 +1,4 @@
-//! Property tests of the eligibility index (`src/index`) against the rules
+//! Property tests of the eligibility index (`crates/index`) against the rules
 //! engine: for generated histories, after every appended event, the index —
 //! kept current by deltas ([`Syncer`]), built fresh from the ledger, and with
 //! its overlay merged into a new base — answers every generated claim exactly

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// The server's body limit (src/server/config.rs MAX_BODY_BYTES).
+/// The server's body limit (crates/gate/src/config.rs MAX_BODY_BYTES).
 const MAX_BODY: usize = 1024 * 1024;
 /// Most lines in one check batch and most events in one events request.
 const MAX_BATCH: usize = 10_000;

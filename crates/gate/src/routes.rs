@@ -1,0 +1,819 @@
+//! Routing and handlers. Check-listener routes answer from the index only;
+//! admin routes (events, snapshots, audit) exist only on the admin listener.
+//! Writes need the admin bearer token; reads of personal data (integrity
+//! files on either listener, the audit) take it or the read-only token.
+
+use super::api::{constant_time_eq, json, read_body, text, ApiError, Reply};
+use super::bodies::{parse_batch_body, parse_check_body, parse_events_body, CheckBatch, CheckLine, EventsBody};
+use super::config::MAX_MIN_SEQ_WAIT;
+use super::gate::{Gate, LedgerPages};
+use super::metrics::{Gauges, Route};
+use super::queries::{QueryRefusal, QUERY_READ_WAIT};
+use super::snapshots::SnapshotRefusal;
+use super::Listener;
+use crate::clock::{Clock, SystemClock};
+use claimgate_audit::query::{parse_cursor, MAX_PAGE as MAX_AUDIT_PAGE, REASONS as AUDIT_REASONS};
+use claimgate_audit::{AuditQuery, AuditRecord, Unrecorded};
+use claimgate_index::IndexVersion;
+use claimgate_rules::domain::{CivilDate, CreditNotice, Grade, Inspection, InstitutionCode, PractitionerCode, Seq};
+use claimgate_rules::event::Event;
+use claimgate_rules::refusal::Refusal;
+use claimgate_rules::{institution, practitioner, Claim, Decision, Reason, Verdict, Waivers};
+use claimgate_store::ledger::{Appended, QUERY_CONNECTIONS};
+use hyper::body::Incoming;
+use hyper::{Method, Request, StatusCode};
+use serde_json::{json as j, Value};
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub async fn handle(gate: Arc<Gate>, which: Listener, req: Request<Incoming>) -> Result<Reply, Infallible> {
+    let started = Instant::now();
+    let (route, result) = dispatch(&gate, which, req).await;
+    let reply = result.unwrap_or_else(|e| e.reply());
+    gate.metrics.request(route, reply.status().as_u16(), started.elapsed().as_micros() as u64);
+    Ok(reply)
+}
+
+async fn dispatch(gate: &Arc<Gate>, which: Listener, req: Request<Incoming>) -> (Route, Result<Reply, ApiError>) {
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let wrong_method = |allowed: &str| {
+        Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{path} takes {allowed}")))
+    };
+    match (which, segments.as_slice()) {
+        (_, ["healthz"]) => (
+            Route::Health,
+            if method == Method::GET { Ok(json(StatusCode::OK, &j!({"status": "ok"}))) } else { wrong_method("GET") },
+        ),
+        (_, ["readyz"]) => {
+            (Route::Health, if method == Method::GET { Ok(ready(gate).await) } else { wrong_method("GET") })
+        }
+        (_, ["metrics"]) => {
+            (Route::Metrics, if method == Method::GET { Ok(metrics(gate).await) } else { wrong_method("GET") })
+        }
+        (Listener::Check, ["v1", "check"]) => (
+            Route::Check,
+            match no_query(&req) {
+                Err(e) => Err(e),
+                Ok(()) if method == Method::POST => check(gate, req).await,
+                Ok(()) => wrong_method("POST"),
+            },
+        ),
+        (Listener::Check, ["v1", "check", "batch"]) => (
+            Route::CheckBatch,
+            match no_query(&req) {
+                Err(e) => Err(e),
+                Ok(()) if method == Method::POST => check_batch(gate, req).await,
+                Ok(()) => wrong_method("POST"),
+            },
+        ),
+        (_, ["v1", kind @ ("practitioners" | "institutions"), code]) => {
+            let (kind, code) = (kind.to_string(), code.to_string());
+            (
+                Route::Files,
+                match authorize(gate, &req, Access::Read) {
+                    Err(e) => Err(e),
+                    Ok(()) if method == Method::GET => file(gate, &kind, &code, req.uri().query()).await,
+                    Ok(()) => wrong_method("GET"),
+                },
+            )
+        }
+        (Listener::Admin, ["v1", "events"]) => (
+            Route::Events,
+            match authorize(gate, &req, Access::Write).and_then(|()| no_query(&req)) {
+                Err(e) => Err(e),
+                Ok(()) if method == Method::POST => events(gate, req).await,
+                Ok(()) => wrong_method("POST"),
+            },
+        ),
+        (Listener::Admin, ["v1", "snapshot"]) => (
+            Route::Snapshot,
+            match authorize(gate, &req, Access::Write).and_then(|()| no_query(&req)) {
+                Err(e) => Err(e),
+                Ok(()) if method == Method::POST => write_snapshot(gate).await,
+                Ok(()) => wrong_method("POST"),
+            },
+        ),
+        (Listener::Admin, ["v1", "audit"]) => (
+            Route::Audit,
+            match authorize(gate, &req, Access::Read) {
+                Err(e) => Err(e),
+                Ok(()) if method == Method::GET => audit(gate, req.uri().query()).await,
+                Ok(()) => wrong_method("GET"),
+            },
+        ),
+        _ => (Route::Other, Err(ApiError::not_found(format!("no route {method} {path} on this listener")))),
+    }
+}
+
+/// Refuses a query sent to an API route that takes none (R4: `/v1/check?min_seq=5`
+/// must not be answered as if the wait had been asked for).
+fn no_query(req: &Request<Incoming>) -> Result<(), ApiError> {
+    strict_query(req.uri().query(), &[]).map(|_| ())
+}
+
+/// What a request does with its token: reads personal data (integrity
+/// files, the audit) or writes (events, snapshots).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Read,
+    Write,
+}
+
+/// Checks the bearer token: the admin token may do anything, the read-only
+/// token (`--read-token-file`) only [`Access::Read`]. A missing or unknown
+/// token is 401 `unauthorized`, the read token on a write 403 `forbidden`.
+/// Both comparisons always run, in constant time, so the timing never says
+/// which token a guess was close to.
+fn authorize(gate: &Gate, req: &Request<Incoming>, access: Access) -> Result<(), ApiError> {
+    let given = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim().as_bytes());
+    let matches = |expected: Option<&str>| {
+        let expected = expected.unwrap_or_default().as_bytes();
+        given.is_some_and(|token| constant_time_eq(token, expected)) && !expected.is_empty()
+    };
+    let (admin, read) = (matches(gate.config.admin_token.as_deref()), matches(gate.config.read_token.as_deref()));
+    match (admin, read, access) {
+        (true, _, _) | (false, true, Access::Read) => Ok(()),
+        (false, true, Access::Write) => {
+            gate.metrics.forbidden.fetch_add(1, Ordering::Relaxed);
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "the read-only token cannot write: send the admin token for events and snapshots",
+            ))
+        }
+        (false, false, _) => {
+            gate.metrics.unauthorized.fetch_add(1, Ordering::Relaxed);
+            let which = match access {
+                Access::Read => "the read-only token or the admin token",
+                Access::Write => "the admin token",
+            };
+            Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                format!("send {which} as `Authorization: Bearer <token>`"),
+            ))
+        }
+    }
+}
+
+/// The current version, waiting (bounded) until it reflects `min_seq`.
+async fn version_at_least(gate: &Gate, min_seq: Option<Seq>) -> Result<Arc<IndexVersion>, ApiError> {
+    let version = gate.version();
+    let Some(min) = min_seq.filter(|m| *m > version.seq()) else { return Ok(version) };
+    let mut rx = gate.seq_watch.subscribe();
+    gate.wake_sync();
+    let wait = gate.config.min_seq_wait.min(MAX_MIN_SEQ_WAIT);
+    /// Counts this check among the waiting while it waits (however it ends).
+    struct Waiting<'a>(&'a std::sync::atomic::AtomicU64);
+    impl Drop for Waiting<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    gate.metrics.min_seq_waiting.fetch_add(1, Ordering::Relaxed);
+    let waiting = Waiting(&gate.metrics.min_seq_waiting);
+    let reached = tokio::time::timeout(wait, async { rx.wait_for(|s| *s >= min).await.is_ok() }).await;
+    drop(waiting);
+    match reached {
+        Ok(true) => Ok(gate.version()),
+        _ => {
+            gate.metrics.stale_index.fetch_add(1, Ordering::Relaxed);
+            let now = gate.version().seq();
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "stale_index",
+                format!(
+                    "the index is at seq {now}, not yet at the requested min_seq {min} after {} ms; retry",
+                    wait.as_millis()
+                ),
+            ))
+        }
+    }
+}
+
+/// A check answer, in the order the API documents its fields.
+#[derive(serde::Serialize)]
+struct Answer<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    claim_id: Option<&'a Value>,
+    verdict: Verdict,
+    reason: Reason,
+    waived: Waivers,
+    seq: Seq,
+    institution_grade: Option<Grade>,
+    advance_payment_withheld: bool,
+    inspection: Inspection,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    explain: Option<Value>,
+}
+
+/// Counts the decision and shapes the answer.
+fn answer<'a>(gate: &Gate, line: &'a CheckLine, decision: &Decision, seq: Seq) -> Answer<'a> {
+    gate.metrics.decision(decision.reason);
+    let notice = CreditNotice::for_grade(decision.institution_grade);
+    Answer {
+        claim_id: line.claim_id.as_ref(),
+        verdict: decision.verdict,
+        reason: decision.reason,
+        waived: decision.waived,
+        seq,
+        institution_grade: notice.institution_grade,
+        advance_payment_withheld: notice.advance_payment_withheld,
+        inspection: notice.inspection,
+        explain: None,
+    }
+}
+
+/// The decision record of a reject or an exemption (R19); `None` for `ok`,
+/// which is never recorded and never waits.
+fn audit_record(line: &CheckLine, decision: &Decision, seq: Seq) -> Option<AuditRecord> {
+    if decision.reason == Reason::Ok {
+        return None;
+    }
+    let at_ms = crate::clock::system_unix_ms();
+    Some(AuditRecord {
+        id: 0,
+        at_ms,
+        seq,
+        claim_id: line.claim_id.clone(),
+        practitioner_id: line.claim.practitioner.to_string(),
+        institution_id: line.claim.institution.to_string(),
+        service_date: line.claim.service_date.to_string(),
+        emergency: line.claim.emergency,
+        verdict: decision.verdict,
+        reason: decision.reason,
+        waived: decision.waived.iter().collect(),
+    })
+}
+
+/// 503 `audit_unavailable`: an emergency exemption the decision log could
+/// not record is not settled (R19: recorded before answered).
+fn audit_unavailable(cause: Unrecorded) -> ApiError {
+    let fix = match cause {
+        Unrecorded::QueueFull | Unrecorded::Timeout => "the decision log is busy; retry shortly",
+        Unrecorded::Closed => "the gate is shutting down; retry on another node",
+        _ => "the decision log cannot write (see /readyz audit); retry on another node or once it is repaired",
+    };
+    ApiError {
+        cause: Some(cause.cause()),
+        ..ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit_unavailable",
+            format!("this line would settle as an emergency exemption, which is answered only once recorded (R19), and the decision log could not record it ({}): not settled; {fix}", cause.cause()),
+        )
+    }
+}
+
+/// The current version if it reflects `min_seq`, without cloning its `Arc`;
+/// otherwise waits (bounded) for it.
+async fn judge<T>(gate: &Gate, min_seq: Option<Seq>, f: impl FnOnce(&IndexVersion) -> T) -> Result<T, ApiError> {
+    match min_seq {
+        Some(min) if min > gate.index.peek().seq() => Ok(f(&*version_at_least(gate, Some(min)).await?)),
+        _ => Ok(f(&gate.index.peek())),
+    }
+}
+
+async fn check(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, ApiError> {
+    let body = read_body(gate, req).await?;
+    let line = parse_check_body(&body)?;
+    let (out, record) = if line.explain {
+        let version = version_at_least(gate, line.min_seq).await?;
+        let decision = version.check(&line.claim);
+        let mut out = answer(gate, &line, &decision, version.seq());
+        out.explain = Some(explain(gate, line.claim, version.seq()).await?);
+        (out, audit_record(&line, &decision, version.seq()))
+    } else {
+        judge(gate, line.min_seq, |version| {
+            let decision = version.check(&line.claim);
+            (answer(gate, &line, &decision, version.seq()), audit_record(&line, &decision, version.seq()))
+        })
+        .await?
+    };
+    let Some(record) = record else { return Ok(json(StatusCode::OK, &out)) };
+    let exemption = record.is_exemption();
+    let recording = gate.start_recording(vec![record]);
+    let reply = json(StatusCode::OK, &out);
+    match gate.recorded(recording).await {
+        Err(cause) if exemption => Err(audit_unavailable(cause)),
+        _ => Ok(reply),
+    }
+}
+
+async fn check_batch(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, ApiError> {
+    let CheckBatch { lines: parsed, min_seq: batch_min_seq } = parse_batch_body(&read_body(gate, req).await?)?;
+    let min_seq = parsed.iter().filter_map(|l| l.as_ref().ok()?.min_seq).chain(batch_min_seq).max();
+    let claims: Vec<Claim> = parsed.iter().filter_map(|l| l.as_ref().ok().map(|l| l.claim)).collect();
+    let explains = parsed.iter().any(|l| l.as_ref().is_ok_and(|l| l.explain));
+    let version = if explains { Some(version_at_least(gate, min_seq).await?) } else { None };
+    let judge_all = |version: &IndexVersion| {
+        let mut decisions = Vec::with_capacity(claims.len());
+        version.check_batch(&claims, &mut decisions);
+        (decisions, version.seq())
+    };
+    let (decisions, seq) = match &version {
+        Some(v) => judge_all(v),
+        None => judge(gate, min_seq, judge_all).await?,
+    };
+    #[derive(serde::Serialize)]
+    #[serde(untagged)]
+    enum Result_<'a> {
+        Answer(Answer<'a>),
+        Error(std::borrow::Cow<'a, ApiError>),
+    }
+    let mut decisions = decisions.into_iter();
+    let mut results = Vec::with_capacity(parsed.len());
+    let mut records = Vec::new();
+    // Which results are exemptions waiting for their record.
+    let mut exemptions = Vec::new();
+    for line in &parsed {
+        results.push(match line {
+            Ok(line) => {
+                let decision = decisions.next().expect("one decision per valid line");
+                let mut out = answer(gate, line, &decision, seq);
+                if line.explain {
+                    out.explain = Some(explain(gate, line.claim, seq).await?);
+                }
+                if let Some(record) = audit_record(line, &decision, seq) {
+                    if record.is_exemption() {
+                        exemptions.push(results.len());
+                    }
+                    records.push(record);
+                }
+                Result_::Answer(out)
+            }
+            Err(e) => Result_::Error(std::borrow::Cow::Borrowed(e)),
+        });
+    }
+    #[derive(serde::Serialize)]
+    struct BatchAnswer<'a> {
+        seq: Seq,
+        results: Vec<Result_<'a>>,
+    }
+    if records.is_empty() {
+        return Ok(json(StatusCode::OK, &BatchAnswer { seq, results }));
+    }
+    // One group for the whole batch: one wait, one fsync shared with
+    // whatever else arrived meanwhile; the answer is shaped while it runs.
+    let recording = gate.start_recording(records);
+    let mut answer = BatchAnswer { seq, results };
+    let reply = json(StatusCode::OK, &answer);
+    match gate.recorded(recording).await {
+        Ok(()) => Ok(reply),
+        Err(cause) => {
+            let refused = audit_unavailable(cause);
+            for i in exemptions {
+                answer.results[i] = Result_::Error(std::borrow::Cow::Owned(refused.clone()));
+            }
+            Ok(json(StatusCode::OK, &answer))
+        }
+    }
+}
+
+/// The facts behind a decision, read from the ledger at the answer's `seq`.
+async fn explain(gate: &Arc<Gate>, claim: Claim, seq: Seq) -> Result<Value, ApiError> {
+    let ledger = gate.ledger.clone();
+    let (p_events, i_events) = on_query_thread(gate, move || {
+        let p = ledger.query_practitioner_history(claim.practitioner)?;
+        let i = ledger.query_institution_history(claim.institution)?;
+        Ok((p, i))
+    })
+    .await?;
+    let upto = |mut v: Vec<claimgate_rules::event::RecordedEvent>| {
+        v.retain(|r| r.seq <= seq);
+        v
+    };
+    let day = claim.service_date;
+    let p = practitioner::derive(claim.practitioner, &upto(p_events), gate.ledger.policy());
+    let i = institution::derive(claim.institution, &upto(i_events));
+    let registration = p.registrations.iter().find(|r| r.institution == claim.institution && r.interval.contains(day));
+    let sanctions: Vec<Value> = p
+        .sanctions
+        .iter()
+        .filter(|s| s.interval.contains(day))
+        .map(|s| {
+            let cause = p.violations.iter().find(|v| v.violation.violation_id == s.cause);
+            j!({
+                "kind": s.kind, "from": s.interval.from, "until": s.interval.until, "ban_until": s.ban_until,
+                "cause": {"violation_id": s.cause, "seq": s.cause_seq, "points": cause.map(|v| v.violation.points),
+                          "effective": cause.map(|v| v.violation.effective), "year_total": s.year_total},
+                "year_violations": p.violations.iter()
+                    .filter(|v| v.revoked.is_none() && v.violation.effective.year() == s.interval.from.year() && v.violation.effective <= s.interval.from)
+                    .map(|v| j!({"violation_id": v.violation.violation_id, "seq": v.seq, "points": v.violation.points, "effective": v.violation.effective}))
+                    .collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(j!({
+        "registration": registration,
+        "sanctions": sanctions,
+        "year_total": p.year_total_on(day),
+        "agreement": i.agreements.iter().find(|a| a.contains(day)),
+        "institution_suspension": i.suspensions.iter().find(|s| s.interval.contains(day)),
+        "seq": seq,
+    }))
+}
+
+/// Runs `read` (a ledger read a client asked for) on a query thread, or
+/// answers 503 `busy` (counted) when the bounded queue is full or the
+/// bounded wait ran out.
+async fn on_query_thread<T: Send + 'static>(
+    gate: &Gate,
+    read: impl FnOnce() -> Result<T, claimgate_store::ledger::LedgerError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let answer = gate.queries.run(read).await.map_err(|refusal| {
+        let why = match refusal {
+            QueryRefusal::QueueFull => {
+                format!("{} reads already wait (--max-queued-reads)", gate.config.max_queued_reads)
+            }
+            QueryRefusal::WaitedTooLong => format!("none came free within {} s", QUERY_READ_WAIT.as_secs()),
+            QueryRefusal::Panicked => return ApiError::internal("the ledger read failed (a bug: see the log)"),
+        };
+        gate.metrics.query_reads_busy.fetch_add(1, Ordering::Relaxed);
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            format!("integrity files and explain read the ledger on {QUERY_CONNECTIONS} threads, all busy: {why}; retry shortly"),
+        )
+    })?;
+    answer.map_err(|e| ApiError::ledger(&e, ""))
+}
+
+async fn file(gate: &Arc<Gate>, kind: &str, code: &str, query: Option<&str>) -> Result<Reply, ApiError> {
+    let params = strict_query(query, &FILE_PARAMETERS)?;
+    let as_of = match params.iter().find(|(k, _)| k == "as_of") {
+        Some((_, v)) => CivilDate::parse(v).map_err(|e| ApiError::invalid("as_of", e.0))?,
+        None => SystemClock.today(),
+    };
+    let ledger = gate.ledger.clone();
+    // The file is read, derived and serialized (megabytes for a long
+    // history) on a query thread, never on a tokio worker.
+    let reply = if kind == "practitioners" {
+        let code = PractitionerCode::parse(code).map_err(|e| ApiError::invalid("practitioner", e.0))?;
+        on_query_thread(gate, move || Ok(ledger.practitioner_file(code, as_of)?.map(|f| json(StatusCode::OK, &f))))
+            .await?
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "unknown_practitioner",
+                    format!("the ledger has no events for {code}"),
+                )
+            })
+    } else {
+        let code = InstitutionCode::parse(code).map_err(|e| ApiError::invalid("institution", e.0))?;
+        on_query_thread(gate, move || Ok(ledger.institution_file(code, as_of)?.map(|f| json(StatusCode::OK, &f))))
+            .await?
+            .ok_or_else(|| {
+                ApiError::new(StatusCode::NOT_FOUND, "unknown_institution", format!("{code} was never designated"))
+            })
+    };
+    reply
+}
+
+async fn events(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, ApiError> {
+    let EventsBody { events: parsed, single } = parse_events_body(&read_body(gate, req).await?, gate.ledger.policy())?;
+    let valid: Vec<Event> = parsed.iter().filter_map(|p| p.as_ref().ok().cloned()).collect();
+    let ledger = gate.ledger.clone();
+    let appended = tokio::task::spawn_blocking(move || ledger.append_batch(&valid))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    gate.note_append(appended.as_ref().map(|_| ()));
+    let appended = appended.map_err(|e| ApiError::ledger(&e, "; nothing from this request was stored"))?;
+    if let Some(seq) = appended.iter().filter_map(|a| a.as_ref().ok().map(|a| a.seq)).max() {
+        gate.note_head_at_least(seq);
+    }
+    gate.wake_sync();
+    let mut appended = appended.into_iter();
+    let outcomes: Vec<Result<Appended, Refusal>> =
+        parsed.into_iter().map(|p| p.and_then(|_| appended.next().expect("one outcome per valid event"))).collect();
+    let count = |keep: fn(&Result<Appended, Refusal>) -> bool| outcomes.iter().filter(|o| keep(o)).count() as u64;
+    gate.metrics.events_accepted.fetch_add(count(|o| o.as_ref().is_ok_and(|a| !a.already_recorded)), Ordering::Relaxed);
+    gate.metrics
+        .events_already_recorded
+        .fetch_add(count(|o| o.as_ref().is_ok_and(|a| a.already_recorded)), Ordering::Relaxed);
+    gate.metrics.events_refused.fetch_add(count(|o| o.is_err()), Ordering::Relaxed);
+    // A re-send (R7a) says so; a first acceptance keeps the plain shape.
+    let accepted = |a: Appended, mut answer: Value| {
+        if a.already_recorded {
+            answer["already_recorded"] = Value::Bool(true);
+        }
+        answer
+    };
+    if single {
+        return match outcomes.into_iter().next().expect("one event") {
+            Ok(a) => Ok(json(StatusCode::OK, &accepted(a, j!({"seq": a.seq})))),
+            Err(refusal) => Err(refusal.into()),
+        };
+    }
+    let lines: Vec<Value> = outcomes
+        .into_iter()
+        .enumerate()
+        .map(|(i, o)| match o {
+            Ok(a) => accepted(a, j!({"event": i, "seq": a.seq})),
+            Err(r) => j!({"event": i, "error": r.code, "field": r.field, "message": r.message}),
+        })
+        .collect();
+    Ok(json(StatusCode::OK, &lines))
+}
+
+/// Writes a snapshot of the served index now (merging its overlay first).
+async fn write_snapshot(gate: &Arc<Gate>) -> Result<Reply, ApiError> {
+    let g = gate.clone();
+    let written = tokio::task::spawn_blocking(move || g.snapshots.write_now(&g.version()))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    match written {
+        Ok(w) => Ok(json(
+            StatusCode::OK,
+            &j!({"snapshot": w.path.display().to_string(), "seq": w.seq, "bytes": w.bytes, "seconds": w.seconds}),
+        )),
+        Err(e @ SnapshotRefusal::Busy) => {
+            Err(ApiError::new(StatusCode::CONFLICT, "snapshot_in_progress", e.to_string()))
+        }
+        Err(SnapshotRefusal::Failed(e)) => Err(match e.disk_fault() {
+            // The disk, not the gate: 503 with the cause and the fix.
+            Some((cause, fix)) => ApiError {
+                cause: Some(cause),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "snapshot_failed",
+                    format!("{e}: {fix}; the previous snapshots are intact, nothing partial was left"),
+                )
+            },
+            None => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "snapshot_failed",
+                format!("{e}; the previous snapshots are intact"),
+            ),
+        }),
+    }
+}
+
+async fn audit(gate: &Arc<Gate>, query: Option<&str>) -> Result<Reply, ApiError> {
+    let mut q = AuditQuery::all();
+    for (k, v) in strict_query(query, &AUDIT_PARAMETERS)? {
+        match k.as_str() {
+            "practitioner" => {
+                q.practitioner =
+                    Some(PractitionerCode::parse(&v).map_err(|e| ApiError::invalid("practitioner", e.0))?.to_string())
+            }
+            "institution" => {
+                q.institution =
+                    Some(InstitutionCode::parse(&v).map_err(|e| ApiError::invalid("institution", e.0))?.to_string())
+            }
+            "from" => q.from = Some(CivilDate::parse(&v).map_err(|e| ApiError::invalid("from", e.0))?.to_string()),
+            "until" => q.until = Some(CivilDate::parse(&v).map_err(|e| ApiError::invalid("until", e.0))?.to_string()),
+            "claim_id" => {
+                if v.is_empty() || v.len() > claimgate_rules::claim::MAX_CLAIM_ID_BYTES {
+                    return Err(ApiError::invalid(
+                        "claim_id",
+                        format!("`claim_id` must be 1 to {} bytes", claimgate_rules::claim::MAX_CLAIM_ID_BYTES),
+                    ));
+                }
+                q.claim_id = Some(v)
+            }
+            "reason" => {
+                if !AUDIT_REASONS.contains(&v.as_str()) {
+                    return Err(ApiError::invalid(
+                        "reason",
+                        format!("`reason` must be one of {} (ok lines are not recorded)", AUDIT_REASONS.join(", ")),
+                    ));
+                }
+                q.reason = Some(v)
+            }
+            "cursor" => {
+                q.before = Some(parse_cursor(&v).ok_or_else(|| {
+                    ApiError::invalid(
+                        "cursor",
+                        "`cursor` is not one this gate gave out: pass a `next_cursor` unchanged",
+                    )
+                })?)
+            }
+            "limit" => {
+                q.limit = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_AUDIT_PAGE).contains(n))
+                    .ok_or_else(|| ApiError::invalid("limit", format!("`limit` must be 1 to {MAX_AUDIT_PAGE}")))?
+            }
+            other => unreachable!("strict_query refused `{other}`"),
+        }
+    }
+    let g = gate.clone();
+    let page = tokio::task::spawn_blocking(move || g.audit.index.query(&q))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| match e {
+            claimgate_audit::QueryError::Busy => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string()),
+            e => ApiError::internal(e.to_string()),
+        })?;
+    Ok(json(StatusCode::OK, &j!({"records": page.records, "next_cursor": page.next_cursor})))
+}
+
+async fn ready(gate: &Arc<Gate>) -> Reply {
+    // What the sync thread last read: no ledger I/O per request (a flood of
+    // /readyz must not compete with the sync for the ledger). A reading older
+    // than the outage bound means the sync thread itself is stuck: fail closed.
+    let (head, seen, reading_age) = gate.head_reading();
+    let stuck = reading_age > gate.config.ready_max_outage;
+    let head = head.filter(|_| !stuck);
+    let version = gate.version();
+    let status = gate.sync_status.lock().expect("not poisoned").clone();
+    let trouble = gate.ledger_trouble.lock().expect("not poisoned").clone();
+    let append_failure = gate.append_failure.lock().expect("not poisoned").clone();
+    let seen = Some(seen);
+    // Lag against the head read last, else the last head read before an outage.
+    let known_head = head.or(seen.map(|s| s.head));
+    let lag = known_head.map(|h| h.saturating_sub(version.seq()));
+    let outage = if stuck { Some(reading_age) } else { seen.and_then(|s| s.unreachable_since).map(|t| t.elapsed()) };
+    let within_lag = lag.is_some_and(|l| l <= gate.config.ready_max_lag);
+    let ready = within_lag && outage.is_none_or(|o| o <= gate.config.ready_max_outage);
+    let reason = match (head, outage) {
+        (None, Some(o)) if ready => Some(format!(
+            "the ledger cannot be read for {:.1} s; serving the last index (fails closed after {} s)",
+            o.as_secs_f64(),
+            gate.config.ready_max_outage.as_secs()
+        )),
+        (None, Some(o)) => Some(format!("the ledger cannot be read for {:.1} s: failing closed", o.as_secs_f64())),
+        (None, None) => Some("the ledger cannot be read".to_owned()),
+        _ if !within_lag => Some("the index is further behind the ledger than max_lag".to_owned()),
+        _ => append_failure
+            .as_ref()
+            .map(|f| format!("appends fail ({}): checks are answered from the index; see append_failure", f.cause))
+            .or_else(|| {
+                gate.audit.writer.shared.failure.lock().expect("not poisoned").as_ref().map(|f| {
+                    format!("the decision log refuses records ({}): emergency exemptions are answered audit_unavailable; see audit", f.cause.cause())
+                })
+            }),
+    };
+    let body = j!({
+        "ready": ready,
+        "index_seq": version.seq(),
+        "ledger_head": head,
+        "ledger_head_read_seconds_ago": reading_age.as_secs_f64(),
+        "ledger_reachable": head.is_some(),
+        "last_known_ledger_head": known_head,
+        "lag": lag,
+        "max_lag": gate.config.ready_max_lag,
+        "last_swap_age_seconds": status.last_swap.elapsed().as_secs_f64(),
+        "last_swap_error": status.last_error,
+        "ledger": gate.ledger.describe(),
+        "ledger_notifications": gate.ledger.listen_supported().then(|| if gate.listener_connected.load(Ordering::Relaxed) { "connected" } else { "disconnected: polling" }),
+        "ledger_pages": match gate.ledger_pages.lock().expect("not poisoned").clone() {
+            LedgerPages::NotChecked => Value::Null,
+            LedgerPages::Checking { since } => j!({"state": "checking", "for_seconds": since.elapsed().as_secs_f64()}),
+            LedgerPages::Sound { seconds } => j!({"state": "sound", "seconds": seconds}),
+            LedgerPages::Damaged { detail } => j!({"state": "damaged", "detail": detail}),
+            LedgerPages::Unchecked { error } => j!({"state": "unchecked", "error": error}),
+        },
+        "ledger_failures": trouble.as_ref().map_or(0, |t| t.count),
+        "last_ledger_failure": trouble.map(|t| j!({"age_seconds": t.last_at.elapsed().as_secs_f64(), "what": t.last})),
+        "ledger_writable": append_failure.is_none(),
+        "append_failure": append_failure.map(|f| j!({"cause": f.cause, "failing_for_seconds": f.since.elapsed().as_secs_f64(), "what": f.what})),
+        "index_restored_from": gate.restored_from.as_ref().map_or_else(|| "ledger".to_owned(), |p| p.display().to_string()),
+        "last_snapshot_seq": gate.snapshots.last_seq.load(Ordering::Relaxed),
+        "last_snapshot_error": gate.snapshots.last_error.lock().expect("not poisoned").clone(),
+        "snapshots_refused_at_start": gate.refused_snapshots.iter().map(|(p, e)| j!({"path": p.display().to_string(), "error": e})).collect::<Vec<_>>(),
+        "audit": audit_status(gate),
+        "reason": reason,
+    });
+    json(if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &body)
+}
+
+/// The decision log's state, for `/readyz`.
+fn audit_status(gate: &Gate) -> Value {
+    let shared = &gate.audit.writer.shared;
+    let durable = *shared.durable.lock().expect("not poisoned");
+    let failure = shared.failure.lock().expect("not poisoned").clone();
+    let status = &gate.audit.index.status;
+    let indexed = status.next_id.load(Ordering::Relaxed);
+    j!({
+        "dir": shared.config.dir.display().to_string(),
+        "writable": failure.is_none(),
+        "failure": failure.map(|f| j!({"cause": f.cause.cause(), "failing_for_seconds": f.since.elapsed().as_secs_f64(), "what": f.what})),
+        "records": durable.next_id - 1,
+        "queued": shared.queued(),
+        "queue_bound": shared.config.queue_records,
+        "free_bytes": shared.free_bytes.load(Ordering::Relaxed),
+        "reserve_bytes": shared.config.reserve_bytes,
+        "exemptions_refused": gate.metrics.audit_exemptions_refused.load(Ordering::Relaxed),
+        "rejects_unrecorded": gate.metrics.audit_rejects_unrecorded.load(Ordering::Relaxed),
+        "index_lag": durable.next_id.saturating_sub(indexed.max(1)),
+        "index_error": status.last_error.lock().expect("not poisoned").clone(),
+        "damaged_segments": status.damaged.lock().expect("not poisoned").clone(),
+        "torn_tail_cut_at_start": shared.repaired.as_ref().map(|t| j!({"bytes": t.cut_bytes, "kept_in": t.kept_in.as_ref().map(|p| p.display().to_string())})),
+    })
+}
+
+async fn metrics(gate: &Arc<Gate>) -> Reply {
+    // As /readyz: the sync thread's last reading, no ledger I/O here.
+    let (head, seen, _) = gate.head_reading();
+    let seen = seen.head;
+    let version = gate.version();
+    let audit = &gate.audit.writer.shared;
+    let gauges = Gauges {
+        ledger_reachable: head.is_some(),
+        ledger_writable: gate.append_failure.lock().expect("not poisoned").is_none(),
+        index_seq: version.seq(),
+        ledger_head: head.unwrap_or(seen),
+        overlay_entities: version.overlay_len() as u64,
+        audit_queue_depth: audit.queued() as u64,
+        audit_written: audit.stats.written.load(Ordering::Relaxed),
+        audit_failed_writes: audit.stats.failed_writes.load(Ordering::Relaxed),
+        audit_groups: audit.stats.groups.load(Ordering::Relaxed),
+        audit_group_write_us: audit.stats.group_write_us.load(Ordering::Relaxed),
+        audit_indexed: gate.audit.index.status.next_id.load(Ordering::Relaxed).saturating_sub(1),
+        audit_free_bytes: audit.free_bytes.load(Ordering::Relaxed),
+        audit_writable: audit.failure.lock().expect("not poisoned").is_none(),
+        last_swap_age_seconds: gate.sync_status.lock().expect("not poisoned").last_swap.elapsed().as_secs_f64(),
+        snapshots_written: gate.snapshots.written.load(Ordering::Relaxed),
+        snapshot_failures: gate.snapshots.failed.load(Ordering::Relaxed),
+        last_snapshot_seq: gate.snapshots.last_seq.load(Ordering::Relaxed),
+        open_connections: [gate.open_connections(Listener::Check), gate.open_connections(Listener::Admin)],
+        body_bytes_held: gate.config.max_inflight_body_bytes.saturating_sub(gate.body_budget.available()) as u64,
+        ledger_damaged: matches!(*gate.ledger_pages.lock().expect("not poisoned"), LedgerPages::Damaged { .. }),
+    };
+    text(StatusCode::OK, "text/plain; version=0.0.4", gate.metrics.render(&gauges))
+}
+
+/// The query parameters of the integrity file (R22).
+const FILE_PARAMETERS: [&str; 1] = ["as_of"];
+/// The filters of `GET /v1/audit`.
+const AUDIT_PARAMETERS: [&str; 8] =
+    ["practitioner", "institution", "from", "until", "claim_id", "reason", "cursor", "limit"];
+
+/// A route's query parameters (R4): each one the route knows, each given
+/// once, or `invalid_request` naming the parameter (`?asof=` must never
+/// answer as of today, nor `?as_of=a&as_of=b` pick one of the two). A route
+/// that takes none passes `&[]`, so any query it is sent is refused.
+fn strict_query(query: Option<&str>, known: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
+    let params = parse_query(query);
+    for (i, (k, _)) in params.iter().enumerate() {
+        let shown = claimgate_rules::strict_json::quoted_key(k);
+        if !known.contains(&k.as_str()) {
+            let takes = if known.is_empty() {
+                "this route takes no query parameters".to_owned()
+            } else {
+                format!("this route takes {}", known.join(", "))
+            };
+            return Err(ApiError::invalid(k, format!("unknown query parameter `{shown}`; {takes}")));
+        }
+        if params[..i].iter().any(|(seen, _)| seen == k) {
+            return Err(ApiError::invalid(
+                k,
+                format!("the query parameter `{shown}` is given more than once; an ambiguous query is refused (R4): give it once"),
+            ));
+        }
+    }
+    Ok(params)
+}
+
+/// `a=1&b=2` into pairs, with `%XX` and `+` decoded.
+fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
+    // `+` is a space in a query (HTML forms); `%2B` decodes to `+` after it.
+    let decode = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+    query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(query: &str, known: &[&str]) -> ApiError {
+        strict_query(Some(query), known).expect_err(query)
+    }
+
+    #[test]
+    fn a_query_names_only_known_parameters_each_once_r4() {
+        let known = ["as_of"];
+        assert_eq!(strict_query(Some("as_of=2026-03-01"), &known).unwrap(), [("as_of".into(), "2026-03-01".into())]);
+        assert!(strict_query(None, &known).unwrap().is_empty());
+        assert!(strict_query(Some("&"), &[]).unwrap().is_empty(), "an empty query names nothing");
+        let unknown = refused("asof=2026-03-01", &known);
+        assert_eq!((unknown.error.as_str(), unknown.field.as_deref()), ("invalid_request", Some("asof")));
+        assert!(unknown.message.contains("takes as_of"), "{}", unknown.message);
+        let twice = refused("as_of=2026-03-01&as_of=2026-04-01", &known);
+        assert_eq!(twice.field.as_deref(), Some("as_of"));
+        assert!(twice.message.contains("more than once"), "{}", twice.message);
+        // Equal after decoding is the same parameter.
+        assert_eq!(refused("as_of=a&as%5Fof=b", &known).field.as_deref(), Some("as_of"));
+        assert!(refused("min_seq=5", &[]).message.contains("takes no query parameters"));
+    }
+}

@@ -1,0 +1,184 @@
+//! Keeping the index current: [`IndexHandle`] holds the version readers use
+//! (arc-swap: a load never blocks and never sees a half-built version);
+//! [`Syncer`] tails the ledger by `seq`, re-derives only the practitioners and
+//! institutions the new events touch, and publishes the next version.
+
+use super::compact::{CompactInstitution, CompactPractitioner};
+use super::IndexVersion;
+use arc_swap::ArcSwap;
+use claimgate_rules::domain::{InstitutionCode, PractitionerCode, Seq};
+use claimgate_rules::event::{Event, RecordedEvent};
+use claimgate_rules::{institution, practitioner};
+use claimgate_store::ledger::{Ledger, LedgerError};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+/// Most ledger events folded into one published version.
+pub const MAX_SYNC_BATCH: usize = 4_096;
+/// Overlay size (entities) past which the syncer folds it into a new base.
+pub const MERGE_THRESHOLD: usize = 262_144;
+
+/// The current index version, swapped atomically.
+pub struct IndexHandle {
+    current: ArcSwap<IndexVersion>,
+}
+
+impl IndexHandle {
+    /// A handle serving `version`.
+    pub fn new(version: IndexVersion) -> IndexHandle {
+        IndexHandle { current: ArcSwap::from_pointee(version) }
+    }
+
+    /// The current version, held as long as the caller keeps the `Arc` (use
+    /// this across long work; never hold an arc-swap guard across an await).
+    pub fn load(&self) -> Arc<IndexVersion> {
+        self.current.load_full()
+    }
+
+    /// A cheap, short-lived view of the current version for one check.
+    pub fn peek(&self) -> arc_swap::Guard<Arc<IndexVersion>> {
+        self.current.load()
+    }
+
+    /// Publishes `next`; `seq` never goes back.
+    pub fn publish(&self, next: IndexVersion) {
+        let current = self.current.load();
+        assert!(next.seq() >= current.seq(), "index seq would go back: {} -> {}", current.seq(), next.seq());
+        self.current.store(Arc::new(next));
+    }
+}
+
+/// Applies ledger events to an [`IndexHandle`].
+pub struct Syncer {
+    ledger: Arc<Ledger>,
+    handle: Arc<IndexHandle>,
+    merge_threshold: usize,
+    /// A base being rebuilt with the overlay folded in, off the sync path.
+    merge: std::sync::Mutex<Option<Merge>>,
+}
+
+/// A background merge: the version it started from, and the thread building
+/// that version's state as a new base.
+struct Merge {
+    from: Arc<IndexVersion>,
+    thread: std::thread::JoinHandle<IndexVersion>,
+}
+
+impl Syncer {
+    pub fn new(ledger: Arc<Ledger>, handle: Arc<IndexHandle>) -> Syncer {
+        Syncer { ledger, handle, merge_threshold: MERGE_THRESHOLD, merge: std::sync::Mutex::new(None) }
+    }
+
+    /// Whether a background merge is still building (the next step after it
+    /// finishes folds it in); tests wait on this rather than sleep.
+    pub fn merging(&self) -> bool {
+        self.merge.lock().unwrap_or_else(|p| p.into_inner()).as_ref().is_some_and(|m| !m.thread.is_finished())
+    }
+
+    /// The overlay size that starts a background merge (tests use small ones).
+    pub fn with_merge_threshold(mut self, entities: usize) -> Syncer {
+        self.merge_threshold = entities.max(1);
+        self
+    }
+
+    /// Applies at most [`MAX_SYNC_BATCH`] new events and publishes one
+    /// version; returns its `seq`, or `None` if there was nothing new.
+    pub fn step(&self) -> Result<Option<Seq>, LedgerError> {
+        let current = self.handle.load();
+        let events = self.ledger.events_since(current.seq(), MAX_SYNC_BATCH)?;
+        let Some(last) = events.last().map(|r| r.seq) else { return Ok(None) };
+        let next = self.next_version(&current, &events, last)?;
+        self.handle.publish(next);
+        Ok(Some(last))
+    }
+
+    /// Applies everything the ledger holds now; returns the published `seq`.
+    pub fn catch_up(&self) -> Result<Seq, LedgerError> {
+        while self.step()?.is_some() {}
+        Ok(self.handle.load().seq())
+    }
+
+    fn next_version(
+        &self,
+        current: &IndexVersion,
+        events: &[RecordedEvent],
+        last: Seq,
+    ) -> Result<IndexVersion, LedgerError> {
+        let mut practitioners: BTreeSet<PractitionerCode> = BTreeSet::new();
+        let mut institutions: BTreeSet<InstitutionCode> = BTreeSet::new();
+        for r in events {
+            match &r.event {
+                Event::ViolationRevoked { violation_id, .. } => {
+                    practitioners.extend(self.ledger.violation_owner(violation_id)?);
+                }
+                Event::InstitutionDesignated { institution, .. }
+                | Event::InstitutionSuspended { institution, .. }
+                | Event::InstitutionTerminated { institution, .. }
+                | Event::InstitutionRated { institution, .. } => {
+                    institutions.insert(*institution);
+                }
+                other => practitioners.extend(other.practitioner()),
+            }
+        }
+        let policy = self.ledger.policy();
+        // Only events up to `last`: the version must reflect exactly seq <= last.
+        let upto = |mut h: Vec<RecordedEvent>| {
+            h.retain(|r| r.seq <= last);
+            h
+        };
+        let mut changed_p = Vec::with_capacity(practitioners.len());
+        for code in practitioners {
+            let standing = practitioner::derive(code, &upto(self.ledger.practitioner_history(code)?), policy);
+            if standing.registered_ever {
+                changed_p.push((code, CompactPractitioner::from_standing(&standing)));
+            }
+        }
+        let mut changed_i = Vec::with_capacity(institutions.len());
+        for code in institutions {
+            let standing = institution::derive(code, &upto(self.ledger.institution_history(code)?));
+            if !standing.designations.is_empty() {
+                changed_i.push((code, CompactInstitution::from_standing(&standing)));
+            }
+        }
+        let next = current.apply(last, changed_p, changed_i);
+        Ok(self.fold_overlay(next))
+    }
+
+    /// Keeps the overlay small without ever stalling the sync path: past the
+    /// threshold, a thread rebuilds the base from a frozen version; once it is
+    /// done, the next version is that base plus only the entities that changed
+    /// after the frozen version.
+    fn fold_overlay(&self, next: IndexVersion) -> IndexVersion {
+        let mut merge = self.merge.lock().unwrap_or_else(|p| p.into_inner());
+        if merge.as_ref().is_some_and(|m| m.thread.is_finished()) {
+            let done = merge.take().expect("checked above");
+            match done.thread.join() {
+                Ok(merged) => return next.rebased_onto(&merged, &done.from),
+                Err(_) => tracing::error!("index merge thread panicked; keeping the overlay"),
+            }
+        }
+        if merge.is_none() && next.overlay_len() > self.merge_threshold {
+            let from = Arc::new(next.clone());
+            let frozen = from.clone();
+            let thread = std::thread::Builder::new()
+                .name("index-merge".into())
+                .spawn(move || frozen.merged())
+                .expect("spawning the index merge thread");
+            *merge = Some(Merge { from, thread });
+        }
+        next
+    }
+
+    /// Applies everything the ledger holds past the current version, one
+    /// [`Syncer::step`] after another, calling `on_swap` with each version's
+    /// `seq` as it is published; returns once a step finds nothing new. This
+    /// is the whole of the serving gate's sync (its thread calls it when woken
+    /// or on each poll), so tests drive the same code. On an error the last
+    /// good version stays in service and the error is returned.
+    pub fn apply_pending(&self, mut on_swap: impl FnMut(Seq)) -> Result<(), LedgerError> {
+        while let Some(seq) = self.step()? {
+            on_swap(seq);
+        }
+        Ok(())
+    }
+}

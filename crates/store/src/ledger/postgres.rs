@@ -1,0 +1,975 @@
+//! The PostgreSQL ledger: the same append-only event ledger as the embedded
+//! one (R5–R8), in one schema of a PostgreSQL database, so that several gate
+//! nodes can share one authoritative store.
+//!
+//! Appends are serialised across connections and nodes by the one-row head
+//! table: each append transaction first locks it (`SELECT … FOR UPDATE`), then
+//! validates (R8) by reading inside that same transaction, inserts the accepted
+//! events with the next `seq`s, moves the head and commits. Because the next
+//! appender cannot even read the head before the previous one has committed,
+//! `seq` order is commit order: a tailer reading `seq > last` never skips a
+//! row that commits later with a lower number, and two nodes never both accept
+//! what R8 refuses when the events are taken in order. Every accepted batch
+//! sends `NOTIFY claimgate_events, '<new head>'`, delivered on commit.
+//!
+//! Reads (tailing, histories) use their own connection, so they never queue
+//! behind an append; a full scan uses a connection of its own, inside one
+//! `REPEATABLE READ` snapshot.
+
+use super::postgres_tls::TlsSettings;
+use super::{Appended, HistoryOf, LedgerError, MAX_APPEND_BATCH, MAX_TAIL_BATCH};
+use ::postgres::config::Host;
+use ::postgres::fallible_iterator::FallibleIterator;
+use ::postgres::{Client, Config, GenericClient, IsolationLevel, NoTls, Row, Statement, Transaction};
+use claimgate_rules::domain::{EventId, InstitutionCode, PractitionerCode, Seq, ViolationId};
+use claimgate_rules::event::{Event, RecordedEvent, Violation};
+use claimgate_rules::policy::Policy;
+use claimgate_rules::practitioner::ScoringStep;
+use claimgate_rules::refusal::Refusal;
+use claimgate_rules::validate::{self, Admission, KnownViolation, LedgerFacts};
+use std::collections::HashMap;
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+/// The schema used when the URL names none.
+pub const DEFAULT_SCHEMA: &str = "claimgate";
+/// The channel every accepted batch notifies, with the new head as payload.
+pub const NOTIFY_CHANNEL: &str = "claimgate_events";
+/// The schema this build writes and reads.
+const SCHEMA_VERSION: i64 = 2;
+/// Longest schema name PostgreSQL keeps (longer ones are silently truncated).
+const MAX_SCHEMA_BYTES: usize = 63;
+/// Connect timeout when the URL sets none.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest one statement of a client's read (an integrity file, `explain`)
+/// may run on the server before PostgreSQL cancels it, so no read holds a
+/// query session indefinitely.
+const QUERY_STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `MIGRATIONS[v]` takes the schema from version `v` to `v + 1`; version 0 is
+/// an empty `claimgate_schema` table. Code columns compare bytewise (`"C"`),
+/// so grouping and ordering match the embedded ledger whatever the database's
+/// collation.
+const MIGRATIONS: &[&str] = &[
+    "
+CREATE TABLE claimgate_meta (key text PRIMARY KEY, value text NOT NULL);
+CREATE TABLE events (
+    seq          bigint PRIMARY KEY,
+    kind         text COLLATE \"C\" NOT NULL,
+    effective    text NOT NULL,
+    practitioner text COLLATE \"C\",
+    institution  text COLLATE \"C\",
+    violation_id text COLLATE \"C\",
+    body         text NOT NULL
+);
+CREATE INDEX events_by_practitioner ON events(practitioner, kind) WHERE practitioner IS NOT NULL;
+CREATE INDEX events_by_institution ON events(institution, kind) WHERE institution IS NOT NULL;
+CREATE INDEX events_by_violation ON events(violation_id, kind) WHERE violation_id IS NOT NULL;
+CREATE TABLE claimgate_head (id int PRIMARY KEY CHECK (id = 1), seq bigint NOT NULL);
+INSERT INTO claimgate_head (id, seq) VALUES (1, 0);
+",
+    "
+-- Version 2 (RULES.md v2): event_id for re-sends (R7a), unique among accepted
+-- events; points of violations and repairs, so validation reads scoring steps
+-- without decoding bodies. The backfill derives the column from each row's own
+-- body, once; no event's content changes.
+ALTER TABLE events ADD COLUMN event_id text COLLATE \"C\", ADD COLUMN points bigint;
+UPDATE events SET points = (body::json->>'points')::bigint WHERE kind IN ('violation_scored', 'points_repaired');
+CREATE UNIQUE INDEX events_by_event_id ON events(event_id) WHERE event_id IS NOT NULL;
+CREATE INDEX events_scoring ON events(practitioner, effective COLLATE \"C\") INCLUDE (kind, points, violation_id)
+    WHERE kind IN ('violation_scored', 'points_repaired');
+",
+];
+
+const LOCK_HEAD: &str = "SELECT seq FROM claimgate_head WHERE id = 1 FOR UPDATE";
+const READ_HEAD: &str = "SELECT seq FROM claimgate_head WHERE id = 1";
+/// Moves the head and queues the notification (sent on commit), in one round trip.
+const SET_HEAD_AND_NOTIFY: &str = "WITH moved AS (UPDATE claimgate_head SET seq = $1 WHERE id = 1 RETURNING seq)
+     SELECT pg_notify($2, seq::text) FROM moved";
+const INSERT: &str =
+    "INSERT INTO events (seq, kind, effective, practitioner, institution, violation_id, body, event_id, points)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+const EVENTS_SINCE: &str = "SELECT seq, body FROM events WHERE seq > $1 ORDER BY seq LIMIT $2";
+const PRACTITIONER_HISTORY: &str = "SELECT seq, body FROM events WHERE practitioner = $1 ORDER BY seq";
+const INSTITUTION_HISTORY: &str =
+    "SELECT seq, body FROM events WHERE institution = $1 AND kind LIKE 'institution_%' ORDER BY seq";
+const FIND_VIOLATION: &str = "SELECT seq, body FROM events WHERE violation_id = $1 AND kind = 'violation_scored'";
+const INSTITUTION_DESIGNATED: &str =
+    "SELECT 1 FROM events WHERE institution = $1 AND kind = 'institution_designated' LIMIT 1";
+const PRACTITIONER_REGISTERED: &str =
+    "SELECT 1 FROM events WHERE practitioner = $1 AND kind = 'practitioner_registered' LIMIT 1";
+const REVOCATION_OF: &str =
+    "SELECT seq, body FROM events WHERE violation_id = $1 AND kind = 'violation_revoked' ORDER BY seq LIMIT 1";
+const EVENT_WITH_ID: &str = "SELECT seq, body FROM events WHERE event_id = $1";
+/// A practitioner's standing violations and repairs dated in a span of years (R11).
+const SCORING_STEPS: &str = "SELECT e.kind, e.effective, e.seq, e.points FROM events e
+     WHERE e.practitioner = $1 AND e.kind IN ('violation_scored', 'points_repaired')
+       AND e.effective COLLATE \"C\" >= $2 AND e.effective COLLATE \"C\" <= $3
+       AND NOT (e.kind = 'violation_scored' AND EXISTS (SELECT 1 FROM events r
+                WHERE r.violation_id = e.violation_id AND r.kind = 'violation_revoked'))
+     ORDER BY e.effective COLLATE \"C\", e.seq";
+const SCAN_PRACTITIONERS: &str = "SELECT practitioner, seq, body FROM events
+     WHERE practitioner IS NOT NULL AND seq <= $1 ORDER BY practitioner, seq";
+const SCAN_INSTITUTIONS: &str = "SELECT institution, seq, body FROM events
+     WHERE institution IS NOT NULL AND kind LIKE 'institution_%' AND seq <= $1 ORDER BY institution, seq";
+
+/// The append-only event ledger in a PostgreSQL schema.
+pub struct PostgresLedger {
+    target: Target,
+    /// The connection appends run on.
+    writer: Mutex<Option<Conn>>,
+    /// The connection tailing and history reads run on.
+    reader: Mutex<Option<Conn>>,
+    /// Sessions for the reads clients ask for (integrity files, `explain`),
+    /// [`super::QUERY_CONNECTIONS`] of them, each opened when first needed:
+    /// a slow one never holds the index sync's `reader`.
+    queries: Vec<Mutex<Option<Conn>>>,
+    policy: Policy,
+    id: u64,
+}
+
+/// A session waiting for append notifications (see [`PostgresLedger::listen`]).
+pub struct NotifyListener {
+    client: Client,
+}
+
+impl NotifyListener {
+    /// Waits up to `timeout` for appends; `Ok(true)` if any were notified
+    /// (all pending ones are consumed), `Ok(false)` on timeout, an error if
+    /// the session was lost (open a new listener).
+    pub fn wait(&mut self, timeout: std::time::Duration) -> Result<bool, LedgerError> {
+        use ::postgres::fallible_iterator::FallibleIterator;
+        let mut notifications = self.client.notifications();
+        let any = notifications.timeout_iter(timeout).next().map_err(pg("waiting for append notifications"))?.is_some();
+        // Consume what else is already pending: one wake-up covers them all.
+        while notifications.iter().next().map_err(pg("waiting for append notifications"))?.is_some() {}
+        Ok(any)
+    }
+}
+
+/// Where the ledger lives and how a session is set up.
+struct Target {
+    config: Config,
+    /// The TLS connector the URL's `sslmode` asks for; `None`: plain TCP.
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+    schema: String,
+    description: String,
+    writer_session: String,
+    reader_session: String,
+    /// A reader's session whose statements stop at [`QUERY_STATEMENT_TIMEOUT`].
+    query_session: String,
+}
+
+/// One open session and the statements prepared on it.
+struct Conn {
+    client: Client,
+    statements: Statements,
+}
+
+/// Prepared statements of one session, by their SQL.
+#[derive(Default)]
+struct Statements(HashMap<&'static str, Statement>);
+
+fn pg(doing: &'static str) -> impl FnOnce(::postgres::Error) -> LedgerError {
+    move |source| LedgerError::Postgres { doing, source }
+}
+
+impl PostgresLedger {
+    /// Opens the ledger at `url` (a libpq-style URL,
+    /// `postgres://user@host:port/db?...`), creating its schema and an empty
+    /// ledger if there is none and migrating an older one. Our own query
+    /// parameter `schema=NAME` (default `claimgate`) selects the schema; every
+    /// statement runs in it. A schema holding other tables, a newer ledger,
+    /// or one created under another policy is refused untouched.
+    pub fn open(url: &str, policy: &Policy) -> Result<PostgresLedger, LedgerError> {
+        let target = Target::parse(url)?;
+        let mut client = target.connect(&target.writer_session)?;
+        let id = init(&mut client, &target, policy)?;
+        let writer = Conn { client, statements: Statements::default() };
+        let reader = Conn::open(&target, &target.reader_session)?;
+        Ok(PostgresLedger {
+            target,
+            writer: Mutex::new(Some(writer)),
+            reader: Mutex::new(Some(reader)),
+            queries: (0..super::QUERY_CONNECTIONS).map(|_| Mutex::new(None)).collect(),
+            policy: policy.clone(),
+            id,
+        })
+    }
+
+    /// A number chosen when the ledger was created, so that index snapshots
+    /// of one ledger are never loaded over another.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The policy the ledger validates with.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Where the ledger lives, for messages: the URL without its password,
+    /// and the schema.
+    pub fn describe(&self) -> String {
+        self.target.description.clone()
+    }
+
+    /// Whether the read session is encrypted (as the server sees it): with
+    /// the default `sslmode=prefer` that depends on the server.
+    pub fn session_encrypted(&self) -> Result<bool, LedgerError> {
+        self.read(|client, _| {
+            let row = client
+                .query_one("SELECT coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)", &[])
+                .map_err(pg("asking whether the session is encrypted"))?;
+            Ok(row.get(0))
+        })
+    }
+
+    /// A dedicated session LISTENing on [`NOTIFY_CHANNEL`]: every committed
+    /// append (from any node) wakes it. The channel is per database, so a
+    /// notification means "look at the ledger now", nothing more.
+    pub fn listen(&self) -> Result<NotifyListener, LedgerError> {
+        let mut client = self.target.connect(&self.target.reader_session)?;
+        client.batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}")).map_err(pg("listening for appends"))?;
+        Ok(NotifyListener { client })
+    }
+
+    /// Validates and appends each event in order, in one durable transaction;
+    /// each is judged against everything accepted before it, earlier events of
+    /// the batch included, by whichever node appended it. Returns one outcome
+    /// per event.
+    pub fn append_batch(&self, events: &[Event]) -> Result<Vec<Result<Appended, Refusal>>, LedgerError> {
+        if events.len() > MAX_APPEND_BATCH {
+            return Err(LedgerError::BatchTooLarge { len: events.len(), max: MAX_APPEND_BATCH });
+        }
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        // A session lost before the transaction began wrote nothing: retry
+        // once on a fresh one. A loss later (at commit, say) is returned.
+        match self.append_once(events) {
+            Err(e @ LedgerError::Postgres { doing: STARTING_AN_APPEND, .. }) if session_lost(&e) => {
+                self.append_once(events)
+            }
+            other => other,
+        }
+    }
+
+    fn append_once(&self, events: &[Event]) -> Result<Vec<Result<Appended, Refusal>>, LedgerError> {
+        self.with(&self.writer, &self.target.writer_session, |conn| {
+            let statements = &mut conn.statements;
+            let mut tx = conn.client.transaction().map_err(pg(STARTING_AN_APPEND))?;
+            // Serialises appenders on every connection and node until commit.
+            let locked = statements.query_opt(&mut tx, LOCK_HEAD, &[]).map_err(pg("locking the ledger head"))?;
+            let start = head_from(locked)?;
+            let mut head = start;
+            let mut outcomes = Vec::with_capacity(events.len());
+            for event in events {
+                let mut facts = Facts { tx: &mut tx, statements, policy: &self.policy };
+                let outcome = match validate::validate(event, &self.policy, &mut facts)? {
+                    Err(refusal) => Err(refusal),
+                    Ok(Admission::AlreadyRecorded(seq)) => Ok(Appended { seq, already_recorded: true }),
+                    Ok(Admission::Append) => {
+                        head += 1;
+                        insert(&mut tx, statements, head, event)?;
+                        Ok(Appended { seq: head, already_recorded: false })
+                    }
+                };
+                outcomes.push(outcome);
+            }
+            if head == start {
+                // Nothing stored: release the head without a commit to flush.
+                tx.rollback().map_err(pg("ending an append"))?;
+                return Ok(outcomes);
+            }
+            statements
+                .execute(&mut tx, SET_HEAD_AND_NOTIFY, &[&to_db(head), &NOTIFY_CHANNEL])
+                .map_err(pg("moving the ledger head"))?;
+            tx.commit().map_err(pg("committing an append"))?;
+            Ok(outcomes)
+        })
+    }
+
+    /// The highest `seq` accepted (0 for an empty ledger).
+    pub fn head(&self) -> Result<Seq, LedgerError> {
+        self.read(|client, statements| {
+            head_from(statements.query_opt(client, READ_HEAD, &[]).map_err(pg("reading the ledger head"))?)
+        })
+    }
+
+    /// Accepted events with `seq > after`, ascending, at most `limit`
+    /// (capped at [`MAX_TAIL_BATCH`]).
+    pub fn events_since(&self, after: Seq, limit: usize) -> Result<Vec<RecordedEvent>, LedgerError> {
+        let limit = limit.min(MAX_TAIL_BATCH) as i64;
+        self.read(|client, statements| {
+            let rows =
+                statements.query(client, EVENTS_SINCE, &[&to_db(after), &limit]).map_err(pg("reading events"))?;
+            decode_rows(&rows, &self.policy, "reading events")
+        })
+    }
+
+    /// Every accepted event about a practitioner, revocations of their
+    /// violations included, ascending by `seq`.
+    pub fn practitioner_history(&self, code: PractitionerCode) -> Result<Vec<RecordedEvent>, LedgerError> {
+        self.read(|client, statements| history(client, statements, HistoryOf::Practitioner(code), &self.policy))
+    }
+
+    /// Every accepted institution event (designation, suspension,
+    /// termination, rating) about an institution, ascending by `seq`.
+    pub fn institution_history(&self, code: InstitutionCode) -> Result<Vec<RecordedEvent>, LedgerError> {
+        self.read(|client, statements| history(client, statements, HistoryOf::Institution(code), &self.policy))
+    }
+
+    /// [`Self::practitioner_history`] on a query session (a client's read).
+    pub fn query_practitioner_history(&self, code: PractitionerCode) -> Result<Vec<RecordedEvent>, LedgerError> {
+        self.query(|client, statements| history(client, statements, HistoryOf::Practitioner(code), &self.policy))
+    }
+
+    /// [`Self::institution_history`] on a query session (a client's read).
+    pub fn query_institution_history(&self, code: InstitutionCode) -> Result<Vec<RecordedEvent>, LedgerError> {
+        self.query(|client, statements| history(client, statements, HistoryOf::Institution(code), &self.policy))
+    }
+
+    /// The practitioner a violation belongs to, if it was ever scored.
+    pub fn violation_owner(&self, id: &ViolationId) -> Result<Option<PractitionerCode>, LedgerError> {
+        self.read(|client, statements| Ok(find_violation(client, statements, id)?.map(|(_, v)| v.practitioner)))
+    }
+
+    /// Streams every entity's history at one consistent `seq` (returned): each
+    /// practitioner's events (revocations of their violations included), then
+    /// each institution's own events, grouped by code. Runs on a connection of
+    /// its own inside one read-only snapshot, so appends and tailing go on
+    /// meanwhile.
+    pub fn scan_histories(
+        &self,
+        mut on_practitioner: impl FnMut(PractitionerCode, &[RecordedEvent]),
+        mut on_institution: impl FnMut(InstitutionCode, &[RecordedEvent]),
+    ) -> Result<Seq, LedgerError> {
+        const DOING: &str = "scanning the ledger";
+        let mut client = self.target.connect(&self.target.reader_session)?;
+        // One snapshot: the head and both scans see the same accepted events.
+        let mut tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .map_err(pg("starting a scan"))?;
+        let head = head_from(tx.query_opt(READ_HEAD, &[]).map_err(pg("reading the ledger head"))?)?;
+        let policy = &self.policy;
+        let mut scan = |sql: &str, on: &mut GroupSink| {
+            let mut rows = tx.query_raw(sql, [to_db(head)]).map_err(pg(DOING))?;
+            let mut current: Option<String> = None;
+            let mut group: Vec<RecordedEvent> = Vec::new();
+            while let Some(row) = rows.next().map_err(pg(DOING))? {
+                let key: String = row.try_get(0).map_err(pg(DOING))?;
+                if current.as_deref() != Some(key.as_str()) {
+                    if let Some(done) = current.replace(key) {
+                        on(done, &group)?;
+                    }
+                    group.clear();
+                }
+                let seq: i64 = row.try_get(1).map_err(pg(DOING))?;
+                let body: &str = row.try_get(2).map_err(pg(DOING))?;
+                group.push(super::decode_stored(seq, body, policy)?);
+            }
+            if let Some(done) = current {
+                on(done, &group)?;
+            }
+            Ok::<(), LedgerError>(())
+        };
+        let bad_code =
+            |key: &str| LedgerError::Corrupt { seq: 0, message: format!("indexed code `{key}` is not valid") };
+        scan(SCAN_PRACTITIONERS, &mut |key, events| {
+            on_practitioner(PractitionerCode::parse(&key).map_err(|_| bad_code(&key))?, events);
+            Ok(())
+        })?;
+        scan(SCAN_INSTITUTIONS, &mut |key, events| {
+            on_institution(InstitutionCode::parse(&key).map_err(|_| bad_code(&key))?, events);
+            Ok(())
+        })?;
+        tx.commit().map_err(pg("ending a scan"))?;
+        Ok(head)
+    }
+
+    /// Drops the schema and everything in it (tests and temporary replays
+    /// only).
+    pub fn drop_schema(self) -> Result<(), LedgerError> {
+        let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", quote_ident(&self.target.schema));
+        // Close the read session first: it holds nothing, but need not linger.
+        drop(lock(&self.reader).take());
+        self.with(&self.writer, &self.target.writer_session, |conn| {
+            conn.client.batch_execute(&sql).map_err(pg("dropping the ledger schema"))
+        })
+    }
+
+    /// Runs `op` on the read session. Reads change nothing, so a read that
+    /// finds its session lost (say, terminated by an administrator) is run once
+    /// more on a fresh one before an error is returned.
+    fn read<T>(
+        &self,
+        mut op: impl FnMut(&mut Client, &mut Statements) -> Result<T, LedgerError>,
+    ) -> Result<T, LedgerError> {
+        let first =
+            self.with(&self.reader, &self.target.reader_session, |conn| op(&mut conn.client, &mut conn.statements));
+        match first {
+            Err(e) if session_lost(&e) => {
+                self.with(&self.reader, &self.target.reader_session, |conn| op(&mut conn.client, &mut conn.statements))
+            }
+            other => other,
+        }
+    }
+
+    /// Runs `op` on a query session: a free one if there is one, else the
+    /// first (the server never runs more than [`super::QUERY_CONNECTIONS`]
+    /// at once, so it never waits here). Like [`Self::read`], a lost session
+    /// is replaced and the read run once more.
+    fn query<T>(
+        &self,
+        mut op: impl FnMut(&mut Client, &mut Statements) -> Result<T, LedgerError>,
+    ) -> Result<T, LedgerError> {
+        let free = self.queries.iter().position(|slot| slot.try_lock().is_ok() || slot.is_poisoned()).unwrap_or(0);
+        let (slot, session) = (&self.queries[free], &self.target.query_session);
+        match self.with(slot, session, |conn| op(&mut conn.client, &mut conn.statements)) {
+            Err(e) if session_lost(&e) => self.with(slot, session, |conn| op(&mut conn.client, &mut conn.statements)),
+            other => other,
+        }
+    }
+
+    /// Runs `op` on the session in `slot`, opening it first if there is none
+    /// or it was closed. A call that finds the connection broken (closed, or
+    /// an error without a database error code) returns its error and leaves
+    /// the slot empty, so the next call reconnects.
+    fn with<T>(
+        &self,
+        slot: &Mutex<Option<Conn>>,
+        session: &str,
+        op: impl FnOnce(&mut Conn) -> Result<T, LedgerError>,
+    ) -> Result<T, LedgerError> {
+        let mut guard = lock(slot);
+        let conn = match &mut *guard {
+            Some(conn) if !conn.client.is_closed() => conn,
+            stale => stale.insert(Conn::open(&self.target, session)?),
+        };
+        let result = op(conn);
+        let broken = conn.client.is_closed()
+            || matches!(&result, Err(LedgerError::Postgres { source, .. }) if source.code().is_none());
+        if broken {
+            *guard = None;
+        }
+        result
+    }
+}
+
+/// What an append was doing when its transaction could not even begin.
+const STARTING_AN_APPEND: &str = "starting an append";
+
+/// Whether an error means the session itself is gone (closed, terminated by
+/// an administrator, or a connection-class failure), not a refused statement.
+fn session_lost(e: &LedgerError) -> bool {
+    let LedgerError::Postgres { source, .. } = e else { return false };
+    source.is_closed()
+        || match source.code() {
+            None => true,
+            Some(code) => {
+                let c = code.code();
+                c.starts_with("08") || c == "57P01" || c == "57P02" || c == "57P03"
+            }
+        }
+}
+
+/// Locks a session slot. A panic while it was held rolled back any open
+/// transaction (dropping it does), but the session is not trusted again.
+fn lock(slot: &Mutex<Option<Conn>>) -> MutexGuard<'_, Option<Conn>> {
+    match slot.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => {
+            let mut guard = poisoned.into_inner();
+            *guard = None;
+            slot.clear_poison();
+            guard
+        }
+    }
+}
+
+impl Target {
+    fn parse(url: &str) -> Result<Target, LedgerError> {
+        let (rest, schema, tls) = split_url(url).map_err(|detail| LedgerError::Tls { detail })?;
+        let schema = schema.unwrap_or_else(|| DEFAULT_SCHEMA.to_owned());
+        let mut config = Config::from_str(&rest).map_err(pg("parsing the database URL"))?;
+        if config.get_application_name().is_none() {
+            config.application_name("claimgate");
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
+        }
+        let description = describe(&config, &schema, &tls);
+        let bad = |detail: String| LedgerError::NotALedger { path: PathBuf::from(&description), detail };
+        if schema.is_empty() {
+            return Err(bad("the `schema=` URL parameter is empty; name a schema or leave it out".into()));
+        }
+        if schema.len() > MAX_SCHEMA_BYTES || schema.contains('\0') {
+            return Err(bad(format!("`{}` cannot be a schema name (at most 63 bytes, no NUL)", schema.escape_debug())));
+        }
+        let search_path = format!("SET search_path TO {};", quote_ident(&schema));
+        // R5: an acknowledged event is flushed before its seq is returned;
+        // `connect` reads back what the append session got (see
+        // `check_durability`). No append session sits idle inside its
+        // transaction, so one that does has lost its node: free the head.
+        let writer_session = format!("{search_path} SET idle_in_transaction_session_timeout TO '60s';");
+        let reader_session = format!("{search_path} SET default_transaction_read_only TO on;");
+        let query_session =
+            format!("{reader_session} SET statement_timeout TO '{}ms';", QUERY_STATEMENT_TIMEOUT.as_millis());
+        let tls = tls.connector()?;
+        Ok(Target { config, tls, schema, description, writer_session, reader_session, query_session })
+    }
+
+    fn connect(&self, session: &str) -> Result<Client, LedgerError> {
+        let connected = match &self.tls {
+            Some(tls) => self.config.connect(tls.clone()),
+            None => self.config.connect(NoTls),
+        };
+        let mut client = connected.map_err(pg("connecting to PostgreSQL"))?;
+        client.batch_execute(session).map_err(pg("setting up a PostgreSQL session"))?;
+        if session == self.writer_session {
+            // Every session that appends, the first and each reconnect.
+            self.check_durability(&mut client)?;
+        }
+        Ok(client)
+    }
+
+    /// Reads back, on the session appends run on, the settings an
+    /// acknowledged event's survival rests on, and refuses it (`NotDurable`)
+    /// when the server or the session would let a commit return before its
+    /// WAL is flushed to disk. See [`durability_refusal`].
+    fn check_durability(&self, client: &mut Client) -> Result<(), LedgerError> {
+        const DOING: &str = "reading back the durability settings";
+        let rows = client
+            .query("SELECT name, setting, source FROM pg_settings WHERE name IN ('synchronous_commit', 'fsync')", &[])
+            .map_err(pg(DOING))?;
+        let mut settings = HashMap::new();
+        for row in &rows {
+            let name: String = row.try_get(0).map_err(pg(DOING))?;
+            let setting: String = row.try_get(1).map_err(pg(DOING))?;
+            let source: String = row.try_get(2).map_err(pg(DOING))?;
+            settings.insert(name, (setting, source));
+        }
+        let get =
+            |name: &str| settings.get(name).map(|(v, s)| (v.as_str(), s.as_str())).unwrap_or(("unknown", "unknown"));
+        let user = self.config.get_user().unwrap_or("the ledger's user");
+        match durability_refusal(get("synchronous_commit"), get("fsync"), user) {
+            None => Ok(()),
+            Some((setting, value, fix)) => {
+                Err(super::error::NotDurable { store: self.description.clone(), setting, value, fix }.into())
+            }
+        }
+    }
+
+    fn refuse(&self, detail: String) -> LedgerError {
+        LedgerError::NotALedger { path: PathBuf::from(&self.description), detail }
+    }
+}
+
+impl Conn {
+    fn open(target: &Target, session: &str) -> Result<Conn, LedgerError> {
+        Ok(Conn { client: target.connect(session)?, statements: Statements::default() })
+    }
+}
+
+impl Statements {
+    /// The statement for `sql`, prepared on first use (through `client`,
+    /// which must be this session or a transaction on it).
+    fn get(&mut self, client: &mut impl GenericClient, sql: &'static str) -> Result<Statement, ::postgres::Error> {
+        if let Some(statement) = self.0.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = client.prepare(sql)?;
+        self.0.insert(sql, statement.clone());
+        Ok(statement)
+    }
+
+    fn query(
+        &mut self,
+        client: &mut impl GenericClient,
+        sql: &'static str,
+        params: &[&(dyn ::postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Row>, ::postgres::Error> {
+        let statement = self.get(client, sql)?;
+        client.query(&statement, params)
+    }
+
+    fn query_opt(
+        &mut self,
+        client: &mut impl GenericClient,
+        sql: &'static str,
+        params: &[&(dyn ::postgres::types::ToSql + Sync)],
+    ) -> Result<Option<Row>, ::postgres::Error> {
+        let statement = self.get(client, sql)?;
+        client.query_opt(&statement, params)
+    }
+
+    fn execute(
+        &mut self,
+        client: &mut impl GenericClient,
+        sql: &'static str,
+        params: &[&(dyn ::postgres::types::ToSql + Sync)],
+    ) -> Result<u64, ::postgres::Error> {
+        let statement = self.get(client, sql)?;
+        client.execute(&statement, params)
+    }
+}
+
+/// Creates or migrates the ledger in the target schema and checks it against
+/// `policy`, in one transaction; returns the ledger id.
+fn init(client: &mut Client, target: &Target, policy: &Policy) -> Result<u64, LedgerError> {
+    const DOING: &str = "creating the ledger schema";
+    let schema = target.schema.as_str();
+    let mut tx = client.transaction().map_err(pg(DOING))?;
+    // Nodes opening the same schema at once take turns.
+    let key = (xxhash_rust::xxh3::xxh3_64(format!("claimgate:{schema}").as_bytes()) >> 1) as i64;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&key]).map_err(pg(DOING))?;
+    let count = |tx: &mut Transaction<'_>, sql: &str| -> Result<i64, LedgerError> {
+        tx.query_one(sql, &[&schema]).and_then(|row| row.try_get(0)).map_err(pg(DOING))
+    };
+    if count(&mut tx, "SELECT count(*) FROM pg_namespace WHERE nspname = $1")? == 0 {
+        // Only when absent: a schema made beforehand needs no CREATE right on the database.
+        tx.batch_execute(&format!("CREATE SCHEMA {}", quote_ident(schema))).map_err(pg(DOING))?;
+    }
+    let versioned = count(
+        &mut tx,
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = $1 AND c.relname = 'claimgate_schema' AND c.relkind IN ('r', 'p')",
+    )?;
+    if versioned == 0 {
+        let others = count(
+            &mut tx,
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1",
+        )?;
+        if others > 0 {
+            return Err(target.refuse(format!(
+                "schema `{schema}` already holds {others} relations of another application and no claimgate_schema table"
+            )));
+        }
+        tx.batch_execute(
+            "CREATE TABLE claimgate_schema (version bigint NOT NULL); INSERT INTO claimgate_schema VALUES (0);",
+        )
+        .map_err(pg(DOING))?;
+    }
+    let versions: Vec<i64> = tx
+        .query("SELECT version FROM claimgate_schema", &[])
+        .map_err(pg("reading the schema version"))?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()
+        .map_err(pg("reading the schema version"))?;
+    let [found] = versions[..] else {
+        return Err(target.refuse(format!("its claimgate_schema table holds {} rows instead of one", versions.len())));
+    };
+    if found > SCHEMA_VERSION {
+        return Err(LedgerError::SchemaTooNew {
+            path: PathBuf::from(&target.description),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if found < 0 {
+        return Err(target.refuse(format!("its schema version is {found}")));
+    }
+    if found < SCHEMA_VERSION {
+        for migration in &MIGRATIONS[found as usize..SCHEMA_VERSION as usize] {
+            tx.batch_execute(migration).map_err(pg("migrating the ledger schema"))?;
+        }
+        tx.execute("UPDATE claimgate_schema SET version = $1", &[&SCHEMA_VERSION])
+            .map_err(pg("migrating the ledger schema"))?;
+    }
+    let policy_json = serde_json::to_string(policy).expect("policy serializes");
+    if found == 0 {
+        tx.execute(
+            "INSERT INTO claimgate_meta (key, value) VALUES ('policy', $1), ('ledger_id', $2)",
+            &[&policy_json, &super::new_ledger_id()?.to_string()],
+        )
+        .map_err(pg(DOING))?;
+    }
+    let mut meta = |key: &str| -> Result<Option<String>, LedgerError> {
+        tx.query_opt("SELECT value FROM claimgate_meta WHERE key = $1", &[&key])
+            .and_then(|row| row.map(|r| r.try_get(0)).transpose())
+            .map_err(pg("reading ledger metadata"))
+    };
+    let stored_policy = meta("policy")?.unwrap_or_default();
+    if serde_json::from_str::<Policy>(&stored_policy).ok().as_ref() != Some(policy) {
+        return Err(LedgerError::PolicyMismatch { stored: stored_policy });
+    }
+    let id = meta("ledger_id")?.and_then(|v| v.parse().ok()).unwrap_or(0);
+    let head = head_from(tx.query_opt(READ_HEAD, &[]).map_err(pg("reading the ledger head"))?)?;
+    let last: i64 = tx
+        .query_one("SELECT coalesce(max(seq), 0) FROM events", &[])
+        .and_then(|row| row.try_get(0))
+        .map_err(pg("reading the ledger head"))?;
+    if last as Seq != head {
+        return Err(LedgerError::Corrupt {
+            seq: last as Seq,
+            message: format!("the head row says {head} but the last stored event is {last}"),
+        });
+    }
+    tx.commit().map_err(pg(DOING))?;
+    Ok(id)
+}
+
+/// Receives one entity's history during a scan: its code as stored, events.
+type GroupSink<'a> = dyn FnMut(String, &[RecordedEvent]) -> Result<(), LedgerError> + 'a;
+
+/// `synchronous_commit` values under which a commit returns only after its
+/// WAL is flushed to this server's disk: `local`, `on`, and the two that
+/// also wait for a synchronous standby (`remote_write`, `remote_apply`; with
+/// no standby named they act as `on`). Only `off` returns before the flush.
+const DURABLE_SYNCHRONOUS_COMMIT: &[&str] = &["on", "local", "remote_write", "remote_apply"];
+
+/// Why the append session is not durable, as (setting, value with its
+/// source, what to do), or `None` when it is: `fsync` must be `on` (with it
+/// off the server never flushes, whatever a session asks) and
+/// `synchronous_commit` one of [`DURABLE_SYNCHRONOUS_COMMIT`]. Each setting
+/// is `(value, pg_settings.source)`; `user` is the role claimgate logs in as.
+/// A session set to `off` is refused rather than set back to `on`: the
+/// operator, a role or the URL asked for it, and the fix belongs there.
+fn durability_refusal(
+    synchronous_commit: (&str, &str),
+    fsync: (&str, &str),
+    user: &str,
+) -> Option<(&'static str, String, String)> {
+    let (value, source) = fsync;
+    if value != "on" {
+        return Some((
+            "fsync",
+            value.to_owned(),
+            format!("It comes from the server's {source}: the server never flushes its WAL to disk. Set `fsync = on` in postgresql.conf and reload the server \
+             (`SELECT pg_reload_conf()`); a crash while it was off may have damaged the database, so check it \
+             (amcheck, pg_checksums) before appending again"
+            ),
+        ));
+    }
+    let (value, source) = synchronous_commit;
+    if DURABLE_SYNCHRONOUS_COMMIT.contains(&value) {
+        return None;
+    }
+    let fix = match source {
+        "client" => "the connection asks for it: remove `-c synchronous_commit=...` from the `options` of the \
+                     --store URL"
+            .to_owned(),
+        "user" => format!("the role asks for it: `ALTER ROLE {user} RESET synchronous_commit`"),
+        "database" => "the database asks for it: `ALTER DATABASE <db> RESET synchronous_commit`".to_owned(),
+        "database user" => {
+            format!(
+                "the role in this database asks for it: `ALTER ROLE {user} IN DATABASE <db> RESET synchronous_commit`"
+            )
+        }
+        _ => format!(
+            "set `synchronous_commit = on` in postgresql.conf and reload, or only for claimgate's role: \
+             `ALTER ROLE {user} SET synchronous_commit = on`"
+        ),
+    };
+    Some(("synchronous_commit", value.to_owned(), format!("It comes from {source} (pg_settings.source): {fix}")))
+}
+
+/// Splits our own `schema=NAME` parameter off a URL; the rest is handed to
+/// the driver. The last `schema=` wins; its value is percent-decoded.
+fn split_url(url: &str) -> Result<(String, Option<String>, TlsSettings), String> {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut schema = None;
+    let mut others = Vec::new();
+    for param in query.split('&').filter(|p| !p.is_empty()) {
+        match param.strip_prefix("schema=") {
+            Some(value) => schema = Some(percent_decode(value)),
+            None => others.push(param),
+        }
+    }
+    let (tls, kept) = TlsSettings::take_from(others, percent_decode)?;
+    Ok((format!("{base}?{}", kept.join("&")), schema, tls))
+}
+
+fn percent_decode(text: &str) -> String {
+    percent_encoding::percent_decode_str(text).decode_utf8_lossy().into_owned()
+}
+
+/// `postgres://user@host:port/db (schema NAME, tls MODE)`, rebuilt from the parsed
+/// configuration so that no password can leak into a message.
+fn describe(config: &Config, schema: &str, tls: &TlsSettings) -> String {
+    let ports = config.get_ports();
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+            match host {
+                Host::Tcp(name) if name.contains(':') => format!("[{name}]:{port}"),
+                Host::Tcp(name) => format!("{name}:{port}"),
+                #[cfg(unix)]
+                Host::Unix(path) => format!("{}:{port}", path.display()),
+            }
+        })
+        .collect();
+    let user = config.get_user().map(|u| format!("{u}@")).unwrap_or_default();
+    let db = config.get_dbname().unwrap_or_default();
+    format!("postgres://{user}{}/{db} (schema {schema}, tls {})", hosts.join(","), tls.mode)
+}
+
+/// `name` as an SQL identifier.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A `seq` as stored (`bigint`); past `i64::MAX` reads as "everything".
+fn to_db(seq: Seq) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+fn head_from(row: Option<Row>) -> Result<Seq, LedgerError> {
+    let row =
+        row.ok_or_else(|| LedgerError::Corrupt { seq: 0, message: "the claimgate_head row is missing".into() })?;
+    let seq: i64 = row.try_get(0).map_err(pg("reading the ledger head"))?;
+    Ok(seq as Seq)
+}
+
+fn insert(tx: &mut Transaction<'_>, statements: &mut Statements, seq: Seq, event: &Event) -> Result<(), LedgerError> {
+    let (practitioner, violation_id) = match event {
+        Event::ViolationScored(v) => (Some(v.practitioner), Some(v.violation_id.clone())),
+        Event::ViolationRevoked { violation_id, .. } => {
+            // Filed under the practitioner the revoked violation belongs to.
+            let owner = find_violation(tx, statements, violation_id)?.map(|(_, v)| v.practitioner);
+            (owner, Some(violation_id.clone()))
+        }
+        other => (other.practitioner(), None),
+    };
+    statements
+        .execute(
+            tx,
+            INSERT,
+            &[
+                &to_db(seq),
+                &event.kind(),
+                &event.effective().to_string(),
+                &practitioner.map(|p| p.to_string()),
+                &event.institution().map(|i| i.to_string()),
+                &violation_id.as_ref().map(ViolationId::as_str),
+                &event.to_json(),
+                &event.event_id().map(EventId::as_str),
+                &super::indexed_points(event),
+            ],
+        )
+        .map_err(pg("appending an event"))?;
+    Ok(())
+}
+
+fn decode_rows(rows: &[Row], policy: &Policy, doing: &'static str) -> Result<Vec<RecordedEvent>, LedgerError> {
+    rows.iter()
+        .map(|row| {
+            let seq: i64 = row.try_get(0).map_err(pg(doing))?;
+            let body: &str = row.try_get(1).map_err(pg(doing))?;
+            super::decode_stored(seq, body, policy)
+        })
+        .collect()
+}
+
+fn history(
+    client: &mut impl GenericClient,
+    statements: &mut Statements,
+    of: HistoryOf,
+    policy: &Policy,
+) -> Result<Vec<RecordedEvent>, LedgerError> {
+    let sql = match of {
+        HistoryOf::Practitioner(_) => PRACTITIONER_HISTORY,
+        HistoryOf::Institution(_) => INSTITUTION_HISTORY,
+    };
+    let rows = statements.query(client, sql, &[&of.key()]).map_err(pg(of.doing()))?;
+    decode_rows(&rows, policy, of.doing())
+}
+
+fn find_violation(
+    client: &mut impl GenericClient,
+    statements: &mut Statements,
+    id: &ViolationId,
+) -> Result<Option<(Seq, Violation)>, LedgerError> {
+    const DOING: &str = "looking up a violation";
+    let Some(row) = statements.query_opt(client, FIND_VIOLATION, &[&id.as_str()]).map_err(pg(DOING))? else {
+        return Ok(None);
+    };
+    let seq: i64 = row.try_get(0).map_err(pg(DOING))?;
+    let body: &str = row.try_get(1).map_err(pg(DOING))?;
+    // The policy does not affect how a violation parses.
+    match super::decode_stored(seq, body, &Policy::default())?.event {
+        Event::ViolationScored(v) => Ok(Some((seq as Seq, v))),
+        _ => Err(LedgerError::Corrupt { seq: seq as Seq, message: "indexed as a violation but is not one".into() }),
+    }
+}
+
+/// [`LedgerFacts`] read inside the append transaction, after the head lock.
+struct Facts<'a, 't> {
+    tx: &'a mut Transaction<'t>,
+    statements: &'a mut Statements,
+    policy: &'a Policy,
+}
+
+impl Facts<'_, '_> {
+    /// The one event `sql` selects (`seq, body`) by `key`, if any.
+    fn one(&mut self, sql: &'static str, key: &str) -> Result<Option<RecordedEvent>, LedgerError> {
+        const DOING: &str = "validating an event";
+        let Some(row) = self.statements.query_opt(self.tx, sql, &[&key]).map_err(pg(DOING))? else {
+            return Ok(None);
+        };
+        let seq: i64 = row.try_get(0).map_err(pg(DOING))?;
+        let body: &str = row.try_get(1).map_err(pg(DOING))?;
+        super::decode_stored(seq, body, self.policy).map(Some)
+    }
+
+    fn exists(&mut self, sql: &'static str, key: String) -> Result<bool, LedgerError> {
+        let row = self.statements.query_opt(self.tx, sql, &[&key]).map_err(pg("validating an event"))?;
+        Ok(row.is_some())
+    }
+}
+
+impl LedgerFacts for Facts<'_, '_> {
+    type Error = LedgerError;
+
+    fn institution_designated(&mut self, code: InstitutionCode) -> Result<bool, LedgerError> {
+        self.exists(INSTITUTION_DESIGNATED, code.to_string())
+    }
+
+    fn practitioner_registered(&mut self, code: PractitionerCode) -> Result<bool, LedgerError> {
+        self.exists(PRACTITIONER_REGISTERED, code.to_string())
+    }
+
+    fn event_with_id(&mut self, id: &EventId) -> Result<Option<RecordedEvent>, LedgerError> {
+        self.one(EVENT_WITH_ID, id.as_str())
+    }
+
+    fn violation(&mut self, id: &ViolationId) -> Result<Option<KnownViolation>, LedgerError> {
+        let Some((seq, violation)) = find_violation(self.tx, self.statements, id)? else { return Ok(None) };
+        let revocation = self.one(REVOCATION_OF, id.as_str())?;
+        Ok(Some(KnownViolation { seq, violation, revocation }))
+    }
+
+    fn scoring_steps(
+        &mut self,
+        code: PractitionerCode,
+        years: RangeInclusive<i32>,
+    ) -> Result<Vec<ScoringStep>, LedgerError> {
+        const DOING: &str = "reading a practitioner's scoring steps";
+        let (first, last) = super::stored_day_bounds(&years);
+        let rows =
+            self.statements.query(self.tx, SCORING_STEPS, &[&code.to_string(), &first, &last]).map_err(pg(DOING))?;
+        rows.iter()
+            .map(|row| {
+                let kind: &str = row.try_get(0).map_err(pg(DOING))?;
+                let effective: &str = row.try_get(1).map_err(pg(DOING))?;
+                let seq: i64 = row.try_get(2).map_err(pg(DOING))?;
+                let points: Option<i64> = row.try_get(3).map_err(pg(DOING))?;
+                super::scoring_step(kind, effective, seq, points)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;
