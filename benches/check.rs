@@ -27,40 +27,28 @@ fn practitioners() -> u64 {
     std::env::var("CLAIMGATE_BENCH_PRACTITIONERS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000)
 }
 
-/// SplitMix64: a tiny deterministic generator for claim keys.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
-
 /// Random claims: a random practitioner at one of their institutions (or,
 /// one in ten, a random institution), on a random day of 2024-2026.
 fn claims(population: &Population) -> Vec<Claim> {
-    let mut rng = Rng(SEED);
+    let mut rng = claimgate::population::Rng::new(SEED);
     let n = population.spec().practitioners;
     let institutions = population.spec().institutions();
     let first = CivilDate::parse("2024-01-01").unwrap().day_number();
     (0..CLAIMS)
         .map(|_| {
-            let i = rng.next() % n;
+            let i = rng.next_u64() % n;
             let institution = match population.practitioner_events(i).iter().find_map(|e| match e {
                 Event::PractitionerRegistered { institution, .. } => Some(*institution),
                 _ => None,
             }) {
-                Some(inst) if !rng.next().is_multiple_of(10) => inst,
-                _ => population.institution_code(rng.next() % institutions),
+                Some(inst) if !rng.next_u64().is_multiple_of(10) => inst,
+                _ => population.institution_code(rng.next_u64() % institutions),
             };
             Claim {
                 practitioner: population.practitioner_code(i),
                 institution,
-                service_date: CivilDate::from_day_number(first + (rng.next() % 1096) as i32).unwrap(),
-                emergency: rng.next().is_multiple_of(20),
+                service_date: CivilDate::from_day_number(first + (rng.next_u64() % 1096) as i32).unwrap(),
+                emergency: rng.next_u64().is_multiple_of(20),
             }
         })
         .collect()

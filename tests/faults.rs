@@ -515,17 +515,10 @@ struct BadLedger {
     make: fn(&Path),
 }
 
-/// Deterministic bytes that are not SQLite (xorshift).
+/// Deterministic bytes that are not SQLite (the project's one generator).
 fn garbage(len: usize) -> Vec<u8> {
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    let mut rng = claimgate::population::Rng::new(0x9E37_79B9_7F4A_7C15);
+    (0..len).map(|_| rng.next_u64() as u8).collect()
 }
 
 /// A real ledger with a few events, closed cleanly (everything in the main file).

@@ -29,31 +29,13 @@ const SANCTIONED_WANTED: usize = 256;
 /// Practitioners examined for sanctions before giving up.
 const SANCTION_SCAN_LIMIT: u64 = 400_000;
 
-/// SplitMix64: small, fast, and the same everywhere.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
+/// The project's one deterministic generator (the population's SplitMix64).
+pub use claimgate::population::Rng;
 
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed ^ 0x6c6f_6164_7465_7374) // "loadtest"
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (n > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
-    }
-
-    pub fn chance(&mut self, per_mille: u64) -> bool {
-        self.below(1000) < per_mille
-    }
+/// The load generator's stream for `seed`, apart from the population's own
+/// ("loadtest" in ASCII, so the two never start from one state).
+pub fn rng(seed: u64) -> Rng {
+    Rng::new(seed ^ 0x6c6f_6164_7465_7374)
 }
 
 /// What a claim line is meant to exercise.
@@ -103,7 +85,7 @@ impl Mix {
         let pop = Population::new(PopulationSpec::new(practitioners, seed));
         let institutions = pop.spec().institutions();
         let (suspended, terminated) = sanctioned(&pop);
-        let mut rng = Rng::new(seed);
+        let mut rng = rng(seed);
         let mut lines = Vec::with_capacity(count);
         let first = day(SERVICE_YEARS.0, 1, 1);
         let last = day(SERVICE_YEARS.1, 12, 31);
@@ -293,7 +275,7 @@ mod tests {
     fn unknown_codes_are_valid_and_not_in_the_population() {
         let pop = Population::new(PopulationSpec::new(50_000, 7));
         let known: std::collections::HashSet<_> = (0..50_000).map(|i| pop.practitioner_code(i)).collect();
-        let mut rng = Rng::new(1);
+        let mut rng = rng(1);
         for _ in 0..1_000 {
             assert!(!known.contains(&unknown_code(&mut rng)));
         }

@@ -18,7 +18,7 @@
 //! repair a run, far below the yearly cap (R13).
 
 use crate::client::Response;
-use crate::mix::{Kind, Mix, Rng};
+use crate::mix::{rng, Kind, Mix};
 use crate::stats::{self, Stats};
 use claimgate::domain::{CivilDate, InstitutionCode, PractitionerCode};
 use claimgate::population::{self, REGION_PREFIXES};
@@ -57,7 +57,7 @@ impl Writes {
             .filter(|l| l.kind == Kind::Good)
             .map(|l| (l.practitioner, l.institution, l.date))
             .collect();
-        let salt = Rng::new(nonce).below(1000);
+        let salt = rng(nonce).below(1000);
         Writes { targets, nonce, salt, seed }
     }
 
@@ -75,7 +75,7 @@ impl Writes {
         debug_assert!(stream < MAX_STREAMS);
         let cycle = n / CYCLE;
         let key = (stream << 48 | n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let mut rng = Rng::new(self.seed ^ self.nonce.rotate_left(32) ^ key);
+        let mut rng = rng(self.seed ^ self.nonce.rotate_left(32) ^ key);
         let (practitioner, institution, date) = self.targets[rng.below(self.targets.len() as u64) as usize];
         let id = format!("LT-{}-{stream}-{n}", self.nonce);
         let new = || self.new_practitioner(cycle * MAX_STREAMS + stream);

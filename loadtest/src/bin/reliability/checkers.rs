@@ -190,7 +190,7 @@ pub fn start(
                     }
                 };
                 while !stop.load(Ordering::Relaxed) {
-                    let batch = rng.percent(BATCH_PERCENT);
+                    let batch = rng.chance(10 * BATCH_PERCENT);
                     let count = if batch { 1 + rng.below(MAX_BATCH_LINES) } else { 1 };
                     let lines: Vec<Value> = (0..count)
                         .map(|_| {

@@ -306,8 +306,8 @@ fn kill_during(
     let nonce = format!("t{}", trial.trial);
     let pace =
         Pace { per_request: 1, requests_per_s: None, stop_on_error: true, resend_percent: settings.resend.percent };
-    let handles = writers::start(gate.admin, world, &nonce, settings.writers, rng.next(), pace, stop.clone());
-    let checking = checkers::start(gate.check, world, settings.checkers, rng.next(), sanctions_seq, stop);
+    let handles = writers::start(gate.admin, world, &nonce, settings.writers, rng.next_u64(), pace, stop.clone());
+    let checking = checkers::start(gate.check, world, settings.checkers, rng.next_u64(), sanctions_seq, stop);
     std::thread::sleep(Duration::from_millis(100 + rng.below(400)));
     if stage.is_some() {
         let admin = gate.admin;

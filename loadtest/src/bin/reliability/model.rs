@@ -13,32 +13,9 @@ const YEARS: u32 = 10;
 /// The date every institution is designated and every practitioner first registered.
 const SETUP_DATE: &str = "2019-01-01";
 
-/// A xorshift64* generator: reproducible campaigns without a dependency.
-#[derive(Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in `0..n` (n > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        assert!(n > 0);
-        self.next() % n
-    }
-
-    pub fn percent(&mut self, p: u64) -> bool {
-        self.below(100) < p
-    }
-}
+/// The project's one deterministic generator (the population's SplitMix64):
+/// reproducible campaigns from a seed.
+pub use claimgate::population::Rng;
 
 /// The world's people and places (shared by every writer and checker).
 #[derive(Clone)]
@@ -92,7 +69,7 @@ impl World {
             _ => rng.below(self.institutions),
         };
         json!({"practitioner_id": self.practitioner(i), "institution_id": self.institution(j),
-            "service_date": date(rng), "emergency": rng.percent(5)})
+            "service_date": date(rng), "emergency": rng.chance(50)})
     }
 }
 
@@ -140,7 +117,7 @@ impl Writer {
                 let mut v = json!({"type": "violation_scored", "violation_id": format!("{}-{}", self.prefix, self.scored),
                     "practitioner": p, "institution": i, "effective": date(rng), "points": low + rng.below(3),
                     "severity": severity, "responsibility": responsibility});
-                if rng.percent(15) {
+                if rng.chance(150) {
                     v["suspension_months"] = json!(1 + rng.below(6));
                 }
                 (v, true)
@@ -170,13 +147,13 @@ impl Writer {
             92 | 93 => (json!({"type": "institution_terminated", "institution": i, "effective": date(rng)}), false),
             94..=96 => (json!({"type": "institution_designated", "institution": i, "effective": date(rng)}), false),
             _ => {
-                let direct_e = if rng.percent(20) { json!(["refused_rectification"]) } else { json!([]) };
+                let direct_e = if rng.chance(200) { json!(["refused_rectification"]) } else { json!([]) };
                 let event = json!({"type": "institution_rated", "institution": i,
                     "year": FIRST_YEAR + rng.below(YEARS as u64) as u32, "score": rng.below(101), "direct_e": direct_e});
                 (event, false)
             }
         };
-        if !self_named || self.rng.percent(SELF_NAMED_WITH_EVENT_ID_PERCENT) {
+        if !self_named || self.rng.chance(10 * SELF_NAMED_WITH_EVENT_ID_PERCENT) {
             event["event_id"] = self.event_id();
         }
         event

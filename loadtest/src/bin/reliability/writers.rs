@@ -186,8 +186,8 @@ impl Thread {
     /// `out.acked` of an acknowledged one to re-send.
     fn next(&mut self, percent: u64) -> (Value, Option<usize>) {
         let acked = self.out.acked.len();
-        if acked > 0 && self.rng.percent(percent) {
-            let k = if self.rng.percent(50) {
+        if acked > 0 && self.rng.chance(10 * percent) {
+            let k = if self.rng.chance(500) {
                 acked - 1 - self.rng.below(acked.min(RECENT) as u64) as usize
             } else {
                 self.rng.below(acked as u64) as usize
