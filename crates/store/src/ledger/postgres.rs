@@ -16,9 +16,11 @@
 //! behind an append; a full scan uses a connection of its own, inside one
 //! `REPEATABLE READ` snapshot.
 
+mod schema;
+mod target;
+
 use super::postgres_tls::TlsSettings;
 use super::{Appended, HistoryOf, LedgerError, MAX_APPEND_BATCH, MAX_TAIL_BATCH};
-use ::postgres::config::Host;
 use ::postgres::fallible_iterator::FallibleIterator;
 use ::postgres::{Client, Config, GenericClient, IsolationLevel, NoTls, Row, Statement, Transaction};
 use claimgate_rules::domain::{EventId, InstitutionCode, PractitionerCode, Seq, ViolationId};
@@ -27,12 +29,18 @@ use claimgate_rules::policy::Policy;
 use claimgate_rules::practitioner::ScoringStep;
 use claimgate_rules::refusal::Refusal;
 use claimgate_rules::validate::{self, Admission, KnownViolation, LedgerFacts};
+#[cfg(test)]
+use schema::DURABLE_SYNCHRONOUS_COMMIT;
+use schema::{durability_refusal, init};
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
+#[cfg(test)]
+use target::split_url;
+use target::{quote_ident, Target};
 
 /// The schema used when the URL names none.
 pub const DEFAULT_SCHEMA: &str = "claimgate";
@@ -48,41 +56,6 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// may run on the server before PostgreSQL cancels it, so no read holds a
 /// query session indefinitely.
 const QUERY_STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// `MIGRATIONS[v]` takes the schema from version `v` to `v + 1`; version 0 is
-/// an empty `claimgate_schema` table. Code columns compare bytewise (`"C"`),
-/// so grouping and ordering match the embedded ledger whatever the database's
-/// collation.
-const MIGRATIONS: &[&str] = &[
-    "
-CREATE TABLE claimgate_meta (key text PRIMARY KEY, value text NOT NULL);
-CREATE TABLE events (
-    seq          bigint PRIMARY KEY,
-    kind         text COLLATE \"C\" NOT NULL,
-    effective    text NOT NULL,
-    practitioner text COLLATE \"C\",
-    institution  text COLLATE \"C\",
-    violation_id text COLLATE \"C\",
-    body         text NOT NULL
-);
-CREATE INDEX events_by_practitioner ON events(practitioner, kind) WHERE practitioner IS NOT NULL;
-CREATE INDEX events_by_institution ON events(institution, kind) WHERE institution IS NOT NULL;
-CREATE INDEX events_by_violation ON events(violation_id, kind) WHERE violation_id IS NOT NULL;
-CREATE TABLE claimgate_head (id int PRIMARY KEY CHECK (id = 1), seq bigint NOT NULL);
-INSERT INTO claimgate_head (id, seq) VALUES (1, 0);
-",
-    "
--- Version 2 (RULES.md v2): event_id for re-sends (R7a), unique among accepted
--- events; points of violations and repairs, so validation reads scoring steps
--- without decoding bodies. The backfill derives the column from each row's own
--- body, once; no event's content changes.
-ALTER TABLE events ADD COLUMN event_id text COLLATE \"C\", ADD COLUMN points bigint;
-UPDATE events SET points = (body::json->>'points')::bigint WHERE kind IN ('violation_scored', 'points_repaired');
-CREATE UNIQUE INDEX events_by_event_id ON events(event_id) WHERE event_id IS NOT NULL;
-CREATE INDEX events_scoring ON events(practitioner, effective COLLATE \"C\") INCLUDE (kind, points, violation_id)
-    WHERE kind IN ('violation_scored', 'points_repaired');
-",
-];
 
 const LOCK_HEAD: &str = "SELECT seq FROM claimgate_head WHERE id = 1 FOR UPDATE";
 const READ_HEAD: &str = "SELECT seq FROM claimgate_head WHERE id = 1";
@@ -148,19 +121,6 @@ impl NotifyListener {
         while notifications.iter().next().map_err(pg("waiting for append notifications"))?.is_some() {}
         Ok(any)
     }
-}
-
-/// Where the ledger lives and how a session is set up.
-struct Target {
-    config: Config,
-    /// The TLS connector the URL's `sslmode` asks for; `None`: plain TCP.
-    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
-    schema: String,
-    description: String,
-    writer_session: String,
-    reader_session: String,
-    /// A reader's session whose statements stop at [`QUERY_STATEMENT_TIMEOUT`].
-    query_session: String,
 }
 
 /// One open session and the statements prepared on it.
@@ -494,84 +454,6 @@ fn lock(slot: &Mutex<Option<Conn>>) -> MutexGuard<'_, Option<Conn>> {
     }
 }
 
-impl Target {
-    fn parse(url: &str) -> Result<Target, LedgerError> {
-        let (rest, schema, tls) = split_url(url).map_err(|detail| LedgerError::Tls { detail })?;
-        let schema = schema.unwrap_or_else(|| DEFAULT_SCHEMA.to_owned());
-        let mut config = Config::from_str(&rest).map_err(pg("parsing the database URL"))?;
-        if config.get_application_name().is_none() {
-            config.application_name("claimgate");
-        }
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
-        }
-        let description = describe(&config, &schema, &tls);
-        let bad = |detail: String| LedgerError::NotALedger { path: PathBuf::from(&description), detail };
-        if schema.is_empty() {
-            return Err(bad("the `schema=` URL parameter is empty; name a schema or leave it out".into()));
-        }
-        if schema.len() > MAX_SCHEMA_BYTES || schema.contains('\0') {
-            return Err(bad(format!("`{}` cannot be a schema name (at most 63 bytes, no NUL)", schema.escape_debug())));
-        }
-        let search_path = format!("SET search_path TO {};", quote_ident(&schema));
-        // R5: an acknowledged event is flushed before its seq is returned;
-        // `connect` reads back what the append session got (see
-        // `check_durability`). No append session sits idle inside its
-        // transaction, so one that does has lost its node: free the head.
-        let writer_session = format!("{search_path} SET idle_in_transaction_session_timeout TO '60s';");
-        let reader_session = format!("{search_path} SET default_transaction_read_only TO on;");
-        let query_session =
-            format!("{reader_session} SET statement_timeout TO '{}ms';", QUERY_STATEMENT_TIMEOUT.as_millis());
-        let tls = tls.connector()?;
-        Ok(Target { config, tls, schema, description, writer_session, reader_session, query_session })
-    }
-
-    fn connect(&self, session: &str) -> Result<Client, LedgerError> {
-        let connected = match &self.tls {
-            Some(tls) => self.config.connect(tls.clone()),
-            None => self.config.connect(NoTls),
-        };
-        let mut client = connected.map_err(pg("connecting to PostgreSQL"))?;
-        client.batch_execute(session).map_err(pg("setting up a PostgreSQL session"))?;
-        if session == self.writer_session {
-            // Every session that appends, the first and each reconnect.
-            self.check_durability(&mut client)?;
-        }
-        Ok(client)
-    }
-
-    /// Reads back, on the session appends run on, the settings an
-    /// acknowledged event's survival rests on, and refuses it (`NotDurable`)
-    /// when the server or the session would let a commit return before its
-    /// WAL is flushed to disk. See [`durability_refusal`].
-    fn check_durability(&self, client: &mut Client) -> Result<(), LedgerError> {
-        const DOING: &str = "reading back the durability settings";
-        let rows = client
-            .query("SELECT name, setting, source FROM pg_settings WHERE name IN ('synchronous_commit', 'fsync')", &[])
-            .map_err(pg(DOING))?;
-        let mut settings = HashMap::new();
-        for row in &rows {
-            let name: String = row.try_get(0).map_err(pg(DOING))?;
-            let setting: String = row.try_get(1).map_err(pg(DOING))?;
-            let source: String = row.try_get(2).map_err(pg(DOING))?;
-            settings.insert(name, (setting, source));
-        }
-        let get =
-            |name: &str| settings.get(name).map(|(v, s)| (v.as_str(), s.as_str())).unwrap_or(("unknown", "unknown"));
-        let user = self.config.get_user().unwrap_or("the ledger's user");
-        match durability_refusal(get("synchronous_commit"), get("fsync"), user) {
-            None => Ok(()),
-            Some((setting, value, fix)) => {
-                Err(super::error::NotDurable { store: self.description.clone(), setting, value, fix }.into())
-            }
-        }
-    }
-
-    fn refuse(&self, detail: String) -> LedgerError {
-        LedgerError::NotALedger { path: PathBuf::from(&self.description), detail }
-    }
-}
-
 impl Conn {
     fn open(target: &Target, session: &str) -> Result<Conn, LedgerError> {
         Ok(Conn { client: target.connect(session)?, statements: Statements::default() })
@@ -621,204 +503,8 @@ impl Statements {
     }
 }
 
-/// Creates or migrates the ledger in the target schema and checks it against
-/// `policy`, in one transaction; returns the ledger id.
-fn init(client: &mut Client, target: &Target, policy: &Policy) -> Result<u64, LedgerError> {
-    const DOING: &str = "creating the ledger schema";
-    let schema = target.schema.as_str();
-    let mut tx = client.transaction().map_err(pg(DOING))?;
-    // Nodes opening the same schema at once take turns.
-    let key = (xxhash_rust::xxh3::xxh3_64(format!("claimgate:{schema}").as_bytes()) >> 1) as i64;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&key]).map_err(pg(DOING))?;
-    let count = |tx: &mut Transaction<'_>, sql: &str| -> Result<i64, LedgerError> {
-        tx.query_one(sql, &[&schema]).and_then(|row| row.try_get(0)).map_err(pg(DOING))
-    };
-    if count(&mut tx, "SELECT count(*) FROM pg_namespace WHERE nspname = $1")? == 0 {
-        // Only when absent: a schema made beforehand needs no CREATE right on the database.
-        tx.batch_execute(&format!("CREATE SCHEMA {}", quote_ident(schema))).map_err(pg(DOING))?;
-    }
-    let versioned = count(
-        &mut tx,
-        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE n.nspname = $1 AND c.relname = 'claimgate_schema' AND c.relkind IN ('r', 'p')",
-    )?;
-    if versioned == 0 {
-        let others = count(
-            &mut tx,
-            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1",
-        )?;
-        if others > 0 {
-            return Err(target.refuse(format!(
-                "schema `{schema}` already holds {others} relations of another application and no claimgate_schema table"
-            )));
-        }
-        tx.batch_execute(
-            "CREATE TABLE claimgate_schema (version bigint NOT NULL); INSERT INTO claimgate_schema VALUES (0);",
-        )
-        .map_err(pg(DOING))?;
-    }
-    let versions: Vec<i64> = tx
-        .query("SELECT version FROM claimgate_schema", &[])
-        .map_err(pg("reading the schema version"))?
-        .iter()
-        .map(|row| row.try_get(0))
-        .collect::<Result<_, _>>()
-        .map_err(pg("reading the schema version"))?;
-    let [found] = versions[..] else {
-        return Err(target.refuse(format!("its claimgate_schema table holds {} rows instead of one", versions.len())));
-    };
-    if found > SCHEMA_VERSION {
-        return Err(LedgerError::SchemaTooNew {
-            path: PathBuf::from(&target.description),
-            found,
-            supported: SCHEMA_VERSION,
-        });
-    }
-    if found < 0 {
-        return Err(target.refuse(format!("its schema version is {found}")));
-    }
-    if found < SCHEMA_VERSION {
-        for migration in &MIGRATIONS[found as usize..SCHEMA_VERSION as usize] {
-            tx.batch_execute(migration).map_err(pg("migrating the ledger schema"))?;
-        }
-        tx.execute("UPDATE claimgate_schema SET version = $1", &[&SCHEMA_VERSION])
-            .map_err(pg("migrating the ledger schema"))?;
-    }
-    let policy_json = serde_json::to_string(policy).expect("policy serializes");
-    if found == 0 {
-        tx.execute(
-            "INSERT INTO claimgate_meta (key, value) VALUES ('policy', $1), ('ledger_id', $2)",
-            &[&policy_json, &super::new_ledger_id()?.to_string()],
-        )
-        .map_err(pg(DOING))?;
-    }
-    let mut meta = |key: &str| -> Result<Option<String>, LedgerError> {
-        tx.query_opt("SELECT value FROM claimgate_meta WHERE key = $1", &[&key])
-            .and_then(|row| row.map(|r| r.try_get(0)).transpose())
-            .map_err(pg("reading ledger metadata"))
-    };
-    let stored_policy = meta("policy")?.unwrap_or_default();
-    if serde_json::from_str::<Policy>(&stored_policy).ok().as_ref() != Some(policy) {
-        return Err(LedgerError::PolicyMismatch { stored: stored_policy });
-    }
-    let id = meta("ledger_id")?.and_then(|v| v.parse().ok()).unwrap_or(0);
-    let head = head_from(tx.query_opt(READ_HEAD, &[]).map_err(pg("reading the ledger head"))?)?;
-    let last: i64 = tx
-        .query_one("SELECT coalesce(max(seq), 0) FROM events", &[])
-        .and_then(|row| row.try_get(0))
-        .map_err(pg("reading the ledger head"))?;
-    if last as Seq != head {
-        return Err(LedgerError::Corrupt {
-            seq: last as Seq,
-            message: format!("the head row says {head} but the last stored event is {last}"),
-        });
-    }
-    tx.commit().map_err(pg(DOING))?;
-    Ok(id)
-}
-
 /// Receives one entity's history during a scan: its code as stored, events.
 type GroupSink<'a> = dyn FnMut(String, &[RecordedEvent]) -> Result<(), LedgerError> + 'a;
-
-/// `synchronous_commit` values under which a commit returns only after its
-/// WAL is flushed to this server's disk: `local`, `on`, and the two that
-/// also wait for a synchronous standby (`remote_write`, `remote_apply`; with
-/// no standby named they act as `on`). Only `off` returns before the flush.
-const DURABLE_SYNCHRONOUS_COMMIT: &[&str] = &["on", "local", "remote_write", "remote_apply"];
-
-/// Why the append session is not durable, as (setting, value with its
-/// source, what to do), or `None` when it is: `fsync` must be `on` (with it
-/// off the server never flushes, whatever a session asks) and
-/// `synchronous_commit` one of [`DURABLE_SYNCHRONOUS_COMMIT`]. Each setting
-/// is `(value, pg_settings.source)`; `user` is the role claimgate logs in as.
-/// A session set to `off` is refused rather than set back to `on`: the
-/// operator, a role or the URL asked for it, and the fix belongs there.
-fn durability_refusal(
-    synchronous_commit: (&str, &str),
-    fsync: (&str, &str),
-    user: &str,
-) -> Option<(&'static str, String, String)> {
-    let (value, source) = fsync;
-    if value != "on" {
-        return Some((
-            "fsync",
-            value.to_owned(),
-            format!("It comes from the server's {source}: the server never flushes its WAL to disk. Set `fsync = on` in postgresql.conf and reload the server \
-             (`SELECT pg_reload_conf()`); a crash while it was off may have damaged the database, so check it \
-             (amcheck, pg_checksums) before appending again"
-            ),
-        ));
-    }
-    let (value, source) = synchronous_commit;
-    if DURABLE_SYNCHRONOUS_COMMIT.contains(&value) {
-        return None;
-    }
-    let fix = match source {
-        "client" => "the connection asks for it: remove `-c synchronous_commit=...` from the `options` of the \
-                     --store URL"
-            .to_owned(),
-        "user" => format!("the role asks for it: `ALTER ROLE {user} RESET synchronous_commit`"),
-        "database" => "the database asks for it: `ALTER DATABASE <db> RESET synchronous_commit`".to_owned(),
-        "database user" => {
-            format!(
-                "the role in this database asks for it: `ALTER ROLE {user} IN DATABASE <db> RESET synchronous_commit`"
-            )
-        }
-        _ => format!(
-            "set `synchronous_commit = on` in postgresql.conf and reload, or only for claimgate's role: \
-             `ALTER ROLE {user} SET synchronous_commit = on`"
-        ),
-    };
-    Some(("synchronous_commit", value.to_owned(), format!("It comes from {source} (pg_settings.source): {fix}")))
-}
-
-/// Splits our own `schema=NAME` parameter off a URL; the rest is handed to
-/// the driver. The last `schema=` wins; its value is percent-decoded.
-fn split_url(url: &str) -> Result<(String, Option<String>, TlsSettings), String> {
-    let (base, query) = url.split_once('?').unwrap_or((url, ""));
-    let mut schema = None;
-    let mut others = Vec::new();
-    for param in query.split('&').filter(|p| !p.is_empty()) {
-        match param.strip_prefix("schema=") {
-            Some(value) => schema = Some(percent_decode(value)),
-            None => others.push(param),
-        }
-    }
-    let (tls, kept) = TlsSettings::take_from(others, percent_decode)?;
-    Ok((format!("{base}?{}", kept.join("&")), schema, tls))
-}
-
-fn percent_decode(text: &str) -> String {
-    percent_encoding::percent_decode_str(text).decode_utf8_lossy().into_owned()
-}
-
-/// `postgres://user@host:port/db (schema NAME, tls MODE)`, rebuilt from the parsed
-/// configuration so that no password can leak into a message.
-fn describe(config: &Config, schema: &str, tls: &TlsSettings) -> String {
-    let ports = config.get_ports();
-    let hosts: Vec<String> = config
-        .get_hosts()
-        .iter()
-        .enumerate()
-        .map(|(i, host)| {
-            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
-            match host {
-                Host::Tcp(name) if name.contains(':') => format!("[{name}]:{port}"),
-                Host::Tcp(name) => format!("{name}:{port}"),
-                #[cfg(unix)]
-                Host::Unix(path) => format!("{}:{port}", path.display()),
-            }
-        })
-        .collect();
-    let user = config.get_user().map(|u| format!("{u}@")).unwrap_or_default();
-    let db = config.get_dbname().unwrap_or_default();
-    format!("postgres://{user}{}/{db} (schema {schema}, tls {})", hosts.join(","), tls.mode)
-}
-
-/// `name` as an SQL identifier.
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
 
 /// A `seq` as stored (`bigint`); past `i64::MAX` reads as "everything".
 fn to_db(seq: Seq) -> i64 {
