@@ -907,8 +907,14 @@ fn health_metrics_and_audit_report_what_the_gate_did() {
 
     let reply = request(server.check, "GET", "/metrics", &[], b"");
     assert_eq!(reply.status, 200);
-    assert!(reply.header("content-type").is_some_and(|c| c.starts_with("text/plain")), "{:?}", reply.headers);
+    // OpenMetrics text (Prometheus scrapes it), encoded by prometheus-client.
+    assert!(
+        reply.header("content-type").is_some_and(|c| c.starts_with("application/openmetrics-text; version=1.0.0")),
+        "{:?}",
+        reply.headers
+    );
     let metrics = reply.text();
+    assert!(metrics.ends_with("# EOF\n"), "{metrics}");
     for line in [
         "claimgate_decisions_total{verdict=\"reject\",reason=\"practitioner_suspended\"} 1",
         "claimgate_decisions_total{verdict=\"settle\",reason=\"emergency_exemption\"} 1",

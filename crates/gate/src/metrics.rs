@@ -1,8 +1,15 @@
-//! Counters and a latency histogram, rendered in the Prometheus text format.
-//! Plain atomics: recording on the check path is a few relaxed increments.
+//! Counters and a latency histogram, exposed for Prometheus. Recording on
+//! the check path is a few relaxed increments of plain atomics; a scrape
+//! reads them once and hands the values to the Prometheus client
+//! (`prometheus-client`, the official Rust client) to encode as OpenMetrics
+//! text, so escaping, number formatting and the histogram's shape are the
+//! kept crate's.
 
 use claimgate_rules::Reason;
-use std::fmt::Write;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Routes counted separately.
@@ -113,205 +120,359 @@ impl Metrics {
         self.decisions[i].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The Prometheus text exposition.
+    /// The exposition of every metric, in the OpenMetrics text format
+    /// ([`CONTENT_TYPE`]), encoded by the Prometheus client from one reading
+    /// of the atomics and `g`.
     pub fn render(&self, g: &Gauges) -> String {
-        let mut out = String::with_capacity(4096);
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "# HELP claimgate_requests_total HTTP requests by route.\n# TYPE claimgate_requests_total counter"
-        );
-        for (i, route) in ROUTES.iter().enumerate() {
-            let _ = writeln!(out, "claimgate_requests_total{{route=\"{route}\"}} {}", get(&self.requests[i]));
-        }
-        let _ = writeln!(out, "# HELP claimgate_responses_errors_total Error responses by class.\n# TYPE claimgate_responses_errors_total counter");
-        let _ = writeln!(out, "claimgate_responses_errors_total{{class=\"4xx\"}} {}", get(&self.client_errors));
-        let _ = writeln!(out, "claimgate_responses_errors_total{{class=\"5xx\"}} {}", get(&self.server_errors));
-        let _ = writeln!(out, "# HELP claimgate_decisions_total Claim-line decisions by verdict and reason.\n# TYPE claimgate_decisions_total counter");
-        for (i, reason) in REASONS.iter().enumerate() {
-            let verdict = if matches!(reason, Reason::Ok | Reason::EmergencyExemption) { "settle" } else { "reject" };
-            let _ = writeln!(
-                out,
-                "claimgate_decisions_total{{verdict=\"{verdict}\",reason=\"{}\"}} {}",
-                reason.as_str(),
-                get(&self.decisions[i])
-            );
-        }
-        let _ = writeln!(out, "# HELP claimgate_request_duration_seconds Request handling time.\n# TYPE claimgate_request_duration_seconds histogram");
-        let mut cumulative = 0;
-        for (i, bound) in LATENCY_BOUNDS_US.iter().enumerate() {
-            cumulative += get(&self.latency_buckets[i]);
-            let _ = writeln!(
-                out,
-                "claimgate_request_duration_seconds_bucket{{le=\"{}\"}} {cumulative}",
-                *bound as f64 / 1e6
-            );
-        }
-        cumulative += get(&self.latency_buckets[LATENCY_BOUNDS_US.len()]);
-        let _ = writeln!(out, "claimgate_request_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}");
-        let _ = writeln!(out, "claimgate_request_duration_seconds_sum {}", get(&self.latency_sum_us) as f64 / 1e6);
-        let _ = writeln!(out, "claimgate_request_duration_seconds_count {}", get(&self.latency_count));
-        let counters: [(&str, &str, u64); 25] = [
-            ("claimgate_snapshots_written_total", "Index snapshots written while serving.", g.snapshots_written),
-            ("claimgate_snapshot_failures_total", "Index snapshot writes that failed.", g.snapshot_failures),
+        let flag = |b: bool| i64::from(b);
+        let mut families = Vec::with_capacity(48);
+        families.push(Family::labelled(
+            "claimgate_requests",
+            "HTTP requests by route.",
+            ROUTES
+                .iter()
+                .enumerate()
+                .map(|(i, route)| (vec![("route", *route)], Value::Counter(get(&self.requests[i])))),
+        ));
+        families.push(Family::labelled(
+            "claimgate_responses_errors",
+            "Error responses by class.",
+            [
+                (vec![("class", "4xx")], Value::Counter(get(&self.client_errors))),
+                (vec![("class", "5xx")], Value::Counter(get(&self.server_errors))),
+            ],
+        ));
+        families.push(Family::labelled(
+            "claimgate_decisions",
+            "Claim-line decisions by verdict and reason.",
+            REASONS.iter().enumerate().map(|(i, reason)| {
+                let verdict =
+                    if matches!(reason, Reason::Ok | Reason::EmergencyExemption) { "settle" } else { "reject" };
+                (vec![("verdict", verdict), ("reason", reason.as_str())], Value::Counter(get(&self.decisions[i])))
+            }),
+        ));
+        let counters: [(&'static str, &'static str, u64); 26] = [
+            ("claimgate_snapshots_written", "Index snapshots written while serving.", g.snapshots_written),
+            ("claimgate_snapshot_failures", "Index snapshot writes that failed.", g.snapshot_failures),
             (
-                "claimgate_ledger_listener_losses_total",
+                "claimgate_ledger_listener_losses",
                 "Append-notification sessions lost (shared ledger).",
                 get(&self.listener_losses),
             ),
-            ("claimgate_index_swaps_total", "Index versions published.", get(&self.swaps)),
-            ("claimgate_index_sync_errors_total", "Failed ledger reads by the sync thread.", get(&self.sync_errors)),
+            ("claimgate_index_swaps", "Index versions published.", get(&self.swaps)),
+            ("claimgate_index_sync_errors", "Failed ledger reads by the sync thread.", get(&self.sync_errors)),
+            ("claimgate_events_accepted", "Ledger events accepted through the admin API.", get(&self.events_accepted)),
+            ("claimgate_events_refused", "Ledger events refused (R4, R8).", get(&self.events_refused)),
             (
-                "claimgate_events_accepted_total",
-                "Ledger events accepted through the admin API.",
-                get(&self.events_accepted),
-            ),
-            ("claimgate_events_refused_total", "Ledger events refused (R4, R8).", get(&self.events_refused)),
-            (
-                "claimgate_events_already_recorded_total",
+                "claimgate_events_already_recorded",
                 "Re-sent events answered with their original seq, nothing stored (R7a).",
                 get(&self.events_already_recorded),
             ),
             (
-                "claimgate_audit_exemptions_refused_total",
+                "claimgate_audit_exemptions_refused",
                 "Emergency exemptions answered 503 audit_unavailable because the decision log could not record them (never settled unrecorded).",
                 get(&self.audit_exemptions_refused),
             ),
             (
-                "claimgate_audit_rejects_unrecorded_total",
+                "claimgate_audit_rejects_unrecorded",
                 "Rejects answered whose decision record the log could not take (see /readyz audit).",
                 get(&self.audit_rejects_unrecorded),
             ),
             (
-                "claimgate_audit_failed_writes_total",
+                "claimgate_audit_failed_writes",
                 "Decision-log writes or fsyncs that failed, and groups refused by the free-space reserve.",
                 g.audit_failed_writes,
             ),
-            ("claimgate_audit_written_total", "Decision records written and fsynced.", g.audit_written),
-            ("claimgate_audit_groups_total", "Decision-log groups written (one fsync each).", g.audit_groups),
+            ("claimgate_audit_written", "Decision records written and fsynced.", g.audit_written),
+            ("claimgate_audit_groups", "Decision-log groups written (one fsync each).", g.audit_groups),
             (
-                "claimgate_audit_group_write_microseconds_total",
+                "claimgate_audit_group_write_microseconds",
                 "Time spent writing and fsyncing decision-log groups (divide by claimgate_audit_groups_total for the mean).",
                 g.audit_group_write_us,
             ),
-            ("claimgate_audit_indexed_total", "Decision records in the audit index (queries see these).", g.audit_indexed),
+            ("claimgate_audit_indexed", "Decision records in the audit index (queries see these).", g.audit_indexed),
+            ("claimgate_stale_index", "Checks answered 503 stale_index (min_seq not reached in time).", get(&self.stale_index)),
             (
-                "claimgate_stale_index_total",
-                "Checks answered 503 stale_index (min_seq not reached in time).",
-                get(&self.stale_index),
-            ),
-            (
-                "claimgate_header_timeouts_total",
+                "claimgate_header_timeouts",
                 "Connections closed because a request head did not arrive in time (slow or idle clients).",
                 get(&self.header_timeouts),
             ),
             (
-                "claimgate_body_timeouts_total",
+                "claimgate_body_timeouts",
                 "Requests answered 408 request_timeout because the body did not arrive in time.",
                 get(&self.body_timeouts),
             ),
             (
-                "claimgate_write_timeouts_total",
+                "claimgate_write_timeouts",
                 "Connections closed because the client left an answer unread too long.",
                 get(&self.write_timeouts),
             ),
             (
-                "claimgate_connections_refused_per_client_total",
+                "claimgate_connections_refused",
+                "Connections closed at once because the connection cap was reached.",
+                get(&self.connections_refused),
+            ),
+            (
+                "claimgate_connections_refused_per_client",
                 "Connections closed at once because their client address held its cap (--max-connections-per-client).",
                 get(&self.connections_refused_per_client),
             ),
             (
-                "claimgate_body_budget_refusals_total",
+                "claimgate_body_budget_refusals",
                 "Requests answered 503 busy because request bodies in flight held the budget (--max-inflight-body-bytes).",
                 get(&self.body_budget_refusals),
             ),
             (
-                "claimgate_ledger_head_reads_total",
+                "claimgate_ledger_head_reads",
                 "Reads of the ledger head, all by the sync thread: /readyz and /metrics serve its last reading.",
                 get(&self.ledger_head_reads),
             ),
+            ("claimgate_unauthorized", "Requests refused for a missing or wrong token (401).", get(&self.unauthorized)),
+            ("claimgate_forbidden", "Writes refused because they came with the read-only token (403).", get(&self.forbidden)),
             (
-                "claimgate_unauthorized_total",
-                "Requests refused for a missing or wrong token (401).",
-                get(&self.unauthorized),
-            ),
-            (
-                "claimgate_forbidden_total",
-                "Writes refused because they came with the read-only token (403).",
-                get(&self.forbidden),
-            ),
-            (
-                "claimgate_query_reads_busy_total",
+                "claimgate_query_reads_busy",
                 "Integrity-file and explain reads refused busy: every query connection taken, the wait queue full or the wait past its bound.",
                 get(&self.query_reads_busy),
             ),
         ];
-        for (name, help, value) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
-        }
-        let _ = writeln!(
-            out,
-            "# HELP claimgate_connections_refused_total Connections closed at once because the connection cap was reached.\n# TYPE claimgate_connections_refused_total counter\nclaimgate_connections_refused_total {}",
-            get(&self.connections_refused)
-        );
-        let _ = writeln!(out, "# HELP claimgate_connections_open Open connections by listener (each has its own cap).\n# TYPE claimgate_connections_open gauge");
-        for (listener, open) in ["check", "admin"].iter().zip(g.open_connections) {
-            let _ = writeln!(out, "claimgate_connections_open{{listener=\"{listener}\"}} {open}");
-        }
-        let _ = writeln!(
-            out,
-            "# HELP claimgate_min_seq_waiting Checks waiting now for the index to reach their min_seq.\n# TYPE claimgate_min_seq_waiting gauge\nclaimgate_min_seq_waiting {}",
-            get(&self.min_seq_waiting)
-        );
-        let gauges: [(&str, &str, f64); 12] = [
+        families.extend(counters.into_iter().map(|(name, help, v)| Family::one(name, help, Value::Counter(v))));
+        families.push(Family::labelled(
+            "claimgate_connections_open",
+            "Open connections by listener (each has its own cap).",
+            ["check", "admin"]
+                .into_iter()
+                .zip(g.open_connections)
+                .map(|(l, open)| (vec![("listener", l)], Value::gauge(open))),
+        ));
+        let gauges: [(&'static str, &'static str, Value); 13] = [
+            (
+                "claimgate_min_seq_waiting",
+                "Checks waiting now for the index to reach their min_seq.",
+                Value::gauge(get(&self.min_seq_waiting)),
+            ),
             (
                 "claimgate_inflight_body_bytes",
                 "Request-body bytes held now against --max-inflight-body-bytes (each body's first 64 KiB not counted).",
-                g.body_bytes_held as f64,
+                Value::gauge(g.body_bytes_held),
             ),
             (
                 "claimgate_audit_writable",
                 "0 while the decision log refuses records (disk full, reserve, I/O error: see /readyz), else 1.",
-                f64::from(u8::from(g.audit_writable)),
+                Value::Gauge(flag(g.audit_writable)),
             ),
             (
                 "claimgate_audit_free_bytes",
                 "Free bytes on the decision log's file system, as last measured by its writer.",
-                g.audit_free_bytes as f64,
+                Value::gauge(g.audit_free_bytes),
             ),
             (
                 "claimgate_ledger_damaged",
                 "1 if the start-up check of the ledger file found a damaged page (see /readyz), else 0.",
-                f64::from(u8::from(g.ledger_damaged)),
+                Value::Gauge(flag(g.ledger_damaged)),
             ),
             (
                 "claimgate_snapshot_last_seq",
                 "Seq of the newest snapshot written or loaded at start (0: none).",
-                g.last_snapshot_seq as f64,
+                Value::gauge(g.last_snapshot_seq),
             ),
             (
                 "claimgate_ledger_reachable",
                 "1 if the ledger's head could be read just now, else 0.",
-                f64::from(u8::from(g.ledger_reachable)),
+                Value::Gauge(flag(g.ledger_reachable)),
             ),
             (
                 "claimgate_ledger_writable",
                 "0 while appends fail (disk full, read-only data directory: see /readyz), else 1.",
-                f64::from(u8::from(g.ledger_writable)),
+                Value::Gauge(flag(g.ledger_writable)),
             ),
-            ("claimgate_index_seq", "Ledger seq the served index reflects.", g.index_seq as f64),
+            ("claimgate_index_seq", "Ledger seq the served index reflects.", Value::gauge(g.index_seq)),
             (
                 "claimgate_ledger_head_seq",
                 "Highest seq on the ledger (the last one read, while unreachable).",
-                g.ledger_head as f64,
+                Value::gauge(g.ledger_head),
             ),
-            ("claimgate_index_overlay_entities", "Entities in the index overlay.", g.overlay_entities as f64),
-            ("claimgate_audit_queue_depth", "Decision records accepted, not yet written.", g.audit_queue_depth as f64),
-            ("claimgate_index_last_swap_age_seconds", "Seconds since the last index swap.", g.last_swap_age_seconds),
+            ("claimgate_index_overlay_entities", "Entities in the index overlay.", Value::gauge(g.overlay_entities)),
+            (
+                "claimgate_audit_queue_depth",
+                "Decision records accepted, not yet written.",
+                Value::gauge(g.audit_queue_depth),
+            ),
+            (
+                "claimgate_index_last_swap_age_seconds",
+                "Seconds since the last index swap.",
+                Value::GaugeF64(g.last_swap_age_seconds),
+            ),
         ];
-        for (name, help, value) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
-        }
+        families.extend(gauges.into_iter().map(|(name, help, v)| Family::one(name, help, v)));
+        let mut buckets: Vec<(f64, u64)> = LATENCY_BOUNDS_US
+            .iter()
+            .enumerate()
+            .map(|(i, bound)| (*bound as f64 / 1e6, get(&self.latency_buckets[i])))
+            .collect();
+        buckets.push((f64::MAX, get(&self.latency_buckets[LATENCY_BOUNDS_US.len()])));
+        let latency =
+            Latency { sum_seconds: get(&self.latency_sum_us) as f64 / 1e6, count: get(&self.latency_count), buckets };
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Scrape { families, latency }));
+        let mut out = String::with_capacity(8192);
+        prometheus_client::encoding::text::encode(&mut out, &registry).expect("writing to a String cannot fail");
         out
+    }
+}
+
+/// The media type of [`Metrics::render`]'s text (Prometheus scrapes it as is).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// One sample's value. Counters and integer gauges are written as integers.
+#[derive(Debug, Clone, Copy)]
+enum Value {
+    Counter(u64),
+    Gauge(i64),
+    GaugeF64(f64),
+}
+
+impl Value {
+    /// An integer gauge; a reading past `i64::MAX` (never, for these) saturates.
+    fn gauge(v: u64) -> Value {
+        Value::Gauge(i64::try_from(v).unwrap_or(i64::MAX))
+    }
+
+    fn metric_type(self) -> MetricType {
+        match self {
+            Value::Counter(_) => MetricType::Counter,
+            Value::Gauge(_) | Value::GaugeF64(_) => MetricType::Gauge,
+        }
+    }
+
+    fn encode(self, encoder: &mut MetricEncoder<'_>) -> std::fmt::Result {
+        match self {
+            Value::Counter(v) => encoder.encode_counter::<NoLabelSet, _, u64>(&v, None),
+            Value::Gauge(v) => encoder.encode_gauge(&v),
+            Value::GaugeF64(v) => encoder.encode_gauge(&v),
+        }
+    }
+}
+
+/// Label pairs of one sample.
+type Labels = Vec<(&'static str, &'static str)>;
+
+/// One metric family as read at one scrape. A counter's name is given
+/// without `_total`: the encoder adds it to its samples.
+#[derive(Debug)]
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    samples: Vec<(Labels, Value)>,
+}
+
+impl Family {
+    fn one(name: &'static str, help: &'static str, value: Value) -> Family {
+        Family { name, help, samples: vec![(Vec::new(), value)] }
+    }
+
+    fn labelled(name: &'static str, help: &'static str, samples: impl IntoIterator<Item = (Labels, Value)>) -> Family {
+        Family { name, help, samples: samples.into_iter().collect() }
+    }
+}
+
+/// The request-latency histogram as read: per-bucket counts, upper bounds in
+/// seconds, the last bucket `+Inf` (`f64::MAX`, as the encoder marks it).
+#[derive(Debug)]
+struct Latency {
+    sum_seconds: f64,
+    count: u64,
+    buckets: Vec<(f64, u64)>,
+}
+
+/// Everything one scrape read, handed to the Prometheus client to encode.
+#[derive(Debug)]
+struct Scrape {
+    families: Vec<Family>,
+    latency: Latency,
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
+        for family in &self.families {
+            let Some((_, first)) = family.samples.first() else { continue };
+            let mut metric = encoder.encode_descriptor(family.name, family.help, None, first.metric_type())?;
+            for (labels, value) in &family.samples {
+                if labels.is_empty() {
+                    value.encode(&mut metric)?;
+                } else {
+                    value.encode(&mut metric.encode_family(labels)?)?;
+                }
+            }
+        }
+        let l = &self.latency;
+        encoder
+            .encode_descriptor(
+                "claimgate_request_duration_seconds",
+                "Request handling time.",
+                None,
+                MetricType::Histogram,
+            )?
+            .encode_histogram::<NoLabelSet>(l.sum_seconds, l.count, &l.buckets, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gauges() -> Gauges {
+        Gauges {
+            ledger_reachable: true,
+            ledger_writable: true,
+            index_seq: 3,
+            ledger_head: 3,
+            overlay_entities: 2,
+            audit_queue_depth: 0,
+            audit_written: 5,
+            audit_failed_writes: 0,
+            audit_groups: 4,
+            audit_group_write_us: 900,
+            audit_indexed: 5,
+            audit_free_bytes: 1 << 30,
+            audit_writable: true,
+            last_swap_age_seconds: 0.25,
+            snapshots_written: 1,
+            snapshot_failures: 0,
+            last_snapshot_seq: 2,
+            open_connections: [7, 1],
+            body_bytes_held: 0,
+            ledger_damaged: false,
+        }
+    }
+
+    #[test]
+    fn the_exposition_holds_every_family_with_its_type_and_ends_with_eof() {
+        let m = Metrics::default();
+        m.request(Route::Check, 200, 40);
+        m.request(Route::Check, 400, 300_000);
+        m.decision(Reason::PractitionerSuspended);
+        let text = m.render(&gauges());
+        for line in [
+            "# TYPE claimgate_requests counter",
+            "claimgate_requests_total{route=\"check\"} 2",
+            "claimgate_responses_errors_total{class=\"4xx\"} 1",
+            "claimgate_decisions_total{verdict=\"reject\",reason=\"practitioner_suspended\"} 1",
+            "claimgate_decisions_total{verdict=\"settle\",reason=\"ok\"} 0",
+            "# TYPE claimgate_index_seq gauge",
+            "claimgate_index_seq 3",
+            "claimgate_connections_open{listener=\"check\"} 7",
+            "claimgate_index_last_swap_age_seconds 0.25",
+            "claimgate_audit_written_total 5",
+            "# TYPE claimgate_request_duration_seconds histogram",
+            "claimgate_request_duration_seconds_count 2",
+            "claimgate_request_duration_seconds_bucket{le=\"+Inf\"} 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no line {line:?} in\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+        // Cumulative buckets: 40 us is in every bucket from 50 us on, the 300 ms request only in +Inf.
+        assert!(text.lines().any(|l| l == "claimgate_request_duration_seconds_bucket{le=\"0.00005\"} 1"), "{text}");
+        assert!(text.lines().any(|l| l == "claimgate_request_duration_seconds_bucket{le=\"0.25\"} 1"), "{text}");
     }
 }

@@ -742,7 +742,7 @@ async fn metrics(gate: &Arc<Gate>) -> Reply {
         body_bytes_held: gate.config.max_inflight_body_bytes.saturating_sub(gate.body_budget.available()) as u64,
         ledger_damaged: matches!(*gate.ledger_pages.lock().expect("not poisoned"), LedgerPages::Damaged { .. }),
     };
-    text(StatusCode::OK, "text/plain; version=0.0.4", gate.metrics.render(&gauges))
+    text(StatusCode::OK, crate::metrics::CONTENT_TYPE, gate.metrics.render(&gauges))
 }
 
 /// The query parameters of the integrity file (R22).
