@@ -48,18 +48,48 @@ machine_facts() {
     today=$(date -u +%Y-%m-%d)
 }
 
-# True when BENCHMARKS.md's last "## " heading is not $1: the section must start with it.
+# The markers around a script's figures in BENCHMARKS.md: each run replaces
+# what lies between them, so the file reports the current figures (run
+# history stays in loadtest/results/, which git ignores).
+figures_begin() { echo "<!-- $1: the latest figures, replaced by each run -->"; }
+figures_end() { echo "<!-- end of $1's figures -->"; }
+
+# True when BENCHMARKS.md holds no figures of script $1 yet: the section must
+# then bring its "## " heading and introduction (kept outside the markers).
 needs_heading() {
-    [ "$(grep '^## ' BENCHMARKS.md 2>/dev/null | tail -1 || true)" != "$1" ]
+    ! grep -qF "$(figures_begin "$1")" BENCHMARKS.md 2>/dev/null
 }
 
-# Appends the section file $1 to BENCHMARKS.md unless $2 is 0, and prints it.
+# publish_section FILE WRITE NAME: puts the section in FILE into BENCHMARKS.md
+# as script NAME's current figures (replacing its previous ones; the first
+# time, appended with the heading and introduction before the first "### "
+# line left outside the markers), unless WRITE is 0; prints it either way.
 publish_section() {
-    if [ "$2" != 0 ]; then
-        cat "$1" >>BENCHMARKS.md
-        echo "== appended to BENCHMARKS.md (also in $1)"
-    else
-        echo "== section written to $1 (BENCHMARKS.md untouched: --no-append)"
+    local file=$1 write=$2 name=$3 begin end tmp
+    if [ "$write" = 0 ]; then
+        echo "== section written to $file (BENCHMARKS.md untouched: --no-append)"
+        cat "$file"
+        return
     fi
-    cat "$1"
+    begin=$(figures_begin "$name")
+    end=$(figures_end "$name")
+    tmp=$(mktemp)
+    if grep -qF "$begin" BENCHMARKS.md; then
+        awk -v b="$begin" -v e="$end" -v f="$file" '
+            $0 == b { print; while ((getline line < f) > 0) print line; print ""; skip = 1; next }
+            $0 == e { skip = 0 }
+            !skip { print }
+        ' BENCHMARKS.md >"$tmp"
+        echo "== BENCHMARKS.md: $name's figures replaced by this run's (also in $file)"
+    else
+        cat BENCHMARKS.md >"$tmp"
+        awk -v b="$begin" -v e="$end" '
+            /^### / && !body { print b; print ""; body = 1 }
+            { print }
+            END { if (body) { print ""; print e } }
+        ' "$file" >>"$tmp"
+        echo "== BENCHMARKS.md: $name's figures appended (also in $file)"
+    fi
+    mv "$tmp" BENCHMARKS.md
+    cat "$file"
 }

@@ -11,7 +11,8 @@
 #   --postgres URL   the PostgreSQL database (default postgres://postgres@127.0.0.1:5432/test,
 #                    or CLAIMGATE_BENCH_POSTGRES); it must be on this machine (127.0.0.1 or ::1)
 #   --write-rate     admin events/s to node A while node B is read (default 1,000)
-#   --no-append      do not append the results to BENCHMARKS.md
+#   --no-append      leave BENCHMARKS.md as it is (by default this run's figures replace
+#                    the previous run's there)
 #
 # Builds the workspace (release), creates a fresh schema in the database, starts
 #   node A  claimgate demo  --store (the schema) --practitioners N  (generates the population into it)
@@ -25,7 +26,7 @@
 #   d  freshness across nodes: --write-rate events/s to node A's admin listener while node B
 #      answers checks (open loop, 5,000 checks/s); freshness = time from node A's ack of a
 #      write to the first check answer from node B carrying a seq at least as high
-# writes each JSON report to loadtest/results/<stamp>/, appends a section to BENCHMARKS.md,
+# writes each JSON report to loadtest/results/<stamp>/, replaces its figures in BENCHMARKS.md,
 # and on exit (trap EXIT) stops what it started, drops the schema and deletes the data
 # directories.
 set -euo pipefail
@@ -164,7 +165,7 @@ sync_commit=$(psql "$pg" -qAtc "show synchronous_commit" 2>/dev/null || echo "?"
 section=$results/section.md
 {
     heading="## Append rate and freshness across nodes (issue 7)"
-    if needs_heading "$heading"; then
+    if needs_heading nodes.sh; then
         echo
         echo "$heading"
         echo
@@ -204,4 +205,4 @@ section=$results/section.md
     echo "max $(ms freshness-a-to-b max) ms, over $(get freshness-a-to-b /writes/freshness/latency_us/count) writes."
 } >"$section"
 
-publish_section "$section" "$append"
+publish_section "$section" "$append" nodes.sh

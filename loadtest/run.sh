@@ -10,7 +10,8 @@
 #                    plus about 45 s the first time a 1M population is generated)
 #   --data DIR       the demo's data directory (default target/loadtest/data-N-SEED, reused
 #                    across runs; the writes scenario adds events to it); --fresh deletes it first
-#   --no-append      do not append the results to BENCHMARKS.md
+#   --no-append      leave BENCHMARKS.md as it is (by default this run's figures replace
+#                    the previous run's there)
 #
 # Builds the workspace (release), starts the baseline server and the gate
 # (`claimgate demo`) on free loopback ports, runs:
@@ -21,7 +22,7 @@
 #     same work without the fsync each reject waits for (R19), and restarted back
 #   4 open loop, single lines, at half the rate measured in 2
 #   5 as 4, with admin writes at --write-rate (default 1,000 events/s) during the reads
-# writes each JSON report to loadtest/results/<stamp>/, appends a section to
+# writes each JSON report to loadtest/results/<stamp>/, replaces its figures in
 # BENCHMARKS.md, and stops what it started (trap EXIT).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -204,7 +205,7 @@ fi
 section=$results/section.md
 {
     heading="## HTTP load (issue 5)"
-    if needs_heading "$heading"; then
+    if needs_heading run.sh; then
         echo
         echo "$heading"
         echo
@@ -251,4 +252,4 @@ section=$results/section.md
     echo "The open-loop rows give the latency of single lines by their answer (ok lines never wait)."
 } >"$section"
 
-publish_section "$section" "$append"
+publish_section "$section" "$append" run.sh
