@@ -4,14 +4,12 @@
 //! exactly what was accepted before.
 
 use super::error::NotDurable;
-use super::{Appended, HistoryOf, LedgerError};
-use claimgate_rules::domain::{EventId, InstitutionCode, PractitionerCode, Seq, ViolationId};
+use super::{sql, Appended, HistoryOf, LedgerError};
+use claimgate_rules::domain::{InstitutionCode, PractitionerCode, Seq, ViolationId};
 use claimgate_rules::event::{Event, RecordedEvent};
 use claimgate_rules::policy::Policy;
-use claimgate_rules::practitioner::ScoringStep;
 use claimgate_rules::refusal::Refusal;
-use claimgate_rules::validate::{self, Admission, KnownViolation, LedgerFacts};
-use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -245,22 +243,14 @@ impl EmbeddedLedger {
         let mut conn = self.lock();
         let tx =
             conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(storage("starting an append"))?;
-        let mut head: Seq = head_of(&tx)?;
-        let mut outcomes = Vec::with_capacity(events.len());
-        for event in events {
-            let mut facts = Facts { tx: &tx, policy: &self.policy };
-            let outcome = match validate::validate(event, &self.policy, &mut facts)? {
-                Err(refusal) => Err(refusal),
-                Ok(Admission::AlreadyRecorded(seq)) => Ok(Appended { seq, already_recorded: true }),
-                Ok(Admission::Append) => {
-                    head += 1;
-                    insert(&tx, head, event)?;
-                    Ok(Appended { seq: head, already_recorded: false })
-                }
-            };
-            outcomes.push(outcome);
+        let start = head_of(&tx)?;
+        let (outcomes, head) = sql::append_all(&mut SqliteTx(&tx), start, events, &self.policy)?;
+        if head == start {
+            // Nothing stored: end without a commit to sync (as on PostgreSQL).
+            tx.rollback().map_err(storage("ending an append"))?;
+        } else {
+            tx.commit().map_err(storage("committing an append"))?;
         }
-        tx.commit().map_err(storage("committing an append"))?;
         Ok(outcomes)
     }
 
@@ -305,9 +295,7 @@ impl EmbeddedLedger {
     /// (capped at [`MAX_TAIL_BATCH`]).
     pub fn events_since(&self, after: Seq, limit: usize) -> Result<Vec<RecordedEvent>, LedgerError> {
         let conn = self.read();
-        let mut stmt = conn
-            .prepare_cached("SELECT seq, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")
-            .map_err(storage("reading events"))?;
+        let mut stmt = conn.prepare_cached(sql::EVENTS_SINCE).map_err(storage("reading events"))?;
         let rows = stmt
             .query_map(params![after as i64, limit.min(MAX_TAIL_BATCH) as i64], |r| Ok((r.get(0)?, r.get(1)?)))
             .map_err(storage("reading events"))?;
@@ -338,7 +326,7 @@ impl EmbeddedLedger {
 
     /// The practitioner a violation belongs to, if it was ever scored.
     pub fn violation_owner(&self, id: &ViolationId) -> Result<Option<PractitionerCode>, LedgerError> {
-        Ok(find_violation(&self.read(), id)?.map(|(_, v)| v.practitioner))
+        Ok(sql::find_violation(&mut SqliteTx(&self.read()), id)?.map(|(_, v)| v.practitioner))
     }
 
     /// Streams every entity's history at one consistent `seq` (returned): each
@@ -351,51 +339,27 @@ impl EmbeddedLedger {
         mut on_institution: impl FnMut(InstitutionCode, &[RecordedEvent]),
     ) -> Result<Seq, LedgerError> {
         self.with_own_reader(|conn| {
-        // One read transaction: the head and both scans see the same snapshot.
-        conn.execute_batch("BEGIN").map_err(storage("starting a scan"))?;
-        let head = head_of(conn)?;
-        let scan = |sql: &str, on: &mut GroupSink| {
-            let mut stmt = conn.prepare(sql).map_err(storage("scanning the ledger"))?;
-            let mut rows = stmt.query([head as i64]).map_err(storage("scanning the ledger"))?;
-            let mut current: Option<String> = None;
-            let mut group: Vec<RecordedEvent> = Vec::new();
-            while let Some(row) = rows.next().map_err(storage("scanning the ledger"))? {
-                let key: String = row.get(0).map_err(storage("scanning the ledger"))?;
-                if current.as_deref() != Some(key.as_str()) {
-                    if let Some(done) = current.replace(key) {
-                        on(done, &group)?;
-                    }
-                    group.clear();
+            // One read transaction: the head and both scans see the same snapshot.
+            conn.execute_batch("BEGIN").map_err(storage("starting a scan"))?;
+            let head = head_of(conn)?;
+            const DOING: &str = "scanning the ledger";
+            let scan = |sql: &str, on: &mut sql::GroupSink| {
+                let mut stmt = conn.prepare(sql).map_err(storage(DOING))?;
+                let mut rows = stmt.query([head as i64]).map_err(storage(DOING))?;
+                let mut groups = sql::Groups::new(&self.policy);
+                while let Some(row) = rows.next().map_err(storage(DOING))? {
+                    let (key, seq, body): (String, i64, String) = (
+                        row.get(0).map_err(storage(DOING))?,
+                        row.get(1).map_err(storage(DOING))?,
+                        row.get(2).map_err(storage(DOING))?,
+                    );
+                    groups.row(key, seq, &body, on)?;
                 }
-                let (seq, body): (i64, String) = (
-                    row.get(1).map_err(storage("scanning the ledger"))?,
-                    row.get(2).map_err(storage("scanning the ledger"))?,
-                );
-                group.push(super::decode_stored(seq, &body, &self.policy)?);
-            }
-            if let Some(done) = current {
-                on(done, &group)?;
-            }
-            Ok::<(), LedgerError>(())
-        };
-        let bad_code =
-            |key: &str| LedgerError::Corrupt { seq: 0, message: format!("indexed code `{key}` is not valid") };
-        scan(
-            "SELECT practitioner, seq, body FROM events WHERE practitioner IS NOT NULL AND seq <= ?1 ORDER BY practitioner, seq",
-            &mut |key, events| {
-                on_practitioner(PractitionerCode::parse(&key).map_err(|_| bad_code(&key))?, events);
-                Ok(())
-            },
-        )?;
-        scan(
-            "SELECT institution, seq, body FROM events WHERE institution IS NOT NULL AND kind LIKE 'institution_%' AND seq <= ?1 ORDER BY institution, seq",
-            &mut |key, events| {
-                on_institution(InstitutionCode::parse(&key).map_err(|_| bad_code(&key))?, events);
-                Ok(())
-            },
-        )?;
-        conn.execute_batch("COMMIT").map_err(storage("ending a scan"))?;
-        Ok(head)
+                groups.finish(on)
+            };
+            sql::scan_histories(scan, &mut on_practitioner, &mut on_institution)?;
+            conn.execute_batch("COMMIT").map_err(storage("ending a scan"))?;
+            Ok(head)
         })
     }
 }
@@ -512,9 +476,6 @@ fn probe_write(dir: &Path) -> std::io::Result<()> {
     result
 }
 
-/// Receives one entity's history during a scan: its code as stored, events.
-type GroupSink<'a> = dyn FnMut(String, &[RecordedEvent]) -> Result<(), LedgerError> + 'a;
-
 /// Why a file could not be opened as a ledger: damaged (SQLite's own file, but
 /// malformed), not reachable (the directory or file system), or not SQLite.
 fn not_a_ledger(path: &Path, e: rusqlite::Error) -> LedgerError {
@@ -540,39 +501,6 @@ fn head_of(conn: &Connection) -> Result<Seq, LedgerError> {
         .map_err(storage("reading the ledger head"))
 }
 
-fn insert(tx: &Transaction, seq: Seq, event: &Event) -> Result<(), LedgerError> {
-    // The unique index on event_id would refuse a second event with one id;
-    // validation (R7a) answered a re-send before it got here.
-    let (practitioner, violation_id) = match event {
-        Event::ViolationScored(v) => (Some(v.practitioner), Some(v.violation_id.clone())),
-        Event::ViolationRevoked { violation_id, .. } => {
-            // Filed under the practitioner the revoked violation belongs to.
-            let owner = find_violation(tx, violation_id)?.map(|(_, v)| v.practitioner);
-            (owner, Some(violation_id.clone()))
-        }
-        other => (other.practitioner(), None),
-    };
-    tx.prepare_cached(
-        "INSERT INTO events (seq, kind, effective, practitioner, institution, violation_id, body, event_id, points)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )
-    .and_then(|mut stmt| {
-        stmt.execute(params![
-            seq as i64,
-            event.kind(),
-            event.effective().to_string(),
-            practitioner.map(|p| p.to_string()),
-            event.institution().map(|i| i.to_string()),
-            violation_id.as_ref().map(ViolationId::as_str),
-            event.to_json(),
-            event.event_id().map(EventId::as_str),
-            super::indexed_points(event),
-        ])
-    })
-    .map_err(storage("appending an event"))?;
-    Ok(())
-}
-
 fn decode_rows(
     rows: impl Iterator<Item = rusqlite::Result<(i64, String)>>,
     policy: &Policy,
@@ -586,109 +514,73 @@ fn decode_rows(
 
 fn history(conn: &Connection, of: HistoryOf, policy: &Policy) -> Result<Vec<RecordedEvent>, LedgerError> {
     let sql = match of {
-        HistoryOf::Practitioner(_) => "SELECT seq, body FROM events WHERE practitioner = ?1 ORDER BY seq",
-        HistoryOf::Institution(_) => {
-            "SELECT seq, body FROM events WHERE institution = ?1 AND kind LIKE 'institution_%' ORDER BY seq"
-        }
+        HistoryOf::Practitioner(_) => sql::PRACTITIONER_HISTORY,
+        HistoryOf::Institution(_) => sql::INSTITUTION_HISTORY,
     };
     let mut stmt = conn.prepare_cached(sql).map_err(storage(of.doing()))?;
     let rows = stmt.query_map([of.key()], |r| Ok((r.get(0)?, r.get(1)?))).map_err(storage(of.doing()))?;
     decode_rows(rows, policy)
 }
 
-fn find_violation(
-    conn: &Connection,
-    id: &ViolationId,
-) -> Result<Option<(Seq, claimgate_rules::event::Violation)>, LedgerError> {
-    let row: Option<(i64, String)> = conn
-        .prepare_cached("SELECT seq, body FROM events WHERE violation_id = ?1 AND kind = 'violation_scored'")
-        .and_then(|mut stmt| stmt.query_row([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?))).optional())
-        .map_err(storage("looking up a violation"))?;
-    let Some((seq, body)) = row else { return Ok(None) };
-    // The policy does not affect how a violation parses.
-    match super::decode_stored(seq, &body, &Policy::default())?.event {
-        Event::ViolationScored(v) => Ok(Some((seq as Seq, v))),
-        _ => Err(LedgerError::Corrupt { seq: seq as Seq, message: "indexed as a violation but is not one".into() }),
-    }
-}
-
 /// A practitioner's standing violations and repairs dated in a span of
 /// years (R11), read from `events_scoring` alone (it covers every column
 /// named here); the kind list matches the index's so SQLite can use it.
+/// (PostgreSQL's text differs only in its date collation.)
 const SCORING_STEPS: &str = "SELECT e.kind, e.effective, e.seq, e.points FROM events e
-     WHERE e.practitioner = ?1 AND e.kind IN ('violation_scored', 'points_repaired')
-       AND e.effective >= ?2 AND e.effective <= ?3
+     WHERE e.practitioner = $1 AND e.kind IN ('violation_scored', 'points_repaired')
+       AND e.effective >= $2 AND e.effective <= $3
        AND NOT (e.kind = 'violation_scored' AND EXISTS (SELECT 1 FROM events r
                 WHERE r.violation_id = e.violation_id AND r.kind = 'violation_revoked'))
      ORDER BY e.effective, e.seq";
 
-/// [`LedgerFacts`] read from the append transaction.
-struct Facts<'a> {
-    tx: &'a Transaction<'a>,
-    policy: &'a Policy,
-}
+/// The shared SQL core's [`sql::Tx`] on an SQLite connection (the append
+/// transaction, or the reader for a lookup).
+struct SqliteTx<'a>(&'a Connection);
 
-impl Facts<'_> {
-    /// The one event `sql` selects (`seq, body`) by `key`, if any.
-    fn one(&self, sql: &str, key: &str) -> Result<Option<RecordedEvent>, LedgerError> {
-        let row: Option<(i64, String)> = self
-            .tx
+impl sql::Tx for SqliteTx<'_> {
+    fn first(
+        &mut self,
+        sql: &'static str,
+        key: &str,
+        doing: &'static str,
+    ) -> Result<Option<(i64, String)>, LedgerError> {
+        self.0
             .prepare_cached(sql)
             .and_then(|mut stmt| stmt.query_row([key], |r| Ok((r.get(0)?, r.get(1)?))).optional())
-            .map_err(storage("validating an event"))?;
-        row.map(|(seq, body)| super::decode_stored(seq, &body, self.policy)).transpose()
+            .map_err(storage(doing))
     }
 
-    fn exists(&self, sql: &str, key: String) -> Result<bool, LedgerError> {
-        self.tx.prepare_cached(sql).and_then(|mut stmt| stmt.exists([key])).map_err(storage("validating an event"))
-    }
-}
-
-impl LedgerFacts for Facts<'_> {
-    type Error = LedgerError;
-
-    fn institution_designated(&mut self, code: InstitutionCode) -> Result<bool, LedgerError> {
-        self.exists("SELECT 1 FROM events WHERE institution = ?1 AND kind = 'institution_designated'", code.to_string())
+    fn exists(&mut self, sql: &'static str, key: &str, doing: &'static str) -> Result<bool, LedgerError> {
+        self.0.prepare_cached(sql).and_then(|mut stmt| stmt.exists([key])).map_err(storage(doing))
     }
 
-    fn practitioner_registered(&mut self, code: PractitionerCode) -> Result<bool, LedgerError> {
-        self.exists(
-            "SELECT 1 FROM events WHERE practitioner = ?1 AND kind = 'practitioner_registered'",
-            code.to_string(),
-        )
-    }
-
-    fn event_with_id(&mut self, id: &EventId) -> Result<Option<RecordedEvent>, LedgerError> {
-        self.one("SELECT seq, body FROM events WHERE event_id = ?1", id.as_str())
-    }
-
-    fn violation(&mut self, id: &ViolationId) -> Result<Option<KnownViolation>, LedgerError> {
-        let Some((seq, violation)) = find_violation(self.tx, id)? else { return Ok(None) };
-        let revocation = self.one(
-            "SELECT seq, body FROM events WHERE violation_id = ?1 AND kind = 'violation_revoked' ORDER BY seq LIMIT 1",
-            id.as_str(),
-        )?;
-        Ok(Some(KnownViolation { seq, violation, revocation }))
-    }
-
-    fn scoring_steps(
-        &mut self,
-        code: PractitionerCode,
-        years: RangeInclusive<i32>,
-    ) -> Result<Vec<ScoringStep>, LedgerError> {
-        const DOING: &str = "reading a practitioner's scoring steps";
-        let (first, last) = super::stored_day_bounds(&years);
-        let mut stmt = self.tx.prepare_cached(SCORING_STEPS).map_err(storage(DOING))?;
+    fn scoring_rows(&mut self, practitioner: &str, first: &str, last: &str) -> Result<Vec<sql::StepRow>, LedgerError> {
+        let doing = sql::READING_SCORING_STEPS;
+        let mut stmt = self.0.prepare_cached(SCORING_STEPS).map_err(storage(doing))?;
         let rows = stmt
-            .query_map(params![code.to_string(), first, last], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, Option<i64>>(3)?))
+            .query_map(params![practitioner, first, last], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .map_err(storage(doing))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(storage(doing))
+    }
+
+    fn insert(&mut self, c: &sql::Columns<'_>) -> Result<(), LedgerError> {
+        self.0
+            .prepare_cached(sql::INSERT)
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    c.seq,
+                    c.kind,
+                    c.effective,
+                    c.practitioner,
+                    c.institution,
+                    c.violation_id,
+                    c.body,
+                    c.event_id,
+                    c.points
+                ])
             })
-            .map_err(storage(DOING))?;
-        rows.map(|row| {
-            let (kind, effective, seq, points) = row.map_err(storage(DOING))?;
-            super::scoring_step(&kind, &effective, seq, points)
-        })
-        .collect()
+            .map_err(storage(sql::APPENDING))?;
+        Ok(())
     }
 }
 

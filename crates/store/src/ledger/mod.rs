@@ -15,6 +15,7 @@ mod error;
 mod postgres;
 #[cfg(feature = "postgres")]
 mod postgres_tls;
+mod sql;
 
 pub use embedded::{EmbeddedLedger, PageCheck, LEDGER_FILE, MAX_APPEND_BATCH, MAX_TAIL_BATCH};
 pub use error::{AppendError, LedgerError, NotDurable};

@@ -20,20 +20,18 @@ mod schema;
 mod target;
 
 use super::postgres_tls::TlsSettings;
-use super::{Appended, HistoryOf, LedgerError, MAX_APPEND_BATCH, MAX_TAIL_BATCH};
+use super::{sql, Appended, HistoryOf, LedgerError, MAX_APPEND_BATCH, MAX_TAIL_BATCH};
 use ::postgres::fallible_iterator::FallibleIterator;
+use ::postgres::types::ToSql;
 use ::postgres::{Client, Config, GenericClient, IsolationLevel, NoTls, Row, Statement, Transaction};
-use claimgate_rules::domain::{EventId, InstitutionCode, PractitionerCode, Seq, ViolationId};
-use claimgate_rules::event::{Event, RecordedEvent, Violation};
+use claimgate_rules::domain::{InstitutionCode, PractitionerCode, Seq, ViolationId};
+use claimgate_rules::event::{Event, RecordedEvent};
 use claimgate_rules::policy::Policy;
-use claimgate_rules::practitioner::ScoringStep;
 use claimgate_rules::refusal::Refusal;
-use claimgate_rules::validate::{self, Admission, KnownViolation, LedgerFacts};
 #[cfg(test)]
 use schema::DURABLE_SYNCHRONOUS_COMMIT;
 use schema::{durability_refusal, init};
 use std::collections::HashMap;
-use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::{Mutex, MutexGuard};
@@ -62,21 +60,6 @@ const READ_HEAD: &str = "SELECT seq FROM claimgate_head WHERE id = 1";
 /// Moves the head and queues the notification (sent on commit), in one round trip.
 const SET_HEAD_AND_NOTIFY: &str = "WITH moved AS (UPDATE claimgate_head SET seq = $1 WHERE id = 1 RETURNING seq)
      SELECT pg_notify($2, seq::text) FROM moved";
-const INSERT: &str =
-    "INSERT INTO events (seq, kind, effective, practitioner, institution, violation_id, body, event_id, points)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
-const EVENTS_SINCE: &str = "SELECT seq, body FROM events WHERE seq > $1 ORDER BY seq LIMIT $2";
-const PRACTITIONER_HISTORY: &str = "SELECT seq, body FROM events WHERE practitioner = $1 ORDER BY seq";
-const INSTITUTION_HISTORY: &str =
-    "SELECT seq, body FROM events WHERE institution = $1 AND kind LIKE 'institution_%' ORDER BY seq";
-const FIND_VIOLATION: &str = "SELECT seq, body FROM events WHERE violation_id = $1 AND kind = 'violation_scored'";
-const INSTITUTION_DESIGNATED: &str =
-    "SELECT 1 FROM events WHERE institution = $1 AND kind = 'institution_designated' LIMIT 1";
-const PRACTITIONER_REGISTERED: &str =
-    "SELECT 1 FROM events WHERE practitioner = $1 AND kind = 'practitioner_registered' LIMIT 1";
-const REVOCATION_OF: &str =
-    "SELECT seq, body FROM events WHERE violation_id = $1 AND kind = 'violation_revoked' ORDER BY seq LIMIT 1";
-const EVENT_WITH_ID: &str = "SELECT seq, body FROM events WHERE event_id = $1";
 /// A practitioner's standing violations and repairs dated in a span of years (R11).
 const SCORING_STEPS: &str = "SELECT e.kind, e.effective, e.seq, e.points FROM events e
      WHERE e.practitioner = $1 AND e.kind IN ('violation_scored', 'points_repaired')
@@ -84,10 +67,6 @@ const SCORING_STEPS: &str = "SELECT e.kind, e.effective, e.seq, e.points FROM ev
        AND NOT (e.kind = 'violation_scored' AND EXISTS (SELECT 1 FROM events r
                 WHERE r.violation_id = e.violation_id AND r.kind = 'violation_revoked'))
      ORDER BY e.effective COLLATE \"C\", e.seq";
-const SCAN_PRACTITIONERS: &str = "SELECT practitioner, seq, body FROM events
-     WHERE practitioner IS NOT NULL AND seq <= $1 ORDER BY practitioner, seq";
-const SCAN_INSTITUTIONS: &str = "SELECT institution, seq, body FROM events
-     WHERE institution IS NOT NULL AND kind LIKE 'institution_%' AND seq <= $1 ORDER BY institution, seq";
 
 /// The append-only event ledger in a PostgreSQL schema.
 pub struct PostgresLedger {
@@ -225,21 +204,7 @@ impl PostgresLedger {
             // Serialises appenders on every connection and node until commit.
             let locked = statements.query_opt(&mut tx, LOCK_HEAD, &[]).map_err(pg("locking the ledger head"))?;
             let start = head_from(locked)?;
-            let mut head = start;
-            let mut outcomes = Vec::with_capacity(events.len());
-            for event in events {
-                let mut facts = Facts { tx: &mut tx, statements, policy: &self.policy };
-                let outcome = match validate::validate(event, &self.policy, &mut facts)? {
-                    Err(refusal) => Err(refusal),
-                    Ok(Admission::AlreadyRecorded(seq)) => Ok(Appended { seq, already_recorded: true }),
-                    Ok(Admission::Append) => {
-                        head += 1;
-                        insert(&mut tx, statements, head, event)?;
-                        Ok(Appended { seq: head, already_recorded: false })
-                    }
-                };
-                outcomes.push(outcome);
-            }
+            let (outcomes, head) = sql::append_all(&mut PgTx { tx: &mut tx, statements }, start, events, &self.policy)?;
             if head == start {
                 // Nothing stored: release the head without a commit to flush.
                 tx.rollback().map_err(pg("ending an append"))?;
@@ -266,7 +231,7 @@ impl PostgresLedger {
         let limit = limit.min(MAX_TAIL_BATCH) as i64;
         self.read(|client, statements| {
             let rows =
-                statements.query(client, EVENTS_SINCE, &[&to_db(after), &limit]).map_err(pg("reading events"))?;
+                statements.query(client, sql::EVENTS_SINCE, &[&to_db(after), &limit]).map_err(pg("reading events"))?;
             decode_rows(&rows, &self.policy, "reading events")
         })
     }
@@ -295,7 +260,9 @@ impl PostgresLedger {
 
     /// The practitioner a violation belongs to, if it was ever scored.
     pub fn violation_owner(&self, id: &ViolationId) -> Result<Option<PractitionerCode>, LedgerError> {
-        self.read(|client, statements| Ok(find_violation(client, statements, id)?.map(|(_, v)| v.practitioner)))
+        self.read(|client, statements| {
+            Ok(sql::find_violation(&mut PgTx { tx: client, statements }, id)?.map(|(_, v)| v.practitioner))
+        })
     }
 
     /// Streams every entity's history at one consistent `seq` (returned): each
@@ -319,37 +286,16 @@ impl PostgresLedger {
             .map_err(pg("starting a scan"))?;
         let head = head_from(tx.query_opt(READ_HEAD, &[]).map_err(pg("reading the ledger head"))?)?;
         let policy = &self.policy;
-        let mut scan = |sql: &str, on: &mut GroupSink| {
+        let scan = |sql: &str, on: &mut sql::GroupSink| {
             let mut rows = tx.query_raw(sql, [to_db(head)]).map_err(pg(DOING))?;
-            let mut current: Option<String> = None;
-            let mut group: Vec<RecordedEvent> = Vec::new();
+            let mut groups = sql::Groups::new(policy);
             while let Some(row) = rows.next().map_err(pg(DOING))? {
                 let key: String = row.try_get(0).map_err(pg(DOING))?;
-                if current.as_deref() != Some(key.as_str()) {
-                    if let Some(done) = current.replace(key) {
-                        on(done, &group)?;
-                    }
-                    group.clear();
-                }
-                let seq: i64 = row.try_get(1).map_err(pg(DOING))?;
-                let body: &str = row.try_get(2).map_err(pg(DOING))?;
-                group.push(super::decode_stored(seq, body, policy)?);
+                groups.row(key, row.try_get(1).map_err(pg(DOING))?, row.try_get(2).map_err(pg(DOING))?, on)?;
             }
-            if let Some(done) = current {
-                on(done, &group)?;
-            }
-            Ok::<(), LedgerError>(())
+            groups.finish(on)
         };
-        let bad_code =
-            |key: &str| LedgerError::Corrupt { seq: 0, message: format!("indexed code `{key}` is not valid") };
-        scan(SCAN_PRACTITIONERS, &mut |key, events| {
-            on_practitioner(PractitionerCode::parse(&key).map_err(|_| bad_code(&key))?, events);
-            Ok(())
-        })?;
-        scan(SCAN_INSTITUTIONS, &mut |key, events| {
-            on_institution(InstitutionCode::parse(&key).map_err(|_| bad_code(&key))?, events);
-            Ok(())
-        })?;
+        sql::scan_histories(scan, &mut on_practitioner, &mut on_institution)?;
         tx.commit().map_err(pg("ending a scan"))?;
         Ok(head)
     }
@@ -503,9 +449,6 @@ impl Statements {
     }
 }
 
-/// Receives one entity's history during a scan: its code as stored, events.
-type GroupSink<'a> = dyn FnMut(String, &[RecordedEvent]) -> Result<(), LedgerError> + 'a;
-
 /// A `seq` as stored (`bigint`); past `i64::MAX` reads as "everything".
 fn to_db(seq: Seq) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
@@ -516,36 +459,6 @@ fn head_from(row: Option<Row>) -> Result<Seq, LedgerError> {
         row.ok_or_else(|| LedgerError::Corrupt { seq: 0, message: "the claimgate_head row is missing".into() })?;
     let seq: i64 = row.try_get(0).map_err(pg("reading the ledger head"))?;
     Ok(seq as Seq)
-}
-
-fn insert(tx: &mut Transaction<'_>, statements: &mut Statements, seq: Seq, event: &Event) -> Result<(), LedgerError> {
-    let (practitioner, violation_id) = match event {
-        Event::ViolationScored(v) => (Some(v.practitioner), Some(v.violation_id.clone())),
-        Event::ViolationRevoked { violation_id, .. } => {
-            // Filed under the practitioner the revoked violation belongs to.
-            let owner = find_violation(tx, statements, violation_id)?.map(|(_, v)| v.practitioner);
-            (owner, Some(violation_id.clone()))
-        }
-        other => (other.practitioner(), None),
-    };
-    statements
-        .execute(
-            tx,
-            INSERT,
-            &[
-                &to_db(seq),
-                &event.kind(),
-                &event.effective().to_string(),
-                &practitioner.map(|p| p.to_string()),
-                &event.institution().map(|i| i.to_string()),
-                &violation_id.as_ref().map(ViolationId::as_str),
-                &event.to_json(),
-                &event.event_id().map(EventId::as_str),
-                &super::indexed_points(event),
-            ],
-        )
-        .map_err(pg("appending an event"))?;
-    Ok(())
 }
 
 fn decode_rows(rows: &[Row], policy: &Policy, doing: &'static str) -> Result<Vec<RecordedEvent>, LedgerError> {
@@ -565,95 +478,66 @@ fn history(
     policy: &Policy,
 ) -> Result<Vec<RecordedEvent>, LedgerError> {
     let sql = match of {
-        HistoryOf::Practitioner(_) => PRACTITIONER_HISTORY,
-        HistoryOf::Institution(_) => INSTITUTION_HISTORY,
+        HistoryOf::Practitioner(_) => sql::PRACTITIONER_HISTORY,
+        HistoryOf::Institution(_) => sql::INSTITUTION_HISTORY,
     };
     let rows = statements.query(client, sql, &[&of.key()]).map_err(pg(of.doing()))?;
     decode_rows(&rows, policy, of.doing())
 }
 
-fn find_violation(
-    client: &mut impl GenericClient,
-    statements: &mut Statements,
-    id: &ViolationId,
-) -> Result<Option<(Seq, Violation)>, LedgerError> {
-    const DOING: &str = "looking up a violation";
-    let Some(row) = statements.query_opt(client, FIND_VIOLATION, &[&id.as_str()]).map_err(pg(DOING))? else {
-        return Ok(None);
-    };
-    let seq: i64 = row.try_get(0).map_err(pg(DOING))?;
-    let body: &str = row.try_get(1).map_err(pg(DOING))?;
-    // The policy does not affect how a violation parses.
-    match super::decode_stored(seq, body, &Policy::default())?.event {
-        Event::ViolationScored(v) => Ok(Some((seq as Seq, v))),
-        _ => Err(LedgerError::Corrupt { seq: seq as Seq, message: "indexed as a violation but is not one".into() }),
-    }
-}
-
-/// [`LedgerFacts`] read inside the append transaction, after the head lock.
-struct Facts<'a, 't> {
-    tx: &'a mut Transaction<'t>,
+/// The shared SQL core's [`sql::Tx`] on a PostgreSQL transaction, with
+/// its session's prepared statements.
+struct PgTx<'a, C: GenericClient> {
+    tx: &'a mut C,
     statements: &'a mut Statements,
-    policy: &'a Policy,
 }
 
-impl Facts<'_, '_> {
-    /// The one event `sql` selects (`seq, body`) by `key`, if any.
-    fn one(&mut self, sql: &'static str, key: &str) -> Result<Option<RecordedEvent>, LedgerError> {
-        const DOING: &str = "validating an event";
-        let Some(row) = self.statements.query_opt(self.tx, sql, &[&key]).map_err(pg(DOING))? else {
+impl<C: GenericClient> sql::Tx for PgTx<'_, C> {
+    fn first(
+        &mut self,
+        sql: &'static str,
+        key: &str,
+        doing: &'static str,
+    ) -> Result<Option<(i64, String)>, LedgerError> {
+        let Some(row) = self.statements.query_opt(self.tx, sql, &[&key]).map_err(pg(doing))? else {
             return Ok(None);
         };
-        let seq: i64 = row.try_get(0).map_err(pg(DOING))?;
-        let body: &str = row.try_get(1).map_err(pg(DOING))?;
-        super::decode_stored(seq, body, self.policy).map(Some)
+        Ok(Some((row.try_get(0).map_err(pg(doing))?, row.try_get(1).map_err(pg(doing))?)))
     }
 
-    fn exists(&mut self, sql: &'static str, key: String) -> Result<bool, LedgerError> {
-        let row = self.statements.query_opt(self.tx, sql, &[&key]).map_err(pg("validating an event"))?;
-        Ok(row.is_some())
-    }
-}
-
-impl LedgerFacts for Facts<'_, '_> {
-    type Error = LedgerError;
-
-    fn institution_designated(&mut self, code: InstitutionCode) -> Result<bool, LedgerError> {
-        self.exists(INSTITUTION_DESIGNATED, code.to_string())
+    fn exists(&mut self, sql: &'static str, key: &str, doing: &'static str) -> Result<bool, LedgerError> {
+        Ok(self.statements.query_opt(self.tx, sql, &[&key]).map_err(pg(doing))?.is_some())
     }
 
-    fn practitioner_registered(&mut self, code: PractitionerCode) -> Result<bool, LedgerError> {
-        self.exists(PRACTITIONER_REGISTERED, code.to_string())
-    }
-
-    fn event_with_id(&mut self, id: &EventId) -> Result<Option<RecordedEvent>, LedgerError> {
-        self.one(EVENT_WITH_ID, id.as_str())
-    }
-
-    fn violation(&mut self, id: &ViolationId) -> Result<Option<KnownViolation>, LedgerError> {
-        let Some((seq, violation)) = find_violation(self.tx, self.statements, id)? else { return Ok(None) };
-        let revocation = self.one(REVOCATION_OF, id.as_str())?;
-        Ok(Some(KnownViolation { seq, violation, revocation }))
-    }
-
-    fn scoring_steps(
-        &mut self,
-        code: PractitionerCode,
-        years: RangeInclusive<i32>,
-    ) -> Result<Vec<ScoringStep>, LedgerError> {
-        const DOING: &str = "reading a practitioner's scoring steps";
-        let (first, last) = super::stored_day_bounds(&years);
-        let rows =
-            self.statements.query(self.tx, SCORING_STEPS, &[&code.to_string(), &first, &last]).map_err(pg(DOING))?;
+    fn scoring_rows(&mut self, practitioner: &str, first: &str, last: &str) -> Result<Vec<sql::StepRow>, LedgerError> {
+        let doing = sql::READING_SCORING_STEPS;
+        let rows = self.statements.query(self.tx, SCORING_STEPS, &[&practitioner, &first, &last]).map_err(pg(doing))?;
         rows.iter()
             .map(|row| {
-                let kind: &str = row.try_get(0).map_err(pg(DOING))?;
-                let effective: &str = row.try_get(1).map_err(pg(DOING))?;
-                let seq: i64 = row.try_get(2).map_err(pg(DOING))?;
-                let points: Option<i64> = row.try_get(3).map_err(pg(DOING))?;
-                super::scoring_step(kind, effective, seq, points)
+                Ok((
+                    row.try_get(0).map_err(pg(doing))?,
+                    row.try_get(1).map_err(pg(doing))?,
+                    row.try_get(2).map_err(pg(doing))?,
+                    row.try_get(3).map_err(pg(doing))?,
+                ))
             })
             .collect()
+    }
+
+    fn insert(&mut self, c: &sql::Columns<'_>) -> Result<(), LedgerError> {
+        let params: [&(dyn ToSql + Sync); 9] = [
+            &c.seq,
+            &c.kind,
+            &c.effective,
+            &c.practitioner,
+            &c.institution,
+            &c.violation_id,
+            &c.body,
+            &c.event_id,
+            &c.points,
+        ];
+        self.statements.execute(self.tx, sql::INSERT, &params).map_err(pg(sql::APPENDING))?;
+        Ok(())
     }
 }
 

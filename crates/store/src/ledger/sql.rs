@@ -1,0 +1,244 @@
+//! The SQL core both backends share: the statements (one text each, `$n`
+//! placeholders in order of appearance, which SQLite reads as PostgreSQL
+//! does), the columns a stored event becomes, the facts validation reads
+//! (R8), and the append loop, written once over [`Tx`], the narrow interface
+//! each backend's append transaction implements. What differs stays in the
+//! backends: how a transaction begins and ends (BEGIN IMMEDIATE, or a head
+//! row locked FOR UPDATE and a NOTIFY), and the one statement whose text must
+//! differ (the scoring steps' date collation).
+
+use super::{decode_stored, indexed_points, scoring_step, stored_day_bounds, Appended, LedgerError};
+use claimgate_rules::domain::{EventId, InstitutionCode, PractitionerCode, Seq, ViolationId};
+use claimgate_rules::event::{Event, RecordedEvent, Violation};
+use claimgate_rules::policy::Policy;
+use claimgate_rules::practitioner::ScoringStep;
+use claimgate_rules::refusal::Refusal;
+use claimgate_rules::validate::{self, Admission, KnownViolation, LedgerFacts};
+use std::ops::RangeInclusive;
+
+pub(super) const INSERT: &str =
+    "INSERT INTO events (seq, kind, effective, practitioner, institution, violation_id, body, event_id, points)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+pub(super) const EVENTS_SINCE: &str = "SELECT seq, body FROM events WHERE seq > $1 ORDER BY seq LIMIT $2";
+pub(super) const PRACTITIONER_HISTORY: &str = "SELECT seq, body FROM events WHERE practitioner = $1 ORDER BY seq";
+pub(super) const INSTITUTION_HISTORY: &str =
+    "SELECT seq, body FROM events WHERE institution = $1 AND kind LIKE 'institution_%' ORDER BY seq";
+pub(super) const FIND_VIOLATION: &str =
+    "SELECT seq, body FROM events WHERE violation_id = $1 AND kind = 'violation_scored'";
+pub(super) const INSTITUTION_DESIGNATED: &str =
+    "SELECT 1 FROM events WHERE institution = $1 AND kind = 'institution_designated' LIMIT 1";
+pub(super) const PRACTITIONER_REGISTERED: &str =
+    "SELECT 1 FROM events WHERE practitioner = $1 AND kind = 'practitioner_registered' LIMIT 1";
+pub(super) const REVOCATION_OF: &str =
+    "SELECT seq, body FROM events WHERE violation_id = $1 AND kind = 'violation_revoked' ORDER BY seq LIMIT 1";
+pub(super) const EVENT_WITH_ID: &str = "SELECT seq, body FROM events WHERE event_id = $1";
+pub(super) const SCAN_PRACTITIONERS: &str = "SELECT practitioner, seq, body FROM events
+     WHERE practitioner IS NOT NULL AND seq <= $1 ORDER BY practitioner, seq";
+pub(super) const SCAN_INSTITUTIONS: &str = "SELECT institution, seq, body FROM events
+     WHERE institution IS NOT NULL AND kind LIKE 'institution_%' AND seq <= $1 ORDER BY institution, seq";
+
+/// What a failure during validation was doing, for [`LedgerError`]'s message.
+const VALIDATING: &str = "validating an event";
+const LOOKING_UP_A_VIOLATION: &str = "looking up a violation";
+pub(super) const READING_SCORING_STEPS: &str = "reading a practitioner's scoring steps";
+pub(super) const APPENDING: &str = "appending an event";
+
+/// One stored event's columns, in [`INSERT`]'s order.
+pub(super) struct Columns<'a> {
+    pub seq: i64,
+    pub kind: &'static str,
+    pub effective: String,
+    pub practitioner: Option<String>,
+    pub institution: Option<String>,
+    pub violation_id: Option<&'a str>,
+    pub body: String,
+    pub event_id: Option<&'a str>,
+    pub points: Option<i64>,
+}
+
+/// A scoring step's row as the backend read it: kind, effective, seq, points.
+pub(super) type StepRow = (String, String, i64, Option<i64>);
+
+/// The reads and the one write an append transaction needs; each backend
+/// maps its own errors to [`LedgerError`] naming `doing`.
+pub(super) trait Tx {
+    /// `(seq, body)` of the first row `sql` selects with `key` as `$1`.
+    fn first(
+        &mut self,
+        sql: &'static str,
+        key: &str,
+        doing: &'static str,
+    ) -> Result<Option<(i64, String)>, LedgerError>;
+    /// Whether `sql` selects a row with `key` as `$1`.
+    fn exists(&mut self, sql: &'static str, key: &str, doing: &'static str) -> Result<bool, LedgerError>;
+    /// The practitioner's standing violations and repairs dated from `first`
+    /// to `last` (stored day text), ordered by (effective, seq).
+    fn scoring_rows(&mut self, practitioner: &str, first: &str, last: &str) -> Result<Vec<StepRow>, LedgerError>;
+    /// Inserts one event's row ([`INSERT`]).
+    fn insert(&mut self, columns: &Columns<'_>) -> Result<(), LedgerError>;
+}
+
+/// The violation scored under `id`, with its `seq`.
+pub(super) fn find_violation(tx: &mut impl Tx, id: &ViolationId) -> Result<Option<(Seq, Violation)>, LedgerError> {
+    let Some((seq, body)) = tx.first(FIND_VIOLATION, id.as_str(), LOOKING_UP_A_VIOLATION)? else { return Ok(None) };
+    // The policy does not affect how a violation parses.
+    match decode_stored(seq, &body, &Policy::default())?.event {
+        Event::ViolationScored(v) => Ok(Some((seq as Seq, v))),
+        _ => Err(LedgerError::Corrupt { seq: seq as Seq, message: "indexed as a violation but is not one".into() }),
+    }
+}
+
+/// Validates each event in order (R8, against what the transaction sees,
+/// the events before it in this batch included) and inserts those admitted
+/// after `head`. Returns each event's outcome and the new head: the caller
+/// commits when the head moved and rolls back when it did not (nothing was
+/// stored), on both backends alike.
+pub(super) fn append_all(
+    tx: &mut impl Tx,
+    mut head: Seq,
+    events: &[Event],
+    policy: &Policy,
+) -> Result<(Vec<Result<Appended, Refusal>>, Seq), LedgerError> {
+    let mut outcomes = Vec::with_capacity(events.len());
+    for event in events {
+        let outcome = match validate::validate(event, policy, &mut Facts { tx: &mut *tx, policy })? {
+            Err(refusal) => Err(refusal),
+            Ok(Admission::AlreadyRecorded(seq)) => Ok(Appended { seq, already_recorded: true }),
+            Ok(Admission::Append) => {
+                head += 1;
+                insert(tx, head, event)?;
+                Ok(Appended { seq: head, already_recorded: false })
+            }
+        };
+        outcomes.push(outcome);
+    }
+    Ok((outcomes, head))
+}
+
+/// Inserts `event` at `seq`. The unique index on `event_id` would refuse a
+/// second event with one id; validation (R7a) answered a re-send before this.
+fn insert(tx: &mut impl Tx, seq: Seq, event: &Event) -> Result<(), LedgerError> {
+    let (practitioner, violation_id) = match event {
+        Event::ViolationScored(v) => (Some(v.practitioner), Some(v.violation_id.clone())),
+        Event::ViolationRevoked { violation_id, .. } => {
+            // Filed under the practitioner the revoked violation belongs to.
+            let owner = find_violation(tx, violation_id)?.map(|(_, v)| v.practitioner);
+            (owner, Some(violation_id.clone()))
+        }
+        other => (other.practitioner(), None),
+    };
+    tx.insert(&Columns {
+        seq: i64::try_from(seq).expect("a seq the ledger assigns fits a bigint"),
+        kind: event.kind(),
+        effective: event.effective().to_string(),
+        practitioner: practitioner.map(|p| p.to_string()),
+        institution: event.institution().map(|i| i.to_string()),
+        violation_id: violation_id.as_ref().map(ViolationId::as_str),
+        body: event.to_json(),
+        event_id: event.event_id().map(EventId::as_str),
+        points: indexed_points(event),
+    })
+}
+
+/// [`LedgerFacts`] read from inside the append transaction.
+struct Facts<'a, T: Tx> {
+    tx: &'a mut T,
+    policy: &'a Policy,
+}
+
+impl<T: Tx> Facts<'_, T> {
+    /// The one event `sql` selects (`seq, body`) by `key`, if any.
+    fn one(&mut self, sql: &'static str, key: &str) -> Result<Option<RecordedEvent>, LedgerError> {
+        let row = self.tx.first(sql, key, VALIDATING)?;
+        row.map(|(seq, body)| decode_stored(seq, &body, self.policy)).transpose()
+    }
+}
+
+impl<T: Tx> LedgerFacts for Facts<'_, T> {
+    type Error = LedgerError;
+
+    fn institution_designated(&mut self, code: InstitutionCode) -> Result<bool, LedgerError> {
+        self.tx.exists(INSTITUTION_DESIGNATED, &code.to_string(), VALIDATING)
+    }
+
+    fn practitioner_registered(&mut self, code: PractitionerCode) -> Result<bool, LedgerError> {
+        self.tx.exists(PRACTITIONER_REGISTERED, &code.to_string(), VALIDATING)
+    }
+
+    fn event_with_id(&mut self, id: &EventId) -> Result<Option<RecordedEvent>, LedgerError> {
+        self.one(EVENT_WITH_ID, id.as_str())
+    }
+
+    fn violation(&mut self, id: &ViolationId) -> Result<Option<KnownViolation>, LedgerError> {
+        let Some((seq, violation)) = find_violation(self.tx, id)? else { return Ok(None) };
+        let revocation = self.one(REVOCATION_OF, id.as_str())?;
+        Ok(Some(KnownViolation { seq, violation, revocation }))
+    }
+
+    fn scoring_steps(
+        &mut self,
+        code: PractitionerCode,
+        years: RangeInclusive<i32>,
+    ) -> Result<Vec<ScoringStep>, LedgerError> {
+        let (first, last) = stored_day_bounds(&years);
+        let rows = self.tx.scoring_rows(&code.to_string(), &first, &last)?;
+        rows.iter().map(|(kind, effective, seq, points)| scoring_step(kind, effective, *seq, *points)).collect()
+    }
+}
+
+/// Receives one entity's history during a scan: its code as stored, events.
+pub(super) type GroupSink<'a> = dyn FnMut(String, &[RecordedEvent]) -> Result<(), LedgerError> + 'a;
+
+/// A scan's rows `(key, seq, body)`, ordered by key then seq, handed on as
+/// one history per key.
+pub(super) struct Groups<'a> {
+    policy: &'a Policy,
+    current: Option<String>,
+    events: Vec<RecordedEvent>,
+}
+
+impl<'a> Groups<'a> {
+    pub(super) fn new(policy: &'a Policy) -> Groups<'a> {
+        Groups { policy, current: None, events: Vec::new() }
+    }
+
+    /// One row; a new key first hands on the finished history of the last.
+    pub(super) fn row(&mut self, key: String, seq: i64, body: &str, on: &mut GroupSink<'_>) -> Result<(), LedgerError> {
+        if self.current.as_deref() != Some(key.as_str()) {
+            if let Some(done) = self.current.replace(key) {
+                on(done, &self.events)?;
+            }
+            self.events.clear();
+        }
+        self.events.push(decode_stored(seq, body, self.policy)?);
+        Ok(())
+    }
+
+    /// Hands on the last history.
+    pub(super) fn finish(self, on: &mut GroupSink<'_>) -> Result<(), LedgerError> {
+        match self.current {
+            Some(done) => on(done, &self.events),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Both scans of a whole-ledger read, in one snapshot the caller holds:
+/// `scan(sql, sink)` runs one of [`SCAN_PRACTITIONERS`] and
+/// [`SCAN_INSTITUTIONS`] through [`Groups`] into `sink`; each history is
+/// handed on under its code, a stored code that does not parse being damage.
+pub(super) fn scan_histories(
+    mut scan: impl FnMut(&'static str, &mut GroupSink<'_>) -> Result<(), LedgerError>,
+    mut on_practitioner: impl FnMut(PractitionerCode, &[RecordedEvent]),
+    mut on_institution: impl FnMut(InstitutionCode, &[RecordedEvent]),
+) -> Result<(), LedgerError> {
+    let bad_code = |key: &str| LedgerError::Corrupt { seq: 0, message: format!("indexed code `{key}` is not valid") };
+    scan(SCAN_PRACTITIONERS, &mut |key, events| {
+        on_practitioner(PractitionerCode::parse(&key).map_err(|_| bad_code(&key))?, events);
+        Ok(())
+    })?;
+    scan(SCAN_INSTITUTIONS, &mut |key, events| {
+        on_institution(InstitutionCode::parse(&key).map_err(|_| bad_code(&key))?, events);
+        Ok(())
+    })
+}
