@@ -104,32 +104,7 @@ enum Storage {
 /// through an `Arc`, so a mapped file is never unmapped under a reader.
 pub struct Base {
     storage: Storage,
-    /// The archive's four arrays, resolved once so that a lookup does not
-    /// decode rkyv's relative pointers on every call. They point into
-    /// `storage`, whose bytes never move or change while the Base lives.
-    practitioner_slots: RawSlice<ArchivedSlot>,
-    practitioner_spans: RawSlice<ArchivedPair>,
-    institution_slots: RawSlice<ArchivedSlot>,
-    institution_spans: RawSlice<rkyv::Archived<u64>>,
 }
-
-/// A slice of the archive kept as a pointer and a length.
-struct RawSlice<T> {
-    ptr: *const T,
-    len: usize,
-}
-
-impl<T> RawSlice<T> {
-    fn of(slice: &[T]) -> RawSlice<T> {
-        RawSlice { ptr: slice.as_ptr(), len: slice.len() }
-    }
-}
-
-// SAFETY: a Base is immutable after construction; the raw slices only point
-// into its own storage (an owned buffer or a read-only map), which is Send and
-// Sync, so sharing the Base across threads shares only immutable bytes.
-unsafe impl Send for Base {}
-unsafe impl Sync for Base {}
 
 impl std::fmt::Debug for Base {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -165,51 +140,30 @@ impl Base {
     /// `storage`'s bytes must be a valid `ArchivedTables`: serialized by
     /// [`BaseBuilder::finish`], or validated as in [`Base::from_validated_map`].
     unsafe fn over(storage: Storage) -> Base {
-        let empty = RawSlice { ptr: std::ptr::NonNull::dangling().as_ptr(), len: 0 };
-        let mut base = Base {
-            storage,
-            practitioner_slots: RawSlice { ptr: std::ptr::NonNull::dangling().as_ptr(), len: 0 },
-            practitioner_spans: RawSlice { ptr: std::ptr::NonNull::dangling().as_ptr(), len: 0 },
-            institution_slots: RawSlice { ptr: std::ptr::NonNull::dangling().as_ptr(), len: 0 },
-            institution_spans: empty,
-        };
+        let base = Base { storage };
         let t = base.tables();
-        let (ps, pp, is, ip) = (
-            RawSlice::of(t.practitioner_slots.as_slice()),
-            RawSlice::of(t.practitioner_spans.as_slice()),
-            RawSlice::of(t.institution_slots.as_slice()),
-            RawSlice::of(t.institution_spans.as_slice()),
-        );
-        assert!(ps.len > 0 && is.len > 0, "tables always have slots");
-        base.practitioner_slots = ps;
-        base.practitioner_spans = pp;
-        base.institution_slots = is;
-        base.institution_spans = ip;
+        assert!(!t.practitioner_slots.is_empty() && !t.institution_slots.is_empty(), "tables always have slots");
         base
     }
 
     #[inline(always)]
     fn p_slots(&self) -> &[ArchivedSlot] {
-        // SAFETY: see `RawSlice`: points into `self.storage`, immutable.
-        unsafe { std::slice::from_raw_parts(self.practitioner_slots.ptr, self.practitioner_slots.len) }
+        self.tables().practitioner_slots.as_slice()
     }
 
     #[inline(always)]
     fn p_spans(&self) -> &[ArchivedPair] {
-        // SAFETY: as above.
-        unsafe { std::slice::from_raw_parts(self.practitioner_spans.ptr, self.practitioner_spans.len) }
+        self.tables().practitioner_spans.as_slice()
     }
 
     #[inline(always)]
     fn i_slots(&self) -> &[ArchivedSlot] {
-        // SAFETY: as above.
-        unsafe { std::slice::from_raw_parts(self.institution_slots.ptr, self.institution_slots.len) }
+        self.tables().institution_slots.as_slice()
     }
 
     #[inline(always)]
     fn i_spans(&self) -> &[rkyv::Archived<u64>] {
-        // SAFETY: as above.
-        unsafe { std::slice::from_raw_parts(self.institution_spans.ptr, self.institution_spans.len) }
+        self.tables().institution_spans.as_slice()
     }
 
     /// A copy of `archive` in anonymous memory advised for transparent huge
@@ -236,7 +190,7 @@ impl Base {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn tables(&self) -> &ArchivedTables {
         // SAFETY: a Base is only made by `Base::over`, whose `unsafe`
         // contract (kept by `BaseBuilder::finish`, which serializes the bytes
