@@ -10,6 +10,7 @@ pub mod bodies;
 pub mod clock;
 mod config;
 mod gate;
+mod health;
 pub mod limits;
 mod metrics;
 pub mod queries;

@@ -6,8 +6,8 @@
 use super::api::{constant_time_eq, json, read_body, text, ApiError, Reply};
 use super::bodies::{parse_batch_body, parse_check_body, parse_events_body, CheckBatch, CheckLine, EventsBody};
 use super::config::MAX_MIN_SEQ_WAIT;
-use super::gate::{Gate, LedgerPages};
-use super::metrics::{Gauges, Route};
+use super::gate::Gate;
+use super::metrics::Route;
 use super::queries::{QueryRefusal, QUERY_READ_WAIT};
 use super::snapshots::SnapshotRefusal;
 use super::Listener;
@@ -620,129 +620,13 @@ async fn audit(gate: &Arc<Gate>, query: Option<&str>) -> Result<Reply, ApiError>
 }
 
 async fn ready(gate: &Arc<Gate>) -> Reply {
-    // What the sync thread last read: no ledger I/O per request (a flood of
-    // /readyz must not compete with the sync for the ledger). A reading older
-    // than the outage bound means the sync thread itself is stuck: fail closed.
-    let (head, seen, reading_age) = gate.head_reading();
-    let stuck = reading_age > gate.config.ready_max_outage;
-    let head = head.filter(|_| !stuck);
-    let version = gate.version();
-    let status = gate.sync_status.lock().expect("not poisoned").clone();
-    let trouble = gate.ledger_trouble.lock().expect("not poisoned").clone();
-    let append_failure = gate.append_failure.lock().expect("not poisoned").clone();
-    let seen = Some(seen);
-    // Lag against the head read last, else the last head read before an outage.
-    let known_head = head.or(seen.map(|s| s.head));
-    let lag = known_head.map(|h| h.saturating_sub(version.seq()));
-    let outage = if stuck { Some(reading_age) } else { seen.and_then(|s| s.unreachable_since).map(|t| t.elapsed()) };
-    let within_lag = lag.is_some_and(|l| l <= gate.config.ready_max_lag);
-    let ready = within_lag && outage.is_none_or(|o| o <= gate.config.ready_max_outage);
-    let reason = match (head, outage) {
-        (None, Some(o)) if ready => Some(format!(
-            "the ledger cannot be read for {:.1} s; serving the last index (fails closed after {} s)",
-            o.as_secs_f64(),
-            gate.config.ready_max_outage.as_secs()
-        )),
-        (None, Some(o)) => Some(format!("the ledger cannot be read for {:.1} s: failing closed", o.as_secs_f64())),
-        (None, None) => Some("the ledger cannot be read".to_owned()),
-        _ if !within_lag => Some("the index is further behind the ledger than max_lag".to_owned()),
-        _ => append_failure
-            .as_ref()
-            .map(|f| format!("appends fail ({}): checks are answered from the index; see append_failure", f.cause))
-            .or_else(|| {
-                gate.audit.writer.shared.failure.lock().expect("not poisoned").as_ref().map(|f| {
-                    format!("the decision log refuses records ({}): emergency exemptions are answered audit_unavailable; see audit", f.cause.cause())
-                })
-            }),
-    };
-    let body = j!({
-        "ready": ready,
-        "index_seq": version.seq(),
-        "ledger_head": head,
-        "ledger_head_read_seconds_ago": reading_age.as_secs_f64(),
-        "ledger_reachable": head.is_some(),
-        "last_known_ledger_head": known_head,
-        "lag": lag,
-        "max_lag": gate.config.ready_max_lag,
-        "last_swap_age_seconds": status.last_swap.elapsed().as_secs_f64(),
-        "last_swap_error": status.last_error,
-        "ledger": gate.ledger.describe(),
-        "ledger_notifications": gate.ledger.listen_supported().then(|| if gate.listener_connected.load(Ordering::Relaxed) { "connected" } else { "disconnected: polling" }),
-        "ledger_pages": match gate.ledger_pages.lock().expect("not poisoned").clone() {
-            LedgerPages::NotChecked => Value::Null,
-            LedgerPages::Checking { since } => j!({"state": "checking", "for_seconds": since.elapsed().as_secs_f64()}),
-            LedgerPages::Sound { seconds } => j!({"state": "sound", "seconds": seconds}),
-            LedgerPages::Damaged { detail } => j!({"state": "damaged", "detail": detail}),
-            LedgerPages::Unchecked { error } => j!({"state": "unchecked", "error": error}),
-        },
-        "ledger_failures": trouble.as_ref().map_or(0, |t| t.count),
-        "last_ledger_failure": trouble.map(|t| j!({"age_seconds": t.last_at.elapsed().as_secs_f64(), "what": t.last})),
-        "ledger_writable": append_failure.is_none(),
-        "append_failure": append_failure.map(|f| j!({"cause": f.cause, "failing_for_seconds": f.since.elapsed().as_secs_f64(), "what": f.what})),
-        "index_restored_from": gate.restored_from.as_ref().map_or_else(|| "ledger".to_owned(), |p| p.display().to_string()),
-        "last_snapshot_seq": gate.snapshots.last_seq.load(Ordering::Relaxed),
-        "last_snapshot_error": gate.snapshots.last_error.lock().expect("not poisoned").clone(),
-        "snapshots_refused_at_start": gate.refused_snapshots.iter().map(|(p, e)| j!({"path": p.display().to_string(), "error": e})).collect::<Vec<_>>(),
-        "audit": audit_status(gate),
-        "reason": reason,
-    });
-    json(if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &body)
-}
-
-/// The decision log's state, for `/readyz`.
-fn audit_status(gate: &Gate) -> Value {
-    let shared = &gate.audit.writer.shared;
-    let durable = *shared.durable.lock().expect("not poisoned");
-    let failure = shared.failure.lock().expect("not poisoned").clone();
-    let status = &gate.audit.index.status;
-    let indexed = status.next_id.load(Ordering::Relaxed);
-    j!({
-        "dir": shared.config.dir.display().to_string(),
-        "writable": failure.is_none(),
-        "failure": failure.map(|f| j!({"cause": f.cause.cause(), "failing_for_seconds": f.since.elapsed().as_secs_f64(), "what": f.what})),
-        "records": durable.next_id - 1,
-        "queued": shared.queued(),
-        "queue_bound": shared.config.queue_records,
-        "free_bytes": shared.free_bytes.load(Ordering::Relaxed),
-        "reserve_bytes": shared.config.reserve_bytes,
-        "exemptions_refused": gate.metrics.audit_exemptions_refused.load(Ordering::Relaxed),
-        "rejects_unrecorded": gate.metrics.audit_rejects_unrecorded.load(Ordering::Relaxed),
-        "index_lag": durable.next_id.saturating_sub(indexed.max(1)),
-        "index_error": status.last_error.lock().expect("not poisoned").clone(),
-        "damaged_segments": status.damaged.lock().expect("not poisoned").clone(),
-        "torn_tail_cut_at_start": shared.repaired.as_ref().map(|t| j!({"bytes": t.cut_bytes, "kept_in": t.kept_in.as_ref().map(|p| p.display().to_string())})),
-    })
+    let health = gate.health();
+    let status = if health.readiness.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    json(status, &health.readyz())
 }
 
 async fn metrics(gate: &Arc<Gate>) -> Reply {
-    // As /readyz: the sync thread's last reading, no ledger I/O here.
-    let (head, seen, _) = gate.head_reading();
-    let seen = seen.head;
-    let version = gate.version();
-    let audit = &gate.audit.writer.shared;
-    let gauges = Gauges {
-        ledger_reachable: head.is_some(),
-        ledger_writable: gate.append_failure.lock().expect("not poisoned").is_none(),
-        index_seq: version.seq(),
-        ledger_head: head.unwrap_or(seen),
-        overlay_entities: version.overlay_len() as u64,
-        audit_queue_depth: audit.queued() as u64,
-        audit_written: audit.stats.written.load(Ordering::Relaxed),
-        audit_failed_writes: audit.stats.failed_writes.load(Ordering::Relaxed),
-        audit_groups: audit.stats.groups.load(Ordering::Relaxed),
-        audit_group_write_us: audit.stats.group_write_us.load(Ordering::Relaxed),
-        audit_indexed: gate.audit.index.status.next_id.load(Ordering::Relaxed).saturating_sub(1),
-        audit_free_bytes: audit.free_bytes.load(Ordering::Relaxed),
-        audit_writable: audit.failure.lock().expect("not poisoned").is_none(),
-        last_swap_age_seconds: gate.sync_status.lock().expect("not poisoned").last_swap.elapsed().as_secs_f64(),
-        snapshots_written: gate.snapshots.written.load(Ordering::Relaxed),
-        snapshot_failures: gate.snapshots.failed.load(Ordering::Relaxed),
-        last_snapshot_seq: gate.snapshots.last_seq.load(Ordering::Relaxed),
-        open_connections: [gate.open_connections(Listener::Check), gate.open_connections(Listener::Admin)],
-        body_bytes_held: gate.config.max_inflight_body_bytes.saturating_sub(gate.body_budget.available()) as u64,
-        ledger_damaged: matches!(*gate.ledger_pages.lock().expect("not poisoned"), LedgerPages::Damaged { .. }),
-    };
-    text(StatusCode::OK, crate::metrics::CONTENT_TYPE, gate.metrics.render(&gauges))
+    text(StatusCode::OK, crate::metrics::CONTENT_TYPE, gate.metrics.render(&gate.health().gauges()))
 }
 
 /// The query parameters of the integrity file (R22).
