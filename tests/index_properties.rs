@@ -4,8 +4,9 @@
 //! its overlay merged into a new base — answers every generated claim exactly
 //! like [`World`] (R17-R19 over the state of R6-R16 and R20-R21).
 //!
-//! The history generator is a trimmed copy of the one in tests/properties.rs,
-//! deliberately rougher, because all implementations see the same ledger:
+//! Histories come from the generator tests/properties.rs uses too
+//! (`common/histories.rs`), with its rough knobs ([`Knobs::ROUGH`]), because
+//! all implementations see the same ledger:
 //! same-day ties (R6 breaks them by `seq`), practitioners and institutions
 //! that first appear mid-history, events naming ones not registered or
 //! designated yet (refused `unknown_*`), registrations dated inside a ban
@@ -36,49 +37,12 @@ use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-// ---------------------------------------------------------------------------
-// Codes and dates
-// ---------------------------------------------------------------------------
+#[path = "common/histories.rs"]
+mod histories;
+use histories::*;
 
-const INSTITUTIONS: [&str; 3] = ["H11010500001", "H44030500002", "P11010500003"];
-const PRACTITIONERS: [&str; 4] = ["D110105000001", "HY110000000002", "HJ4403050000000003", "D440305000000000004"];
-/// Never designated: claims naming it must be `unknown_institution` (R18 test 1).
-const STRANGER_INSTITUTION: &str = "H31000000099";
-/// Never registered: claims naming it must be `unknown_practitioner` (R18 test 2).
-const STRANGER_PRACTITIONER: &str = "D310000000099";
-
-const SEVERITIES: [(&str, u32); 4] = [("minor", 1), ("moderate", 4), ("serious", 7), ("fraud", 10)];
-const RESPONSIBILITIES: [&str; 3] = ["primary", "important", "general"];
-/// Body events are dated in 2025-2028 (day offsets from 2025-01-01).
-const BODY_DAYS: i32 = 4 * 365 + 1;
 /// Dates checked after each single append (the full grid is checked at the end).
 const STEP_DATES: usize = 40;
-
-fn ymd(y: i32, m: u32, d: u32) -> CivilDate {
-    CivilDate::from_ymd(y, m, d).expect("valid test date")
-}
-
-fn setup_start() -> CivilDate {
-    ymd(2024, 1, 1)
-}
-
-fn body_start() -> CivilDate {
-    ymd(2025, 1, 1)
-}
-
-/// Registrations from here on are after the end of every 1-year ban a body
-/// violation can cause (R15); earlier ones may fall inside a ban.
-fn late_start() -> CivilDate {
-    ymd(2032, 6, 1)
-}
-
-fn offset(base: CivilDate, days: i32) -> CivilDate {
-    CivilDate::from_day_number(base.day_number() + days).expect("test dates stay in range")
-}
-
-fn body_offset(date: CivilDate) -> i32 {
-    date.day_number() - body_start().day_number()
-}
 
 fn practitioner_codes() -> Vec<PractitionerCode> {
     PRACTITIONERS.iter().chain([&STRANGER_PRACTITIONER]).map(|c| PractitionerCode::parse(c).unwrap()).collect()
@@ -89,187 +53,8 @@ fn institution_codes() -> Vec<InstitutionCode> {
 }
 
 // ---------------------------------------------------------------------------
-// Raw generated choices
-// ---------------------------------------------------------------------------
-
-#[derive(Debug, Clone)]
-struct RawPractitioner {
-    /// Bit mask of the setup institutions registered at (0 means "the first").
-    sites: u8,
-    /// Registration day offsets from 2024-01-01, one per institution.
-    registered: Vec<i32>,
-    /// Optionally deregister from one of the sites some days later.
-    deregister: Option<(Index, i32)>,
-}
-
-#[derive(Debug, Clone)]
-struct RawSetup {
-    /// Institutions designated in the setup (the others may be designated in
-    /// the body, or never).
-    institutions: usize,
-    /// Designation day offsets from 2024-01-01, one per institution.
-    designated: Vec<i32>,
-    /// Practitioners registered in the setup (the others may be registered in
-    /// the body, or never).
-    practitioners: Vec<RawPractitioner>,
-}
-
-#[derive(Debug, Clone)]
-struct RawViolation {
-    prac: Index,
-    inst: Index,
-    day: i32,
-    severity: usize,
-    step: u32,
-    months: Option<u32>,
-    responsibility: usize,
-}
-
-#[derive(Debug, Clone)]
-enum RawOp {
-    Violation(RawViolation),
-    /// Not capped: repairs past R13's yearly cap are refused.
-    Repair {
-        prac: Index,
-        day: i32,
-        points: u32,
-    },
-    /// Picks among every violation id issued so far plus one never issued,
-    /// so revocations may be refused (`already_revoked`, `unknown_violation`).
-    Revoke {
-        pick: Index,
-        day: i32,
-    },
-    Suspend {
-        inst: Index,
-        day: i32,
-        len: i32,
-    },
-    Terminate {
-        inst: Index,
-        day: i32,
-    },
-    Designate {
-        inst: Index,
-        day: i32,
-    },
-    /// Several ratings of one year are allowed (the latest by `seq` counts).
-    Rate {
-        inst: Index,
-        year: i32,
-        half_points: u32,
-        direct_e: bool,
-    },
-    Deregister {
-        prac: Index,
-        inst: Index,
-        day: i32,
-    },
-    /// Dated in the body years (may be refused inside a ban, R15) or late.
-    Register {
-        prac: Index,
-        inst: Index,
-        day: i32,
-        late: bool,
-    },
-    /// Sends an earlier body event again; a violation `altered` gets other
-    /// points (`duplicate_violation`), an identical one is recorded once.
-    Resend {
-        pick: Index,
-        altered: bool,
-    },
-}
-
-fn setup_strategy() -> impl Strategy<Value = RawSetup> {
-    let practitioner = (1u8..8, prop::collection::vec(0i32..600, 3), prop::option::of((any::<Index>(), 1i32..=120)))
-        .prop_map(|(sites, registered, deregister)| RawPractitioner { sites, registered, deregister });
-    (2usize..=3, prop::collection::vec(0i32..366, 3), prop::collection::vec(practitioner, 1..=4))
-        .prop_map(|(institutions, designated, practitioners)| RawSetup { institutions, designated, practitioners })
-}
-
-/// A body day offset, biased towards year ends (R10) and a few shared days
-/// (same-day ties across event kinds, R6).
-fn body_day() -> impl Strategy<Value = i32> {
-    prop_oneof![
-        6 => 0..BODY_DAYS,
-        1 => (2025i32..=2028).prop_map(|y| body_offset(ymd(y, 1, 1))),
-        1 => (2025i32..=2028).prop_map(|y| body_offset(ymd(y, 12, 31))),
-        2 => prop::sample::select(vec![40, 41, 100, 400, 401, 730]),
-    ]
-}
-
-fn violation_strategy() -> impl Strategy<Value = RawViolation> {
-    (any::<Index>(), any::<Index>(), body_day(), 0usize..4, 0u32..3, prop::option::of(1u32..=6), 0usize..3).prop_map(
-        |(prac, inst, day, severity, step, months, responsibility)| RawViolation {
-            prac,
-            inst,
-            day,
-            severity,
-            step,
-            months,
-            responsibility,
-        },
-    )
-}
-
-fn op_strategy() -> impl Strategy<Value = RawOp> {
-    let institution_op = prop_oneof![
-        (any::<Index>(), body_day(), 1i32..=120).prop_map(|(inst, day, len)| RawOp::Suspend { inst, day, len }),
-        (any::<Index>(), body_day()).prop_map(|(inst, day)| RawOp::Terminate { inst, day }),
-        (any::<Index>(), body_day()).prop_map(|(inst, day)| RawOp::Designate { inst, day }),
-    ];
-    let registration_op = prop_oneof![
-        (any::<Index>(), any::<Index>(), body_day()).prop_map(|(prac, inst, day)| RawOp::Deregister {
-            prac,
-            inst,
-            day
-        }),
-        (any::<Index>(), any::<Index>(), body_day()).prop_map(|(prac, inst, day)| RawOp::Register {
-            prac,
-            inst,
-            day,
-            late: false
-        }),
-        (any::<Index>(), any::<Index>(), 0i32..730).prop_map(|(prac, inst, day)| RawOp::Register {
-            prac,
-            inst,
-            day,
-            late: true
-        }),
-    ];
-    prop_oneof![
-        8 => violation_strategy().prop_map(RawOp::Violation),
-        3 => (any::<Index>(), body_day(), 1u32..=4).prop_map(|(prac, day, points)| RawOp::Repair { prac, day, points }),
-        2 => (any::<Index>(), body_day()).prop_map(|(pick, day)| RawOp::Revoke { pick, day }),
-        3 => institution_op,
-        3 => registration_op,
-        1 => (any::<Index>(), 2024i32..=2029, 0u32..=200, any::<bool>())
-            .prop_map(|(inst, year, half_points, direct_e)| RawOp::Rate { inst, year, half_points, direct_e }),
-        1 => (any::<Index>(), any::<bool>()).prop_map(|(pick, altered)| RawOp::Resend { pick, altered }),
-    ]
-}
-
-fn ops_strategy() -> impl Strategy<Value = Vec<RawOp>> {
-    prop::collection::vec(op_strategy(), 0..48)
-}
-
-// ---------------------------------------------------------------------------
 // The builder: raw choices -> event JSON, in arrival order
 // ---------------------------------------------------------------------------
-
-fn violation_json(id: &str, prac: usize, inst: usize, effective: CivilDate, raw: &RawViolation) -> Value {
-    let (severity, band_start) = SEVERITIES[raw.severity];
-    let mut json = json!({
-        "type": "violation_scored", "violation_id": id,
-        "practitioner": PRACTITIONERS[prac], "institution": INSTITUTIONS[inst],
-        "effective": effective.to_string(), "points": band_start + raw.step, "severity": severity,
-        "responsibility": RESPONSIBILITIES[raw.responsibility],
-    });
-    if let Some(m) = raw.months {
-        json["suspension_months"] = json!(m);
-    }
-    json
-}
 
 /// Mostly one of the first `known` (of the setup), sometimes any of `all`.
 fn pick(index: &Index, known: usize, all: usize) -> usize {
@@ -287,28 +72,7 @@ fn pick(index: &Index, known: usize, all: usize) -> usize {
 fn build_history(setup: &RawSetup, ops: &[RawOp]) -> Vec<Value> {
     let n_inst = setup.institutions;
     let n_prac = setup.practitioners.len();
-    let mut events = Vec::new();
-    for (code, day) in INSTITUTIONS.iter().zip(&setup.designated).take(n_inst) {
-        events.push(json!({"type": "institution_designated", "institution": code,
-                           "effective": offset(setup_start(), *day).to_string()}));
-    }
-    let mut deregistrations = Vec::new();
-    for (p, raw) in setup.practitioners.iter().enumerate() {
-        let mask = raw.sites & ((1u8 << n_inst) - 1);
-        let sites: Vec<usize> = (0..n_inst).filter(|i| (mask == 0 && *i == 0) || mask & (1 << i) != 0).collect();
-        for &i in &sites {
-            events.push(json!({"type": "practitioner_registered", "practitioner": PRACTITIONERS[p],
-                               "institution": INSTITUTIONS[i],
-                               "effective": offset(setup_start(), raw.registered[i]).to_string()}));
-        }
-        if let Some((pick, len)) = &raw.deregister {
-            let i = sites[pick.index(sites.len())];
-            deregistrations.push(json!({"type": "practitioner_deregistered", "practitioner": PRACTITIONERS[p],
-                                        "institution": INSTITUTIONS[i],
-                                        "effective": offset(setup_start(), raw.registered[i] + len).to_string()}));
-        }
-    }
-    events.extend(deregistrations);
+    let mut events = setup_events(setup);
 
     let mut violations: Vec<Value> = Vec::new();
     let mut body: Vec<Value> = Vec::new();
@@ -317,7 +81,7 @@ fn build_history(setup: &RawSetup, ops: &[RawOp]) -> Vec<Value> {
         let inst = |i: &Index| pick(i, n_inst, INSTITUTIONS.len());
         let json = match op {
             RawOp::Violation(raw) => {
-                let v = violation_json(
+                let (v, _) = violation_json(
                     &format!("V{}", violations.len()),
                     prac(&raw.prac),
                     inst(&raw.inst),
@@ -625,8 +389,8 @@ proptest! {
     /// end the full date grid is checked, with the merged version too.
     #[test]
     fn index_answers_like_the_rules_engine_after_every_append(
-        setup in setup_strategy(),
-        ops in ops_strategy(),
+        setup in setup_strategy(&Knobs::ROUGH),
+        ops in ops_strategy(&Knobs::ROUGH),
         merge_at in prop::collection::btree_set(0usize..64, 0..=2),
     ) {
         let policy = Policy::default();
@@ -693,8 +457,8 @@ proptest! {
     /// the whole history.
     #[test]
     fn a_version_at_seq_s_reflects_exactly_the_events_up_to_s(
-        setup in setup_strategy(),
-        ops in ops_strategy(),
+        setup in setup_strategy(&Knobs::ROUGH),
+        ops in ops_strategy(&Knobs::ROUGH),
         prefix in 0usize..24,
         chunks in prop::collection::vec(1usize..=8, 1..=16),
         steps in prop::collection::vec(0usize..=2, 16),

@@ -33,208 +33,12 @@ use proptest::test_runner::{Config, TestCaseError};
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-// ---------------------------------------------------------------------------
-// Codes and dates
-// ---------------------------------------------------------------------------
+#[path = "common/histories.rs"]
+mod histories;
+use histories::*;
 
-const INSTITUTIONS: [&str; 3] = ["H11010500001", "H44030500002", "P11010500003"];
-const PRACTITIONERS: [&str; 4] = ["D110105000001", "HY110000000002", "HJ4403050000000003", "D440305000000000004"];
-/// Never designated: claims naming it must be `unknown_institution` (R18 test 1).
-const STRANGER_INSTITUTION: &str = "H31000000099";
-/// Never registered: claims naming it must be `unknown_practitioner` (R18 test 2).
-const STRANGER_PRACTITIONER: &str = "D310000000099";
-
-const SEVERITIES: [(&str, u32); 4] = [("minor", 1), ("moderate", 4), ("serious", 7), ("fraud", 10)];
-const RESPONSIBILITIES: [&str; 3] = ["primary", "important", "general"];
 /// R13 default policy cap.
 const REPAIR_CAP: u32 = 6;
-/// Body events are dated in 2025-2028 (day offsets from 2025-01-01).
-const BODY_DAYS: i32 = 4 * 365 + 1;
-
-fn ymd(y: i32, m: u32, d: u32) -> CivilDate {
-    CivilDate::from_ymd(y, m, d).expect("valid test date")
-}
-
-fn setup_start() -> CivilDate {
-    ymd(2024, 1, 1)
-}
-
-fn body_start() -> CivilDate {
-    ymd(2025, 1, 1)
-}
-
-fn offset(base: CivilDate, days: i32) -> CivilDate {
-    CivilDate::from_day_number(base.day_number() + days).expect("test dates stay in range")
-}
-
-/// Late registrations are dated from here on (see [`RawOp::LateRegister`]).
-fn late_start() -> CivilDate {
-    ymd(2032, 6, 1)
-}
-
-fn body_offset(date: CivilDate) -> i32 {
-    date.day_number() - body_start().day_number()
-}
-
-fn inst_code(i: usize) -> InstitutionCode {
-    InstitutionCode::parse(INSTITUTIONS[i]).unwrap()
-}
-
-fn prac_code(p: usize) -> PractitionerCode {
-    PractitionerCode::parse(PRACTITIONERS[p]).unwrap()
-}
-
-// ---------------------------------------------------------------------------
-// Raw generated choices
-// ---------------------------------------------------------------------------
-
-#[derive(Debug, Clone)]
-struct RawPractitioner {
-    /// Bit mask of the institutions registered at (0 means "the first").
-    sites: u8,
-    /// Registration day offsets from 2024-01-01, one per institution.
-    registered: Vec<i32>,
-    /// Optionally deregister from one of the sites some days later.
-    deregister: Option<(Index, i32)>,
-}
-
-#[derive(Debug, Clone)]
-struct RawSetup {
-    institutions: usize,
-    /// Designation day offsets from 2024-01-01, one per institution.
-    designated: Vec<i32>,
-    practitioners: Vec<RawPractitioner>,
-}
-
-#[derive(Debug, Clone)]
-struct RawViolation {
-    prac: Index,
-    inst: Index,
-    day: i32,
-    severity: usize,
-    step: u32,
-    months: Option<u32>,
-    responsibility: usize,
-}
-
-#[derive(Debug, Clone)]
-enum RawOp {
-    Violation(RawViolation),
-    Repair {
-        prac: Index,
-        day: i32,
-        points: u32,
-    },
-    Revoke {
-        pick: Index,
-        day: i32,
-    },
-    Suspend {
-        inst: Index,
-        day: i32,
-        len: i32,
-    },
-    Terminate {
-        inst: Index,
-        day: i32,
-    },
-    Designate {
-        inst: Index,
-        day: i32,
-    },
-    Rate {
-        inst: Index,
-        year: i32,
-        half_points: u32,
-        direct_e: bool,
-    },
-    /// Deregistration in 2025-2028 (from anywhere, filed there or not).
-    Deregister {
-        prac: Index,
-        inst: Index,
-        day: i32,
-    },
-    /// Registration dated 2032-06-01 or later: after the end of every ban a
-    /// body violation can cause (R15), so it is accepted in any order, and it
-    /// ends the terminations whose ban is over by then.
-    LateRegister {
-        prac: Index,
-        inst: Index,
-        day: i32,
-    },
-}
-
-/// Relative weights of the body event kinds.
-#[derive(Debug, Clone, Copy)]
-struct Mix {
-    violation: u32,
-    repair: u32,
-    revoke: u32,
-    institution: u32,
-    rate: u32,
-    registration: u32,
-}
-
-const BALANCED: Mix = Mix { violation: 8, repair: 3, revoke: 2, institution: 3, rate: 1, registration: 2 };
-const REPAIR_HEAVY: Mix = Mix { violation: 5, repair: 6, revoke: 2, institution: 1, rate: 1, registration: 1 };
-
-fn setup_strategy() -> impl Strategy<Value = RawSetup> {
-    let practitioner = (1u8..8, prop::collection::vec(0i32..600, 3), prop::option::of((any::<Index>(), 1i32..=120)))
-        .prop_map(|(sites, registered, deregister)| RawPractitioner { sites, registered, deregister });
-    (2usize..=3, prop::collection::vec(0i32..366, 3), prop::collection::vec(practitioner, 2..=4))
-        .prop_map(|(institutions, designated, practitioners)| RawSetup { institutions, designated, practitioners })
-}
-
-/// A body day offset, biased towards year ends (R10's 1 January boundary).
-fn body_day() -> impl Strategy<Value = i32> {
-    prop_oneof![
-        6 => 0..BODY_DAYS,
-        1 => (2025i32..=2028).prop_map(|y| body_offset(ymd(y, 1, 1))),
-        1 => (2025i32..=2028).prop_map(|y| body_offset(ymd(y, 12, 31))),
-    ]
-}
-
-fn violation_strategy() -> impl Strategy<Value = RawViolation> {
-    (any::<Index>(), any::<Index>(), body_day(), 0usize..4, 0u32..3, prop::option::of(1u32..=6), 0usize..3).prop_map(
-        |(prac, inst, day, severity, step, months, responsibility)| RawViolation {
-            prac,
-            inst,
-            day,
-            severity,
-            step,
-            months,
-            responsibility,
-        },
-    )
-}
-
-fn op_strategy(mix: Mix) -> impl Strategy<Value = RawOp> {
-    let institution_op = prop_oneof![
-        (any::<Index>(), body_day(), 1i32..=120).prop_map(|(inst, day, len)| RawOp::Suspend { inst, day, len }),
-        (any::<Index>(), body_day()).prop_map(|(inst, day)| RawOp::Terminate { inst, day }),
-        (any::<Index>(), body_day()).prop_map(|(inst, day)| RawOp::Designate { inst, day }),
-    ];
-    prop_oneof![
-        mix.violation => violation_strategy().prop_map(RawOp::Violation),
-        mix.repair => (any::<Index>(), body_day(), 1u32..=3)
-            .prop_map(|(prac, day, points)| RawOp::Repair { prac, day, points }),
-        mix.revoke => (any::<Index>(), body_day()).prop_map(|(pick, day)| RawOp::Revoke { pick, day }),
-        mix.institution => institution_op,
-        mix.registration => prop_oneof![
-            (any::<Index>(), any::<Index>(), body_day())
-                .prop_map(|(prac, inst, day)| RawOp::Deregister { prac, inst, day }),
-            (any::<Index>(), any::<Index>(), 0i32..730)
-                .prop_map(|(prac, inst, day)| RawOp::LateRegister { prac, inst, day }),
-        ],
-        mix.rate => (any::<Index>(), 2025i32..=2028, 0u32..=200, any::<bool>()).prop_map(
-            |(inst, year, half_points, direct_e)| RawOp::Rate { inst, year, half_points, direct_e }
-        ),
-    ]
-}
-
-fn ops_strategy(mix: Mix) -> impl Strategy<Value = Vec<RawOp>> {
-    prop::collection::vec(op_strategy(mix), 0..40)
-}
 
 // ---------------------------------------------------------------------------
 // The builder: raw choices -> valid events plus an independent model
@@ -281,23 +85,8 @@ struct BuildOptions {
     distinct_dates: bool,
     /// Keep `Revoke` choices (otherwise they are dropped).
     revocations: bool,
-    /// Keep `LateRegister` choices (otherwise they are dropped).
+    /// Keep late `Register` choices (otherwise they are dropped).
     late_registrations: bool,
-}
-
-fn violation_json(id: &str, prac: usize, inst: usize, effective: CivilDate, raw: &RawViolation) -> (Value, u32) {
-    let (severity, band_start) = SEVERITIES[raw.severity];
-    let points = band_start + raw.step;
-    let mut json = json!({
-        "type": "violation_scored", "violation_id": id,
-        "practitioner": PRACTITIONERS[prac], "institution": INSTITUTIONS[inst],
-        "effective": effective.to_string(), "points": points, "severity": severity,
-        "responsibility": RESPONSIBILITIES[raw.responsibility],
-    });
-    if let Some(m) = raw.months {
-        json["suspension_months"] = json!(m);
-    }
-    (json, points)
 }
 
 /// Picks the first free day at or after `day` (when dates must be distinct).
@@ -311,28 +100,7 @@ fn free_day(used: &HashSet<i32>, mut day: i32, distinct: bool) -> i32 {
 fn build(setup: &RawSetup, ops: &[RawOp], options: BuildOptions) -> Built {
     let n_inst = setup.institutions;
     let n_prac = setup.practitioners.len();
-    let mut events = Vec::new();
-    for (code, day) in INSTITUTIONS.iter().zip(&setup.designated).take(n_inst) {
-        events.push(json!({"type": "institution_designated", "institution": code,
-                           "effective": offset(setup_start(), *day).to_string()}));
-    }
-    let mut deregistrations = Vec::new();
-    for (p, raw) in setup.practitioners.iter().enumerate() {
-        let mask = raw.sites & ((1u8 << n_inst) - 1);
-        let sites: Vec<usize> = (0..n_inst).filter(|i| (mask == 0 && *i == 0) || mask & (1 << i) != 0).collect();
-        for &i in &sites {
-            events.push(json!({"type": "practitioner_registered", "practitioner": PRACTITIONERS[p],
-                               "institution": INSTITUTIONS[i],
-                               "effective": offset(setup_start(), raw.registered[i]).to_string()}));
-        }
-        if let Some((pick, len)) = &raw.deregister {
-            let i = sites[pick.index(sites.len())];
-            deregistrations.push(json!({"type": "practitioner_deregistered", "practitioner": PRACTITIONERS[p],
-                                        "institution": INSTITUTIONS[i],
-                                        "effective": offset(setup_start(), raw.registered[i] + len).to_string()}));
-        }
-    }
-    events.extend(deregistrations);
+    let events = setup_events(setup);
 
     let distinct = options.distinct_dates;
     let mut prac_days: Vec<HashSet<i32>> = vec![HashSet::new(); n_prac];
@@ -407,8 +175,11 @@ fn build(setup: &RawSetup, ops: &[RawOp], options: BuildOptions) -> Built {
                 };
                 body.push(BodyEvent { json, effective, fact: Fact::Institution });
             }
-            RawOp::Deregister { prac, inst, day } | RawOp::LateRegister { prac, inst, day } => {
-                let late = matches!(op, RawOp::LateRegister { .. });
+            RawOp::Register { late: false, .. } | RawOp::Resend { .. } => {
+                unreachable!("Knobs::ORDER_INDEPENDENT generates no early registrations and no re-sends")
+            }
+            RawOp::Deregister { prac, inst, day } | RawOp::Register { prac, inst, day, late: true } => {
+                let late = matches!(op, RawOp::Register { .. });
                 if late && !options.late_registrations {
                     continue;
                 }
@@ -731,8 +502,8 @@ proptest! {
     /// decisions, year totals and sanctions.
     #[test]
     fn r6_arrival_order_does_not_change_any_decision(
-        setup in setup_strategy(),
-        ops in ops_strategy(BALANCED),
+        setup in setup_strategy(&Knobs::ORDER_INDEPENDENT),
+        ops in ops_strategy(&Knobs::ORDER_INDEPENDENT.with_mix(BALANCED)),
         keys in prop::collection::vec(any::<u32>(), 40),
     ) {
         let policy = Policy::default();
@@ -757,12 +528,12 @@ proptest! {
     /// decision, year total or sanction, wherever it falls in the history.
     #[test]
     fn r12_revoked_violation_is_as_if_never_scored(
-        setup in setup_strategy(),
-        ops in ops_strategy(BALANCED),
-        extra in violation_strategy(),
+        setup in setup_strategy(&Knobs::ORDER_INDEPENDENT),
+        ops in ops_strategy(&Knobs::ORDER_INDEPENDENT.with_mix(BALANCED)),
+        extra in violation_strategy(&Knobs::ORDER_INDEPENDENT),
         at in any::<Index>(),
         then in any::<Index>(),
-        revoke_day in body_day(),
+        revoke_day in body_day(&Knobs::ORDER_INDEPENDENT),
     ) {
         let policy = Policy::default();
         // H: no revocations, and no registrations outside the setup (body
@@ -802,8 +573,8 @@ proptest! {
     /// only what is there); on 1 January only events dated that very day count.
     #[test]
     fn r10_r11_year_total_is_a_running_balance_cleared_on_1_january(
-        setup in setup_strategy(),
-        ops in ops_strategy(REPAIR_HEAVY),
+        setup in setup_strategy(&Knobs::ORDER_INDEPENDENT),
+        ops in ops_strategy(&Knobs::ORDER_INDEPENDENT.with_mix(REPAIR_HEAVY)),
         distinct_dates in any::<bool>(),
     ) {
         let (built, world) = built_world(&setup, &ops, distinct_dates)?;
@@ -834,8 +605,8 @@ proptest! {
     /// ordinary reason first.
     #[test]
     fn r18_r19_emergency_only_waives_sanctions_and_institution_suspension(
-        setup in setup_strategy(),
-        ops in ops_strategy(BALANCED),
+        setup in setup_strategy(&Knobs::ORDER_INDEPENDENT),
+        ops in ops_strategy(&Knobs::ORDER_INDEPENDENT.with_mix(BALANCED)),
         distinct_dates in any::<bool>(),
     ) {
         let (built, world) = built_world(&setup, &ops, distinct_dates)?;
@@ -886,8 +657,8 @@ proptest! {
     /// those removed.
     #[test]
     fn r11_r13_no_total_goes_below_zero_and_a_repair_removes_at_most_the_total(
-        setup in setup_strategy(),
-        ops in ops_strategy(REPAIR_HEAVY),
+        setup in setup_strategy(&Knobs::ORDER_INDEPENDENT),
+        ops in ops_strategy(&Knobs::ORDER_INDEPENDENT.with_mix(REPAIR_HEAVY)),
         distinct_dates in any::<bool>(),
     ) {
         let (built, world) = built_world(&setup, &ops, distinct_dates)?;
@@ -923,8 +694,8 @@ proptest! {
     /// lets a later violation suspend again).
     #[test]
     fn r14_r15_sanctions_equal_a_plain_reference_walk(
-        setup in setup_strategy(),
-        ops in prop_oneof![ops_strategy(BALANCED), ops_strategy(REPAIR_HEAVY)],
+        setup in setup_strategy(&Knobs::ORDER_INDEPENDENT),
+        ops in prop_oneof![ops_strategy(&Knobs::ORDER_INDEPENDENT.with_mix(BALANCED)), ops_strategy(&Knobs::ORDER_INDEPENDENT.with_mix(REPAIR_HEAVY))],
         distinct_dates in any::<bool>(),
     ) {
         let (built, world) = built_world(&setup, &ops, distinct_dates)?;
@@ -944,7 +715,8 @@ fn the_repair_heavy_generator_often_tries_to_bank_repairs_r11() {
     use proptest::strategy::ValueTree;
     use proptest::test_runner::TestRunner;
     let mut runner = TestRunner::deterministic();
-    let strategy = (setup_strategy(), ops_strategy(REPAIR_HEAVY));
+    let strategy =
+        (setup_strategy(&Knobs::ORDER_INDEPENDENT), ops_strategy(&Knobs::ORDER_INDEPENDENT.with_mix(REPAIR_HEAVY)));
     let (cases, mut short, mut crossing_after) = (256, 0, 0);
     let options = BuildOptions { distinct_dates: true, revocations: true, late_registrations: true };
     for _ in 0..cases {
