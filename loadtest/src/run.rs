@@ -9,6 +9,9 @@
 //! cut short by the run's end: the last is sent a full timeout before it
 //! (issue 7: open-loop writes reported as timeouts the requests that were
 //! sent in the last milliseconds with the time left as their timeout).
+//!
+//! Over 600 lines on purpose: one scenario driver (closed and open loop,
+//! writes during reads, freshness) whose timing rules must be read together.
 
 use crate::client::{build_request, Connection};
 use crate::exchange::Link;

@@ -12,6 +12,11 @@
 //! log refuses new records for [`RETRY_INTERVAL`] before it tries the disk
 //! again, so a broken disk costs no spinning core and no growing queue, and
 //! a shutdown never waits on it.
+//!
+//! Over 600 lines on purpose: the writer thread and every path a record can
+//! take through it (queued, written, fsynced, refused, retried) stay in one
+//! file, because the invariant they keep together (no answer without its
+//! durable record) is only checkable read as a whole.
 
 use super::record::AuditRecord;
 use super::segment::{self, HEADER_BYTES};

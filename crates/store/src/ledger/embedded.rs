@@ -2,6 +2,11 @@
 //! directory. Appends are serialised by a mutex and a `BEGIN IMMEDIATE`
 //! transaction; validation (R8) reads the same transaction, so what it sees is
 //! exactly what was accepted before.
+//!
+//! Over 600 lines on purpose: what an SQLite file must be before it is used
+//! as a ledger (its application id, schema, durability settings, pages) is
+//! checked here, next to the connections it guards; the SQL both backends
+//! share is in `sql.rs`.
 
 use super::error::NotDurable;
 use super::{sql, Appended, HistoryOf, LedgerError};

@@ -3,6 +3,7 @@
 //! conformance case against the embedded backend, durability across reopen,
 //! concurrent appenders and nodes, reconnection, TLS, and the durability
 //! settings refused by name.
+//! (A test file: its length is its cases.)
 
 use super::*;
 use crate::ledger::postgres_tls::TlsMode;
