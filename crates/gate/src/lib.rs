@@ -9,6 +9,7 @@ mod api;
 pub mod bodies;
 pub mod clock;
 mod config;
+mod explain;
 mod gate;
 mod health;
 pub mod limits;

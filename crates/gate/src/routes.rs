@@ -23,7 +23,7 @@ use claimgate_index::IndexVersion;
 use claimgate_rules::domain::{CivilDate, CreditNotice, Grade, Inspection, InstitutionCode, PractitionerCode, Seq};
 use claimgate_rules::event::Event;
 use claimgate_rules::refusal::Refusal;
-use claimgate_rules::{institution, practitioner, Claim, Decision, Reason, Verdict, Waivers};
+use claimgate_rules::{Claim, Decision, Reason, Verdict, Waivers};
 use claimgate_store::ledger::{Appended, QUERY_CONNECTIONS};
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
@@ -384,7 +384,8 @@ async fn check_batch(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, 
     }
 }
 
-/// The facts behind a decision, read from the ledger at the answer's `seq`.
+/// The facts behind a decision: the two histories read on a query thread,
+/// explained by [`crate::explain::facts`] as of the answer's `seq`.
 async fn explain(gate: &Arc<Gate>, claim: Claim, seq: Seq) -> Result<Value, ApiError> {
     let ledger = gate.ledger.clone();
     let (p_events, i_events) = on_query_thread(gate, move || {
@@ -393,39 +394,7 @@ async fn explain(gate: &Arc<Gate>, claim: Claim, seq: Seq) -> Result<Value, ApiE
         Ok((p, i))
     })
     .await?;
-    let upto = |mut v: Vec<claimgate_rules::event::RecordedEvent>| {
-        v.retain(|r| r.seq <= seq);
-        v
-    };
-    let day = claim.service_date;
-    let p = practitioner::derive(claim.practitioner, &upto(p_events), gate.ledger.policy());
-    let i = institution::derive(claim.institution, &upto(i_events));
-    let registration = p.registrations.iter().find(|r| r.institution == claim.institution && r.interval.contains(day));
-    let sanctions: Vec<Value> = p
-        .sanctions
-        .iter()
-        .filter(|s| s.interval.contains(day))
-        .map(|s| {
-            let cause = p.violations.iter().find(|v| v.violation.violation_id == s.cause);
-            j!({
-                "kind": s.kind, "from": s.interval.from, "until": s.interval.until, "ban_until": s.ban_until,
-                "cause": {"violation_id": s.cause, "seq": s.cause_seq, "points": cause.map(|v| v.violation.points),
-                          "effective": cause.map(|v| v.violation.effective), "year_total": s.year_total},
-                "year_violations": p.violations.iter()
-                    .filter(|v| v.revoked.is_none() && v.violation.effective.year() == s.interval.from.year() && v.violation.effective <= s.interval.from)
-                    .map(|v| j!({"violation_id": v.violation.violation_id, "seq": v.seq, "points": v.violation.points, "effective": v.violation.effective}))
-                    .collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    Ok(j!({
-        "registration": registration,
-        "sanctions": sanctions,
-        "year_total": p.year_total_on(day),
-        "agreement": i.agreements.iter().find(|a| a.contains(day)),
-        "institution_suspension": i.suspensions.iter().find(|s| s.interval.contains(day)),
-        "seq": seq,
-    }))
+    Ok(crate::explain::facts(&claim, p_events, i_events, seq, gate.ledger.policy()))
 }
 
 /// Runs `read` (a ledger read a client asked for) on a query thread, or
