@@ -30,30 +30,10 @@ pub fn case_files() -> Vec<PathBuf> {
     files
 }
 
-/// Whether the tests run under CI (`CI` set and not empty; `.ci/run` sets
-/// it): there, a test whose environment is missing fails, it never passes.
-#[allow(dead_code)]
-pub fn under_ci() -> bool {
-    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
-}
-
-/// The PostgreSQL server the tests may use (`CLAIMGATE_TEST_POSTGRES`), or
-/// `None` with a printed notice naming what is skipped: never a silent pass,
-/// and under CI not a pass at all (the test fails).
-#[allow(dead_code)] // not every test binary has PostgreSQL tests
-pub fn postgres_url(skipped: &str) -> Option<String> {
-    let url = std::env::var("CLAIMGATE_TEST_POSTGRES").ok().filter(|u| !u.trim().is_empty());
-    assert!(
-        url.is_some() || !under_ci(),
-        "CI is set but CLAIMGATE_TEST_POSTGRES is not, so {skipped} cannot run: .ci/run sets it when PostgreSQL answers on 127.0.0.1:5432"
-    );
-    if url.is_none() {
-        // Straight to the stream: the test harness captures eprintln! of passing tests.
-        let note = format!("skipped: set CLAIMGATE_TEST_POSTGRES=postgres://... to run {skipped}\n");
-        let _ = std::io::Write::write_all(&mut std::io::stderr(), note.as_bytes());
-    }
-    url
-}
+/// Whether the tests run under CI, and the PostgreSQL server they may use:
+/// shared with the crates' own tests (`claimgate-testkit`).
+#[allow(unused_imports)] // not every test binary uses both
+pub use claimgate_testkit::{postgres_url, under_ci};
 
 /// A schema of one test's own on the PostgreSQL server under test, dropped
 /// (with everything in it) when the guard goes, even when the test panics.

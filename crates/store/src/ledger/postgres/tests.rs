@@ -21,30 +21,10 @@ const H: &str = "H11010500001";
 const D1: &str = "D110105000001";
 const D2: &str = "D110105000002";
 
-/// Whether the tests run under CI (`CI` set and not empty; `.ci/run`
-/// sets it): there, a missing environment fails the test.
-fn under_ci() -> bool {
-    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
-}
-
 /// The server under test, or `None` (and a note) when none is
 /// configured; under CI its absence fails the test.
 fn server() -> Option<String> {
-    match std::env::var("CLAIMGATE_TEST_POSTGRES") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            assert!(
-                !under_ci(),
-                "CI is set but CLAIMGATE_TEST_POSTGRES is not: .ci/run sets it when PostgreSQL answers on 127.0.0.1:5432"
-            );
-            // Straight to the stream: the test harness captures eprintln! of passing tests.
-            let _ = std::io::Write::write_all(
-                &mut std::io::stderr(),
-                b"skipped: set CLAIMGATE_TEST_POSTGRES=postgres://... to run the PostgreSQL ledger tests\n",
-            );
-            None
-        }
-    }
+    claimgate_testkit::postgres_url("the PostgreSQL ledger tests")
 }
 
 /// A schema of one test's own, dropped when the guard goes, even when the
@@ -614,7 +594,7 @@ fn server_certificate(schema: &TestSchema) -> Option<String> {
     let mut admin = schema.admin();
     let ssl: String = admin.query_one("SHOW ssl", &[]).unwrap().get(0);
     if ssl != "on" {
-        assert!(!under_ci(), "the PostgreSQL server under CI has ssl=off; the TLS tests need it on");
+        assert!(!claimgate_testkit::under_ci(), "the PostgreSQL server under CI has ssl=off; the TLS tests need it on");
         let _ = std::io::Write::write_all(
             &mut std::io::stderr(),
             b"skipped: the PostgreSQL server under test has ssl=off; TLS tests need it on\n",
