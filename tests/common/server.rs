@@ -1,7 +1,9 @@
 //! The gate under test, shared by the HTTP test binaries: the real
 //! `claimgate serve` binary on free loopback ports (a guard that kills it on
-//! drop), a tiny HTTP/1.1 client (one request per connection, `Connection:
-//! close`, read to EOF), event and claim builders, and the error assertion.
+//! drop), requests by the shared HTTP client (`claimgate_testkit::http`,
+//! one request per connection), raw exchanges for the bytes a client would
+//! never send (malformed, pipelined, slow: written on a socket, read to
+//! EOF), event and claim builders, and the error assertion.
 //!
 //! Every socket has read and write timeouts, so no test can hang.
 #![allow(dead_code)] // each test binary uses a part
@@ -258,20 +260,22 @@ pub fn post(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: &Value
     request(addr, "POST", path, headers, body.to_string().as_bytes())
 }
 
-/// One request with a `Content-Length` body on a fresh connection.
+/// One request on a fresh connection, by the shared HTTP client
+/// (`claimgate_testkit::http`, hyper's); a failure to be answered fails the test.
 pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
-    let mut head =
-        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
-    if !body.is_empty() {
-        head.push_str("Content-Type: application/json\r\n");
-    }
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    let mut raw = head.into_bytes();
-    raw.extend_from_slice(body);
-    exchange(addr, raw)
+    try_request(addr, method, path, headers, body).unwrap_or_else(|e| panic!("{method} {path} to {addr}: {e}"))
+}
+
+fn try_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Reply, claimgate_testkit::http::ClientError> {
+    let request = claimgate_testkit::http::Request::new(method, path, headers, body.to_vec());
+    let r = claimgate_testkit::http::request(addr, &request, IO_TIMEOUT)?;
+    Ok(Reply { status: r.status, headers: r.headers, body: r.body })
 }
 
 /// Writes `raw` and reads the answer to EOF. Large requests are written from
@@ -291,12 +295,7 @@ pub fn exchange_bytes(addr: SocketAddr, raw: Vec<u8>) -> Vec<u8> {
 /// A `POST` whose failure to connect or to be answered (a server going away
 /// under a flood) is `None` rather than a panic.
 pub fn try_post(addr: SocketAddr, path: &str, body: &Value) -> Option<Reply> {
-    let body = body.to_string();
-    let raw = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\nContent-Type: application/json\r\n\r\n{body}",
-        body.len()
-    );
-    parse_reply(&try_exchange_bytes(addr, raw.into_bytes()).ok()?)
+    try_request(addr, "POST", path, &[], body.to_string().as_bytes()).ok()
 }
 
 fn try_exchange_bytes(addr: SocketAddr, raw: Vec<u8>) -> Result<Vec<u8>, String> {

@@ -1,7 +1,11 @@
-//! What claimgate's tests share across crates (a dev-dependency only; it
-//! depends on nothing of claimgate's): whether they run under CI, and the
-//! PostgreSQL server they may use. Under CI a test whose environment is
-//! missing fails; elsewhere it says what it skipped, never silently passes.
+//! What claimgate's tests and tools share (never a dependency of a layer; it
+//! depends on nothing of claimgate's): whether tests run under CI, the
+//! PostgreSQL server they may use, and [`http`], the one HTTP client of the
+//! tests, the load generator and the reliability campaigns. Under CI a test
+//! whose environment is missing fails; elsewhere it says what it skipped,
+//! never silently passes.
+
+pub mod http;
 
 /// Whether the tests run under CI (`CI` set and not empty; `.ci/run` sets
 /// it): there, a test whose environment is missing fails, it never passes.
