@@ -2,6 +2,15 @@
 //! are prebuilt bytes (head with `Content-Length`, then body); responses are a
 //! status line, headers and a `Content-Length` (or chunked) body. Nothing else
 //! of HTTP is needed to drive the gate, and nothing else is paid for.
+//!
+//! The instrument's own client, on purpose: the tests and the campaigns use
+//! the shared one (`claimgate_testkit::http`, hyper's), but a generator that
+//! shares two cores with the server it measures must cost as little per
+//! request as it can, or it measures itself. Against the do-nothing baseline
+//! server, five alternated 5 s runs (32 connections, 2 cores, 2026-12-03)
+//! gave this client a median of 60,000 requests/s and the generator on
+//! hyper's client 48,400 (0.81): hyper's dispatch (a channel and a wake of the
+//! connection task per request) is the difference.
 
 use std::fmt;
 use std::net::SocketAddr;

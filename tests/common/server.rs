@@ -275,7 +275,7 @@ fn try_request(
 ) -> Result<Reply, claimgate_testkit::http::ClientError> {
     let request = claimgate_testkit::http::Request::new(method, path, headers, body.to_vec());
     let r = claimgate_testkit::http::request(addr, &request, IO_TIMEOUT)?;
-    Ok(Reply { status: r.status, headers: r.headers, body: r.body })
+    Ok(Reply { status: r.status, headers: r.header_pairs(), body: r.body.to_vec() })
 }
 
 /// Writes `raw` and reads the answer to EOF. Large requests are written from

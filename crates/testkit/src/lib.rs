@@ -1,7 +1,7 @@
 //! What claimgate's tests and tools share (never a dependency of a layer; it
 //! depends on nothing of claimgate's): whether tests run under CI, the
 //! PostgreSQL server they may use, and [`http`], the one HTTP client of the
-//! tests, the load generator and the reliability campaigns. Under CI a test
+//! tests and the reliability campaigns. Under CI a test
 //! whose environment is missing fails; elsewhere it says what it skipped,
 //! never silently passes.
 

@@ -35,7 +35,7 @@ impl Http {
         let request = Request::new(method, path, &headers, body.to_vec());
         self.0
             .send(&request)
-            .map(|r| Response { status: r.status, body: r.body })
+            .map(|r| Response { status: r.status, body: r.body.to_vec() })
             .map_err(|e| std::io::Error::other(e.to_string()))
     }
 }
