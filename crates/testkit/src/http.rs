@@ -1,9 +1,7 @@
-//! The one HTTP client of claimgate's tests, load generator and reliability
-//! campaigns: hyper's HTTP/1.1 client (the gate's own stack, a kept crate)
+//! The one HTTP client of claimgate's tests and reliability campaigns: hyper's HTTP/1.1 client (the gate's own stack, a kept crate)
 //! over a keep-alive TCP connection to a loopback address.
 //!
-//! - [`Connection`]: async, one keep-alive connection (the load generator
-//!   drives many, one task each).
+//! - [`Connection`]: async, one keep-alive connection.
 //! - [`Blocking`]: the same on a runtime of its own, every exchange under a
 //!   timeout and reconnected after a failure (the campaigns' worker threads).
 //! - [`request`]: one request on a fresh connection, for tests.
@@ -100,7 +98,7 @@ impl Request {
 
 /// One response: status, headers, body, and whether the server closes the
 /// connection after it. Headers and body stay as hyper gave them (no copy
-/// per response: the load generator reads hundreds of thousands a second).
+/// per response).
 #[derive(Debug, Clone)]
 pub struct Response {
     pub status: u16,
