@@ -1,5 +1,6 @@
-//! The one HTTP client of claimgate's tests and reliability campaigns: hyper's HTTP/1.1 client (the gate's own stack, a kept crate)
-//! over a keep-alive TCP connection to a loopback address.
+//! The one HTTP client of claimgate's tests and reliability campaigns:
+//! hyper's HTTP/1.1 client (the gate's own stack, a kept crate) over a
+//! keep-alive TCP connection to a loopback address.
 //!
 //! - [`Connection`]: async, one keep-alive connection.
 //! - [`Blocking`]: the same on a runtime of its own, every exchange under a
