@@ -12,6 +12,8 @@
 #                    across runs; the writes scenario adds events to it); --fresh deletes it first
 #   --no-append      leave BENCHMARKS.md as it is (by default this run's figures replace
 #                    the previous run's there)
+#   CLAIMGATE_BIN    (environment) the claimgate binary to measure instead of this build's
+#                    (an older build, to compare two in the same session)
 #
 # Builds the workspace (release), starts the baseline server and the gate
 # (`claimgate demo`) on free loopback ports, runs:
@@ -62,7 +64,8 @@ mkdir -p "$logs"
 echo "== building (release)"
 cargo build --release --workspace --quiet
 LT=target/release/loadtest
-GATE=target/release/claimgate
+# CLAIMGATE_BIN: another claimgate binary to measure (an older build, for A/B).
+GATE=${CLAIMGATE_BIN:-target/release/claimgate}
 
 me=run.sh
 . loadtest/lib.sh
