@@ -16,6 +16,9 @@
 //! mounts vanish with its last process, even if the test is killed.
 //! Where mount namespaces are not permitted (not root), these tests print a
 //! notice and pass, except under CI (`CI` set), where that is a failure.
+//!
+//! (Over 600 lines: a test file, one binary so every fault shares the
+//! mount-namespace harness.)
 #![cfg(target_os = "linux")]
 
 mod common;

@@ -9,6 +9,9 @@
 //! Oversize bodies and batches (413) and the bad-input matrix are in
 //! `server.rs`; they are not repeated here. Everything talks to 127.0.0.1 and
 //! every wait is bounded.
+//!
+//! (Over 600 lines: a test file, one binary so every hostile client shares
+//! the well-behaved one it is measured against.)
 #![cfg(unix)]
 
 mod common;

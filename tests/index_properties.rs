@@ -22,6 +22,8 @@
 //! step stop at `MAX_SYNC_BATCH` while the ledger already holds later events
 //! about the same entities (the only way, single-threaded, to have the
 //! re-derived histories run past the version's seq).
+//!
+//! (Over 600 lines: a test file, its length is its builder and cases.)
 
 use claimgate::domain::{CivilDate, InstitutionCode, PractitionerCode, Seq};
 use claimgate::event::{Event, RecordedEvent};

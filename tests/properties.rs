@@ -19,6 +19,9 @@
 //! `seq`, which legitimately depends on arrival order), at most one rating per
 //! institution and year, and at most 6 repaired points per practitioner and
 //! year (R13's default cap), so every event is accepted in any order.
+//!
+//! (Over 600 lines: a test file, its length is its builder, its model and
+//! its laws.)
 
 use claimgate::domain::{CivilDate, InstitutionCode, PractitionerCode};
 use claimgate::event::Event;

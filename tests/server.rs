@@ -7,6 +7,8 @@
 //! Every server runs in its own temporary data directory and is killed when
 //! its guard drops, even when a test panics; every socket has read and write
 //! timeouts, so no test can hang.
+//!
+//! (Over 600 lines: a test file, its length is the API's behaviours.)
 #![cfg(unix)]
 
 mod common;
