@@ -100,6 +100,26 @@ no ledger at --data without --init).")]
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Write the ledger as JSON Lines, one accepted event per line with its seq
+    /// ({"seq":N,"event":{...}}), every event up to the head read at the start
+    /// (a consistent view; a serving gate's ledger can be exported while it serves).
+    Export {
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
+        /// Write here (synced to disk at the end) instead of standard output.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Rebuild an empty ledger from an export, seq for seq: every event passes R8
+    /// again and must land at its own seq. Into --data, a directory without a
+    /// ledger (built aside and moved into place only when complete), or into
+    /// --store's empty schema. FILE `-` reads standard input.
+    Restore {
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
     /// Write or verify index snapshots.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),

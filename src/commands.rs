@@ -3,8 +3,8 @@
 
 use crate::cli::{ExportArgs, FileKind, ServerArgs};
 use crate::{
-    append_events, bad_input, lock_data, open_existing, random_token, read_events, require_ledger, require_no_ledger,
-    run_server, with_temporary_schema, AppendTally, Failure, Missing, EXIT_SOME_REFUSED,
+    append_events, bad_input, has_ledger, lock_data, open_existing, random_token, read_events, require_ledger,
+    require_no_ledger, run_server, with_temporary_schema, AppendTally, Failure, Missing, EXIT_SOME_REFUSED,
 };
 use claimgate::claim::parse_claim;
 use claimgate::clock::{Clock, SystemClock};
@@ -15,6 +15,7 @@ use claimgate::ledger::Ledger;
 use claimgate::policy::Policy;
 use claimgate::rules::World;
 use claimgate::scenario::{self, ReplayLine, Scenario};
+use claimgate::transfer;
 use std::io::{BufWriter, StdoutLock, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -322,3 +323,99 @@ pub fn demo(cx: Cx<'_>, practitioners: u64, seed: u64, server: ServerArgs) -> Re
     drop(out);
     run_server(config, &policy, Some(examples), lock)
 }
+
+/// `claimgate export`: the ledger as JSON Lines with seqs, from one view.
+pub fn export(cx: &mut Cx<'_>, data: PathBuf, output: Option<PathBuf>) -> Result<(), Failure> {
+    let ledger = open_existing(&data, cx.store, &cx.policy)?;
+    let started = Instant::now();
+    let progress = |events: u64, head: u64| {
+        if events % 1_000_000 < claimgate::ledger::MAX_TAIL_BATCH as u64 && events < head {
+            eprintln!("export: {events} of {head} events");
+        }
+    };
+    let done = match &output {
+        Some(path) => {
+            let mut file = BufWriter::new(std::fs::File::create(path)?);
+            let done = transfer::export(&ledger, &mut file, progress)?;
+            file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            done
+        }
+        None => transfer::export(&ledger, &mut cx.out, progress)?,
+    };
+    eprintln!(
+        "claimgate: exported {} event(s), seq 1 to {}, from {} in {:.1} s",
+        done.events,
+        done.head,
+        ledger.describe(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `claimgate restore`: an empty ledger rebuilt from an export, seq for seq.
+pub fn restore(cx: &mut Cx<'_>, data: PathBuf, file: PathBuf) -> Result<(), Failure> {
+    let input: Box<dyn std::io::BufRead> = if file.as_os_str() == "-" {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
+    } else {
+        Box::new(std::io::BufReader::new(
+            std::fs::File::open(&file).map_err(|e| bad_input(format!("cannot read {}: {e}", file.display())))?,
+        ))
+    };
+    let started = Instant::now();
+    let progress = |events: u64| {
+        if events % 1_000_000 < claimgate::ledger::MAX_APPEND_BATCH as u64 {
+            eprintln!("restore: {events} events");
+        }
+    };
+    let (done, into) = match cx.store {
+        Some(url) => {
+            let ledger = Ledger::open_postgres(url, &cx.policy)?;
+            let done = transfer::restore(&ledger, input, progress).map_err(|e| {
+                Failure(format!("{e}; the schema now holds an incomplete restore: drop it and restore again"), 1)
+            })?;
+            (done, ledger.describe())
+        }
+        None => {
+            if has_ledger(&data) {
+                return Err(bad_input(format!(
+                    "{} already holds a ledger; restore builds a new one: give an empty --data",
+                    data.join(claimgate::ledger::LEDGER_FILE).display()
+                )));
+            }
+            claimgate::data_dir::refuse_lost_ledger(&data)?;
+            let _lock = lock_data(&data)?;
+            // Built aside and moved into place only when every line reproduced,
+            // so a refused file leaves --data as it was.
+            let aside = data.join(RESTORE_ASIDE);
+            if aside.exists() {
+                std::fs::remove_dir_all(&aside)?;
+            }
+            let ledger = Ledger::open(&aside, &cx.policy)?;
+            let done = transfer::restore(&ledger, input, progress);
+            drop(ledger);
+            let done = match done {
+                Ok(done) => done,
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&aside);
+                    return Err(Failure(format!("{e}; nothing was restored into {}", data.display()), 1));
+                }
+            };
+            let target = data.join(claimgate::ledger::LEDGER_FILE);
+            std::fs::rename(aside.join(claimgate::ledger::LEDGER_FILE), &target)?;
+            std::fs::File::open(&data)?.sync_all()?;
+            std::fs::remove_dir_all(&aside)?;
+            (done, target.display().to_string())
+        }
+    };
+    writeln!(cx.out, "{}", serde_json::json!({"restored": done.events, "seq": done.head, "into": into}))?;
+    eprintln!(
+        "claimgate: restored {} event(s), seq 1 to {}, in {:.1} s",
+        done.events,
+        done.head,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Where `restore` builds an embedded ledger before moving it into `--data`.
+const RESTORE_ASIDE: &str = "restore-in-progress";

@@ -73,6 +73,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Serve { init, server } => return commands::serve(cx, init, server),
         Command::Demo { practitioners, seed, server } => return commands::demo(cx, practitioners, seed, server),
         Command::Init { data } => commands::init(&mut cx, data)?,
+        Command::Export { data, output } => commands::export(&mut cx, data, output)?,
+        Command::Restore { data, file } => commands::restore(&mut cx, data, file)?,
         Command::Snapshot(SnapshotCommand::Write { data }) => commands::snapshot_write(&mut cx, data)?,
         Command::Snapshot(SnapshotCommand::Verify { files, data }) => commands::snapshot_verify(&mut cx, files, data)?,
         Command::Audit(AuditCommand::Export(args)) => commands::audit_export(&mut cx, args)?,

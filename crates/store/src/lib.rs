@@ -18,3 +18,4 @@ pub mod data_dir;
 pub mod data_lock;
 pub mod ledger;
 pub mod thread_priority;
+pub mod transfer;
