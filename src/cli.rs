@@ -100,6 +100,31 @@ no ledger at --data without --init).")]
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Import roster CSV files (ROSTERS.md: institutions, registrations) and JSON
+    /// Lines of events (.jsonl): each row's events carry an event_id derived from
+    /// its content (R7a), so importing again, or again after an interruption,
+    /// adds nothing already there. Institutions go first, then registrations, then
+    /// events. Rows refused (bad input R4, or R8) are written to --rejects with
+    /// file, line, column, error code and message; the others are imported.
+    #[command(
+        after_help = "Standard output: one JSON summary {\"rows\",\"appended\",\"already_recorded\",\"refused\",\"rejects\"}. \
+Standard error: progress (rows, rows/s, time left), then a summary.\n\nExit codes: 0 every row imported (or \
+already there); 3 some rows were refused (listed in --rejects; the others were imported); 1 could not run \
+(the ledger is damaged, foreign, lost, locked, or failed); 2 bad input (usage, an unreadable file, a file \
+that is not a roster, no ledger at --data without --init)."
+    )]
+    Import {
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
+        /// Make the embedded ledger if --data has none (never over a lost one).
+        #[arg(long)]
+        init: bool,
+        /// Where refused rows are listed (CSV: file,line,column,error,message).
+        #[arg(long, value_name = "FILE", default_value = "import-rejects.csv")]
+        rejects: PathBuf,
+        #[arg(value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Write the ledger as JSON Lines, one accepted event per line with its seq
     /// ({"seq":N,"event":{...}}), every event up to the head read at the start
     /// (a consistent view; a serving gate's ledger can be exported while it serves).

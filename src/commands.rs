@@ -419,3 +419,54 @@ pub fn restore(cx: &mut Cx<'_>, data: PathBuf, file: PathBuf) -> Result<(), Fail
 
 /// Where `restore` builds an embedded ledger before moving it into `--data`.
 const RESTORE_ASIDE: &str = "restore-in-progress";
+
+/// `claimgate import`: roster CSV files and JSON Lines of events, idempotent.
+pub fn import(
+    cx: &mut Cx<'_>,
+    data: PathBuf,
+    init: bool,
+    rejects: PathBuf,
+    files: Vec<PathBuf>,
+) -> Result<(), Failure> {
+    for f in &files {
+        if !f.is_file() {
+            return Err(bad_input(format!("{} is not a readable file", f.display())));
+        }
+    }
+    let missing = if init { Missing::Create } else { Missing::RefuseOrInit };
+    require_ledger(&data, cx.store, missing)?;
+    let _lock = if cx.store.is_none() { Some(lock_data(&data)?) } else { None };
+    require_ledger(&data, cx.store, missing)?;
+    let ledger = Ledger::open_store(cx.store, &data, &cx.policy)?;
+    let started = Instant::now();
+    let done = crate::import::import(&ledger, &files).map_err(|e| match e {
+        crate::import::ImportError::Ledger(e) => Failure::from(e),
+        other => bad_input(other.to_string()),
+    })?;
+    crate::import::write_rejects(&rejects, &done.rejects)
+        .map_err(|e| Failure(format!("cannot write the reject file {}: {e}", rejects.display()), 1))?;
+    writeln!(
+        cx.out,
+        "{}",
+        serde_json::json!({
+            "rows": done.rows, "appended": done.events_appended, "already_recorded": done.events_already_recorded,
+            "refused": done.rejects.len(), "rejects": rejects.display().to_string(),
+        })
+    )?;
+    let summary = format!(
+        "imported {} row(s) in {:.1} s: {} event(s) appended, {} already there; {} row(s) refused{}",
+        done.rows - done.rejects.len() as u64,
+        started.elapsed().as_secs_f64(),
+        done.events_appended,
+        done.events_already_recorded,
+        done.rejects.len(),
+        if done.rejects.is_empty() { String::new() } else { format!(" (listed in {})", rejects.display()) }
+    );
+    if done.rejects.is_empty() {
+        eprintln!("claimgate: {summary}");
+        Ok(())
+    } else {
+        cx.out.flush()?;
+        Err(Failure(summary, EXIT_SOME_REFUSED))
+    }
+}

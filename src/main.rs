@@ -15,6 +15,7 @@ use claimgate::strict_json::{self, Document, Duplicate, Step, StrictError};
 mod cli;
 mod commands;
 mod demo;
+mod import;
 use clap::Parser;
 use cli::{AuditCommand, Cli, Command, SnapshotCommand};
 use commands::Cx;
@@ -74,6 +75,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Demo { practitioners, seed, server } => return commands::demo(cx, practitioners, seed, server),
         Command::Init { data } => commands::init(&mut cx, data)?,
         Command::Export { data, output } => commands::export(&mut cx, data, output)?,
+        Command::Import { data, init, rejects, files } => commands::import(&mut cx, data, init, rejects, files)?,
         Command::Restore { data, file } => commands::restore(&mut cx, data, file)?,
         Command::Snapshot(SnapshotCommand::Write { data }) => commands::snapshot_write(&mut cx, data)?,
         Command::Snapshot(SnapshotCommand::Verify { files, data }) => commands::snapshot_verify(&mut cx, files, data)?,
