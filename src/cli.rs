@@ -125,6 +125,17 @@ that is not a roster, no ledger at --data without --init)."
         #[arg(value_name = "FILE", required = true)]
         files: Vec<PathBuf>,
     },
+    /// Write roster CSV files (ROSTERS.md: institutions.csv, registrations.csv) of
+    /// the synthetic population, to try and measure `import` at any size.
+    Roster {
+        #[arg(long, default_value_t = claimgate::population::DEMO_PRACTITIONERS)]
+        practitioners: u64,
+        #[arg(long, default_value_t = claimgate::population::DEMO_SEED)]
+        seed: u64,
+        /// The directory to write the two files into (created if absent).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Write the ledger as JSON Lines, one accepted event per line with its seq
     /// ({"seq":N,"event":{...}}), every event up to the head read at the start
     /// (a consistent view; a serving gate's ledger can be exported while it serves).

@@ -16,6 +16,7 @@ mod cli;
 mod commands;
 mod demo;
 mod import;
+mod roster;
 use clap::Parser;
 use cli::{AuditCommand, Cli, Command, SnapshotCommand};
 use commands::Cx;
@@ -75,6 +76,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Demo { practitioners, seed, server } => return commands::demo(cx, practitioners, seed, server),
         Command::Init { data } => commands::init(&mut cx, data)?,
         Command::Export { data, output } => commands::export(&mut cx, data, output)?,
+        Command::Roster { practitioners, seed, out } => commands::roster(&mut cx, practitioners, seed, out)?,
         Command::Import { data, init, rejects, files } => commands::import(&mut cx, data, init, rejects, files)?,
         Command::Restore { data, file } => commands::restore(&mut cx, data, file)?,
         Command::Snapshot(SnapshotCommand::Write { data }) => commands::snapshot_write(&mut cx, data)?,

@@ -208,3 +208,24 @@ fn headers_follow_rosters_md_and_an_ambiguous_or_incomplete_header_refuses_the_f
         );
     }
 }
+
+#[test]
+fn a_roster_generated_from_the_population_imports_whole_and_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("roster");
+    let made = claimgate(&["roster", "--practitioners", "2000", "--seed", "7", "--out", path(&out)]);
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let written = summary(&made);
+    let rows = written["institution_rows"].as_u64().unwrap() + written["registration_rows"].as_u64().unwrap();
+    assert!(written["registration_rows"].as_u64().unwrap() >= 2000, "{written}");
+    let (inst, reg) = (out.join("institutions.csv"), out.join("registrations.csv"));
+    let data = dir.path().join("data");
+    let rejected = dir.path().join("r.csv");
+    let first =
+        claimgate(&["import", "--data", path(&data), "--init", "--rejects", path(&rejected), path(&reg), path(&inst)]);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let s = summary(&first);
+    assert_eq!((s["rows"].as_u64(), s["refused"].as_u64()), (Some(rows), Some(0)), "{s}");
+    let again = claimgate(&["import", "--data", path(&data), "--rejects", path(&rejected), path(&inst), path(&reg)]);
+    assert_eq!(summary(&again)["appended"], 0);
+}
