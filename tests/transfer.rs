@@ -162,3 +162,38 @@ fn the_cli_restores_an_export_and_leaves_data_untouched_when_it_is_refused() {
     let out = run(&["restore", "--data", target.to_str().unwrap(), file.to_str().unwrap()]);
     assert!(out.status.success(), "and the directory takes a good file afterwards");
 }
+
+#[test]
+fn a_serving_gates_ledger_is_exported_without_stopping_it_and_restores_to_the_head_it_read() {
+    use common::server::{bearer, designated, post, registered, Server, DOC, INST, TOKEN};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, &[]);
+    let auth = bearer(TOKEN);
+    let headers = [("Authorization", auth.as_str())];
+    let reply = post(
+        server.admin,
+        "/v1/events",
+        &headers,
+        &serde_json::json!([designated(INST, "2024-01-01"), registered(DOC, INST, "2024-02-01")]),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+
+    // The gate holds the data directory's lock and keeps serving: export reads beside it.
+    let out = Command::new(env!("CARGO_BIN_EXE_claimgate"))
+        .args(["export", "--data", data.to_str().unwrap()])
+        .output()
+        .expect("claimgate runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let reply = post(server.admin, "/v1/events", &headers, &registered("D110105000002", INST, "2024-03-01"));
+    assert_eq!(reply.status, 200, "the gate still appends: {}", reply.text());
+    let ready = common::server::request(server.check, "GET", "/readyz", &[], b"");
+    assert_eq!(ready.status, 200);
+
+    let restored = Ledger::open_in_memory(&Policy::default()).unwrap();
+    let done = transfer::restore(&restored, &out.stdout[..], |_| {}).expect("restore");
+    assert_eq!(done.events, 2, "the export holds the events up to the head it read, and no later one");
+    drop(server);
+    let source = Ledger::open(&data, &Policy::default()).unwrap();
+    assert_eq!(restored.all_events().unwrap()[..], source.all_events().unwrap()[..2]);
+}
