@@ -23,6 +23,8 @@ use std::sync::Mutex;
 pub use crate::data_dir::LEDGER_FILE;
 /// Most events one [`Ledger::append_batch`] takes.
 pub const MAX_APPEND_BATCH: usize = 10_000;
+/// The appending connection's page cache, KiB (SQLite's default is 2,000).
+pub const WRITER_CACHE_KIB: i64 = 64 * 1024;
 /// Most events one [`Ledger::events_since`] returns.
 pub const MAX_TAIL_BATCH: usize = 10_000;
 
@@ -165,6 +167,9 @@ impl EmbeddedLedger {
         // R5: an acknowledged event survives a crash or power loss.
         conn.pragma_update(None, "synchronous", "FULL").map_err(storage("setting synchronous commits"))?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(storage("setting the busy timeout"))?;
+        // Validation reads and index inserts touch pages all over a large
+        // ledger (event_ids are content hashes): keep more of them in memory.
+        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB).map_err(storage("sizing the page cache"))?;
         check_durability(&conn, &path)?;
         let in_memory = path.as_os_str() == ":memory:";
         let reader = if in_memory { None } else { Some(Mutex::new(open_reader(&path)?)) };
