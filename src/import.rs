@@ -18,7 +18,7 @@ use claimgate::ledger::{Ledger, LedgerError, MAX_APPEND_BATCH};
 use claimgate::policy::Policy;
 use claimgate::refusal::Refusal;
 use serde_json::{json, Value};
-use std::io::{IsTerminal, Write};
+use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -302,16 +302,35 @@ pub fn import(ledger: &Ledger, files: &[PathBuf]) -> Result<Outcome, ImportError
         let mut done_bytes = 0;
         match kind {
             Kind::Events => {
-                let text =
-                    std::fs::read_to_string(path).map_err(|source| ImportError::Io { path: path.clone(), source })?;
-                for (i, line) in text.lines().enumerate() {
-                    done_bytes += line.len() as u64 + 1;
+                // Line by line, each at most MAX_EVENT_LINE_BYTES: never the whole file in memory.
+                let io = |source| ImportError::Io { path: path.clone(), source };
+                let mut input = std::io::BufReader::new(std::fs::File::open(path).map_err(io)?);
+                let mut buf = Vec::new();
+                let mut line_no = 0;
+                loop {
+                    buf.clear();
+                    let n =
+                        input.by_ref().take(MAX_EVENT_LINE_BYTES as u64 + 1).read_until(b'\n', &mut buf).map_err(io)?;
+                    if n == 0 {
+                        break;
+                    }
+                    line_no += 1;
+                    done_bytes += n as u64;
+                    if n > MAX_EVENT_LINE_BYTES {
+                        return Err(ImportError::BadFile {
+                            path: path.clone(),
+                            message: format!(
+                                "line {line_no} is longer than {MAX_EVENT_LINE_BYTES} bytes: not a line of events"
+                            ),
+                        });
+                    }
+                    let line = String::from_utf8_lossy(&buf);
                     if line.trim().is_empty() {
                         continue;
                     }
-                    let row = event_line(line, ledger.policy())
-                        .map(|event| Row { line: i as u64 + 1, events: vec![event], columns: Vec::new() })
-                        .map_err(|r| reject(&shown, i as u64 + 1, String::new(), &r));
+                    let row = event_line(line.trim_end(), ledger.policy())
+                        .map(|event| Row { line: line_no, events: vec![event], columns: Vec::new() })
+                        .map_err(|r| reject(&shown, line_no, String::new(), &r));
                     push(row, done_bytes, &mut batch, &mut outcome)?;
                 }
             }
@@ -374,9 +393,6 @@ pub fn import(ledger: &Ledger, files: &[PathBuf]) -> Result<Outcome, ImportError
 
 /// One JSON line of an events file as its event (R4: no key twice).
 fn event_line(line: &str, policy: &Policy) -> Result<Event, Refusal> {
-    if line.len() > MAX_EVENT_LINE_BYTES {
-        return Err(Refusal::invalid("", format!("a line longer than {MAX_EVENT_LINE_BYTES} bytes")));
-    }
     let value = claimgate::strict_json::from_str(line).map_err(|e| Refusal::invalid("", e.to_string()))?;
     Event::parse(&value, policy)
 }
