@@ -204,7 +204,12 @@ impl PostgresLedger {
             // Serialises appenders on every connection and node until commit.
             let locked = statements.query_opt(&mut tx, LOCK_HEAD, &[]).map_err(pg("locking the ledger head"))?;
             let start = head_from(locked)?;
-            let (outcomes, head) = sql::append_all(&mut PgTx { tx: &mut tx, statements }, start, events, &self.policy)?;
+            let (outcomes, head) = sql::append_all(
+                &mut PgTx { tx: &mut tx, statements, policy: &self.policy },
+                start,
+                events,
+                &self.policy,
+            )?;
             if head == start {
                 // Nothing stored: release the head without a commit to flush.
                 tx.rollback().map_err(pg("ending an append"))?;
@@ -260,8 +265,9 @@ impl PostgresLedger {
 
     /// The practitioner a violation belongs to, if it was ever scored.
     pub fn violation_owner(&self, id: &ViolationId) -> Result<Option<PractitionerCode>, LedgerError> {
+        let policy = &self.policy;
         self.read(|client, statements| {
-            Ok(sql::find_violation(&mut PgTx { tx: client, statements }, id)?.map(|(_, v)| v.practitioner))
+            Ok(sql::find_violation(&mut PgTx { tx: client, statements, policy }, id)?.map(|(_, v)| v.practitioner))
         })
     }
 
@@ -490,6 +496,8 @@ fn history(
 struct PgTx<'a, C: GenericClient> {
     tx: &'a mut C,
     statements: &'a mut Statements,
+    /// How stored events parse (R20's direct-E codes).
+    policy: &'a Policy,
 }
 
 impl<C: GenericClient> sql::Tx for PgTx<'_, C> {
@@ -522,6 +530,30 @@ impl<C: GenericClient> sql::Tx for PgTx<'_, C> {
                 ))
             })
             .collect()
+    }
+
+    fn prefetch(&mut self, keys: &sql::BatchKeys) -> Result<Option<sql::Prefetched>, LedgerError> {
+        const DOING: &str = "reading a batch's facts";
+        let mut by_id = std::collections::HashMap::new();
+        if !keys.event_ids.is_empty() {
+            let rows = self.statements.query(self.tx, sql::EVENTS_WITH_IDS, &[&keys.event_ids]).map_err(pg(DOING))?;
+            for r in decode_rows(&rows, self.policy, DOING)? {
+                if let Some(id) = r.event.event_id() {
+                    by_id.insert(id.as_str().to_owned(), r.clone());
+                }
+            }
+        }
+        let mut among =
+            |sql: &'static str, list: &Vec<String>| -> Result<std::collections::HashSet<String>, LedgerError> {
+                if list.is_empty() {
+                    return Ok(Default::default());
+                }
+                let rows = self.statements.query(self.tx, sql, &[list]).map_err(pg(DOING))?;
+                rows.iter().map(|r| r.try_get::<_, String>(0).map_err(pg(DOING))).collect()
+            };
+        let designated = among(sql::DESIGNATED_AMONG, &keys.institutions)?;
+        let registered = among(sql::REGISTERED_AMONG, &keys.practitioners)?;
+        Ok(Some(sql::Prefetched::new(keys, by_id, designated, registered)))
     }
 
     fn insert(&mut self, c: &sql::Columns<'_>) -> Result<(), LedgerError> {

@@ -32,6 +32,12 @@ pub(super) const PRACTITIONER_REGISTERED: &str =
 pub(super) const REVOCATION_OF: &str =
     "SELECT seq, body FROM events WHERE violation_id = $1 AND kind = 'violation_revoked' ORDER BY seq LIMIT 1";
 pub(super) const EVENT_WITH_ID: &str = "SELECT seq, body FROM events WHERE event_id = $1";
+/// [`Tx::prefetch`]'s reads, for a backend with arrays (PostgreSQL).
+pub(super) const EVENTS_WITH_IDS: &str = "SELECT seq, body FROM events WHERE event_id = ANY($1)";
+pub(super) const DESIGNATED_AMONG: &str =
+    "SELECT DISTINCT institution FROM events WHERE kind = 'institution_designated' AND institution = ANY($1)";
+pub(super) const REGISTERED_AMONG: &str =
+    "SELECT DISTINCT practitioner FROM events WHERE kind = 'practitioner_registered' AND practitioner = ANY($1)";
 pub(super) const SCAN_PRACTITIONERS: &str = "SELECT practitioner, seq, body FROM events
      WHERE practitioner IS NOT NULL AND seq <= $1 ORDER BY practitioner, seq";
 pub(super) const SCAN_INSTITUTIONS: &str = "SELECT institution, seq, body FROM events
@@ -76,6 +82,90 @@ pub(super) trait Tx {
     fn scoring_rows(&mut self, practitioner: &str, first: &str, last: &str) -> Result<Vec<StepRow>, LedgerError>;
     /// Inserts one event's row ([`INSERT`]).
     fn insert(&mut self, columns: &Columns<'_>) -> Result<(), LedgerError>;
+
+    /// The facts a batch's validation will ask for most, read at once for
+    /// all its keys (a backend where each read is a round trip reads them in
+    /// three instead of three per event); `None`: read each when asked.
+    fn prefetch(&mut self, _keys: &BatchKeys) -> Result<Option<Prefetched>, LedgerError> {
+        Ok(None)
+    }
+}
+
+/// The keys a batch's events name: their event_ids, institutions and practitioners.
+#[derive(Debug, Default)]
+pub(super) struct BatchKeys {
+    pub event_ids: Vec<String>,
+    pub institutions: Vec<String>,
+    pub practitioners: Vec<String>,
+}
+
+impl BatchKeys {
+    fn of(events: &[Event]) -> BatchKeys {
+        let mut keys = BatchKeys::default();
+        for e in events {
+            if let Some(id) = e.event_id() {
+                keys.event_ids.push(id.as_str().to_owned());
+            }
+            if let Some(i) = e.institution() {
+                keys.institutions.push(i.to_string());
+            }
+            if let Some(p) = e.practitioner() {
+                keys.practitioners.push(p.to_string());
+            }
+        }
+        for list in [&mut keys.event_ids, &mut keys.institutions, &mut keys.practitioners] {
+            list.sort_unstable();
+            list.dedup();
+        }
+        keys
+    }
+}
+
+/// What [`Tx::prefetch`] read, kept current as the batch appends: for every
+/// key of [`BatchKeys`], the event with that event_id (if any), whether the
+/// institution is designated, whether the practitioner is registered.
+#[derive(Debug, Default)]
+pub(super) struct Prefetched {
+    pub events_by_id: std::collections::HashMap<String, RecordedEvent>,
+    pub designated: std::collections::HashSet<String>,
+    pub registered: std::collections::HashSet<String>,
+    keys: BatchKeys,
+}
+
+impl Prefetched {
+    pub(super) fn new(
+        keys: &BatchKeys,
+        events_by_id: std::collections::HashMap<String, RecordedEvent>,
+        designated: std::collections::HashSet<String>,
+        registered: std::collections::HashSet<String>,
+    ) -> Prefetched {
+        let keys = BatchKeys {
+            event_ids: keys.event_ids.clone(),
+            institutions: keys.institutions.clone(),
+            practitioners: keys.practitioners.clone(),
+        };
+        Prefetched { events_by_id, designated, registered, keys }
+    }
+
+    /// Notes an event this batch appended, so later ones see it.
+    fn appended(&mut self, seq: Seq, event: &Event) {
+        if let Some(id) = event.event_id() {
+            self.events_by_id.insert(id.as_str().to_owned(), RecordedEvent { seq, event: event.clone() });
+        }
+        match event {
+            Event::InstitutionDesignated { institution, .. } => {
+                self.designated.insert(institution.to_string());
+            }
+            Event::PractitionerRegistered { practitioner, .. } => {
+                self.registered.insert(practitioner.to_string());
+            }
+            _ => {}
+        }
+    }
+
+    fn covers(list: &[String], key: &str) -> bool {
+        list.binary_search_by(|k| k.as_str().cmp(key)).is_ok()
+    }
 }
 
 /// The violation scored under `id`, with its `seq`.
@@ -100,16 +190,21 @@ pub(super) fn append_all(
     policy: &Policy,
 ) -> Result<(Vec<Result<Appended, Refusal>>, Seq), LedgerError> {
     let mut outcomes = Vec::with_capacity(events.len());
+    let mut known = if events.len() > 1 { tx.prefetch(&BatchKeys::of(events))? } else { None };
     for event in events {
-        let outcome = match validate::validate(event, policy, &mut Facts { tx: &mut *tx, policy })? {
-            Err(refusal) => Err(refusal),
-            Ok(Admission::AlreadyRecorded(seq)) => Ok(Appended { seq, already_recorded: true }),
-            Ok(Admission::Append) => {
-                head += 1;
-                insert(tx, head, event)?;
-                Ok(Appended { seq: head, already_recorded: false })
-            }
-        };
+        let outcome =
+            match validate::validate(event, policy, &mut Facts { tx: &mut *tx, policy, known: known.as_ref() })? {
+                Err(refusal) => Err(refusal),
+                Ok(Admission::AlreadyRecorded(seq)) => Ok(Appended { seq, already_recorded: true }),
+                Ok(Admission::Append) => {
+                    head += 1;
+                    insert(tx, head, event)?;
+                    if let Some(known) = known.as_mut() {
+                        known.appended(head, event);
+                    }
+                    Ok(Appended { seq: head, already_recorded: false })
+                }
+            };
         outcomes.push(outcome);
     }
     Ok((outcomes, head))
@@ -144,6 +239,8 @@ fn insert(tx: &mut impl Tx, seq: Seq, event: &Event) -> Result<(), LedgerError> 
 struct Facts<'a, T: Tx> {
     tx: &'a mut T,
     policy: &'a Policy,
+    /// The batch's prefetched facts, if the backend read them.
+    known: Option<&'a Prefetched>,
 }
 
 impl<T: Tx> Facts<'_, T> {
@@ -158,15 +255,28 @@ impl<T: Tx> LedgerFacts for Facts<'_, T> {
     type Error = LedgerError;
 
     fn institution_designated(&mut self, code: InstitutionCode) -> Result<bool, LedgerError> {
-        self.tx.exists(INSTITUTION_DESIGNATED, &code.to_string(), VALIDATING)
+        let key = code.to_string();
+        match self.known {
+            Some(k) if Prefetched::covers(&k.keys.institutions, &key) => Ok(k.designated.contains(&key)),
+            _ => self.tx.exists(INSTITUTION_DESIGNATED, &key, VALIDATING),
+        }
     }
 
     fn practitioner_registered(&mut self, code: PractitionerCode) -> Result<bool, LedgerError> {
-        self.tx.exists(PRACTITIONER_REGISTERED, &code.to_string(), VALIDATING)
+        let key = code.to_string();
+        match self.known {
+            Some(k) if Prefetched::covers(&k.keys.practitioners, &key) => Ok(k.registered.contains(&key)),
+            _ => self.tx.exists(PRACTITIONER_REGISTERED, &key, VALIDATING),
+        }
     }
 
     fn event_with_id(&mut self, id: &EventId) -> Result<Option<RecordedEvent>, LedgerError> {
-        self.one(EVENT_WITH_ID, id.as_str())
+        match self.known {
+            Some(k) if Prefetched::covers(&k.keys.event_ids, id.as_str()) => {
+                Ok(k.events_by_id.get(id.as_str()).cloned())
+            }
+            _ => self.one(EVENT_WITH_ID, id.as_str()),
+        }
     }
 
     fn violation(&mut self, id: &ViolationId) -> Result<Option<KnownViolation>, LedgerError> {

@@ -760,3 +760,28 @@ fn a_role_set_to_synchronous_commit_off_is_refused_with_the_alter_role_fix() {
     assert!(message.contains("synchronous_commit is `off`"), "{message}");
     assert!(message.contains(&format!("ALTER ROLE {role} RESET synchronous_commit")), "{message}");
 }
+
+/// Each case's events sent as one batch: PostgreSQL validates a batch from
+/// the facts it prefetched for all its keys at once (kept current as the
+/// batch appends), SQLite one read at a time; the outcomes must not differ.
+#[test]
+fn every_case_in_one_batch_gives_the_embedded_ledgers_outcomes() {
+    let Some(server) = server() else { return };
+    let policy = Policy::default();
+    for file in case_files() {
+        let name = file.display();
+        let case = Case::load(&file);
+        let events: Vec<Event> =
+            case.events.iter().filter_map(|raw| Event::parse(&without_annotations(raw), &policy).ok()).collect();
+        // Twice over: the second half are re-sends of the first (R7a) within the batch.
+        let doubled: Vec<Event> = events.iter().chain(events.iter()).cloned().collect();
+        let schema = TestSchema::new(&server, "batch");
+        let pg = schema.open();
+        let embedded = Ledger::open_in_memory(&policy).unwrap();
+        let got = pg.append_batch(&doubled).unwrap();
+        let want = embedded.append_batch(&doubled).unwrap();
+        assert_eq!(got, want, "{name}");
+        assert_eq!(all_events(&pg), embedded.all_events().unwrap(), "{name}");
+        pg.drop_schema().unwrap();
+    }
+}
