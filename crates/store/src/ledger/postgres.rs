@@ -532,7 +532,7 @@ impl<C: GenericClient> sql::Tx for PgTx<'_, C> {
             .collect()
     }
 
-    fn prefetch(&mut self, keys: &sql::BatchKeys) -> Result<Option<sql::Prefetched>, LedgerError> {
+    fn prefetch(&mut self, keys: sql::BatchKeys) -> Result<Option<sql::Prefetched>, LedgerError> {
         const DOING: &str = "reading a batch's facts";
         let mut by_id = std::collections::HashMap::new();
         if !keys.event_ids.is_empty() {

@@ -86,7 +86,7 @@ pub(super) trait Tx {
     /// The facts a batch's validation will ask for most, read at once for
     /// all its keys (a backend where each read is a round trip reads them in
     /// three instead of three per event); `None`: read each when asked.
-    fn prefetch(&mut self, _keys: &BatchKeys) -> Result<Option<Prefetched>, LedgerError> {
+    fn prefetch(&mut self, _keys: BatchKeys) -> Result<Option<Prefetched>, LedgerError> {
         Ok(None)
     }
 }
@@ -134,16 +134,11 @@ pub(super) struct Prefetched {
 
 impl Prefetched {
     pub(super) fn new(
-        keys: &BatchKeys,
+        keys: BatchKeys,
         events_by_id: std::collections::HashMap<String, RecordedEvent>,
         designated: std::collections::HashSet<String>,
         registered: std::collections::HashSet<String>,
     ) -> Prefetched {
-        let keys = BatchKeys {
-            event_ids: keys.event_ids.clone(),
-            institutions: keys.institutions.clone(),
-            practitioners: keys.practitioners.clone(),
-        };
         Prefetched { events_by_id, designated, registered, keys }
     }
 
@@ -190,7 +185,7 @@ pub(super) fn append_all(
     policy: &Policy,
 ) -> Result<(Vec<Result<Appended, Refusal>>, Seq), LedgerError> {
     let mut outcomes = Vec::with_capacity(events.len());
-    let mut known = if events.len() > 1 { tx.prefetch(&BatchKeys::of(events))? } else { None };
+    let mut known = if events.len() > 1 { tx.prefetch(BatchKeys::of(events))? } else { None };
     for event in events {
         let outcome =
             match validate::validate(event, policy, &mut Facts { tx: &mut *tx, policy, known: known.as_ref() })? {
