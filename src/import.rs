@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 
 /// How often progress is shown.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(500);
+/// Most events one roster row makes (an opening and a closing one).
+const MAX_EVENTS_PER_ROW: usize = 2;
 /// Longest JSON line of an events file.
 pub const MAX_EVENT_LINE_BYTES: usize = 1024 * 1024;
 
@@ -35,25 +37,44 @@ pub enum Kind {
     Events,
 }
 
-/// A column of a roster: the platform's name and claimgate's synonym.
+/// A column of a roster: the platform's name, claimgate's synonym, and the
+/// field of the row's events it fills (a refusal naming that field is put
+/// on this column).
 struct Column {
     name: &'static str,
     synonym: &'static str,
     required: bool,
+    field: Option<&'static str>,
 }
 
-const INSTITUTION_COLUMNS: [Column; 3] = [
-    Column { name: "fixmedins_code", synonym: "institution", required: true },
-    Column { name: "begntime", synonym: "effective", required: true },
-    Column { name: "endtime", synonym: "terminated", required: false },
-];
+/// A roster kind: its columns (the codes, then `begntime` and `endtime`,
+/// always the last two) and the events a row opens and closes with.
+struct Shape {
+    columns: &'static [Column],
+    opens: &'static str,
+    closes: &'static str,
+}
 
-const REGISTRATION_COLUMNS: [Column; 4] = [
-    Column { name: "prac_psn_code", synonym: "practitioner", required: true },
-    Column { name: "fixmedins_code", synonym: "institution", required: true },
-    Column { name: "begntime", synonym: "effective", required: true },
-    Column { name: "endtime", synonym: "deregistered", required: false },
-];
+const INSTITUTIONS: Shape = Shape {
+    columns: &[
+        Column { name: "fixmedins_code", synonym: "institution", required: true, field: Some("institution") },
+        Column { name: "begntime", synonym: "effective", required: true, field: Some("effective") },
+        Column { name: "endtime", synonym: "terminated", required: false, field: None },
+    ],
+    opens: "institution_designated",
+    closes: "institution_terminated",
+};
+
+const REGISTRATIONS: Shape = Shape {
+    columns: &[
+        Column { name: "prac_psn_code", synonym: "practitioner", required: true, field: Some("practitioner") },
+        Column { name: "fixmedins_code", synonym: "institution", required: true, field: Some("institution") },
+        Column { name: "begntime", synonym: "effective", required: true, field: Some("effective") },
+        Column { name: "endtime", synonym: "deregistered", required: false, field: None },
+    ],
+    opens: "practitioner_registered",
+    closes: "practitioner_deregistered",
+};
 
 /// Why an import stopped (as opposed to rows refused, which it reports).
 #[derive(Debug, thiserror::Error)]
@@ -90,8 +111,14 @@ pub struct Outcome {
 struct Row {
     line: u64,
     events: Vec<Event>,
-    /// Event field name -> the file's column name, to name a refusal's column.
-    columns: Vec<(&'static str, String)>,
+}
+
+/// An event field -> the column this file calls it, to put a refusal on.
+type FieldColumns = [(&'static str, String)];
+
+/// The column `refusal` is about, as the file names it (empty if none is).
+fn column_of(fields: &FieldColumns, refusal: &Refusal) -> String {
+    fields.iter().find(|(f, _)| refusal.field.as_deref() == Some(*f)).map_or(String::new(), |(_, c)| c.clone())
 }
 
 /// The kind of `path`: `.jsonl` is events; a CSV header with a practitioner
@@ -102,9 +129,9 @@ pub fn kind_of(path: &Path) -> Result<Kind, ImportError> {
     }
     let headers = read_headers(path)?;
     let has = |c: &Column| headers.iter().any(|h| h == c.name || h == c.synonym);
-    if has(&REGISTRATION_COLUMNS[0]) {
+    if has(&REGISTRATIONS.columns[0]) {
         Ok(Kind::Registrations)
-    } else if has(&INSTITUTION_COLUMNS[0]) {
+    } else if has(&INSTITUTIONS.columns[0]) {
         Ok(Kind::Institutions)
     } else {
         Err(ImportError::BadFile {
@@ -193,72 +220,35 @@ fn event_from(fields: Value, policy: &Policy) -> Result<Event, Refusal> {
     Event::parse(&fields, policy)
 }
 
-/// One CSV row of `kind` as its events, or the refusal naming its column.
+/// One CSV row of `shape` as its events, or the refusal and its column.
 fn row_events(
-    kind: Kind,
+    shape: &Shape,
     cells: &[Option<String>],
     names: &[Option<(usize, String)>],
+    fields: &FieldColumns,
     policy: &Policy,
 ) -> Result<Vec<Event>, (String, Refusal)> {
     let column = |i: usize| names[i].as_ref().map_or(String::new(), |(_, n)| n.clone());
     let date = |i: usize| -> Result<Option<CivilDate>, (String, Refusal)> {
         cells[i].as_deref().map(roster_date).transpose().map_err(|m| (column(i), Refusal::invalid(&column(i), m)))
     };
-    let text = |i: usize| cells[i].clone().unwrap_or_default();
-    let tag = |field: &'static str, i: usize| {
-        move |r: Refusal| (if r.field.as_deref() == Some(field) { column(i) } else { String::new() }, r)
-    };
-    match kind {
-        Kind::Institutions => {
-            let (from, until) = (date(1)?, date(2)?);
-            let from = from.expect("a required column");
-            if until.is_some_and(|u| u <= from) {
-                return Err((column(2), Refusal::invalid(&column(2), "must be after begntime")));
-            }
-            let mut events = vec![event_from(
-                json!({"type": "institution_designated", "institution": text(0), "effective": from.to_string()}),
-                policy,
-            )
-            .map_err(tag("institution", 0))?];
-            if let Some(until) = until {
-                events.push(
-                    event_from(
-                        json!({"type": "institution_terminated", "institution": text(0), "effective": until.to_string()}),
-                        policy,
-                    )
-                    .map_err(tag("institution", 0))?,
-                );
-            }
-            Ok(events)
-        }
-        Kind::Registrations => {
-            let (from, until) = (date(2)?, date(3)?);
-            let from = from.expect("a required column");
-            if until.is_some_and(|u| u <= from) {
-                return Err((column(3), Refusal::invalid(&column(3), "must be after begntime")));
-            }
-            let make = |ty: &str, on: CivilDate| {
-                event_from(
-                    json!({"type": ty, "practitioner": text(0), "institution": text(1), "effective": on.to_string()}),
-                    policy,
-                )
-                .map_err(|r| {
-                    let col = match r.field.as_deref() {
-                        Some("practitioner") => column(0),
-                        Some("institution") => column(1),
-                        _ => String::new(),
-                    };
-                    (col, r)
-                })
-            };
-            let mut events = vec![make("practitioner_registered", from)?];
-            if let Some(until) = until {
-                events.push(make("practitioner_deregistered", until)?);
-            }
-            Ok(events)
-        }
-        Kind::Events => unreachable!("JSON Lines are read by events_rows"),
+    let codes = shape.columns.len() - 2;
+    let (from, until) = (date(codes)?.expect("a required column"), date(codes + 1)?);
+    if until.is_some_and(|u| u <= from) {
+        return Err((column(codes + 1), Refusal::invalid(&column(codes + 1), "must be after begntime")));
     }
+    let make = |ty: &str, on: CivilDate| {
+        let mut value = json!({"type": ty, "effective": on.to_string()});
+        for (c, cell) in shape.columns[..codes].iter().zip(cells) {
+            value[c.field.expect("a code column fills a field")] = json!(cell.clone().unwrap_or_default());
+        }
+        event_from(value, policy).map_err(|r| (column_of(fields, &r), r))
+    };
+    let mut events = vec![make(shape.opens, from)?];
+    if let Some(until) = until {
+        events.push(make(shape.closes, until)?);
+    }
+    Ok(events)
 }
 
 /// Imports `files` into `ledger`; `progress` is shown on standard error.
@@ -272,10 +262,26 @@ pub fn import(ledger: &Ledger, files: &[PathBuf]) -> Result<Outcome, ImportError
     for (kind, path) in kinds {
         let shown = path.display().to_string();
         let first_reject = outcome.rejects.len();
+        // A roster's columns, where this file has them, and the event field each fills.
+        let shape = match kind {
+            Kind::Institutions => Some(&INSTITUTIONS),
+            Kind::Registrations => Some(&REGISTRATIONS),
+            Kind::Events => None,
+        };
+        let names = match shape {
+            Some(s) => locate(path, &read_headers(path)?, s.columns)?,
+            None => Vec::new(),
+        };
+        let fields: Vec<(&'static str, String)> = shape
+            .map_or(&[][..], |s| s.columns)
+            .iter()
+            .zip(&names)
+            .filter_map(|(c, n)| Some((c.field?, n.as_ref()?.1.clone())))
+            .collect();
         let mut batch: Vec<Row> = Vec::new();
         let mut events_in_batch = 0;
         let flush = |batch: &mut Vec<Row>, outcome: &mut Outcome| -> Result<(), ImportError> {
-            append_rows(ledger, &shown, batch, outcome)?;
+            append_rows(ledger, &shown, batch, &fields, outcome)?;
             batch.clear();
             Ok(())
         };
@@ -291,7 +297,7 @@ pub fn import(ledger: &Ledger, files: &[PathBuf]) -> Result<Outcome, ImportError
                 Ok(row) => {
                     events_in_batch += row.events.len();
                     batch.push(row);
-                    if events_in_batch + 2 > MAX_APPEND_BATCH {
+                    if events_in_batch + MAX_EVENTS_PER_ROW > MAX_APPEND_BATCH {
                         events_in_batch = 0;
                         flush(batch, outcome)?;
                     }
@@ -299,14 +305,13 @@ pub fn import(ledger: &Ledger, files: &[PathBuf]) -> Result<Outcome, ImportError
             }
             Ok(())
         };
-        let mut done_bytes = 0;
-        match kind {
-            Kind::Events => {
+        match shape {
+            None => {
                 // Line by line, each at most MAX_EVENT_LINE_BYTES: never the whole file in memory.
                 let io = |source| ImportError::Io { path: path.clone(), source };
                 let mut input = std::io::BufReader::new(std::fs::File::open(path).map_err(io)?);
                 let mut buf = Vec::new();
-                let mut line_no = 0;
+                let (mut line_no, mut done_bytes) = (0, 0);
                 loop {
                     buf.clear();
                     let n =
@@ -329,27 +334,12 @@ pub fn import(ledger: &Ledger, files: &[PathBuf]) -> Result<Outcome, ImportError
                         continue;
                     }
                     let row = event_line(line.trim_end(), ledger.policy())
-                        .map(|event| Row { line: line_no, events: vec![event], columns: Vec::new() })
+                        .map(|event| Row { line: line_no, events: vec![event] })
                         .map_err(|r| reject(&shown, line_no, String::new(), &r));
                     push(row, done_bytes, &mut batch, &mut outcome)?;
                 }
             }
-            Kind::Institutions | Kind::Registrations => {
-                let columns: &[Column] =
-                    if kind == Kind::Institutions { &INSTITUTION_COLUMNS } else { &REGISTRATION_COLUMNS };
-                let headers = read_headers(path)?;
-                let names = locate(path, &headers, columns)?;
-                // A refusal's field -> the column this file calls it.
-                let fields: &[&'static str] = if kind == Kind::Institutions {
-                    &["institution", "effective"]
-                } else {
-                    &["practitioner", "institution", "effective"]
-                };
-                let row_columns: Vec<(&'static str, String)> = fields
-                    .iter()
-                    .zip(&names)
-                    .filter_map(|(f, n)| n.as_ref().map(|(_, name)| (*f, name.clone())))
-                    .collect();
+            Some(shape) => {
                 let mut r = reader(path)?;
                 let mut record = csv::StringRecord::new();
                 loop {
@@ -369,14 +359,15 @@ pub fn import(ledger: &Ledger, files: &[PathBuf]) -> Result<Outcome, ImportError
                                 .filter(|v| !v.is_empty())
                         })
                         .collect();
-                    let missing = columns.iter().zip(&cells).zip(&names).find(|((c, v), _)| c.required && v.is_none());
+                    let missing =
+                        shape.columns.iter().zip(&cells).zip(&names).find(|((c, v), _)| c.required && v.is_none());
                     let row = match missing {
                         Some((_, name)) => {
                             let column = name.as_ref().map_or(String::new(), |(_, n)| n.clone());
                             Err(reject(&shown, line, column.clone(), &Refusal::invalid(&column, "is empty")))
                         }
-                        None => row_events(kind, &cells, &names, ledger.policy())
-                            .map(|events| Row { line, events, columns: row_columns.clone() })
+                        None => row_events(shape, &cells, &names, &fields, ledger.policy())
+                            .map(|events| Row { line, events })
                             .map_err(|(column, r)| reject(&shown, line, column, &r)),
                     };
                     push(row, r.position().byte(), &mut batch, &mut outcome)?;
@@ -404,7 +395,13 @@ fn reject(file: &str, line: u64, column: String, r: &Refusal) -> Reject {
 /// Appends the events of `rows` in one transaction; a row any of whose
 /// events R8 refuses is a reject (its other events are re-sends or refused
 /// too: a registration refused makes its deregistration unknown).
-fn append_rows(ledger: &Ledger, file: &str, rows: &[Row], outcome: &mut Outcome) -> Result<(), ImportError> {
+fn append_rows(
+    ledger: &Ledger,
+    file: &str,
+    rows: &[Row],
+    fields: &FieldColumns,
+    outcome: &mut Outcome,
+) -> Result<(), ImportError> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -422,12 +419,7 @@ fn append_rows(ledger: &Ledger, file: &str, rows: &[Row], outcome: &mut Outcome)
             }
         }
         if let Some(r) = refused {
-            let column = row
-                .columns
-                .iter()
-                .find(|(f, _)| r.field.as_deref() == Some(*f))
-                .map_or(String::new(), |(_, c)| c.clone());
-            outcome.rejects.push(reject(file, row.line, column, &r));
+            outcome.rejects.push(reject(file, row.line, column_of(fields, &r), &r));
         }
     }
     Ok(())
