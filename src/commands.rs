@@ -367,12 +367,18 @@ pub fn restore(cx: &mut Cx<'_>, data: PathBuf, file: PathBuf) -> Result<(), Fail
             eprintln!("restore: {events} events");
         }
     };
+    let indexing = |step: &str| eprintln!("restore: {step} ({:.0} s)", started.elapsed().as_secs_f64());
     let (done, into) = match cx.store {
         Some(url) => {
             let ledger = Ledger::open_postgres(url, &cx.policy)?;
-            let done = transfer::restore(&ledger, input, progress).map_err(|e| {
-                Failure(format!("{e}; the schema now holds an incomplete restore: drop it and restore again"), 1)
-            })?;
+            let head = ledger.head()?;
+            // One bulk load: a refused or interrupted restore leaves the schema empty.
+            let Ok(mut bulk) = ledger.into_bulk_load()? else {
+                return Err(Failure(transfer::TransferError::NotEmpty { head }.to_string(), 1));
+            };
+            let done = transfer::restore(&mut bulk, input, progress)
+                .map_err(|e| Failure(format!("{e}; nothing was restored: the schema is as it was"), 1))?;
+            let ledger = bulk.finish(indexing)?;
             (done, ledger.describe())
         }
         None => {
@@ -390,16 +396,18 @@ pub fn restore(cx: &mut Cx<'_>, data: PathBuf, file: PathBuf) -> Result<(), Fail
             if aside.exists() {
                 std::fs::remove_dir_all(&aside)?;
             }
-            let ledger = Ledger::open(&aside, &cx.policy)?;
-            let done = transfer::restore(&ledger, input, progress);
-            drop(ledger);
-            let done = match done {
+            let Ok(mut bulk) = Ledger::open(&aside, &cx.policy)?.into_bulk_load()? else {
+                unreachable!("a ledger just created is empty")
+            };
+            let done = match transfer::restore(&mut bulk, input, progress) {
                 Ok(done) => done,
                 Err(e) => {
+                    drop(bulk);
                     let _ = std::fs::remove_dir_all(&aside);
                     return Err(Failure(format!("{e}; nothing was restored into {}", data.display()), 1));
                 }
             };
+            drop(bulk.finish(indexing)?);
             let target = data.join(claimgate::ledger::LEDGER_FILE);
             std::fs::rename(aside.join(claimgate::ledger::LEDGER_FILE), &target)?;
             std::fs::File::open(&data)?.sync_all()?;
@@ -439,10 +447,20 @@ pub fn import(
     require_ledger(&data, cx.store, missing)?;
     let ledger = Ledger::open_store(cx.store, &data, &cx.policy)?;
     let started = Instant::now();
-    let done = crate::import::import(&ledger, &files).map_err(|e| match e {
+    let failed = |e| match e {
         crate::import::ImportError::Ledger(e) => Failure::from(e),
         other => bad_input(other.to_string()),
-    })?;
+    };
+    // Into an empty ledger, one bulk load (all or nothing); else batch by batch.
+    let done = match ledger.into_bulk_load()? {
+        Ok(mut bulk) => {
+            eprintln!("claimgate: the ledger is empty: loading in bulk (nothing is the ledger's until the end)");
+            let done = crate::import::import(&mut bulk, &files).map_err(failed)?;
+            bulk.finish(|step| eprintln!("import: {step} ({:.0} s)", started.elapsed().as_secs_f64()))?;
+            done
+        }
+        Err(ledger) => crate::import::import(&mut &ledger, &files).map_err(failed)?,
+    };
     crate::import::write_rejects(&rejects, &done.rejects)
         .map_err(|e| Failure(format!("cannot write the reject file {}: {e}", rejects.display()), 1))?;
     writeln!(

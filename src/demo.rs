@@ -80,31 +80,35 @@ pub fn prepare(
 fn generate(data: &Path, store: Option<&str>, population: &Population, policy: &Policy) -> Result<(), Failure> {
     let started = Instant::now();
     std::fs::create_dir_all(data)?;
-    let ledger = Arc::new(Ledger::open_store(store, data, policy)?);
+    // A new ledger, so one bulk load (the import path): all or nothing.
+    let Ok(mut bulk) = Ledger::open_store(store, data, policy)?.into_bulk_load()? else {
+        return Err(bad_input(format!("the demo's ledger in {} is not empty", data.display())));
+    };
     let total = population.spec().practitioners;
     eprintln!("claimgate: generating {total} practitioners into {}", data.display());
     let mut chunk = Vec::with_capacity(MAX_APPEND_BATCH);
-    let (mut appended, mut next_report) = (0u64, 0u64);
+    let mut next_report = 0u64;
     let mut flush = |chunk: &mut Vec<claimgate::event::Event>| -> Result<(), Failure> {
-        for outcome in ledger.append_batch(chunk)? {
+        for outcome in bulk.append_batch(chunk)? {
             outcome.map_err(|r| Failure(format!("the generated population was refused: {r}"), 1))?;
         }
-        appended += chunk.len() as u64;
         chunk.clear();
+        let head = bulk.head();
+        if head >= next_report {
+            eprintln!("claimgate:   {head} events loaded ({:.0} s)", started.elapsed().as_secs_f64());
+            next_report = head + 1_000_000;
+        }
         Ok(())
     };
     for event in population.events() {
         chunk.push(event);
         if chunk.len() == MAX_APPEND_BATCH {
             flush(&mut chunk)?;
-            let head = ledger.head()?;
-            if head >= next_report {
-                eprintln!("claimgate:   {head} events on the ledger ({:.0} s)", started.elapsed().as_secs_f64());
-                next_report = head + 500_000;
-            }
         }
     }
     flush(&mut chunk)?;
+    let ledger =
+        Arc::new(bulk.finish(|step| eprintln!("claimgate:   {step} ({:.0} s)", started.elapsed().as_secs_f64()))?);
     eprintln!("claimgate: {} events in {:.1} s; building the index", ledger.head()?, started.elapsed().as_secs_f64());
     let restored = restore::restore(data, &ledger)?;
     let handle = Arc::new(IndexHandle::new(restored.version));

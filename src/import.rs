@@ -9,12 +9,14 @@
 //! go first, then registration files, then JSON Lines, whatever the order
 //! given. A row that is bad input (R4) or that R8 refuses imports nothing and
 //! is written to the reject file with its file, line, column, error code and
-//! message; every other row is imported. Rows are appended
-//! [`MAX_APPEND_BATCH`] events per transaction, in file order.
+//! message; every other row is imported. Rows go in file order,
+//! [`MAX_APPEND_BATCH`] events at a time, to an [`Append`]: a bulk load when
+//! the ledger was empty (the command decides), else the ledger itself, a
+//! transaction per batch.
 
 use claimgate::domain::CivilDate;
 use claimgate::event::Event;
-use claimgate::ledger::{Ledger, LedgerError, MAX_APPEND_BATCH};
+use claimgate::ledger::{Append, LedgerError, MAX_APPEND_BATCH};
 use claimgate::policy::Policy;
 use claimgate::refusal::Refusal;
 use serde_json::{json, Value};
@@ -251,8 +253,9 @@ fn row_events(
     Ok(events)
 }
 
-/// Imports `files` into `ledger`; `progress` is shown on standard error.
-pub fn import(ledger: &Ledger, files: &[PathBuf]) -> Result<Outcome, ImportError> {
+/// Imports `files` into `dest`; progress is shown on standard error.
+pub fn import(dest: &mut impl Append, files: &[PathBuf]) -> Result<Outcome, ImportError> {
+    let policy = dest.policy().clone();
     let mut kinds: Vec<(Kind, &PathBuf)> =
         files.iter().map(|f| kind_of(f).map(|k| (k, f))).collect::<Result<_, _>>()?;
     kinds.sort_by_key(|(k, _)| *k); // stable: files of one kind keep their order
@@ -280,8 +283,8 @@ pub fn import(ledger: &Ledger, files: &[PathBuf]) -> Result<Outcome, ImportError
             .collect();
         let mut batch: Vec<Row> = Vec::new();
         let mut events_in_batch = 0;
-        let flush = |batch: &mut Vec<Row>, outcome: &mut Outcome| -> Result<(), ImportError> {
-            append_rows(ledger, &shown, batch, &fields, outcome)?;
+        let mut flush = |batch: &mut Vec<Row>, outcome: &mut Outcome| -> Result<(), ImportError> {
+            append_rows(&mut *dest, &shown, batch, &fields, outcome)?;
             batch.clear();
             Ok(())
         };
@@ -333,7 +336,7 @@ pub fn import(ledger: &Ledger, files: &[PathBuf]) -> Result<Outcome, ImportError
                     if line.trim().is_empty() {
                         continue;
                     }
-                    let row = event_line(line.trim_end(), ledger.policy())
+                    let row = event_line(line.trim_end(), &policy)
                         .map(|event| Row { line: line_no, events: vec![event] })
                         .map_err(|r| reject(&shown, line_no, String::new(), &r));
                     push(row, done_bytes, &mut batch, &mut outcome)?;
@@ -366,7 +369,7 @@ pub fn import(ledger: &Ledger, files: &[PathBuf]) -> Result<Outcome, ImportError
                             let column = name.as_ref().map_or(String::new(), |(_, n)| n.clone());
                             Err(reject(&shown, line, column.clone(), &Refusal::invalid(&column, "is empty")))
                         }
-                        None => row_events(shape, &cells, &names, &fields, ledger.policy())
+                        None => row_events(shape, &cells, &names, &fields, &policy)
                             .map(|events| Row { line, events })
                             .map_err(|(column, r)| reject(&shown, line, column, &r)),
                     };
@@ -396,7 +399,7 @@ fn reject(file: &str, line: u64, column: String, r: &Refusal) -> Reject {
 /// events R8 refuses is a reject (its other events are re-sends or refused
 /// too: a registration refused makes its deregistration unknown).
 fn append_rows(
-    ledger: &Ledger,
+    dest: &mut impl Append,
     file: &str,
     rows: &[Row],
     fields: &FieldColumns,
@@ -406,7 +409,7 @@ fn append_rows(
         return Ok(());
     }
     let events: Vec<Event> = rows.iter().flat_map(|r| r.events.iter().cloned()).collect();
-    let mut results = ledger.append_batch(&events)?.into_iter();
+    let mut results = dest.append_batch(&events)?.into_iter();
     for row in rows {
         let mut refused = None;
         for _ in &row.events {

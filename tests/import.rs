@@ -120,54 +120,83 @@ fn planted_bad_rows_and_only_they_are_rejected_by_line_and_a_second_run_adds_not
     assert_eq!(rejects(&rejected).len(), 4);
 }
 
-#[test]
-fn an_import_killed_mid_way_and_run_again_leaves_every_row_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let inst = institutions(dir.path(), 10);
-    let reg = registrations(dir.path(), 60_000, &[]);
-    let data = dir.path().join("data");
-    assert!(claimgate(&["init", "--data", path(&data)]).status.success());
+/// Starts `claimgate import` of `files` into `data`, kills it (-9) once
+/// `written()` holds, well before it ends.
+fn import_killed_mid_way(data: &Path, rejects: &Path, files: &[&Path], written: impl FnMut() -> bool) {
+    let mut args = vec!["import", "--data", path(data), "--rejects", path(rejects)];
+    args.extend(files.iter().map(|f| path(f)));
     let mut child = Command::new(env!("CARGO_BIN_EXE_claimgate"))
-        .args(["import", "--data", path(&data), "--rejects", path(&dir.path().join("r.csv")), path(&inst), path(&reg)])
+        .args(&args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Kill once some batches are committed (the WAL has grown past a batch's pages), well before the end.
-    let wal = data.join("ledger.sqlite3-wal");
-    let grown = wait_until(COMMAND_TIMEOUT, || std::fs::metadata(&wal).is_ok_and(|m| m.len() > 2 * 1024 * 1024));
+    let grown = wait_until(COMMAND_TIMEOUT, written);
     let finished_first = child.try_wait().unwrap().is_some();
-    assert!(grown, "the import wrote nothing within {COMMAND_TIMEOUT:?}");
     child.kill().unwrap();
     child.wait().unwrap();
-    let partial = Ledger::open(&data, &Policy::default()).unwrap().head().unwrap();
-    assert!(
-        !finished_first && partial > 0 && partial < 60_010,
-        "the kill must land mid-way (head {partial} of 60,010): make the roster larger if imports got this fast"
-    );
+    assert!(grown, "the import wrote nothing within {COMMAND_TIMEOUT:?}");
+    assert!(!finished_first, "the kill must land mid-way: make the roster larger if imports got this fast");
+}
 
-    let out = claimgate(&[
-        "import",
-        "--data",
-        path(&data),
-        "--rejects",
-        path(&dir.path().join("r.csv")),
-        path(&inst),
-        path(&reg),
-    ]);
+/// Every event of `data`'s ledger, checked to be `n` with no event_id twice.
+fn assert_every_row_once(data: &Path, n: usize) {
+    let events = Ledger::open(data, &Policy::default()).unwrap().all_events().unwrap();
+    assert_eq!(events.len(), n, "every row once");
+    let ids: std::collections::HashSet<_> = events.iter().filter_map(|r| r.event.event_id()).collect();
+    assert_eq!(ids.len(), n, "no event twice");
+}
+
+#[test]
+fn an_import_into_an_empty_ledger_killed_mid_way_leaves_it_empty_and_run_again_loads_every_row_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let inst = institutions(dir.path(), 10);
+    let reg = registrations(dir.path(), 600_000, &[]);
+    let data = dir.path().join("data");
+    let rejected = dir.path().join("r.csv");
+    assert!(claimgate(&["init", "--data", path(&data)]).status.success());
+    // An empty ledger is loaded in bulk, in a file aside that becomes the ledger at the end.
+    let aside = data.join(claimgate::ledger::BULK_ASIDE).join("ledger.sqlite3");
+    import_killed_mid_way(&data, &rejected, &[&inst, &reg], || {
+        std::fs::metadata(&aside).is_ok_and(|m| m.len() > 2 * 1024 * 1024)
+    });
+    assert_eq!(Ledger::open(&data, &Policy::default()).unwrap().head().unwrap(), 0, "all or nothing: nothing");
+
+    let out = claimgate(&["import", "--data", path(&data), "--rejects", path(&rejected), path(&inst), path(&reg)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = summary(&out);
+    assert_eq!((s["appended"].as_u64(), s["already_recorded"].as_u64()), (Some(600_010), Some(0)), "{s}");
+    assert!(!data.join(claimgate::ledger::BULK_ASIDE).exists(), "the killed run's file is gone");
+    assert_every_row_once(&data, 600_010);
+}
+
+#[test]
+fn an_import_into_a_ledger_with_events_killed_mid_way_and_run_again_leaves_every_row_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let inst = institutions(dir.path(), 10);
+    let reg = registrations(dir.path(), 60_000, &[]);
+    let data = dir.path().join("data");
+    let rejected = dir.path().join("r.csv");
+    // The institutions first: the registrations then go batch by batch, each committed.
+    let out = claimgate(&["import", "--init", "--data", path(&data), "--rejects", path(&rejected), path(&inst)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Killed once a batch of registrations is committed, read beside the import.
+    let file = data.join("ledger.sqlite3");
+    import_killed_mid_way(&data, &rejected, &[&inst, &reg], || {
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+        let head = rusqlite::Connection::open_with_flags(&file, flags)
+            .and_then(|c| c.query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get::<_, i64>(0)));
+        head.is_ok_and(|h| h > 10)
+    });
+    let partial = Ledger::open(&data, &Policy::default()).unwrap().head().unwrap();
+    assert!(partial > 10 && partial < 60_010, "the kill must land mid-way (head {partial} of 60,010)");
+
+    let out = claimgate(&["import", "--data", path(&data), "--rejects", path(&rejected), path(&inst), path(&reg)]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let s = summary(&out);
     assert_eq!(s["appended"].as_u64().unwrap() + s["already_recorded"].as_u64().unwrap(), 60_010, "{s}");
-    assert_eq!(
-        s["already_recorded"].as_u64(),
-        Some(partial),
-        "what the killed run committed is recognised, not added: {s}"
-    );
-    let ledger = Ledger::open(&data, &Policy::default()).unwrap();
-    let events = ledger.all_events().unwrap();
-    assert_eq!(events.len(), 60_010, "every row once");
-    let ids: std::collections::HashSet<_> = events.iter().filter_map(|r| r.event.event_id()).collect();
-    assert_eq!(ids.len(), 60_010, "no event twice");
+    assert_eq!(s["already_recorded"].as_u64(), Some(partial), "what the killed run committed is recognised: {s}");
+    assert_every_row_once(&data, 60_010);
 }
 
 #[test]

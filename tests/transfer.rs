@@ -52,9 +52,21 @@ fn an_export_restored_into_an_empty_embedded_ledger_reproduces_every_spec_case()
         let (scenario, source) = source_of(&case);
         let file = exported(&source);
         let restored = Ledger::open_in_memory(&Policy::default()).unwrap();
-        let done = transfer::restore(&restored, &file[..], |_| {}).expect("restore");
+        let done = transfer::restore(&mut &restored, &file[..], |_| {}).expect("restore");
         assert_eq!(done.events, source.head().unwrap());
         assert_reproduces(&case, &source, &scenario, &restored);
+    }
+}
+
+#[test]
+fn an_export_restored_through_an_embedded_bulk_load_reproduces_every_spec_case() {
+    let dir = tempfile::tempdir().unwrap();
+    for (n, case) in common::case_files().iter().enumerate() {
+        let (scenario, source) = source_of(case);
+        let empty = Ledger::open(&dir.path().join(n.to_string()), &Policy::default()).unwrap();
+        let mut bulk = empty.into_bulk_load().unwrap().ok().expect("a new ledger loads in bulk");
+        transfer::restore(&mut bulk, &exported(&source)[..], |_| {}).expect("restore");
+        assert_reproduces(case, &source, &scenario, &bulk.finish(|_| {}).unwrap());
     }
 }
 
@@ -64,12 +76,15 @@ fn an_export_restored_into_an_empty_postgres_schema_reproduces_every_spec_case()
     for case in common::case_files() {
         let (scenario, source) = source_of(&case);
         let schema = common::PgSchema::new(&server, "restore");
-        let restored = Ledger::open_postgres(&schema.url(), &Policy::default()).unwrap();
-        transfer::restore(&restored, &exported(&source)[..], |_| {}).expect("restore");
+        // Through a bulk load, as the CLI restores.
+        let empty = Ledger::open_postgres(&schema.url(), &Policy::default()).unwrap();
+        let mut bulk = empty.into_bulk_load().unwrap().ok().expect("an empty schema loads in bulk");
+        transfer::restore(&mut bulk, &exported(&source)[..], |_| {}).expect("restore");
+        let restored = bulk.finish(|_| {}).unwrap();
         assert_reproduces(&case, &source, &scenario, &restored);
         // And back: the PostgreSQL ledger's export restores into SQLite alike.
         let again = Ledger::open_in_memory(&Policy::default()).unwrap();
-        transfer::restore(&again, &exported(&restored)[..], |_| {}).expect("restore from PostgreSQL's export");
+        transfer::restore(&mut &again, &exported(&restored)[..], |_| {}).expect("restore from PostgreSQL's export");
         assert_reproduces(&case, &source, &scenario, &again);
     }
 }
@@ -84,7 +99,7 @@ fn small_export() -> (Ledger, Vec<String>) {
 
 fn restore_lines(lines: &[String]) -> Result<transfer::Restored, TransferError> {
     let ledger = Ledger::open_in_memory(&Policy::default()).unwrap();
-    transfer::restore(&ledger, lines.join("\n").as_bytes(), |_| {})
+    transfer::restore(&mut &ledger, lines.join("\n").as_bytes(), |_| {})
 }
 
 #[test]
@@ -125,7 +140,7 @@ fn a_file_that_does_not_reproduce_is_refused_naming_its_line() {
 #[test]
 fn restore_refuses_a_ledger_that_is_not_empty() {
     let (source, lines) = small_export();
-    let err = transfer::restore(&source, lines.join("\n").as_bytes(), |_| {}).unwrap_err();
+    let err = transfer::restore(&mut &source, lines.join("\n").as_bytes(), |_| {}).unwrap_err();
     assert!(matches!(err, TransferError::NotEmpty { .. }), "{err}");
 }
 
@@ -191,7 +206,7 @@ fn a_serving_gates_ledger_is_exported_without_stopping_it_and_restores_to_the_he
     assert_eq!(ready.status, 200);
 
     let restored = Ledger::open_in_memory(&Policy::default()).unwrap();
-    let done = transfer::restore(&restored, &out.stdout[..], |_| {}).expect("restore");
+    let done = transfer::restore(&mut &restored, &out.stdout[..], |_| {}).expect("restore");
     assert_eq!(done.events, 2, "the export holds the events up to the head it read, and no later one");
     drop(server);
     let source = Ledger::open(&data, &Policy::default()).unwrap();

@@ -11,15 +11,14 @@
 //! then the events up to it page by page: later appends have higher `seq`s
 //! and are left out, nothing before H can change.
 //!
-//! Restore appends through the ordinary append path, so every event passes
-//! R8 again, in order, and must land at exactly the `seq` it had: a file that
-//! was altered, reordered, or exported under another policy is refused at
-//! the first line that does not reproduce, naming it. A refused restore
-//! leaves the ledger it wrote to incomplete (batches before the line are
-//! committed): the CLI restores an embedded ledger into a directory of its
-//! own and moves it into place only when every line reproduced.
+//! Restore appends through [`Append`] (a ledger, or the bulk load the CLI
+//! uses), so every event passes R8 again, in order, and must land at exactly
+//! the `seq` it had: a file that was altered, reordered, or exported under
+//! another policy is refused at the first line that does not reproduce,
+//! naming it. Into a ledger, a refused restore leaves the batches before the
+//! line committed; a bulk load leaves nothing (it is all or nothing).
 
-use crate::ledger::{Ledger, LedgerError, MAX_APPEND_BATCH, MAX_TAIL_BATCH};
+use crate::ledger::{Append, Ledger, LedgerError, MAX_APPEND_BATCH, MAX_TAIL_BATCH};
 use claimgate_rules::domain::Seq;
 use claimgate_rules::event::Event;
 use claimgate_rules::refusal::Refusal;
@@ -93,9 +92,14 @@ pub struct Restored {
     pub head: Seq,
 }
 
-/// Rebuilds `ledger`, which must be empty, from an export read from `input`;
-/// `progress(events so far)` after each appended batch.
-pub fn restore(ledger: &Ledger, input: impl BufRead, mut progress: impl FnMut(u64)) -> Result<Restored, TransferError> {
+/// Rebuilds `ledger`, which must be empty (a ledger, or a bulk load into
+/// one), from an export read from `input`; `progress(events so far)` after
+/// each appended batch.
+pub fn restore(
+    ledger: &mut impl Append,
+    input: impl BufRead,
+    mut progress: impl FnMut(u64),
+) -> Result<Restored, TransferError> {
     let head = ledger.head()?;
     if head != 0 {
         return Err(TransferError::NotEmpty { head });
@@ -127,11 +131,11 @@ pub fn restore(ledger: &Ledger, input: impl BufRead, mut progress: impl FnMut(u6
         expected += 1;
         batch.push((line, seq, event));
         if batch.len() == MAX_APPEND_BATCH {
-            append(ledger, &mut batch)?;
+            append(&mut *ledger, &mut batch)?;
             progress(expected - 1);
         }
     }
-    append(ledger, &mut batch)?;
+    append(&mut *ledger, &mut batch)?;
     progress(expected - 1);
     Ok(Restored { events: expected - 1, head: ledger.head()? })
 }
@@ -155,7 +159,7 @@ fn parse_line(text: &[u8]) -> Result<(Seq, Event), String> {
 }
 
 /// Appends `batch` in one transaction; each event must land at its own `seq`.
-fn append(ledger: &Ledger, batch: &mut Vec<(u64, Seq, Event)>) -> Result<(), TransferError> {
+fn append(ledger: &mut impl Append, batch: &mut Vec<(u64, Seq, Event)>) -> Result<(), TransferError> {
     if batch.is_empty() {
         return Ok(());
     }

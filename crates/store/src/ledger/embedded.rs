@@ -8,6 +8,11 @@
 //! checked here, next to the connections it guards; the SQL both backends
 //! share is in `sql.rs`.
 
+mod bulk;
+
+pub(super) use bulk::SqliteSink;
+pub use bulk::BULK_ASIDE;
+
 use super::error::NotDurable;
 use super::{sql, Appended, HistoryOf, LedgerError};
 use claimgate_rules::domain::{InstitutionCode, PractitionerCode, Seq, ViolationId};
@@ -576,22 +581,15 @@ impl sql::Tx for SqliteTx<'_> {
     fn insert(&mut self, c: &sql::Columns<'_>) -> Result<(), LedgerError> {
         self.0
             .prepare_cached(sql::INSERT)
-            .and_then(|mut stmt| {
-                stmt.execute(params![
-                    c.seq,
-                    c.kind,
-                    c.effective,
-                    c.practitioner,
-                    c.institution,
-                    c.violation_id,
-                    c.body,
-                    c.event_id,
-                    c.points
-                ])
-            })
+            .and_then(|mut stmt| stmt.execute(row_params(c)))
             .map_err(storage(sql::APPENDING))?;
         Ok(())
     }
+}
+
+/// An event's row as [`sql::INSERT`]'s parameters.
+fn row_params<'a>(c: &'a sql::Columns<'_>) -> [&'a dyn rusqlite::ToSql; 9] {
+    [&c.seq, &c.kind, &c.effective, &c.practitioner, &c.institution, &c.violation_id, &c.body, &c.event_id, &c.points]
 }
 
 #[cfg(test)]

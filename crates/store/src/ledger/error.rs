@@ -43,6 +43,8 @@ pub enum LedgerError {
     NotDurable(Box<NotDurable>),
     #[error("cannot read the system's random source for a new ledger's id: {detail}; nothing was created")]
     NoRandomness { detail: String },
+    #[error("{} failed while {doing}: {source}", path.display())]
+    Io { doing: &'static str, path: PathBuf, source: std::io::Error },
     #[error("a batch of {len} events is more than the {max} one append takes")]
     BatchTooLarge { len: usize, max: usize },
 }

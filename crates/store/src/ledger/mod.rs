@@ -9,6 +9,7 @@
 //! deployment where many gate nodes share one ledger. Both validate with the
 //! same pure `rules::validate` inside their append transaction.
 
+mod bulk;
 mod embedded;
 mod error;
 #[cfg(feature = "postgres")]
@@ -17,7 +18,8 @@ mod postgres;
 mod postgres_tls;
 mod sql;
 
-pub use embedded::{EmbeddedLedger, PageCheck, LEDGER_FILE, MAX_APPEND_BATCH, MAX_TAIL_BATCH};
+pub use bulk::BulkLoad;
+pub use embedded::{EmbeddedLedger, PageCheck, BULK_ASIDE, LEDGER_FILE, MAX_APPEND_BATCH, MAX_TAIL_BATCH};
 pub use error::{AppendError, LedgerError, NotDurable};
 #[cfg(feature = "postgres")]
 pub use postgres::{NotifyListener, PostgresLedger};
@@ -140,6 +142,41 @@ pub(crate) fn scoring_step(
         _ => return Err(corrupt("kind")),
     };
     Ok(ScoringStep { effective: CivilDate::parse(effective).map_err(|_| corrupt("date"))?, seq, change })
+}
+
+/// What appends events in order, judging each by R8: a ledger (each batch
+/// committed on its own) or a bulk load into an empty one (all at its end).
+pub trait Append {
+    /// The policy events are validated under.
+    fn policy(&self) -> &Policy;
+    /// The last `seq` given (0 for nothing yet).
+    fn head(&self) -> Result<Seq, LedgerError>;
+    /// Validates and appends `events` in order: one outcome each.
+    fn append_batch(&mut self, events: &[Event]) -> Result<Vec<Result<Appended, Refusal>>, LedgerError>;
+}
+
+impl Append for &Ledger {
+    fn policy(&self) -> &Policy {
+        Ledger::policy(self)
+    }
+    fn head(&self) -> Result<Seq, LedgerError> {
+        Ledger::head(self)
+    }
+    fn append_batch(&mut self, events: &[Event]) -> Result<Vec<Result<Appended, Refusal>>, LedgerError> {
+        Ledger::append_batch(self, events)
+    }
+}
+
+impl Append for BulkLoad {
+    fn policy(&self) -> &Policy {
+        BulkLoad::policy(self)
+    }
+    fn head(&self) -> Result<Seq, LedgerError> {
+        Ok(BulkLoad::head(self))
+    }
+    fn append_batch(&mut self, events: &[Event]) -> Result<Vec<Result<Appended, Refusal>>, LedgerError> {
+        BulkLoad::append_batch(self, events)
+    }
 }
 
 // One ledger per process, behind an Arc: the variants' sizes do not matter.
@@ -278,6 +315,28 @@ impl Ledger {
             return Err(LedgerError::BatchTooLarge { len: events.len(), max: MAX_APPEND_BATCH });
         }
         each!(self, l => l.append_batch(events))
+    }
+
+    /// A bulk load ([`BulkLoad`]) into this ledger if it is empty; the
+    /// ledger back, untouched, if it is not (or lives in memory only, with
+    /// no file to build beside). An embedded ledger is closed for the load:
+    /// the caller holds its data directory's lock, so nothing else appends;
+    /// a PostgreSQL load holds the head until it finishes.
+    pub fn into_bulk_load(self) -> Result<Result<BulkLoad, Ledger>, LedgerError> {
+        let policy = self.policy().clone();
+        match self.backend {
+            Backend::Embedded(l) => {
+                if l.path().as_os_str() == ":memory:" || l.head()? != 0 {
+                    return Ok(Err(Ledger { backend: Backend::Embedded(l) }));
+                }
+                Ok(Ok(BulkLoad::new(Box::new(embedded::SqliteSink::start(l)?), policy)))
+            }
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(l) => Ok(match l.into_bulk()? {
+                Ok(sink) => Ok(BulkLoad::new(Box::new(sink), policy)),
+                Err(l) => Err(Ledger { backend: Backend::Postgres(l) }),
+            }),
+        }
     }
 
     /// The highest `seq` accepted (0 for an empty ledger).

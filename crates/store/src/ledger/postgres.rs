@@ -16,6 +16,7 @@
 //! behind an append; a full scan uses a connection of its own, inside one
 //! `REPEATABLE READ` snapshot.
 
+mod bulk;
 mod schema;
 mod target;
 
@@ -557,20 +558,14 @@ impl<C: GenericClient> sql::Tx for PgTx<'_, C> {
     }
 
     fn insert(&mut self, c: &sql::Columns<'_>) -> Result<(), LedgerError> {
-        let params: [&(dyn ToSql + Sync); 9] = [
-            &c.seq,
-            &c.kind,
-            &c.effective,
-            &c.practitioner,
-            &c.institution,
-            &c.violation_id,
-            &c.body,
-            &c.event_id,
-            &c.points,
-        ];
-        self.statements.execute(self.tx, sql::INSERT, &params).map_err(pg(sql::APPENDING))?;
+        self.statements.execute(self.tx, sql::INSERT, &row_params(c)).map_err(pg(sql::APPENDING))?;
         Ok(())
     }
+}
+
+/// An event's row as [`sql::INSERT`]'s (and the bulk load's COPY's) parameters.
+fn row_params<'a>(c: &'a sql::Columns<'_>) -> [&'a (dyn ToSql + Sync); 9] {
+    [&c.seq, &c.kind, &c.effective, &c.practitioner, &c.institution, &c.violation_id, &c.body, &c.event_id, &c.points]
 }
 
 #[cfg(test)]

@@ -208,26 +208,34 @@ pub(super) fn append_all(
 /// Inserts `event` at `seq`. The unique index on `event_id` would refuse a
 /// second event with one id; validation (R7a) answered a re-send before this.
 fn insert(tx: &mut impl Tx, seq: Seq, event: &Event) -> Result<(), LedgerError> {
+    let owner = match event {
+        // Filed under the practitioner the revoked violation belongs to.
+        Event::ViolationRevoked { violation_id, .. } => find_violation(tx, violation_id)?.map(|(_, v)| v.practitioner),
+        _ => None,
+    };
+    tx.insert(&columns(seq, event, owner))
+}
+
+/// The row `event` is stored as at `seq`; `revoked_owner` is the
+/// practitioner whose violation a revocation revokes (its row is filed
+/// under them), ignored for any other event.
+pub(super) fn columns(seq: Seq, event: &Event, revoked_owner: Option<PractitionerCode>) -> Columns<'_> {
     let (practitioner, violation_id) = match event {
-        Event::ViolationScored(v) => (Some(v.practitioner), Some(v.violation_id.clone())),
-        Event::ViolationRevoked { violation_id, .. } => {
-            // Filed under the practitioner the revoked violation belongs to.
-            let owner = find_violation(tx, violation_id)?.map(|(_, v)| v.practitioner);
-            (owner, Some(violation_id.clone()))
-        }
+        Event::ViolationScored(v) => (Some(v.practitioner), Some(&v.violation_id)),
+        Event::ViolationRevoked { violation_id, .. } => (revoked_owner, Some(violation_id)),
         other => (other.practitioner(), None),
     };
-    tx.insert(&Columns {
+    Columns {
         seq: i64::try_from(seq).expect("a seq the ledger assigns fits a bigint"),
         kind: event.kind(),
         effective: event.effective().to_string(),
         practitioner: practitioner.map(|p| p.to_string()),
         institution: event.institution().map(|i| i.to_string()),
-        violation_id: violation_id.as_ref().map(ViolationId::as_str),
+        violation_id: violation_id.map(ViolationId::as_str),
         body: event.to_json(),
         event_id: event.event_id().map(EventId::as_str),
         points: indexed_points(event),
-    })
+    }
 }
 
 /// [`LedgerFacts`] read from inside the append transaction.
