@@ -122,6 +122,14 @@ that is not a roster, no ledger at --data without --init)."
         /// Where refused rows are listed (CSV: file,line,column,error,message).
         #[arg(long, value_name = "FILE", default_value = "import-rejects.csv")]
         rejects: PathBuf,
+        /// Send the events to a running gate's admin API (http://HOST:PORT of its
+        /// admin listener) instead of opening a ledger: for the ledger a serving
+        /// gate holds. Needs --token-file.
+        #[arg(long, value_name = "URL", conflicts_with = "init")]
+        gate: Option<String>,
+        /// The file holding the admin token, with --gate.
+        #[arg(long, value_name = "FILE", requires = "gate")]
+        token_file: Option<PathBuf>,
         #[arg(value_name = "FILE", required = true)]
         files: Vec<PathBuf>,
     },

@@ -434,6 +434,7 @@ pub fn import(
     data: PathBuf,
     init: bool,
     rejects: PathBuf,
+    gate: Option<(String, Option<PathBuf>)>,
     files: Vec<PathBuf>,
 ) -> Result<(), Failure> {
     for f in &files {
@@ -441,25 +442,29 @@ pub fn import(
             return Err(bad_input(format!("{} is not a readable file", f.display())));
         }
     }
-    let missing = if init { Missing::Create } else { Missing::RefuseOrInit };
-    require_ledger(&data, cx.store, missing)?;
-    let _lock = if cx.store.is_none() { Some(lock_data(&data)?) } else { None };
-    require_ledger(&data, cx.store, missing)?;
-    let ledger = Ledger::open_store(cx.store, &data, &cx.policy)?;
     let started = Instant::now();
     let failed = |e| match e {
         crate::import::ImportError::Ledger(e) => Failure::from(e),
+        crate::import::ImportError::Gate(e) => Failure(e.to_string(), 1),
         other => bad_input(other.to_string()),
     };
-    // Into an empty ledger, one bulk load (all or nothing); else batch by batch.
-    let done = match ledger.into_bulk_load()? {
-        Ok(mut bulk) => {
-            eprintln!("claimgate: the ledger is empty: loading in bulk (nothing is the ledger's until the end)");
-            let done = crate::import::import(&mut bulk, &files).map_err(failed)?;
-            bulk.finish(|step| eprintln!("import: {step} ({:.0} s)", started.elapsed().as_secs_f64()))?;
-            done
+    let done = match gate {
+        Some((url, token_file)) => {
+            if cx.store.is_some() {
+                return Err(bad_input("--gate sends to a gate's own ledger: drop --store"));
+            }
+            let token_file =
+                token_file.ok_or_else(|| bad_input("--gate needs --token-file (the gate's admin token)"))?;
+            let token = std::fs::read_to_string(&token_file)
+                .map_err(|e| bad_input(format!("cannot read --token-file {}: {e}", token_file.display())))?;
+            if token.trim().is_empty() {
+                return Err(bad_input(format!("--token-file {} is empty", token_file.display())));
+            }
+            let mut gate =
+                crate::gate_client::Gate::new(&url, &token, cx.policy.clone()).map_err(|e| bad_input(e.to_string()))?;
+            crate::import::import(&mut gate, &files).map_err(failed)?
         }
-        Err(ledger) => crate::import::import(&mut &ledger, &files).map_err(failed)?,
+        None => import_into_ledger(cx, &data, init, &files, started).map_err(|e| e.map_import(failed))?,
     };
     crate::import::write_rejects(&rejects, &done.rejects)
         .map_err(|e| Failure(format!("cannot write the reject file {}: {e}", rejects.display()), 1))?;
@@ -487,6 +492,52 @@ pub fn import(
         cx.out.flush()?;
         Err(Failure(summary, EXIT_SOME_REFUSED))
     }
+}
+
+/// Why [`import_into_ledger`] stopped: before the import (the ledger), or in it.
+enum IntoLedger {
+    Failure(Failure),
+    Import(crate::import::ImportError),
+}
+
+impl IntoLedger {
+    fn map_import(self, failed: impl FnOnce(crate::import::ImportError) -> Failure) -> Failure {
+        match self {
+            IntoLedger::Failure(f) => f,
+            IntoLedger::Import(e) => failed(e),
+        }
+    }
+}
+
+impl<E: Into<Failure>> From<E> for IntoLedger {
+    fn from(e: E) -> IntoLedger {
+        IntoLedger::Failure(e.into())
+    }
+}
+
+/// The import into the ledger opened here (`--data` or `--store`): one bulk
+/// load when it is empty (all or nothing), else batch by batch.
+fn import_into_ledger(
+    cx: &Cx<'_>,
+    data: &std::path::Path,
+    init: bool,
+    files: &[PathBuf],
+    started: Instant,
+) -> Result<crate::import::Outcome, IntoLedger> {
+    let missing = if init { Missing::Create } else { Missing::RefuseOrInit };
+    require_ledger(data, cx.store, missing)?;
+    let _lock = if cx.store.is_none() { Some(lock_data(data)?) } else { None };
+    require_ledger(data, cx.store, missing)?;
+    let ledger = Ledger::open_store(cx.store, data, &cx.policy)?;
+    Ok(match ledger.into_bulk_load()? {
+        Ok(mut bulk) => {
+            eprintln!("claimgate: the ledger is empty: loading in bulk (nothing is the ledger's until the end)");
+            let done = crate::import::import(&mut bulk, files).map_err(IntoLedger::Import)?;
+            bulk.finish(|step| eprintln!("import: {step} ({:.0} s)", started.elapsed().as_secs_f64()))?;
+            done
+        }
+        Err(ledger) => crate::import::import(&mut &ledger, files).map_err(IntoLedger::Import)?,
+    })
 }
 
 /// `claimgate roster`: roster CSV files of the synthetic population.

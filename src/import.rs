@@ -16,7 +16,7 @@
 
 use claimgate::domain::CivilDate;
 use claimgate::event::Event;
-use claimgate::ledger::{Append, LedgerError, MAX_APPEND_BATCH};
+use claimgate::ledger::{Append, Appended, LedgerError, MAX_APPEND_BATCH};
 use claimgate::policy::Policy;
 use claimgate::refusal::Refusal;
 use serde_json::{json, Value};
@@ -83,6 +83,8 @@ const REGISTRATIONS: Shape = Shape {
 pub enum ImportError {
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Gate(#[from] crate::gate_client::GateError),
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
     #[error("{}: {message}", path.display())]
@@ -253,8 +255,32 @@ fn row_events(
     Ok(events)
 }
 
+/// Where an import's events go: anything that appends ([`Append`]: the
+/// ledger batch by batch, or a bulk load into an empty one), or a running
+/// gate's admin API (`crate::gate_client`).
+pub trait Sink {
+    type Error;
+    /// The policy the rows' events are parsed under.
+    fn policy(&self) -> &Policy;
+    /// Validates and appends `events` in order: one outcome each.
+    fn append_batch(&mut self, events: &[Event]) -> Result<Vec<Result<Appended, Refusal>>, Self::Error>;
+}
+
+impl<T: Append> Sink for T {
+    type Error = LedgerError;
+    fn policy(&self) -> &Policy {
+        Append::policy(self)
+    }
+    fn append_batch(&mut self, events: &[Event]) -> Result<Vec<Result<Appended, Refusal>>, LedgerError> {
+        Append::append_batch(self, events)
+    }
+}
+
 /// Imports `files` into `dest`; progress is shown on standard error.
-pub fn import(dest: &mut impl Append, files: &[PathBuf]) -> Result<Outcome, ImportError> {
+pub fn import<S: Sink>(dest: &mut S, files: &[PathBuf]) -> Result<Outcome, ImportError>
+where
+    ImportError: From<S::Error>,
+{
     let policy = dest.policy().clone();
     let mut kinds: Vec<(Kind, &PathBuf)> =
         files.iter().map(|f| kind_of(f).map(|k| (k, f))).collect::<Result<_, _>>()?;
@@ -398,13 +424,16 @@ fn reject(file: &str, line: u64, column: String, r: &Refusal) -> Reject {
 /// Appends the events of `rows` in one transaction; a row any of whose
 /// events R8 refuses is a reject (its other events are re-sends or refused
 /// too: a registration refused makes its deregistration unknown).
-fn append_rows(
-    dest: &mut impl Append,
+fn append_rows<S: Sink>(
+    dest: &mut S,
     file: &str,
     rows: &[Row],
     fields: &FieldColumns,
     outcome: &mut Outcome,
-) -> Result<(), ImportError> {
+) -> Result<(), ImportError>
+where
+    ImportError: From<S::Error>,
+{
     if rows.is_empty() {
         return Ok(());
     }

@@ -15,6 +15,7 @@ use claimgate::strict_json::{self, Document, Duplicate, Step, StrictError};
 mod cli;
 mod commands;
 mod demo;
+mod gate_client;
 mod import;
 mod roster;
 use clap::Parser;
@@ -77,7 +78,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Init { data } => commands::init(&mut cx, data)?,
         Command::Export { data, output } => commands::export(&mut cx, data, output)?,
         Command::Roster { practitioners, seed, out } => commands::roster(&mut cx, practitioners, seed, out)?,
-        Command::Import { data, init, rejects, files } => commands::import(&mut cx, data, init, rejects, files)?,
+        Command::Import { data, init, rejects, gate, token_file, files } => {
+            let gate = gate.map(|url| (url, token_file));
+            commands::import(&mut cx, data, init, rejects, gate, files)?
+        }
         Command::Restore { data, file } => commands::restore(&mut cx, data, file)?,
         Command::Snapshot(SnapshotCommand::Write { data }) => commands::snapshot_write(&mut cx, data)?,
         Command::Snapshot(SnapshotCommand::Verify { files, data }) => commands::snapshot_verify(&mut cx, files, data)?,

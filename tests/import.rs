@@ -258,3 +258,59 @@ fn a_roster_generated_from_the_population_imports_whole_and_once() {
     let again = claimgate(&["import", "--data", path(&data), "--rejects", path(&rejected), path(&inst), path(&reg)]);
     assert_eq!(summary(&again)["appended"], 0);
 }
+
+#[test]
+fn an_import_through_a_serving_gates_admin_api_rejects_and_imports_as_a_local_one_and_once() {
+    use common::server::{Server, TOKEN};
+    let dir = tempfile::tempdir().unwrap();
+    let inst = institutions(dir.path(), 10);
+    let planted: [(usize, &str); 2] = [
+        (7, "D110105000007,H99999999999,2022-03-01,,doctor"), // never designated: R8, judged by the gate
+        (100, "DX,H00011010500,2022-03-01,,doctor"),          // not a code: R4, refused here
+    ];
+    // More than one request's worth of events (10,000 a request).
+    let reg = registrations(dir.path(), 25_000, &planted);
+    let data = dir.path().join("data");
+    let server = Server::start(&data, &[]);
+    let token = dir.path().join("token");
+    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    let rejected = dir.path().join("rejects.csv");
+    let admin = format!("http://{}", server.admin);
+    let run = || {
+        claimgate(&[
+            "import",
+            "--gate",
+            &admin,
+            "--token-file",
+            path(&token),
+            "--rejects",
+            path(&rejected),
+            path(&inst),
+            path(&reg),
+        ])
+    };
+    let out = run();
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = summary(&out);
+    assert_eq!((s["appended"].as_u64(), s["refused"].as_u64()), (Some(10 + 24_998), Some(2)), "{s}");
+    let got: Vec<(String, String, String)> =
+        rejects(&rejected).iter().map(|r| (r[1].clone(), r[2].clone(), r[3].clone())).collect();
+    assert_eq!(
+        got,
+        [
+            ("9".into(), "institution".into(), "unknown_institution".into()),
+            ("102".into(), "practitioner".into(), "invalid_request".into()),
+        ]
+    );
+    // Again: the gate answers every row as already recorded (R7a).
+    let s = summary(&run());
+    assert_eq!((s["appended"].as_u64(), s["already_recorded"].as_u64()), (Some(0), Some(25_008)), "{s}");
+
+    // A wrong token is named, and nothing is sent.
+    std::fs::write(&token, "not-the-token").unwrap();
+    let out = run();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--token-file"), "{}", String::from_utf8_lossy(&out.stderr));
+    drop(server);
+    assert_eq!(Ledger::open(&data, &Policy::default()).unwrap().head().unwrap(), 25_008);
+}

@@ -212,3 +212,45 @@ fn a_serving_gates_ledger_is_exported_without_stopping_it_and_restores_to_the_he
     let source = Ledger::open(&data, &Policy::default()).unwrap();
     assert_eq!(restored.all_events().unwrap()[..], source.all_events().unwrap()[..2]);
 }
+
+#[test]
+fn a_serving_gate_writes_an_online_backup_that_opens_as_its_ledger_and_keeps_the_newest_three() {
+    use common::server::{bearer, designated, post, registered, Server, DOC, INST, TOKEN};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, &[]);
+    let auth = bearer(TOKEN);
+    let headers = [("Authorization", auth.as_str())];
+    let events = serde_json::json!([designated(INST, "2024-01-01"), registered(DOC, INST, "2024-02-01")]);
+    assert_eq!(post(server.admin, "/v1/events", &headers, &events).status, 200);
+
+    let unauthorised = post(server.admin, "/v1/backup", &[], &serde_json::json!({}));
+    assert_eq!(unauthorised.status, 401, "{}", unauthorised.text());
+    let reply = post(server.admin, "/v1/backup", &headers, &serde_json::json!({}));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let answer: serde_json::Value = serde_json::from_str(&reply.text()).unwrap();
+    assert_eq!(answer["seq"], 2, "{answer}");
+    let backup = std::path::PathBuf::from(answer["backup"].as_str().unwrap());
+    assert!(backup.starts_with(data.join(claimgate::ledger::BACKUP_DIR)), "{}", backup.display());
+    assert_eq!(std::fs::metadata(&backup).unwrap().len(), answer["bytes"].as_u64().unwrap());
+
+    // The gate goes on appending; the backup holds what it had.
+    let reply = post(server.admin, "/v1/events", &headers, &registered("D110105000002", INST, "2024-03-01"));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let copy = dir.path().join("from-backup");
+    std::fs::create_dir_all(&copy).unwrap();
+    std::fs::copy(&backup, copy.join(claimgate::ledger::LEDGER_FILE)).unwrap();
+    let restored = Ledger::open(&copy, &Policy::default()).unwrap();
+    assert_eq!(restored.head().unwrap(), 2);
+
+    // At most KEEP_BACKUPS are kept, the newest (names sort by time, to the millisecond).
+    for _ in 0..claimgate::ledger::KEEP_BACKUPS + 1 {
+        let reply = post(server.admin, "/v1/backup", &headers, &serde_json::json!({}));
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    let kept = std::fs::read_dir(data.join(claimgate::ledger::BACKUP_DIR)).unwrap().count();
+    assert_eq!(kept, claimgate::ledger::KEEP_BACKUPS);
+    drop(server);
+    let source = Ledger::open(&data, &Policy::default()).unwrap();
+    assert_eq!(restored.all_events().unwrap()[..], source.all_events().unwrap()[..2]);
+}

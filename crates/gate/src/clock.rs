@@ -41,3 +41,15 @@ impl Clock for FixedClock {
 pub fn system_unix_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
+
+/// Now in UTC as `YYYYMMDDTHHMMSSmmmZ` (to the millisecond), for the names of
+/// files the gate writes (backups), which then sort by time.
+pub fn utc_stamp() -> String {
+    let ms = system_unix_ms();
+    let secs = (ms / 1000) as i64;
+    let day = CivilDate::from_day_number(secs.div_euclid(SECONDS_PER_DAY) as i32)
+        .expect("the system clock is within years 1-9999");
+    let t = secs.rem_euclid(SECONDS_PER_DAY);
+    let date = day.to_string().replace('-', "");
+    format!("{date}T{:02}{:02}{:02}{:03}Z", t / 3600, t / 60 % 60, t % 60, ms % 1000)
+}

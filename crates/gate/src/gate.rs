@@ -187,6 +187,10 @@ pub struct Gate {
     pub body_budget: super::limits::BodyBudget,
     /// The threads that run ledger reads for clients (integrity files, `explain`).
     pub queries: super::queries::QueryPool,
+    /// The one thread that appends, in groups (`POST /v1/events`).
+    pub appends: super::appends::Appends,
+    /// Set while `POST /v1/backup` writes one.
+    pub backup_running: AtomicBool,
     /// This process's hold on the data directory, for as long as the gate lives.
     _data_lock: DataDirLock,
 }
@@ -255,9 +259,12 @@ impl Gate {
         let config_caps = (config.max_connections_per_client, config.max_inflight_body_bytes, config.max_queued_reads);
         let connections = [config.max_connections, config.admin_max_connections]
             .map(|cap| Arc::new(tokio::sync::Semaphore::new(cap)));
+        let appends = super::appends::Appends::start(ledger.clone());
         let gate = Arc::new(Gate {
             config,
             ledger,
+            appends,
+            backup_running: AtomicBool::new(false),
             index,
             metrics: Metrics::default(),
             audit,

@@ -148,6 +148,9 @@ pub struct Health {
     pub last_snapshot_seq: u64,
     pub last_snapshot_error: Option<String>,
     pub snapshots_written: u64,
+    /// Append transactions and the requests they carried (group commit).
+    pub append_transactions: u64,
+    pub append_requests: u64,
     pub snapshot_failures: u64,
     pub snapshots_refused_at_start: Vec<(PathBuf, String)>,
     pub audit: AuditHealth,
@@ -224,6 +227,8 @@ impl Gate {
             last_snapshot_seq: self.snapshots.last_seq.load(Ordering::Relaxed),
             last_snapshot_error: self.snapshots.last_error.lock().expect("not poisoned").clone(),
             snapshots_written: self.snapshots.written.load(Ordering::Relaxed),
+            append_transactions: self.appends.stats.transactions.load(Ordering::Relaxed),
+            append_requests: self.appends.stats.requests.load(Ordering::Relaxed),
             snapshot_failures: self.snapshots.failed.load(Ordering::Relaxed),
             snapshots_refused_at_start: self.refused_snapshots.clone(),
             audit: AuditHealth {
@@ -324,6 +329,8 @@ impl Health {
             open_connections: self.open_connections,
             body_bytes_held: self.body_bytes_held,
             ledger_damaged: self.ledger_damaged,
+            append_transactions: self.append_transactions,
+            append_requests: self.append_requests,
         }
     }
 }

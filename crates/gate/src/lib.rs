@@ -6,6 +6,7 @@
 //! the ledger; a sync thread tails the ledger and swaps versions in.
 
 mod api;
+pub mod appends;
 pub mod bodies;
 pub mod clock;
 mod config;
@@ -24,6 +25,7 @@ pub use config::{
     ServeConfig, DEFAULT_ADMIN_LISTEN, DEFAULT_ADMIN_MAX_CONNECTIONS, DEFAULT_BODY_READ_TIMEOUT,
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, DEFAULT_MIN_SEQ_WAIT, DEFAULT_READY_MAX_LAG,
     DEFAULT_READY_MAX_OUTAGE, DEFAULT_SNAPSHOT_EVERY_EVENTS, DEFAULT_WRITE_STALL_TIMEOUT, MAX_BODY_BYTES,
+    MAX_EVENTS_PER_REQUEST,
 };
 pub use gate::{Gate, StartError};
 pub use snapshots::FaultPause;

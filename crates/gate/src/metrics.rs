@@ -23,11 +23,12 @@ pub enum Route {
     Health,
     Metrics,
     Snapshot,
+    Backup,
     Other,
 }
 
-const ROUTES: [&str; 9] =
-    ["check", "check_batch", "events", "files", "audit", "health", "metrics", "snapshot", "other"];
+const ROUTES: [&str; 10] =
+    ["check", "check_batch", "events", "files", "audit", "health", "metrics", "snapshot", "backup", "other"];
 
 /// Every reason a decision can carry, in metric order.
 const REASONS: [Reason; 9] = Reason::ALL;
@@ -37,7 +38,7 @@ const LATENCY_BOUNDS_US: [u64; 12] = [10, 25, 50, 100, 250, 500, 1_000, 2_500, 5
 
 #[derive(Default)]
 pub struct Metrics {
-    requests: [AtomicU64; 9],
+    requests: [AtomicU64; 10],
     client_errors: AtomicU64,
     server_errors: AtomicU64,
     decisions: [AtomicU64; 9],
@@ -99,6 +100,9 @@ pub struct Gauges {
     pub body_bytes_held: u64,
     /// The background page check found the ledger file damaged.
     pub ledger_damaged: bool,
+    /// Append transactions, and the `POST /v1/events` requests they carried (group commit).
+    pub append_transactions: u64,
+    pub append_requests: u64,
 }
 
 impl Metrics {
@@ -152,7 +156,13 @@ impl Metrics {
                 (vec![("verdict", verdict), ("reason", reason.as_str())], Value::Counter(get(&self.decisions[i])))
             }),
         ));
-        let counters: [(&'static str, &'static str, u64); 26] = [
+        let counters: [(&'static str, &'static str, u64); 28] = [
+            (
+                "claimgate_append_transactions",
+                "Ledger append transactions run for POST /v1/events (each commits every request waiting at once).",
+                g.append_transactions,
+            ),
+            ("claimgate_append_requests", "POST /v1/events requests appended.", g.append_requests),
             ("claimgate_snapshots_written", "Index snapshots written while serving.", g.snapshots_written),
             ("claimgate_snapshot_failures", "Index snapshot writes that failed.", g.snapshot_failures),
             (
@@ -443,6 +453,8 @@ mod tests {
             open_connections: [7, 1],
             body_bytes_held: 0,
             ledger_damaged: false,
+            append_transactions: 0,
+            append_requests: 0,
         }
     }
 

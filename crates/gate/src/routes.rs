@@ -9,6 +9,7 @@
 //! `health.rs`, reads of the ledger in `queries.rs`).
 
 use super::api::{constant_time_eq, json, read_body, text, ApiError, Reply};
+use super::appends::{AppendRefusal, MAX_QUEUED_APPENDS};
 use super::bodies::{parse_batch_body, parse_check_body, parse_events_body, CheckBatch, CheckLine, EventsBody};
 use super::config::MAX_MIN_SEQ_WAIT;
 use super::gate::Gate;
@@ -99,6 +100,14 @@ async fn dispatch(gate: &Arc<Gate>, which: Listener, req: Request<Incoming>) -> 
             match authorize(gate, &req, Access::Write).and_then(|()| no_query(&req)) {
                 Err(e) => Err(e),
                 Ok(()) if method == Method::POST => write_snapshot(gate).await,
+                Ok(()) => wrong_method("POST"),
+            },
+        ),
+        (Listener::Admin, ["v1", "backup"]) => (
+            Route::Backup,
+            match authorize(gate, &req, Access::Write).and_then(|()| no_query(&req)) {
+                Err(e) => Err(e),
+                Ok(()) if method == Method::POST => backup(gate).await,
                 Ok(()) => wrong_method("POST"),
             },
         ),
@@ -456,11 +465,20 @@ async fn file(gate: &Arc<Gate>, kind: &str, code: &str, query: Option<&str>) -> 
 async fn events(gate: &Arc<Gate>, req: Request<Incoming>) -> Result<Reply, ApiError> {
     let EventsBody { events: parsed, single } = parse_events_body(&read_body(gate, req).await?, gate.ledger.policy())?;
     let valid: Vec<Event> = parsed.iter().filter_map(|p| p.as_ref().ok().cloned()).collect();
-    let ledger = gate.ledger.clone();
-    let appended = tokio::task::spawn_blocking(move || ledger.append_batch(&valid))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    gate.note_append(appended.as_ref().map(|_| ()));
+    // Group commit: with the other requests waiting, in one transaction.
+    let appended = gate.appends.append(valid).await.map_err(|refusal| match refusal {
+        AppendRefusal::QueueFull => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            format!(
+                "{MAX_QUEUED_APPENDS} requests already wait to append; nothing from this one was stored: retry shortly"
+            ),
+        ),
+        AppendRefusal::Stopped => {
+            ApiError::internal("the appending thread stopped (a bug: see the log); nothing was stored")
+        }
+    })?;
+    gate.note_append(appended.as_ref().map(|_| ()).map_err(|e| &**e));
     let appended = appended.map_err(|e| ApiError::ledger(&e, "; nothing from this request was stored"))?;
     if let Some(seq) = appended.iter().filter_map(|a| a.as_ref().ok().map(|a| a.seq)).max() {
         gate.note_head_at_least(seq);
@@ -528,6 +546,43 @@ async fn write_snapshot(gate: &Arc<Gate>) -> Result<Reply, ApiError> {
                 "snapshot_failed",
                 format!("{e}; the previous snapshots are intact"),
             ),
+        }),
+    }
+}
+
+/// Writes an online backup of the embedded ledger into `DATA/backups/`
+/// (one at a time; the request waits for it), answering where, up to which
+/// `seq`, and how large.
+async fn backup(gate: &Arc<Gate>) -> Result<Reply, ApiError> {
+    if gate.backup_running.swap(true, Ordering::AcqRel) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "backup_in_progress",
+            "a backup is being written; wait for its answer (one at a time)".to_owned(),
+        ));
+    }
+    let g = gate.clone();
+    let started = std::time::Instant::now();
+    let written = tokio::task::spawn_blocking(move || g.ledger.backup(&crate::clock::utc_stamp())).await;
+    gate.backup_running.store(false, Ordering::Release);
+    match written.map_err(|e| ApiError::internal(e.to_string()))? {
+        None => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "backup_not_supported",
+            "this gate's ledger is on PostgreSQL: back it up with PostgreSQL's own tools (pg_dump --schema NAME, or base backups with WAL archiving), or `claimgate export --store URL`".to_owned(),
+        )),
+        Some(Ok(b)) => Ok(json(
+            StatusCode::OK,
+            &j!({"backup": b.path.display().to_string(), "seq": b.seq, "bytes": b.bytes,
+                 "seconds": started.elapsed().as_secs_f64()}),
+        )),
+        Some(Err(e)) => Err(ApiError {
+            cause: Some(e.cause()),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "backup_failed",
+                format!("{e}; no backup was written (nothing partial is left under a backup's name)"),
+            )
         }),
     }
 }

@@ -37,6 +37,27 @@ pub enum RefusalCode {
 }
 
 impl RefusalCode {
+    /// Every code, in R8's order.
+    pub const ALL: [RefusalCode; 12] = [
+        RefusalCode::InvalidRequest,
+        RefusalCode::DuplicateEvent,
+        RefusalCode::UnknownInstitution,
+        RefusalCode::UnknownPractitioner,
+        RefusalCode::PointsOutOfBand,
+        RefusalCode::InvalidSuspensionMonths,
+        RefusalCode::UnknownViolation,
+        RefusalCode::AlreadyRevoked,
+        RefusalCode::DuplicateViolation,
+        RefusalCode::RegistrationBanned,
+        RefusalCode::InvalidScore,
+        RefusalCode::RepairLimitExceeded,
+    ];
+
+    /// The code a wire name names, if any (an answer read back from a gate).
+    pub fn from_wire(name: &str) -> Option<RefusalCode> {
+        RefusalCode::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
     /// The wire name, e.g. `duplicate_violation`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -8,8 +8,10 @@
 //! checked here, next to the connections it guards; the SQL both backends
 //! share is in `sql.rs`.
 
+mod backup;
 mod bulk;
 
+pub use backup::{Backup, BACKUP_DIR, KEEP_BACKUPS};
 pub(super) use bulk::SqliteSink;
 pub use bulk::BULK_ASIDE;
 

@@ -19,7 +19,10 @@ mod postgres_tls;
 mod sql;
 
 pub use bulk::BulkLoad;
-pub use embedded::{EmbeddedLedger, PageCheck, BULK_ASIDE, LEDGER_FILE, MAX_APPEND_BATCH, MAX_TAIL_BATCH};
+pub use embedded::{
+    Backup, EmbeddedLedger, PageCheck, BACKUP_DIR, BULK_ASIDE, KEEP_BACKUPS, LEDGER_FILE, MAX_APPEND_BATCH,
+    MAX_TAIL_BATCH,
+};
 pub use error::{AppendError, LedgerError, NotDurable};
 #[cfg(feature = "postgres")]
 pub use postgres::{NotifyListener, PostgresLedger};
@@ -270,6 +273,16 @@ impl Ledger {
             Backend::Embedded(l) => l.page_check(),
             #[cfg(feature = "postgres")]
             Backend::Postgres(_) => None,
+        }
+    }
+
+    /// An online backup of an embedded ledger's file into `DATA/backups/`
+    /// (see [`Backup`]), taken while it serves; `None` for PostgreSQL, whose
+    /// own tools back it up, and for a ledger in memory.
+    pub fn backup(&self, stamp: &str) -> Option<Result<Backup, LedgerError>> {
+        match &self.backend {
+            Backend::Embedded(l) if l.path().as_os_str() != ":memory:" => Some(l.backup(stamp)),
+            _ => None,
         }
     }
 
