@@ -206,7 +206,7 @@ impl PostgresLedger {
             let locked = statements.query_opt(&mut tx, LOCK_HEAD, &[]).map_err(pg("locking the ledger head"))?;
             let start = head_from(locked)?;
             let (outcomes, head) = sql::append_all(
-                &mut PgTx { tx: &mut tx, statements, policy: &self.policy },
+                &mut PgTx { tx: &mut tx, statements, policy: &self.policy, pending: HeldRows::default() },
                 start,
                 events,
                 &self.policy,
@@ -268,7 +268,8 @@ impl PostgresLedger {
     pub fn violation_owner(&self, id: &ViolationId) -> Result<Option<PractitionerCode>, LedgerError> {
         let policy = &self.policy;
         self.read(|client, statements| {
-            Ok(sql::find_violation(&mut PgTx { tx: client, statements, policy }, id)?.map(|(_, v)| v.practitioner))
+            Ok(sql::find_violation(&mut PgTx { tx: client, statements, policy, pending: HeldRows::default() }, id)?
+                .map(|(_, v)| v.practitioner))
         })
     }
 
@@ -499,6 +500,9 @@ struct PgTx<'a, C: GenericClient> {
     statements: &'a mut Statements,
     /// How stored events parse (R20's direct-E codes).
     policy: &'a Policy,
+    /// Rows inserted but not yet written: written before the next read and
+    /// at the end, so a batch's inserts cost a round trip, not one each.
+    pending: HeldRows,
 }
 
 impl<C: GenericClient> sql::Tx for PgTx<'_, C> {
@@ -508,6 +512,7 @@ impl<C: GenericClient> sql::Tx for PgTx<'_, C> {
         key: &str,
         doing: &'static str,
     ) -> Result<Option<(i64, String)>, LedgerError> {
+        self.flush()?;
         let Some(row) = self.statements.query_opt(self.tx, sql, &[&key]).map_err(pg(doing))? else {
             return Ok(None);
         };
@@ -515,11 +520,13 @@ impl<C: GenericClient> sql::Tx for PgTx<'_, C> {
     }
 
     fn exists(&mut self, sql: &'static str, key: &str, doing: &'static str) -> Result<bool, LedgerError> {
+        self.flush()?;
         Ok(self.statements.query_opt(self.tx, sql, &[&key]).map_err(pg(doing))?.is_some())
     }
 
     fn scoring_rows(&mut self, practitioner: &str, first: &str, last: &str) -> Result<Vec<sql::StepRow>, LedgerError> {
         let doing = sql::READING_SCORING_STEPS;
+        self.flush()?;
         let rows = self.statements.query(self.tx, SCORING_STEPS, &[&practitioner, &first, &last]).map_err(pg(doing))?;
         rows.iter()
             .map(|row| {
@@ -535,6 +542,8 @@ impl<C: GenericClient> sql::Tx for PgTx<'_, C> {
 
     fn prefetch(&mut self, keys: sql::BatchKeys) -> Result<Option<sql::Prefetched>, LedgerError> {
         const DOING: &str = "reading a batch's facts";
+        let mut known = sql::Prefetched::new(keys);
+        let keys = known.keys();
         let mut by_id = std::collections::HashMap::new();
         if !keys.event_ids.is_empty() {
             let rows = self.statements.query(self.tx, sql::EVENTS_WITH_IDS, &[&keys.event_ids]).map_err(pg(DOING))?;
@@ -554,12 +563,107 @@ impl<C: GenericClient> sql::Tx for PgTx<'_, C> {
             };
         let designated = among(sql::DESIGNATED_AMONG, &keys.institutions)?;
         let registered = among(sql::REGISTERED_AMONG, &keys.practitioners)?;
-        Ok(Some(sql::Prefetched::new(keys, by_id, designated, registered)))
+        let violations = if keys.violation_ids.is_empty() {
+            Vec::new()
+        } else {
+            let rows =
+                self.statements.query(self.tx, sql::VIOLATIONS_AMONG, &[&keys.violation_ids]).map_err(pg(DOING))?;
+            decode_rows(&rows, self.policy, DOING)?
+        };
+        let mut steps: std::collections::HashMap<String, Vec<_>> = std::collections::HashMap::new();
+        if !keys.practitioners.is_empty() {
+            for row in self.statements.query(self.tx, sql::STEPS_AMONG, &[&keys.practitioners]).map_err(pg(DOING))? {
+                let practitioner: String = row.try_get(0).map_err(pg(DOING))?;
+                let (kind, effective): (String, String) =
+                    (row.try_get(1).map_err(pg(DOING))?, row.try_get(2).map_err(pg(DOING))?);
+                let (seq, points): (i64, Option<i64>) =
+                    (row.try_get(3).map_err(pg(DOING))?, row.try_get(4).map_err(pg(DOING))?);
+                let violation_id: Option<String> = row.try_get(5).map_err(pg(DOING))?;
+                let step = super::scoring_step(&kind, &effective, seq, points)?;
+                steps.entry(practitioner).or_default().push((step, violation_id));
+            }
+        }
+        (known.events_by_id, known.designated, known.registered, known.steps) = (by_id, designated, registered, steps);
+        known.add_violation_rows(violations);
+        Ok(Some(known))
     }
 
     fn insert(&mut self, c: &sql::Columns<'_>) -> Result<(), LedgerError> {
-        self.statements.execute(self.tx, sql::INSERT, &row_params(c)).map_err(pg(sql::APPENDING))?;
+        self.pending.push(c);
+        if self.pending.len() >= MAX_HELD_ROWS {
+            self.flush()?;
+        }
         Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), LedgerError> {
+        self.flush()
+    }
+}
+
+/// Most rows [`PgTx`] holds back before it writes them in one statement.
+const MAX_HELD_ROWS: usize = 1_000;
+
+/// Rows written in one statement, column by column ([`PgTx::flush`]).
+const INSERT_MANY: &str =
+    "INSERT INTO events (seq, kind, effective, practitioner, institution, violation_id, body, event_id, points)
+     SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                          $8::text[], $9::bigint[])";
+
+/// Rows held back by [`PgTx::insert`], as the columns of [`INSERT_MANY`].
+#[derive(Default)]
+struct HeldRows {
+    seq: Vec<i64>,
+    kind: Vec<&'static str>,
+    effective: Vec<String>,
+    practitioner: Vec<Option<String>>,
+    institution: Vec<Option<String>>,
+    violation_id: Vec<Option<String>>,
+    body: Vec<String>,
+    event_id: Vec<Option<String>>,
+    points: Vec<Option<i64>>,
+}
+
+impl HeldRows {
+    fn push(&mut self, c: &sql::Columns<'_>) {
+        self.seq.push(c.seq);
+        self.kind.push(c.kind);
+        self.effective.push(c.effective.clone());
+        self.practitioner.push(c.practitioner.clone());
+        self.institution.push(c.institution.clone());
+        self.violation_id.push(c.violation_id.map(str::to_owned));
+        self.body.push(c.body.clone());
+        self.event_id.push(c.event_id.map(str::to_owned));
+        self.points.push(c.points);
+    }
+
+    fn len(&self) -> usize {
+        self.seq.len()
+    }
+}
+
+impl<C: GenericClient> PgTx<'_, C> {
+    /// Writes the rows held back, in one round trip.
+    fn flush(&mut self) -> Result<(), LedgerError> {
+        let held = std::mem::take(&mut self.pending);
+        match held.len() {
+            0 => Ok(()),
+            _ => {
+                let params: [&(dyn ToSql + Sync); 9] = [
+                    &held.seq,
+                    &held.kind,
+                    &held.effective,
+                    &held.practitioner,
+                    &held.institution,
+                    &held.violation_id,
+                    &held.body,
+                    &held.event_id,
+                    &held.points,
+                ];
+                self.statements.execute(self.tx, INSERT_MANY, &params).map_err(pg(sql::APPENDING))?;
+                Ok(())
+            }
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use super::{decode_stored, indexed_points, scoring_step, stored_day_bounds, Appe
 use claimgate_rules::domain::{EventId, InstitutionCode, PractitionerCode, Seq, ViolationId};
 use claimgate_rules::event::{Event, RecordedEvent, Violation};
 use claimgate_rules::policy::Policy;
-use claimgate_rules::practitioner::ScoringStep;
+use claimgate_rules::practitioner::{Change, ScoringStep};
 use claimgate_rules::refusal::Refusal;
 use claimgate_rules::validate::{self, Admission, KnownViolation, LedgerFacts};
 use std::ops::RangeInclusive;
@@ -38,6 +38,14 @@ pub(super) const DESIGNATED_AMONG: &str =
     "SELECT DISTINCT institution FROM events WHERE kind = 'institution_designated' AND institution = ANY($1)";
 pub(super) const REGISTERED_AMONG: &str =
     "SELECT DISTINCT practitioner FROM events WHERE kind = 'practitioner_registered' AND practitioner = ANY($1)";
+pub(super) const VIOLATIONS_AMONG: &str = "SELECT seq, body FROM events
+     WHERE violation_id = ANY($1) AND kind IN ('violation_scored', 'violation_revoked') ORDER BY seq";
+/// The standing scoring steps of a batch's practitioners, all years (R11).
+pub(super) const STEPS_AMONG: &str = "SELECT e.practitioner, e.kind, e.effective, e.seq, e.points, e.violation_id
+     FROM events e
+     WHERE e.practitioner = ANY($1) AND e.kind IN ('violation_scored', 'points_repaired')
+       AND NOT (e.kind = 'violation_scored' AND EXISTS (SELECT 1 FROM events r
+                WHERE r.violation_id = e.violation_id AND r.kind = 'violation_revoked'))";
 pub(super) const SCAN_PRACTITIONERS: &str = "SELECT practitioner, seq, body FROM events
      WHERE practitioner IS NOT NULL AND seq <= $1 ORDER BY practitioner, seq";
 pub(super) const SCAN_INSTITUTIONS: &str = "SELECT institution, seq, body FROM events
@@ -80,8 +88,13 @@ pub(super) trait Tx {
     /// The practitioner's standing violations and repairs dated from `first`
     /// to `last` (stored day text), ordered by (effective, seq).
     fn scoring_rows(&mut self, practitioner: &str, first: &str, last: &str) -> Result<Vec<StepRow>, LedgerError>;
-    /// Inserts one event's row ([`INSERT`]).
+    /// Inserts one event's row ([`INSERT`]); a backend may hold rows back
+    /// and write them together, before its next read and at [`Tx::finish`].
     fn insert(&mut self, columns: &Columns<'_>) -> Result<(), LedgerError>;
+    /// Writes whatever rows [`Tx::insert`] held back.
+    fn finish(&mut self) -> Result<(), LedgerError> {
+        Ok(())
+    }
 
     /// The facts a batch's validation will ask for most, read at once for
     /// all its keys (a backend where each read is a round trip reads them in
@@ -91,12 +104,14 @@ pub(super) trait Tx {
     }
 }
 
-/// The keys a batch's events name: their event_ids, institutions and practitioners.
+/// The keys a batch's events name: their event_ids, institutions,
+/// practitioners and violation_ids.
 #[derive(Debug, Default)]
 pub(super) struct BatchKeys {
     pub event_ids: Vec<String>,
     pub institutions: Vec<String>,
     pub practitioners: Vec<String>,
+    pub violation_ids: Vec<String>,
 }
 
 impl BatchKeys {
@@ -112,8 +127,15 @@ impl BatchKeys {
             if let Some(p) = e.practitioner() {
                 keys.practitioners.push(p.to_string());
             }
+            match e {
+                Event::ViolationScored(v) => keys.violation_ids.push(v.violation_id.as_str().to_owned()),
+                Event::ViolationRevoked { violation_id, .. } => {
+                    keys.violation_ids.push(violation_id.as_str().to_owned())
+                }
+                _ => {}
+            }
         }
-        for list in [&mut keys.event_ids, &mut keys.institutions, &mut keys.practitioners] {
+        for list in [&mut keys.event_ids, &mut keys.institutions, &mut keys.practitioners, &mut keys.violation_ids] {
             list.sort_unstable();
             list.dedup();
         }
@@ -123,23 +145,48 @@ impl BatchKeys {
 
 /// What [`Tx::prefetch`] read, kept current as the batch appends: for every
 /// key of [`BatchKeys`], the event with that event_id (if any), whether the
-/// institution is designated, whether the practitioner is registered.
+/// institution is designated, whether the practitioner is registered, the
+/// violation with that id (and its revocation), and the practitioner's
+/// standing scoring steps.
 #[derive(Debug, Default)]
 pub(super) struct Prefetched {
     pub events_by_id: std::collections::HashMap<String, RecordedEvent>,
     pub designated: std::collections::HashSet<String>,
     pub registered: std::collections::HashSet<String>,
+    pub violations: std::collections::HashMap<String, KnownViolation>,
+    /// Each covered practitioner's standing steps, with the violation_id of a scored one.
+    pub steps: std::collections::HashMap<String, Vec<(ScoringStep, Option<String>)>>,
     keys: BatchKeys,
 }
 
 impl Prefetched {
-    pub(super) fn new(
-        keys: BatchKeys,
-        events_by_id: std::collections::HashMap<String, RecordedEvent>,
-        designated: std::collections::HashSet<String>,
-        registered: std::collections::HashSet<String>,
-    ) -> Prefetched {
-        Prefetched { events_by_id, designated, registered, keys }
+    pub(super) fn new(keys: BatchKeys) -> Prefetched {
+        Prefetched { keys, ..Prefetched::default() }
+    }
+
+    /// The keys it was read for.
+    pub(super) fn keys(&self) -> &BatchKeys {
+        &self.keys
+    }
+
+    /// Builds `violations` from the scorings and revocations read, ascending by `seq`.
+    pub(super) fn add_violation_rows(&mut self, rows: Vec<RecordedEvent>) {
+        for r in rows {
+            match &r.event {
+                Event::ViolationScored(v) => {
+                    self.violations.insert(
+                        v.violation_id.as_str().to_owned(),
+                        KnownViolation { seq: r.seq, violation: v.clone(), revocation: None },
+                    );
+                }
+                Event::ViolationRevoked { violation_id, .. } => {
+                    if let Some(k) = self.violations.get_mut(violation_id.as_str()) {
+                        k.revocation.get_or_insert(r);
+                    }
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Notes an event this batch appended, so later ones see it.
@@ -154,12 +201,36 @@ impl Prefetched {
             Event::PractitionerRegistered { practitioner, .. } => {
                 self.registered.insert(practitioner.to_string());
             }
+            Event::ViolationScored(v) => {
+                let id = v.violation_id.as_str().to_owned();
+                self.violations.insert(id.clone(), KnownViolation { seq, violation: v.clone(), revocation: None });
+                let step = ScoringStep { effective: v.effective, seq, change: Change::Scored(v.points) };
+                self.steps.entry(v.practitioner.to_string()).or_default().push((step, Some(id)));
+            }
+            Event::PointsRepaired { practitioner, points, effective, .. } => {
+                let step = ScoringStep { effective: *effective, seq, change: Change::Repaired(*points) };
+                self.steps.entry(practitioner.to_string()).or_default().push((step, None));
+            }
+            Event::ViolationRevoked { violation_id, .. } => {
+                if let Some(k) = self.violations.get_mut(violation_id.as_str()) {
+                    k.revocation = Some(RecordedEvent { seq, event: event.clone() });
+                    // R12: a revoked violation no longer counts.
+                    if let Some(steps) = self.steps.get_mut(&k.violation.practitioner.to_string()) {
+                        steps.retain(|(_, id)| id.as_deref() != Some(violation_id.as_str()));
+                    }
+                }
+            }
             _ => {}
         }
     }
 
     fn covers(list: &[String], key: &str) -> bool {
         list.binary_search_by(|k| k.as_str().cmp(key)).is_ok()
+    }
+
+    /// The violation under `id`, if the batch's keys cover it.
+    fn violation(&self, id: &ViolationId) -> Option<Option<&KnownViolation>> {
+        Prefetched::covers(&self.keys.violation_ids, id.as_str()).then(|| self.violations.get(id.as_str()))
     }
 }
 
@@ -193,7 +264,7 @@ pub(super) fn append_all(
                 Ok(Admission::AlreadyRecorded(seq)) => Ok(Appended { seq, already_recorded: true }),
                 Ok(Admission::Append) => {
                     head += 1;
-                    insert(tx, head, event)?;
+                    insert(tx, head, event, known.as_ref())?;
                     if let Some(known) = known.as_mut() {
                         known.appended(head, event);
                     }
@@ -202,15 +273,19 @@ pub(super) fn append_all(
             };
         outcomes.push(outcome);
     }
+    tx.finish()?;
     Ok((outcomes, head))
 }
 
 /// Inserts `event` at `seq`. The unique index on `event_id` would refuse a
 /// second event with one id; validation (R7a) answered a re-send before this.
-fn insert(tx: &mut impl Tx, seq: Seq, event: &Event) -> Result<(), LedgerError> {
+fn insert(tx: &mut impl Tx, seq: Seq, event: &Event, known: Option<&Prefetched>) -> Result<(), LedgerError> {
     let owner = match event {
         // Filed under the practitioner the revoked violation belongs to.
-        Event::ViolationRevoked { violation_id, .. } => find_violation(tx, violation_id)?.map(|(_, v)| v.practitioner),
+        Event::ViolationRevoked { violation_id, .. } => match known.and_then(|k| k.violation(violation_id)) {
+            Some(found) => found.map(|k| k.violation.practitioner),
+            None => find_violation(tx, violation_id)?.map(|(_, v)| v.practitioner),
+        },
         _ => None,
     };
     tx.insert(&columns(seq, event, owner))
@@ -283,6 +358,9 @@ impl<T: Tx> LedgerFacts for Facts<'_, T> {
     }
 
     fn violation(&mut self, id: &ViolationId) -> Result<Option<KnownViolation>, LedgerError> {
+        if let Some(found) = self.known.and_then(|k| k.violation(id)) {
+            return Ok(found.cloned());
+        }
         let Some((seq, violation)) = find_violation(self.tx, id)? else { return Ok(None) };
         let revocation = self.one(REVOCATION_OF, id.as_str())?;
         Ok(Some(KnownViolation { seq, violation, revocation }))
@@ -293,8 +371,21 @@ impl<T: Tx> LedgerFacts for Facts<'_, T> {
         code: PractitionerCode,
         years: RangeInclusive<i32>,
     ) -> Result<Vec<ScoringStep>, LedgerError> {
+        let key = code.to_string();
+        if let Some(k) = self.known.filter(|k| Prefetched::covers(&k.keys.practitioners, &key)) {
+            let mut steps: Vec<ScoringStep> = k
+                .steps
+                .get(&key)
+                .into_iter()
+                .flatten()
+                .map(|(step, _)| *step)
+                .filter(|s| years.contains(&s.effective.year()))
+                .collect();
+            steps.sort_by_key(|s| (s.effective, s.seq));
+            return Ok(steps);
+        }
         let (first, last) = stored_day_bounds(&years);
-        let rows = self.tx.scoring_rows(&code.to_string(), &first, &last)?;
+        let rows = self.tx.scoring_rows(&key, &first, &last)?;
         rows.iter().map(|(kind, effective, seq, points)| scoring_step(kind, effective, *seq, *points)).collect()
     }
 }

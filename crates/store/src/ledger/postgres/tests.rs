@@ -761,9 +761,11 @@ fn a_role_set_to_synchronous_commit_off_is_refused_with_the_alter_role_fix() {
     assert!(message.contains(&format!("ALTER ROLE {role} RESET synchronous_commit")), "{message}");
 }
 
-/// Each case's events sent as one batch: PostgreSQL validates a batch from
+/// Each case's events sent in batches: PostgreSQL validates a batch from
 /// the facts it prefetched for all its keys at once (kept current as the
-/// batch appends), SQLite one read at a time; the outcomes must not differ.
+/// batch appends: event_ids, designations, registrations, violations and
+/// their revocations, scoring steps) and writes its rows in one statement,
+/// SQLite one read and one row at a time; the outcomes must not differ.
 #[test]
 fn every_case_in_one_batch_gives_the_embedded_ledgers_outcomes() {
     let Some(server) = server() else { return };
@@ -775,13 +777,19 @@ fn every_case_in_one_batch_gives_the_embedded_ledgers_outcomes() {
             case.events.iter().filter_map(|raw| Event::parse(&without_annotations(raw), &policy).ok()).collect();
         // Twice over: the second half are re-sends of the first (R7a) within the batch.
         let doubled: Vec<Event> = events.iter().chain(events.iter()).cloned().collect();
-        let schema = TestSchema::new(&server, "batch");
-        let pg = schema.open();
-        let embedded = Ledger::open_in_memory(&policy).unwrap();
-        let got = pg.append_batch(&doubled).unwrap();
-        let want = embedded.append_batch(&doubled).unwrap();
-        assert_eq!(got, want, "{name}");
-        assert_eq!(all_events(&pg), embedded.all_events().unwrap(), "{name}");
-        pg.drop_schema().unwrap();
+        // One batch, and batches of 2 and 3: facts prefetched, kept current,
+        // and rows held back to be written together, across batch edges too.
+        for size in [doubled.len().max(1), 3, 2] {
+            let schema = TestSchema::new(&server, "batch");
+            let pg = schema.open();
+            let embedded = Ledger::open_in_memory(&policy).unwrap();
+            for chunk in doubled.chunks(size) {
+                let got = pg.append_batch(chunk).unwrap();
+                let want = embedded.append_batch(chunk).unwrap();
+                assert_eq!(got, want, "{name}, batches of {size}");
+            }
+            assert_eq!(all_events(&pg), embedded.all_events().unwrap(), "{name}, batches of {size}");
+            pg.drop_schema().unwrap();
+        }
     }
 }
