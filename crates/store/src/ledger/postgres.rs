@@ -57,6 +57,8 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const QUERY_STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 const LOCK_HEAD: &str = "SELECT seq FROM claimgate_head WHERE id = 1 FOR UPDATE";
+/// [`LOCK_HEAD`] in the transaction it begins, as one simple query (one round trip).
+const BEGIN_AND_LOCK_HEAD: &str = "BEGIN; SELECT seq FROM claimgate_head WHERE id = 1 FOR UPDATE";
 const READ_HEAD: &str = "SELECT seq FROM claimgate_head WHERE id = 1";
 /// Moves the head and queues the notification (sent on commit), in one round trip.
 const SET_HEAD_AND_NOTIFY: &str = "WITH moved AS (UPDATE claimgate_head SET seq = $1 WHERE id = 1 RETURNING seq)
@@ -200,27 +202,13 @@ impl PostgresLedger {
 
     fn append_once(&self, events: &[Event]) -> Result<Vec<Result<Appended, Refusal>>, LedgerError> {
         self.with(&self.writer, &self.target.writer_session, |conn| {
-            let statements = &mut conn.statements;
-            let mut tx = conn.client.transaction().map_err(pg(STARTING_AN_APPEND))?;
-            // Serialises appenders on every connection and node until commit.
-            let locked = statements.query_opt(&mut tx, LOCK_HEAD, &[]).map_err(pg("locking the ledger head"))?;
-            let start = head_from(locked)?;
-            let (outcomes, head) = sql::append_all(
-                &mut PgTx { tx: &mut tx, statements, policy: &self.policy, pending: HeldRows::default() },
-                start,
-                events,
-                &self.policy,
-            )?;
-            if head == start {
-                // Nothing stored: release the head without a commit to flush.
-                tx.rollback().map_err(pg("ending an append"))?;
-                return Ok(outcomes);
+            let start = begin_and_lock_head(&mut conn.client)?;
+            let result = append_locked(conn, start, events, &self.policy);
+            if result.is_err() && !conn.client.is_closed() {
+                // The transaction is still open: end it, storing nothing.
+                let _ = conn.client.batch_execute("ROLLBACK");
             }
-            statements
-                .execute(&mut tx, SET_HEAD_AND_NOTIFY, &[&to_db(head), &NOTIFY_CHANNEL])
-                .map_err(pg("moving the ledger head"))?;
-            tx.commit().map_err(pg("committing an append"))?;
-            Ok(outcomes)
+            result
         })
     }
 
@@ -375,6 +363,54 @@ impl PostgresLedger {
         }
         result
     }
+}
+
+/// Begins an append's transaction and locks the head row (serialising
+/// appenders on every connection and node until commit), in one round trip;
+/// returns the head.
+fn begin_and_lock_head(client: &mut Client) -> Result<Seq, LedgerError> {
+    use ::postgres::SimpleQueryMessage;
+    let messages = client.simple_query(BEGIN_AND_LOCK_HEAD).map_err(pg(STARTING_AN_APPEND))?;
+    let head = messages.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(row) => Some(row.get(0).and_then(|v| v.parse::<i64>().ok())),
+        _ => None,
+    });
+    match head {
+        Some(Some(seq)) if seq >= 0 => Ok(seq as Seq),
+        Some(_) => Err(LedgerError::Corrupt { seq: 0, message: "the claimgate_head row holds no valid seq".into() }),
+        None => {
+            let _ = client.batch_execute("ROLLBACK");
+            Err(LedgerError::Corrupt { seq: 0, message: "the claimgate_head row is missing".into() })
+        }
+    }
+}
+
+/// Validates and inserts `events` in the transaction [`begin_and_lock_head`]
+/// began at `start`, then moves the head, notifies and commits in one round
+/// trip; or rolls back when nothing was stored.
+fn append_locked(
+    conn: &mut Conn,
+    start: Seq,
+    events: &[Event],
+    policy: &Policy,
+) -> Result<Vec<Result<Appended, Refusal>>, LedgerError> {
+    let tx = &mut conn.client;
+    let statements = &mut conn.statements;
+    let (outcomes, head) =
+        sql::append_all(&mut PgTx { tx, statements, policy, pending: HeldRows::default() }, start, events, policy)?;
+    if head == start {
+        // Nothing stored: release the head without a commit to flush.
+        conn.client.batch_execute("ROLLBACK").map_err(pg("ending an append"))?;
+        return Ok(outcomes);
+    }
+    // Numbers only: nothing of a client's is spliced into the statement.
+    let head = to_db(head);
+    conn.client
+        .batch_execute(&format!(
+            "UPDATE claimgate_head SET seq = {head} WHERE id = 1; SELECT pg_notify('{NOTIFY_CHANNEL}', '{head}'); COMMIT"
+        ))
+        .map_err(pg("committing an append"))?;
+    Ok(outcomes)
 }
 
 /// What an append was doing when its transaction could not even begin.
@@ -543,47 +579,42 @@ impl<C: GenericClient> sql::Tx for PgTx<'_, C> {
     fn prefetch(&mut self, keys: sql::BatchKeys) -> Result<Option<sql::Prefetched>, LedgerError> {
         const DOING: &str = "reading a batch's facts";
         let mut known = sql::Prefetched::new(keys);
-        let keys = known.keys();
-        let mut by_id = std::collections::HashMap::new();
-        if !keys.event_ids.is_empty() {
-            let rows = self.statements.query(self.tx, sql::EVENTS_WITH_IDS, &[&keys.event_ids]).map_err(pg(DOING))?;
-            for r in decode_rows(&rows, self.policy, DOING)? {
-                if let Some(id) = r.event.event_id() {
-                    by_id.insert(id.as_str().to_owned(), r.clone());
-                }
-            }
-        }
-        let mut among =
-            |sql: &'static str, list: &Vec<String>| -> Result<std::collections::HashSet<String>, LedgerError> {
-                if list.is_empty() {
-                    return Ok(Default::default());
-                }
-                let rows = self.statements.query(self.tx, sql, &[list]).map_err(pg(DOING))?;
-                rows.iter().map(|r| r.try_get::<_, String>(0).map_err(pg(DOING))).collect()
+        let k = known.keys();
+        let params: [&(dyn ToSql + Sync); 5] =
+            [&k.event_ids, &k.institutions, &k.practitioners, &k.violation_ids, &k.practitioners];
+        let rows = self.statements.query(self.tx, sql::BATCH_FACTS, &params).map_err(pg(DOING))?;
+        let mut violations = Vec::new();
+        for row in &rows {
+            let part: i32 = row.try_get(0).map_err(pg(DOING))?;
+            let text = |i: usize| row.try_get::<_, Option<String>>(i).map_err(pg(DOING));
+            let seq = || row.try_get::<_, i64>(1).map_err(pg(DOING));
+            let stored = || -> Result<RecordedEvent, LedgerError> {
+                super::decode_stored(seq()?, &text(2)?.unwrap_or_default(), self.policy)
             };
-        let designated = among(sql::DESIGNATED_AMONG, &keys.institutions)?;
-        let registered = among(sql::REGISTERED_AMONG, &keys.practitioners)?;
-        let violations = if keys.violation_ids.is_empty() {
-            Vec::new()
-        } else {
-            let rows =
-                self.statements.query(self.tx, sql::VIOLATIONS_AMONG, &[&keys.violation_ids]).map_err(pg(DOING))?;
-            decode_rows(&rows, self.policy, DOING)?
-        };
-        let mut steps: std::collections::HashMap<String, Vec<_>> = std::collections::HashMap::new();
-        if !keys.practitioners.is_empty() {
-            for row in self.statements.query(self.tx, sql::STEPS_AMONG, &[&keys.practitioners]).map_err(pg(DOING))? {
-                let practitioner: String = row.try_get(0).map_err(pg(DOING))?;
-                let (kind, effective): (String, String) =
-                    (row.try_get(1).map_err(pg(DOING))?, row.try_get(2).map_err(pg(DOING))?);
-                let (seq, points): (i64, Option<i64>) =
-                    (row.try_get(3).map_err(pg(DOING))?, row.try_get(4).map_err(pg(DOING))?);
-                let violation_id: Option<String> = row.try_get(5).map_err(pg(DOING))?;
-                let step = super::scoring_step(&kind, &effective, seq, points)?;
-                steps.entry(practitioner).or_default().push((step, violation_id));
+            match part {
+                1 => {
+                    let r = stored()?;
+                    if let Some(id) = r.event.event_id() {
+                        known.events_by_id.insert(id.as_str().to_owned(), r.clone());
+                    }
+                }
+                2 => drop(text(3)?.map(|i| known.designated.insert(i))),
+                3 => drop(text(3)?.map(|p| known.registered.insert(p))),
+                4 => violations.push(stored()?),
+                _ => {
+                    let (Some(practitioner), Some(kind), Some(effective)) = (text(3)?, text(4)?, text(5)?) else {
+                        return Err(LedgerError::Corrupt {
+                            seq: seq()? as Seq,
+                            message: "a scoring step without its columns".into(),
+                        });
+                    };
+                    let points: Option<i64> = row.try_get(6).map_err(pg(DOING))?;
+                    let step = super::scoring_step(&kind, &effective, seq()?, points)?;
+                    known.steps.entry(practitioner).or_default().push((step, text(7)?));
+                }
             }
         }
-        (known.events_by_id, known.designated, known.registered, known.steps) = (by_id, designated, registered, steps);
+        violations.sort_by_key(|r| r.seq);
         known.add_violation_rows(violations);
         Ok(Some(known))
     }

@@ -32,20 +32,29 @@ pub(super) const PRACTITIONER_REGISTERED: &str =
 pub(super) const REVOCATION_OF: &str =
     "SELECT seq, body FROM events WHERE violation_id = $1 AND kind = 'violation_revoked' ORDER BY seq LIMIT 1";
 pub(super) const EVENT_WITH_ID: &str = "SELECT seq, body FROM events WHERE event_id = $1";
-/// [`Tx::prefetch`]'s reads, for a backend with arrays (PostgreSQL).
-pub(super) const EVENTS_WITH_IDS: &str = "SELECT seq, body FROM events WHERE event_id = ANY($1)";
-pub(super) const DESIGNATED_AMONG: &str =
-    "SELECT DISTINCT institution FROM events WHERE kind = 'institution_designated' AND institution = ANY($1)";
-pub(super) const REGISTERED_AMONG: &str =
-    "SELECT DISTINCT practitioner FROM events WHERE kind = 'practitioner_registered' AND practitioner = ANY($1)";
-pub(super) const VIOLATIONS_AMONG: &str = "SELECT seq, body FROM events
-     WHERE violation_id = ANY($1) AND kind IN ('violation_scored', 'violation_revoked') ORDER BY seq";
-/// The standing scoring steps of a batch's practitioners, all years (R11).
-pub(super) const STEPS_AMONG: &str = "SELECT e.practitioner, e.kind, e.effective, e.seq, e.points, e.violation_id
-     FROM events e
-     WHERE e.practitioner = ANY($1) AND e.kind IN ('violation_scored', 'points_repaired')
-       AND NOT (e.kind = 'violation_scored' AND EXISTS (SELECT 1 FROM events r
-                WHERE r.violation_id = e.violation_id AND r.kind = 'violation_revoked'))";
+/// [`Tx::prefetch`]'s read, for a backend with arrays (PostgreSQL), in one
+/// round trip: each row's `part` says which fact it is: 1 the event with an
+/// event_id of `$1`; 2 an institution of `$2` designated; 3 a practitioner of
+/// `$3` registered; 4 a scoring or revocation of a violation_id of `$4`; 5 a
+/// standing scoring step of a practitioner of `$5` (R11).
+pub(super) const BATCH_FACTS: &str = "
+SELECT 1 AS part, seq, body, NULL::text AS key, NULL::text AS kind, NULL::text AS effective,
+       NULL::bigint AS points, NULL::text AS violation_id
+  FROM events WHERE event_id = ANY($1)
+UNION ALL
+SELECT 2, NULL, NULL, d.institution, NULL, NULL, NULL, NULL FROM (SELECT DISTINCT institution FROM events
+  WHERE kind = 'institution_designated' AND institution = ANY($2)) d
+UNION ALL
+SELECT 3, NULL, NULL, r.practitioner, NULL, NULL, NULL, NULL FROM (SELECT DISTINCT practitioner FROM events
+  WHERE kind = 'practitioner_registered' AND practitioner = ANY($3)) r
+UNION ALL
+SELECT 4, seq, body, NULL, NULL, NULL, NULL, NULL FROM events
+  WHERE violation_id = ANY($4) AND kind IN ('violation_scored', 'violation_revoked')
+UNION ALL
+SELECT 5, e.seq, NULL, e.practitioner, e.kind, e.effective, e.points, e.violation_id FROM events e
+  WHERE e.practitioner = ANY($5) AND e.kind IN ('violation_scored', 'points_repaired')
+    AND NOT (e.kind = 'violation_scored' AND EXISTS (SELECT 1 FROM events r
+             WHERE r.violation_id = e.violation_id AND r.kind = 'violation_revoked'))";
 pub(super) const SCAN_PRACTITIONERS: &str = "SELECT practitioner, seq, body FROM events
      WHERE practitioner IS NOT NULL AND seq <= $1 ORDER BY practitioner, seq";
 pub(super) const SCAN_INSTITUTIONS: &str = "SELECT institution, seq, body FROM events
