@@ -14,10 +14,11 @@
 //!
 //! All or nothing: until `finish` returns, the ledger is as it was (empty).
 //! The embedded ledger is built in a file beside it and moved into place;
-//! PostgreSQL loads in one transaction that holds the head lock (other
-//! nodes' appends wait, their readers see the empty ledger), so a load that
-//! is interrupted, killed or refused leaves nothing behind, and running it
-//! again starts over.
+//! PostgreSQL loads in one transaction that holds the head lock and the
+//! dropped indexes' locks (other nodes' appends and reads of `events` wait
+//! for it), so a load that is interrupted, killed or refused leaves nothing
+//! behind, and running it again starts over. It is meant for a first load,
+//! before nodes serve.
 
 use super::{decode_stored, sql, Appended, Ledger, LedgerError, MAX_APPEND_BATCH};
 use claimgate_rules::domain::{EventId, InstitutionCode, PractitionerCode, Seq, ViolationId};

@@ -66,8 +66,6 @@ impl SqliteSink {
         conn.pragma_update_and_check(None, "journal_mode", "OFF", |_| Ok(())).map_err(storage(DOING))?;
         conn.pragma_update(None, "synchronous", "OFF").map_err(storage(DOING))?;
         conn.pragma_update(None, "cache_size", -BULK_CACHE_KIB).map_err(storage(DOING))?;
-        // The index builds sort in memory, not in temporary files on the ledger's disk.
-        conn.pragma_update(None, "temp_store", "MEMORY").map_err(storage(DOING))?;
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         conn.pragma_update(None, "threads", threads as i64).map_err(storage(DOING))?;
         Ok(SqliteSink { conn: Some(conn), data_dir, aside, indexes, policy })
