@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Append rate of one node (issue 15): a gate on a fresh PostgreSQL schema and
-# a gate on the embedded ledger, nothing else running, appended to by 8, 32
-# and 64 writers with single events and with arrays of 100; each PostgreSQL
+# a gate on the embedded ledger, nothing else running, appended to by 4, 8
+# and 16 writers with single events and with arrays of 100; each PostgreSQL
 # scenario is followed by its embedded twin (the baseline of the same run).
+# 16 writers is the most one client address may hold on the admin listener
+# (ADMIN_MAX_CONNECTIONS_PER_CLIENT); more are refused at connect, by design.
 # Concurrent requests share a commit (group commit, crates/gate/src/appends.rs).
 #
 # Usage: loadtest/append.sh [--duration SECS] [--practitioners N] [--postgres URL] [--no-append]
@@ -76,7 +78,7 @@ run_one() { # label admin pid writers events-per-request
 label() { echo "$1-${2}w-$([ "$3" = 1 ] && echo single || echo "batch$3")"; }
 order_p=() order_e=()
 for k in 1 100; do
-    for w in 8 32 64; do
+    for w in 4 8 16; do
         run_one "$(label postgres "$w" "$k")" "$p_admin" "$p_pid" "$w" "$k"
         run_one "$(label embedded "$w" "$k")" "$e_admin" "$e_pid" "$w" "$k"
         order_p+=("$results/$(label postgres "$w" "$k").json")
@@ -96,9 +98,10 @@ section=$results/section.md
         echo "## Append rate of one node (issue 15)"
         echo
         echo "\`loadtest/append.sh\`: one gate on a fresh PostgreSQL schema and one on the embedded ledger,"
-        echo "nothing else running (no second node), \`loadtest append\` as in the section above with 8, 32"
-        echo "and 64 writers; each PostgreSQL scenario followed by its embedded twin. Requests waiting at"
-        echo "once share one append transaction (group commit)."
+        echo "nothing else running (no second node), \`loadtest append\` as in the section above with 4, 8"
+        echo "and 16 writers (16: the admin listener's cap of connections per client address); each"
+        echo "PostgreSQL scenario followed by its embedded twin. Requests waiting at once share one append"
+        echo "transaction (group commit)."
     fi
     echo
     echo "### $today: $practitioners practitioners, $duration s per scenario"
