@@ -98,6 +98,11 @@ fn storage(doing: &'static str) -> impl FnOnce(rusqlite::Error) -> LedgerError {
     move |source| LedgerError::Storage { doing, source }
 }
 
+/// A file operation on `path` that failed while `doing` (bulk loads, backups).
+fn io<'a>(doing: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> LedgerError + 'a {
+    move |source| LedgerError::Io { doing, path: path.to_owned(), source }
+}
+
 impl EmbeddedLedger {
     /// Opens the ledger in `data_dir`, creating the directory and an empty
     /// ledger if there is none. An existing file that is not a claimgate

@@ -10,7 +10,7 @@
 //! written); at most [`KEEP_BACKUPS`] are kept, the oldest removed once a
 //! new one is whole.
 
-use super::{storage, EmbeddedLedger};
+use super::{io, storage, EmbeddedLedger};
 use crate::ledger::LedgerError;
 use claimgate_rules::domain::Seq;
 use rusqlite::{Connection, OpenFlags};
@@ -30,10 +30,6 @@ pub struct Backup {
     /// The head of the copy: every event up to it, none after.
     pub seq: Seq,
     pub bytes: u64,
-}
-
-fn io<'a>(doing: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> LedgerError + 'a {
-    move |source| LedgerError::Io { doing, path: path.to_owned(), source }
 }
 
 impl EmbeddedLedger {

@@ -7,7 +7,7 @@
 //! built it needs no journal and no syncs: a crash leaves a directory the
 //! next load (or nothing else) removes, and the ledger untouched.
 
-use super::{storage, EmbeddedLedger, LEDGER_FILE};
+use super::{io, storage, EmbeddedLedger, LEDGER_FILE};
 use crate::ledger::bulk::Sink;
 use crate::ledger::{sql, Ledger, LedgerError};
 use claimgate_rules::domain::Seq;
@@ -29,10 +29,6 @@ pub(in crate::ledger) struct SqliteSink {
     /// The secondary indexes to build at the end: name and `CREATE` statement.
     indexes: Vec<(String, String)>,
     policy: Policy,
-}
-
-fn io<'a>(doing: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> LedgerError + 'a {
-    move |source| LedgerError::Io { doing, path: path.to_owned(), source }
 }
 
 impl SqliteSink {

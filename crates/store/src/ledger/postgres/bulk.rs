@@ -4,10 +4,10 @@
 //! format), builds the indexes again by sorting, moves the head and commits,
 //! notifying the other nodes as an append does.
 //!
-//! DDL is transactional in PostgreSQL: until the commit, other sessions see
-//! the empty ledger with its indexes (their reads of `events` wait for the
-//! dropped indexes' lock, their appends for the head's), and a load that
-//! fails or whose client dies is rolled back whole.
+//! DDL is transactional in PostgreSQL: until the commit, other sessions'
+//! reads of `events` wait for the dropped indexes' lock and their appends
+//! for the head's, and a load that fails or whose client dies is rolled
+//! back whole, leaving the empty ledger with its indexes.
 
 use super::*;
 use crate::ledger::bulk::Sink;
