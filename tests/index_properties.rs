@@ -394,12 +394,15 @@ proptest! {
         setup in setup_strategy(&Knobs::ROUGH),
         ops in ops_strategy(&Knobs::ROUGH),
         merge_at in prop::collection::btree_set(0usize..64, 0..=2),
+        cache_limit in 0usize..=24,
     ) {
         let policy = Policy::default();
         let history = build_history(&setup, &ops);
         let ledger = Arc::new(Ledger::open_in_memory(&policy).expect("in-memory ledger"));
         let handle = Arc::new(IndexHandle::new(build::from_ledger(&ledger).expect("empty build")));
-        let syncer = Syncer::new(ledger.clone(), handle.clone());
+        // The history cache kept, refilled after it is dropped for its size,
+        // and (0) dropped after every step: the same answers every way.
+        let syncer = Syncer::new(ledger.clone(), handle.clone()).with_history_cache(cache_limit);
         let mut log: Vec<String> = Vec::new();
         for (n, value) in history.iter().enumerate() {
             let (moved, line) = append(&ledger, value, &policy)?;

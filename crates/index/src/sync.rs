@@ -1,7 +1,9 @@
 //! Keeping the index current: [`IndexHandle`] holds the version readers use
 //! (arc-swap: a load never blocks and never sees a half-built version);
 //! [`Syncer`] tails the ledger by `seq`, re-derives only the practitioners and
-//! institutions the new events touch, and publishes the next version.
+//! institutions the new events touch (histories it holds from the last steps
+//! plus the new events; the others in one read), and publishes the next
+//! version.
 
 use super::compact::{CompactInstitution, CompactPractitioner};
 use super::IndexVersion;
@@ -10,11 +12,15 @@ use claimgate_rules::domain::{InstitutionCode, PractitionerCode, Seq};
 use claimgate_rules::event::{Event, RecordedEvent};
 use claimgate_rules::{institution, practitioner};
 use claimgate_store::ledger::{Ledger, LedgerError};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// Most ledger events folded into one published version.
 pub const MAX_SYNC_BATCH: usize = 4_096;
+// Each event touches at most one entity, so a batch's histories fit one read.
+const _: () = assert!(MAX_SYNC_BATCH <= claimgate_store::ledger::MAX_HISTORY_CODES);
+/// Most events the syncer keeps decoded in [`HistoryCache`] (about 100 MB).
+pub const MAX_CACHED_EVENTS: usize = 262_144;
 /// Overlay size (entities) past which the syncer folds it into a new base.
 pub const MERGE_THRESHOLD: usize = 262_144;
 
@@ -55,6 +61,30 @@ pub struct Syncer {
     merge_threshold: usize,
     /// A base being rebuilt with the overlay folded in, off the sync path.
     merge: std::sync::Mutex<Option<Merge>>,
+    cache: std::sync::Mutex<HistoryCache>,
+    /// Events the cache holds at most ([`MAX_CACHED_EVENTS`]; tests use small ones).
+    cache_limit: usize,
+}
+
+/// The histories of entities the last steps touched, decoded, as they stand
+/// at `at` (the version the syncer published last): the next step touching
+/// one appends the new events it tails instead of reading and decoding the
+/// whole history again (what an append-heavy node spent most of its sync
+/// on). Valid only for the version it was kept for, so a step from any other
+/// version starts it afresh; bounded by [`MAX_CACHED_EVENTS`].
+#[derive(Default)]
+struct HistoryCache {
+    at: Seq,
+    practitioners: HashMap<PractitionerCode, Vec<RecordedEvent>>,
+    institutions: HashMap<InstitutionCode, Vec<RecordedEvent>>,
+    /// Events held (an upper bound: counted as they arrive).
+    events: usize,
+}
+
+impl HistoryCache {
+    fn clear(&mut self, at: Seq) {
+        *self = HistoryCache { at, ..HistoryCache::default() };
+    }
 }
 
 /// A background merge: the version it started from, and the thread building
@@ -66,13 +96,26 @@ struct Merge {
 
 impl Syncer {
     pub fn new(ledger: Arc<Ledger>, handle: Arc<IndexHandle>) -> Syncer {
-        Syncer { ledger, handle, merge_threshold: MERGE_THRESHOLD, merge: std::sync::Mutex::new(None) }
+        Syncer {
+            ledger,
+            handle,
+            merge_threshold: MERGE_THRESHOLD,
+            merge: std::sync::Mutex::new(None),
+            cache: std::sync::Mutex::new(HistoryCache::default()),
+            cache_limit: MAX_CACHED_EVENTS,
+        }
     }
 
     /// Whether a background merge is still building (the next step after it
     /// finishes folds it in); tests wait on this rather than sleep.
     pub fn merging(&self) -> bool {
         self.merge.lock().unwrap_or_else(|p| p.into_inner()).as_ref().is_some_and(|m| !m.thread.is_finished())
+    }
+
+    /// The most events the history cache keeps (0: none past a step).
+    pub fn with_history_cache(mut self, events: usize) -> Syncer {
+        self.cache_limit = events;
+        self
     }
 
     /// The overlay size that starts a background merge (tests use small ones).
@@ -104,42 +147,86 @@ impl Syncer {
         events: &[RecordedEvent],
         last: Seq,
     ) -> Result<IndexVersion, LedgerError> {
-        let mut practitioners: BTreeSet<PractitionerCode> = BTreeSet::new();
-        let mut institutions: BTreeSet<InstitutionCode> = BTreeSet::new();
+        // Each event's entity, as the ledger files it (a revocation under
+        // its violation's owner; institution histories hold only their own
+        // events), so a cached history plus these is the ledger's history.
+        let mut practitioners: BTreeMap<PractitionerCode, Vec<&RecordedEvent>> = BTreeMap::new();
+        let mut institutions: BTreeMap<InstitutionCode, Vec<&RecordedEvent>> = BTreeMap::new();
         for r in events {
             match &r.event {
                 Event::ViolationRevoked { violation_id, .. } => {
-                    practitioners.extend(self.ledger.violation_owner(violation_id)?);
+                    if let Some(owner) = self.ledger.violation_owner(violation_id)? {
+                        practitioners.entry(owner).or_default().push(r);
+                    }
                 }
                 Event::InstitutionDesignated { institution, .. }
                 | Event::InstitutionSuspended { institution, .. }
                 | Event::InstitutionTerminated { institution, .. }
                 | Event::InstitutionRated { institution, .. } => {
-                    institutions.insert(*institution);
+                    institutions.entry(*institution).or_default().push(r);
                 }
-                other => practitioners.extend(other.practitioner()),
+                other => {
+                    if let Some(p) = other.practitioner() {
+                        practitioners.entry(p).or_default().push(r);
+                    }
+                }
             }
         }
         let policy = self.ledger.policy();
-        // Only events up to `last`: the version must reflect exactly seq <= last.
-        let upto = |mut h: Vec<RecordedEvent>| {
-            h.retain(|r| r.seq <= last);
-            h
-        };
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.at != current.seq() {
+            // Not the version the cache was kept for: start it afresh.
+            cache.clear(current.seq());
+        }
+        // The histories the cache lacks in one read (a round trip on
+        // PostgreSQL, not one per entity), and only events up to `last`: the
+        // version must reflect exactly seq <= last. That read already holds
+        // this batch's events; a cached history gets them appended.
+        let missing_p: Vec<PractitionerCode> =
+            practitioners.keys().filter(|c| !cache.practitioners.contains_key(*c)).copied().collect();
+        let missing_i: Vec<InstitutionCode> =
+            institutions.keys().filter(|c| !cache.institutions.contains_key(*c)).copied().collect();
+        let read = self.ledger.histories_upto(&missing_p, &missing_i, last)?;
+        for (&code, new) in &practitioners {
+            if let Some(history) = cache.practitioners.get_mut(&code) {
+                history.extend(new.iter().map(|r| (*r).clone()));
+            }
+        }
+        for (&code, new) in &institutions {
+            if let Some(history) = cache.institutions.get_mut(&code) {
+                history.extend(new.iter().map(|r| (*r).clone()));
+            }
+        }
+        cache.events += events.len();
+        for (code, history) in missing_p.into_iter().zip(read.practitioners) {
+            cache.events += history.len();
+            cache.practitioners.insert(code, history);
+        }
+        for (code, history) in missing_i.into_iter().zip(read.institutions) {
+            cache.events += history.len();
+            cache.institutions.insert(code, history);
+        }
         let mut changed_p = Vec::with_capacity(practitioners.len());
-        for code in practitioners {
-            let standing = practitioner::derive(code, &upto(self.ledger.practitioner_history(code)?), policy);
+        for &code in practitioners.keys() {
+            let standing = practitioner::derive(code, &cache.practitioners[&code], policy);
             if standing.registered_ever {
                 changed_p.push((code, CompactPractitioner::from_standing(&standing)));
             }
         }
         let mut changed_i = Vec::with_capacity(institutions.len());
-        for code in institutions {
-            let standing = institution::derive(code, &upto(self.ledger.institution_history(code)?));
+        for &code in institutions.keys() {
+            let standing = institution::derive(code, &cache.institutions[&code]);
             if !standing.designations.is_empty() {
                 changed_i.push((code, CompactInstitution::from_standing(&standing)));
             }
         }
+        if cache.events > self.cache_limit {
+            // Bounded: dropped whole, refilled from the ledger as touched.
+            cache.clear(last);
+        } else {
+            cache.at = last;
+        }
+        drop(cache);
         let next = current.apply(last, changed_p, changed_i);
         Ok(self.fold_overlay(next))
     }

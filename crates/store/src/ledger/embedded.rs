@@ -16,7 +16,7 @@ pub(super) use bulk::SqliteSink;
 pub use bulk::BULK_ASIDE;
 
 use super::error::NotDurable;
-use super::{sql, Appended, HistoryOf, LedgerError};
+use super::{sql, Appended, Histories, HistoryOf, LedgerError};
 use claimgate_rules::domain::{InstitutionCode, PractitionerCode, Seq, ViolationId};
 use claimgate_rules::event::{Event, RecordedEvent};
 use claimgate_rules::policy::Policy;
@@ -334,6 +334,31 @@ impl EmbeddedLedger {
     /// termination, rating) about an institution, ascending by `seq`.
     pub fn institution_history(&self, code: InstitutionCode) -> Result<Vec<RecordedEvent>, LedgerError> {
         history(&self.read(), HistoryOf::Institution(code), &self.policy)
+    }
+
+    /// Many histories as they stood at `upto`, on one read connection (a
+    /// statement each: SQLite is no round trip away).
+    pub fn histories_upto(
+        &self,
+        practitioners: &[PractitionerCode],
+        institutions: &[InstitutionCode],
+        upto: Seq,
+    ) -> Result<Histories, LedgerError> {
+        let conn = self.read();
+        let upto = |mut h: Vec<RecordedEvent>| {
+            h.retain(|r| r.seq <= upto);
+            h
+        };
+        Ok(Histories {
+            practitioners: practitioners
+                .iter()
+                .map(|&code| history(&conn, HistoryOf::Practitioner(code), &self.policy).map(upto))
+                .collect::<Result<_, _>>()?,
+            institutions: institutions
+                .iter()
+                .map(|&code| history(&conn, HistoryOf::Institution(code), &self.policy).map(upto))
+                .collect::<Result<_, _>>()?,
+        })
     }
 
     /// [`Self::practitioner_history`] on a query connection (a client's read).

@@ -91,6 +91,29 @@ impl HistoryOf {
     }
 }
 
+/// Most codes (practitioners and institutions together) one
+/// [`Ledger::histories_upto`] read takes: the index's sync batch touches at
+/// most one entity per event, and is held within this.
+pub const MAX_HISTORY_CODES: usize = 10_000;
+
+/// The histories [`Ledger::histories_upto`] read: one per code asked for,
+/// in the order asked, each ascending by `seq`.
+#[derive(Debug, Default)]
+pub struct Histories {
+    pub practitioners: Vec<Vec<RecordedEvent>>,
+    pub institutions: Vec<Vec<RecordedEvent>>,
+}
+
+impl Histories {
+    /// Room for `practitioners` and `institutions` empty histories.
+    pub(crate) fn empty(practitioners: usize, institutions: usize) -> Histories {
+        Histories {
+            practitioners: (0..practitioners).map(|_| Vec::new()).collect(),
+            institutions: (0..institutions).map(|_| Vec::new()).collect(),
+        }
+    }
+}
+
 /// A new ledger's identity, from the operating system's random source (so
 /// two ledgers' snapshots are never taken for each other's): 63 bits, so it
 /// stores as a positive integer on both backends.
@@ -385,6 +408,24 @@ impl Ledger {
     /// Every accepted institution event about an institution, ascending by `seq`.
     pub fn institution_history(&self, code: InstitutionCode) -> Result<Vec<RecordedEvent>, LedgerError> {
         each!(self, l => l.institution_history(code))
+    }
+
+    /// The histories of many practitioners and institutions as they stood at
+    /// `upto` (events with `seq <= upto`), in one read where the backend is a
+    /// round trip away: what the index's sync re-derives after a batch of
+    /// appends. At most [`MAX_HISTORY_CODES`] codes in all (asserted).
+    pub fn histories_upto(
+        &self,
+        practitioners: &[PractitionerCode],
+        institutions: &[InstitutionCode],
+        upto: Seq,
+    ) -> Result<Histories, LedgerError> {
+        assert!(
+            practitioners.len() + institutions.len() <= MAX_HISTORY_CODES,
+            "{} histories asked for in one read, past MAX_HISTORY_CODES",
+            practitioners.len() + institutions.len()
+        );
+        each!(self, l => l.histories_upto(practitioners, institutions, upto))
     }
 
     /// [`Self::practitioner_history`] on one of the [`QUERY_CONNECTIONS`]

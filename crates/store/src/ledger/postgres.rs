@@ -21,7 +21,7 @@ mod schema;
 mod target;
 
 use super::postgres_tls::TlsSettings;
-use super::{sql, Appended, HistoryOf, LedgerError, MAX_APPEND_BATCH, MAX_TAIL_BATCH};
+use super::{sql, Appended, Histories, HistoryOf, LedgerError, MAX_APPEND_BATCH, MAX_TAIL_BATCH};
 use ::postgres::fallible_iterator::FallibleIterator;
 use ::postgres::types::ToSql;
 use ::postgres::{Client, Config, GenericClient, IsolationLevel, NoTls, Row, Statement, Transaction};
@@ -240,6 +240,44 @@ impl PostgresLedger {
     /// termination, rating) about an institution, ascending by `seq`.
     pub fn institution_history(&self, code: InstitutionCode) -> Result<Vec<RecordedEvent>, LedgerError> {
         self.read(|client, statements| history(client, statements, HistoryOf::Institution(code), &self.policy))
+    }
+
+    /// Many histories as they stood at `upto`, in one round trip
+    /// ([`sql::HISTORIES`]); each row goes to its code's slot.
+    pub fn histories_upto(
+        &self,
+        practitioners: &[PractitionerCode],
+        institutions: &[InstitutionCode],
+        upto: Seq,
+    ) -> Result<Histories, LedgerError> {
+        const DOING: &str = "reading the histories the new events touch";
+        let p_keys: Vec<String> = practitioners.iter().map(|c| c.to_string()).collect();
+        let i_keys: Vec<String> = institutions.iter().map(|c| c.to_string()).collect();
+        let slot_p: HashMap<&str, usize> = p_keys.iter().enumerate().map(|(n, k)| (k.as_str(), n)).collect();
+        let slot_i: HashMap<&str, usize> = i_keys.iter().enumerate().map(|(n, k)| (k.as_str(), n)).collect();
+        self.read(|client, statements| {
+            let rows = statements.query(client, sql::HISTORIES, &[&p_keys, &i_keys]).map_err(pg(DOING))?;
+            let mut out = Histories::empty(practitioners.len(), institutions.len());
+            for row in &rows {
+                let part: i32 = row.try_get(0).map_err(pg(DOING))?;
+                let key: &str = row.try_get(1).map_err(pg(DOING))?;
+                let seq: i64 = row.try_get(2).map_err(pg(DOING))?;
+                if seq > to_db(upto) {
+                    continue;
+                }
+                let body: &str = row.try_get(3).map_err(pg(DOING))?;
+                let (slots, histories) = match part {
+                    1 => (&slot_p, &mut out.practitioners),
+                    _ => (&slot_i, &mut out.institutions),
+                };
+                let slot = *slots.get(key).expect("the read returns only the codes asked for");
+                histories[slot].push(super::decode_stored(seq, body, &self.policy)?);
+            }
+            for history in out.practitioners.iter_mut().chain(&mut out.institutions) {
+                history.sort_unstable_by_key(|r| r.seq);
+            }
+            Ok(out)
+        })
     }
 
     /// [`Self::practitioner_history`] on a query session (a client's read).
@@ -584,6 +622,7 @@ impl<C: GenericClient> sql::Tx for PgTx<'_, C> {
             [&k.event_ids, &k.institutions, &k.practitioners, &k.violation_ids, &k.practitioners];
         let rows = self.statements.query(self.tx, sql::BATCH_FACTS, &params).map_err(pg(DOING))?;
         let mut violations = Vec::new();
+        let mut revoked = std::collections::HashSet::new();
         for row in &rows {
             let part: i32 = row.try_get(0).map_err(pg(DOING))?;
             let text = |i: usize| row.try_get::<_, Option<String>>(i).map_err(pg(DOING));
@@ -601,6 +640,7 @@ impl<C: GenericClient> sql::Tx for PgTx<'_, C> {
                 2 => drop(text(3)?.map(|i| known.designated.insert(i))),
                 3 => drop(text(3)?.map(|p| known.registered.insert(p))),
                 4 => violations.push(stored()?),
+                6 => drop(text(7)?.map(|id| revoked.insert(id))),
                 _ => {
                     let (Some(practitioner), Some(kind), Some(effective)) = (text(3)?, text(4)?, text(5)?) else {
                         return Err(LedgerError::Corrupt {
@@ -613,6 +653,10 @@ impl<C: GenericClient> sql::Tx for PgTx<'_, C> {
                     known.steps.entry(practitioner).or_default().push((step, text(7)?));
                 }
             }
+        }
+        // R12: a revoked violation is no standing step.
+        for steps in known.steps.values_mut() {
+            steps.retain(|(_, id)| id.as_ref().is_none_or(|id| !revoked.contains(id)));
         }
         violations.sort_by_key(|r| r.seq);
         known.add_violation_rows(violations);

@@ -310,6 +310,84 @@ fn reopening_finds_every_acknowledged_event_and_no_refused_one() {
     ledger.drop_schema().unwrap();
 }
 
+/// The index's one read per sync batch: each code's history as it stood at
+/// `upto`, in the order asked, the same on both backends and the same as
+/// reading each history alone (revocations filed under their owner).
+#[test]
+fn many_histories_in_one_read_are_each_history_up_to_the_seq_asked() {
+    let Some(server) = server() else { return };
+    let schema = TestSchema::new(&server, "histories");
+    let ledger = schema.open();
+    let embedded = Ledger::open_in_memory(&Policy::default()).unwrap();
+    let h2 = "H31011500007";
+    let batch = [
+        designate(H),
+        designate(h2),
+        register(D1, H, "2024-01-01"),
+        register(D2, h2, "2024-01-01"),
+        violation("V1", D1, 3),
+        revoke("V1"),
+        violation("V2", D2, 2),
+        event(json!({"type": "institution_suspended", "institution": h2, "effective": "2026-02-01",
+                     "until": "2026-03-01"})),
+    ];
+    let outcomes = ledger.append_batch(&batch).unwrap();
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    embedded.append_batch(&batch).unwrap();
+    let p = |c: &str| PractitionerCode::parse(c).unwrap();
+    let i = |c: &str| InstitutionCode::parse(c).unwrap();
+    let practitioners = [p(D2), p("D110105000099"), p(D1)];
+    let institutions = [i(h2), i(H)];
+    for upto in [0, 5, 6, 8] {
+        let got = ledger.histories_upto(&practitioners, &institutions, upto).unwrap();
+        let on_embedded = embedded.histories_upto(&practitioners, &institutions, upto).unwrap();
+        let alone = |h: Vec<RecordedEvent>| h.into_iter().filter(|r| r.seq <= upto).collect::<Vec<_>>();
+        for (n, &code) in practitioners.iter().enumerate() {
+            assert_eq!(got.practitioners[n], alone(ledger.practitioner_history(code).unwrap()), "{code} at {upto}");
+            assert_eq!(got.practitioners[n], on_embedded.practitioners[n]);
+        }
+        for (n, &code) in institutions.iter().enumerate() {
+            assert_eq!(got.institutions[n], alone(ledger.institution_history(code).unwrap()), "{code} at {upto}");
+            assert_eq!(got.institutions[n], on_embedded.institutions[n]);
+        }
+    }
+    let d1 = ledger.histories_upto(&[p(D1)], &[], 8).unwrap();
+    let kinds: Vec<&str> = d1.practitioners[0].iter().map(|r| r.event.kind()).collect();
+    assert_eq!(kinds, ["practitioner_registered", "violation_scored", "violation_revoked"]);
+}
+
+/// R12 and R15 across transactions: a termination's violation revoked in one
+/// append no longer bars a registration in a later one. The batch read takes
+/// the revocations apart from the scoring steps and drops the revoked steps
+/// itself; this holds it to the embedded ledger's answers, one batch each.
+#[test]
+fn a_violation_revoked_in_an_earlier_transaction_bars_no_later_registration() {
+    let Some(server) = server() else { return };
+    let schema = TestSchema::new(&server, "revoked_steps");
+    let ledger = schema.open();
+    let embedded = Ledger::open_in_memory(&Policy::default()).unwrap();
+    let h2 = "H31011500007";
+    let batches = [
+        vec![designate(H), designate(h2), register(D1, H, "2024-01-01")],
+        // R9: 12 points is a fraud.
+        vec![event(json!({"type": "violation_scored", "violation_id": "V1", "practitioner": D1, "institution": H,
+                          "effective": "2026-03-10", "points": 12, "severity": "fraud",
+                          "responsibility": "primary"}))],
+        // Two events each: one alone is validated without the batch read.
+        vec![register(D2, H, "2026-06-01"), register(D1, h2, "2026-06-01")],
+        vec![revoke("V1")],
+        vec![register(D2, H, "2026-06-02"), register(D1, h2, "2026-06-02")],
+    ];
+    let mut codes = Vec::new();
+    for batch in &batches {
+        let on_postgres = ledger.append_batch(batch).unwrap();
+        assert_eq!(on_postgres, embedded.append_batch(batch).unwrap(), "the backends disagree on {batch:?}");
+        codes.push(on_postgres.iter().map(code).collect::<Vec<_>>());
+    }
+    assert_eq!(codes[2], [None, Some(RefusalCode::RegistrationBanned)], "12 points standing bar it (R15)");
+    assert_eq!(codes[4], [None, None], "the revoked violation bars nothing (R12)");
+}
+
 #[test]
 fn concurrent_appenders_leave_no_gap_for_a_tailer() {
     let Some(server) = server() else { return };
