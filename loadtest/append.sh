@@ -78,6 +78,7 @@ start_gate embedded demo --data "$work/e" --practitioners "$practitioners" --see
 e_pid=$pid e_admin=$(field "$logs/embedded.out" admin)
 
 run_one() { # label admin pid writers events-per-request
+    wait_quiet "$p_pid" "$e_pid"
     timeout $((duration + 120)) "$LT" append --label "$1" --admin "$2" --server-pid "$3" \
         --practitioners "$practitioners" --seed "$seed" --pool-lines 262144 --duration "$duration" --max-requests 100000000 \
         --writers "$4" --events-per-request "$5" --json "$results/$1.json" 2>>"$logs/loadtest.err" \

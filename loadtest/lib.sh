@@ -1,5 +1,5 @@
-# Shell functions shared by loadtest/run.sh and loadtest/nodes.sh (sourced, not run):
-# the processes a script started, stopping them, and waiting for a server to listen.
+# Shell functions shared by the loadtest scripts (sourced, not run): the processes
+# a script started, stopping them, waiting for a server to listen or go quiet.
 # Messages name the script: set `me` before sourcing.
 
 # Process ids of everything the script started, stopped by stop_started.
@@ -38,6 +38,26 @@ wait_listening() {
     done
     echo "$me: no listening line in $out after $limit s" >&2
     exit 1
+}
+
+# CPU ticks (user + system, every thread) a process has used so far.
+cpu_ticks() {
+    awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+# Waits until the processes $@ are quiet (together under 5 ticks, 50 ms, of
+# CPU in a 0.5 s window: a previous scenario's background work, such as an
+# index merge, done), up to 60 s; says so and goes on if they never are.
+wait_quiet() {
+    local before after pid
+    for _ in $(seq 1 120); do
+        before=0 after=0
+        for pid in "$@"; do before=$((before + $(cpu_ticks "$pid"))); done
+        sleep 0.5
+        for pid in "$@"; do after=$((after + $(cpu_ticks "$pid"))); done
+        [ $((after - before)) -lt 5 ] && return 0
+    done
+    echo "$me: the servers were still busy after 60 s; measuring anyway" >&2
 }
 
 # Sets cores, mem (GiB), model and today (UTC date), for a BENCHMARKS.md section.
