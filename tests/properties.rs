@@ -27,6 +27,7 @@ use claimgate::domain::{CivilDate, InstitutionCode, PractitionerCode};
 use claimgate::event::Event;
 use claimgate::ledger::{AppendError, Ledger};
 use claimgate::policy::Policy;
+use claimgate::rules::changes::{self, Windows};
 use claimgate::rules::file::PractitionerFile;
 use claimgate::rules::practitioner;
 use claimgate::rules::{Claim, Reason, SanctionKind, Verdict, World};
@@ -34,7 +35,7 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config, TestCaseError};
 use serde_json::{json, Value};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 #[path = "common/histories.rs"]
 mod histories;
@@ -487,6 +488,26 @@ fn model_sanctions(built: &Built, prac: usize) -> Vec<SanctionShape> {
     out
 }
 
+/// Folds a ledger's standing changes from an empty ledger (issue 16): each
+/// pair's and each institution's windows, every change applied where its
+/// `before` holds (a change that does not fails the test).
+type Folded = (BTreeMap<(PractitionerCode, InstitutionCode), Windows>, BTreeMap<InstitutionCode, Windows>);
+
+fn folded(ledger: &Ledger, policy: &Policy) -> Result<Folded, TestCaseError> {
+    let mut pairs = BTreeMap::new();
+    let mut institutions = BTreeMap::new();
+    let mut known = HashSet::new();
+    for c in changes::changes_of(&ledger.all_events().expect("read back"), policy) {
+        let windows = match c.practitioner {
+            Some(p) => pairs.entry((p, c.institution)).or_insert_with(|| Windows::new_pair(known.contains(&p))),
+            None => institutions.entry(c.institution).or_insert_with(|| Windows::constant(Reason::UnknownInstitution)),
+        };
+        windows.apply(&c).map_err(TestCaseError::fail)?;
+        known.extend(c.practitioner);
+    }
+    Ok((pairs, institutions))
+}
+
 fn config() -> Config {
     // `failure_persistence: None`: a failure is reported with its minimal
     // input, but no regression file is written into the source tree.
@@ -525,6 +546,60 @@ proptest! {
             let own = practitioner::derive(code, &ledger_a.practitioner_history(code).unwrap(), &policy);
             prop_assert_eq!(Some(&own), a.practitioner(code), "standing of {}", code);
         }
+    }
+
+    /// Issue 16: folding the standing changes from an empty ledger gives
+    /// exactly the final standings' windows, for every pair where the
+    /// practitioner is filed and every institution; and the two sides
+    /// combine into every non-emergency verdict (R18). Arriving in another
+    /// order with the same (`effective`, `seq`) order, the changes fold to
+    /// the same windows (R6).
+    #[test]
+    fn standing_changes_fold_to_the_final_windows_in_any_arrival_order(
+        setup in setup_strategy(&Knobs::ORDER_INDEPENDENT),
+        ops in ops_strategy(&Knobs::ORDER_INDEPENDENT.with_mix(BALANCED)),
+        keys in prop::collection::vec(any::<u32>(), 40),
+    ) {
+        let policy = Policy::default();
+        let built = build(&setup, &ops, BuildOptions { distinct_dates: true, revocations: true, late_registrations: true });
+        let (ledger_a, a) = ledger_of(&policy, built.setup.iter().chain(built.body.iter().map(|e| &e.json)))?;
+        let (pairs, institutions) = folded(&ledger_a, &policy)?;
+        for &i in &institution_codes(&built) {
+            let direct = Windows::institution(a.institution(i));
+            match institutions.get(&i) {
+                Some(f) => prop_assert_eq!(f, &direct, "institution {}", i),
+                None => prop_assert_eq!(&direct, &Windows::constant(Reason::UnknownInstitution), "{} had no change", i),
+            }
+        }
+        for &p in &practitioner_codes(&built) {
+            let standing = a.practitioner(p);
+            let filed: BTreeSet<InstitutionCode> =
+                standing.into_iter().flat_map(|s| s.registrations.iter().map(|r| r.institution)).collect();
+            for &i in &filed {
+                prop_assert_eq!(pairs.get(&(p, i)), Some(&Windows::pair(standing, i)), "{} at {}", p, i);
+            }
+            prop_assert!(pairs.keys().filter(|k| k.0 == p).all(|k| filed.contains(&k.1)), "changes only where filed");
+        }
+        // The folded windows answer every claim of the grid as the rules
+        // engine does, the two sides combined in R18's order.
+        let dates = grid_dates(built.setup.iter().chain(built.body.iter().map(|e| &e.json)), &[&a]);
+        let unknown_institution = Windows::constant(Reason::UnknownInstitution);
+        for &p in &practitioner_codes(&built) {
+            let known = pairs.keys().any(|k| k.0 == p);
+            for &i in &institution_codes(&built) {
+                let pair = pairs.get(&(p, i)).cloned().unwrap_or_else(|| Windows::new_pair(known));
+                let institution = institutions.get(&i).unwrap_or(&unknown_institution);
+                for &day in &dates {
+                    let claim = Claim { practitioner: p, institution: i, service_date: day, emergency: false };
+                    let sides = changes::combine(institution.status_on(day), pair.status_on(day));
+                    prop_assert_eq!(sides, a.decide(&claim).reason, "{:?}", claim);
+                }
+            }
+        }
+
+        let order = permutation(&built, &keys);
+        let (ledger_b, _) = ledger_of(&policy, built.setup.iter().chain(order.iter().map(|&i| &built.body[i].json)))?;
+        prop_assert_eq!(folded(&ledger_b, &policy)?, (pairs, institutions), "another arrival order");
     }
 
     /// R12: a violation scored and later revoked leaves no trace in any

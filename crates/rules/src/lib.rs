@@ -15,6 +15,7 @@
 //! reading the ledger only through the narrow [`validate::LedgerFacts`] trait.
 //! Derived state depends on events ordered by (`effective`, `seq`) only (R6).
 
+pub mod changes;
 pub mod check;
 pub mod claim;
 pub mod domain;
