@@ -23,6 +23,6 @@ pub use claimgate_index as index;
 pub use claimgate_population as population;
 pub use claimgate_rules as rules;
 pub use claimgate_rules::{claim, domain, event, policy, refusal, strict_json};
-pub use claimgate_store::{data_dir, data_lock, ledger, transfer};
+pub use claimgate_store::{changes, data_dir, data_lock, ledger, transfer};
 
 pub mod scenario;

@@ -25,12 +25,15 @@
 //!
 //! (Over 600 lines: a test file, its length is its builder and cases.)
 
+use claimgate::changes::{ChangeFilter, ChangeLog};
 use claimgate::domain::{CivilDate, InstitutionCode, PractitionerCode, Seq};
 use claimgate::event::{Event, RecordedEvent};
+use claimgate::index::changes::catch_up_step;
 use claimgate::index::sync::MAX_SYNC_BATCH;
 use claimgate::index::{build, IndexHandle, IndexVersion, Syncer, MAX_CHECK_BATCH};
 use claimgate::ledger::{AppendError, Ledger};
 use claimgate::policy::Policy;
+use claimgate::rules::changes as rule_changes;
 use claimgate::rules::{Claim, Decision, InstitutionStanding, PractitionerStanding, Reason, Verdict, World};
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -477,7 +480,11 @@ proptest! {
             log.push(append(&ledger, value, &policy)?.1);
         }
         let handle = Arc::new(IndexHandle::new(build::from_ledger(&ledger).expect("prefix build")));
-        let syncer = Syncer::new(ledger.clone(), handle.clone());
+        // The change log starts behind (at 0, the index at the prefix): the
+        // sync records nothing until the catch-up brings it to the index.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let changes = Arc::new(ChangeLog::open(dir.path(), ledger.id()).expect("change log"));
+        let syncer = Syncer::new(ledger.clone(), handle.clone()).with_changes(changes.clone());
         prop_assert_eq!(handle.load().seq(), ledger.head().expect("head"));
 
         let check = |version: &IndexVersion, log: &[String], what: &str| -> Result<(), TestCaseError> {
@@ -502,6 +509,10 @@ proptest! {
             // The ledger has moved on; the version in service has not.
             let stale = handle.load();
             check(&stale, &log, "version in service before the step")?;
+            if k % 3 == 1 {
+                while catch_up_step(&ledger, &changes, handle.load().seq()).expect("catch-up").is_some() {}
+                prop_assert_eq!(changes.mark().expect("mark"), handle.load().seq(), "caught up to the index");
+            }
             for _ in 0..steps[k % steps.len()] {
                 let before = handle.load().seq();
                 let stepped = syncer.step().expect("step");
@@ -526,6 +537,20 @@ proptest! {
         let last = syncer.catch_up().expect("catch up");
         prop_assert_eq!(last, ledger.head().expect("head"));
         published.push(handle.load());
+        // Whether recorded by the sync's steps or by the catch-up, the log
+        // holds exactly the changes of the ledger's events (issue 16).
+        while catch_up_step(&ledger, &changes, last).expect("catch-up").is_some() {}
+        let mut recorded = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = changes.page(after, &ChangeFilter::default(), 5).expect("page");
+            recorded.extend(page.changes);
+            if page.next_after_seq == after || page.next_after_seq == page.mark && after == page.mark {
+                break;
+            }
+            after = page.next_after_seq;
+        }
+        prop_assert_eq!(recorded, rule_changes::changes_of(&ledger.all_events().expect("read back"), &policy));
         for pair in published.windows(2) {
             prop_assert!(pair[0].seq() <= pair[1].seq());
         }

@@ -597,6 +597,29 @@ proptest! {
             }
         }
 
+        // Batch by batch, from the histories as they stand after each batch
+        // (how the gate's sync computes them), the same changes.
+        let all = ledger_a.all_events().expect("read back");
+        let mut batched = Vec::new();
+        let mut rest = &all[..];
+        let mut k = 0;
+        while !rest.is_empty() {
+            let (batch, tail) = rest.split_at((1 + keys[k % keys.len()] as usize % 7).min(rest.len()));
+            rest = tail;
+            k += 1;
+            let last = batch.last().expect("non-empty").seq;
+            let upto: Vec<_> = all.iter().filter(|r| r.seq <= last).cloned().collect();
+            let (p_histories, i_histories) = claimgate::rules::histories(&upto);
+            let owner = |id: &claimgate::domain::ViolationId| {
+                upto.iter().find_map(|r| match &r.event {
+                    Event::ViolationScored(v) if &v.violation_id == id => Some(v.practitioner),
+                    _ => None,
+                })
+            };
+            batched.extend(changes::changes_in_batch(batch, &p_histories, &i_histories, owner, &policy));
+        }
+        prop_assert_eq!(batched, changes::changes_of(&all, &policy), "batch by batch");
+
         let order = permutation(&built, &keys);
         let (ledger_b, _) = ledger_of(&policy, built.setup.iter().chain(order.iter().map(|&i| &built.body[i].json)))?;
         prop_assert_eq!(folded(&ledger_b, &policy)?, (pairs, institutions), "another arrival order");

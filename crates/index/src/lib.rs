@@ -6,10 +6,13 @@
 //! rkyv archive, owned or memory-mapped from a snapshot) plus a small overlay
 //! of practitioners and institutions changed since the base was built.
 //! [`IndexHandle`] publishes versions with arc-swap; [`sync`] tails the ledger
-//! and builds each next version from the events it has not yet applied.
+//! and builds each next version from the events it has not yet applied,
+//! recording their standing changes in the change log as it goes;
+//! [`changes`] brings a log that fell behind up to the index.
 
 pub mod base;
 pub mod build;
+pub mod changes;
 pub mod compact;
 pub mod restore;
 pub mod snapshot;

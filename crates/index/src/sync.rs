@@ -8,9 +8,12 @@
 use super::compact::{CompactInstitution, CompactPractitioner};
 use super::IndexVersion;
 use arc_swap::ArcSwap;
-use claimgate_rules::domain::{InstitutionCode, PractitionerCode, Seq};
+use claimgate_rules::changes;
+use claimgate_rules::domain::{InstitutionCode, PractitionerCode, Seq, ViolationId};
 use claimgate_rules::event::{Event, RecordedEvent};
+use claimgate_rules::policy::Policy;
 use claimgate_rules::{institution, practitioner};
+use claimgate_store::changes::ChangeLog;
 use claimgate_store::ledger::{Ledger, LedgerError};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -64,6 +67,9 @@ pub struct Syncer {
     cache: std::sync::Mutex<HistoryCache>,
     /// Events the cache holds at most ([`MAX_CACHED_EVENTS`]; tests use small ones).
     cache_limit: usize,
+    /// Where each step's standing changes go, when the log is at the
+    /// version the step starts from ([`crate::changes`] brings it there).
+    changes: Option<Arc<ChangeLog>>,
 }
 
 /// The histories of entities the last steps touched, decoded, as they stand
@@ -103,6 +109,7 @@ impl Syncer {
             merge: std::sync::Mutex::new(None),
             cache: std::sync::Mutex::new(HistoryCache::default()),
             cache_limit: MAX_CACHED_EVENTS,
+            changes: None,
         }
     }
 
@@ -110,6 +117,14 @@ impl Syncer {
     /// finishes folds it in); tests wait on this rather than sleep.
     pub fn merging(&self) -> bool {
         self.merge.lock().unwrap_or_else(|p| p.into_inner()).as_ref().is_some_and(|m| !m.thread.is_finished())
+    }
+
+    /// Records each step's standing changes in `log` while the log is at the
+    /// version the step starts from (from the histories the step holds
+    /// anyway; a log behind is brought up by [`crate::changes::catch_up_step`]).
+    pub fn with_changes(mut self, log: Arc<ChangeLog>) -> Syncer {
+        self.changes = Some(log);
+        self
     }
 
     /// The most events the history cache keeps (0: none past a step).
@@ -152,11 +167,13 @@ impl Syncer {
         // events), so a cached history plus these is the ledger's history.
         let mut practitioners: BTreeMap<PractitionerCode, Vec<&RecordedEvent>> = BTreeMap::new();
         let mut institutions: BTreeMap<InstitutionCode, Vec<&RecordedEvent>> = BTreeMap::new();
+        let mut owners: HashMap<&ViolationId, PractitionerCode> = HashMap::new();
         for r in events {
             match &r.event {
                 Event::ViolationRevoked { violation_id, .. } => {
                     if let Some(owner) = self.ledger.violation_owner(violation_id)? {
                         practitioners.entry(owner).or_default().push(r);
+                        owners.insert(violation_id, owner);
                     }
                 }
                 Event::InstitutionDesignated { institution, .. }
@@ -205,6 +222,9 @@ impl Syncer {
         for (code, history) in missing_i.into_iter().zip(read.institutions) {
             cache.events += history.len();
             cache.institutions.insert(code, history);
+        }
+        if let Some(log) = &self.changes {
+            record_changes(log, current.seq(), last, events, &cache, &owners, policy);
         }
         let mut changed_p = Vec::with_capacity(practitioners.len());
         for &code in practitioners.keys() {
@@ -267,5 +287,35 @@ impl Syncer {
             on_swap(seq);
         }
         Ok(())
+    }
+}
+
+/// Records a step's changes in `log` if the log is at `after` (the version
+/// the step starts from), from the histories the cache holds at `upto`; a
+/// failure is logged and leaves the log behind, for the catch-up to mend:
+/// the index goes on being published whatever becomes of the log.
+fn record_changes(
+    log: &ChangeLog,
+    after: Seq,
+    upto: Seq,
+    events: &[RecordedEvent],
+    cache: &HistoryCache,
+    owners: &HashMap<&ViolationId, PractitionerCode>,
+    policy: &Policy,
+) {
+    match log.mark() {
+        Ok(mark) if mark == after => {}
+        Ok(_) => return,
+        Err(e) => return tracing::error!("change log: {e}"),
+    }
+    let changes = changes::changes_in_batch(
+        events,
+        &cache.practitioners,
+        &cache.institutions,
+        |id| owners.get(id).copied(),
+        policy,
+    );
+    if let Err(e) = log.append(after, upto, &changes) {
+        tracing::error!("change log: {e}; the feed is behind until it is caught up");
     }
 }

@@ -307,6 +307,45 @@ pub fn changes_of(events: &[RecordedEvent], policy: &Policy) -> Vec<StandingChan
     out
 }
 
+/// The changes of a batch of consecutive events, from each touched entity's
+/// history as it stands after the batch (`practitioners`, `institutions`:
+/// every event of theirs up to the batch's last `seq`, in `seq` order) and
+/// the owner of each revoked violation: what [`changes_of`] gives for the
+/// batch's events, in the same order, without the history before the batch
+/// (each event's before is its history with `seq` below the event's).
+pub fn changes_in_batch(
+    events: &[RecordedEvent],
+    practitioners: &HashMap<PractitionerCode, Vec<RecordedEvent>>,
+    institutions: &HashMap<InstitutionCode, Vec<RecordedEvent>>,
+    owner: impl Fn(&crate::domain::ViolationId) -> Option<PractitionerCode>,
+    policy: &Policy,
+) -> Vec<StandingChange> {
+    let upto = |history: &[RecordedEvent], seq: Seq| -> Vec<RecordedEvent> {
+        history.iter().filter(|r| r.seq <= seq).cloned().collect()
+    };
+    let mut out = Vec::new();
+    for r in events {
+        let practitioner = match &r.event {
+            Event::ViolationRevoked { violation_id, .. } => owner(violation_id),
+            other => other.practitioner(),
+        };
+        if let Some(code) = practitioner {
+            let history = practitioners.get(&code).map_or(&[][..], Vec::as_slice);
+            let earlier = upto(history, r.seq - 1);
+            let before = (!earlier.is_empty()).then(|| practitioner::derive(code, &earlier, policy));
+            let after = practitioner::derive(code, &upto(history, r.seq), policy);
+            out.extend(practitioner_changes(r.seq, r.event.kind(), code, before.as_ref(), &after));
+        } else if let Some(code) = r.event.institution() {
+            let history = institutions.get(&code).map_or(&[][..], Vec::as_slice);
+            let earlier = upto(history, r.seq - 1);
+            let before = (!earlier.is_empty()).then(|| institution::derive(code, &earlier));
+            let after = institution::derive(code, &upto(history, r.seq));
+            out.extend(institution_changes(r.seq, r.event.kind(), code, before.as_ref(), &after));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

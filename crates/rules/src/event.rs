@@ -312,6 +312,11 @@ impl Event {
         }
     }
 
+    /// The kind named `text`, as [`Event::kind`] spells it, if it is one.
+    pub fn kind_named(text: &str) -> Option<&'static str> {
+        KINDS.iter().map(|(k, _)| *k).find(|k| *k == text)
+    }
+
     /// The wire name of the event's type.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -21,6 +21,9 @@ pub const AUDIT_DIR: &str = "audit";
 pub const LEGACY_AUDIT_FILE: &str = "audit.sqlite3";
 /// The extension of a decision-log segment, `<first id, 20 digits>.audit`.
 pub const SEGMENT_EXTENSION: &str = "audit";
+/// The standing-change log (derived from the ledger, rebuilt when lost or
+/// when it belongs to another ledger): `DATA/changes.sqlite3`.
+pub const CHANGES_FILE: &str = "changes.sqlite3";
 /// Index snapshots live in `DATA/snapshots`.
 pub const SNAPSHOT_DIR: &str = "snapshots";
 

@@ -14,6 +14,7 @@
 //! Depends on `claimgate-rules` only; nothing here knows the index, the
 //! decision log or HTTP.
 
+pub mod changes;
 pub mod data_dir;
 pub mod data_lock;
 pub mod ledger;

@@ -106,6 +106,7 @@ pub struct Histories {
 
 impl Histories {
     /// Room for `practitioners` and `institutions` empty histories.
+    #[cfg(feature = "postgres")]
     pub(crate) fn empty(practitioners: usize, institutions: usize) -> Histories {
         Histories {
             practitioners: (0..practitioners).map(|_| Vec::new()).collect(),

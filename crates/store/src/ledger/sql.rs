@@ -28,6 +28,7 @@ pub(super) const INSTITUTION_HISTORY: &str =
 /// institutions' of `$2`; in no order (the reader sorts each by `seq` and
 /// keeps those up to the version it builds: a `seq <= $3` here had
 /// PostgreSQL scan the primary key's whole range instead of the codes').
+#[cfg(feature = "postgres")]
 pub(super) const HISTORIES: &str = "
 SELECT 1 AS part, practitioner AS key, seq, body FROM events WHERE practitioner = ANY($1)
 UNION ALL

@@ -1,0 +1,63 @@
+//! Bringing the standing-change log up to the index: after a restart from a
+//! snapshot, for a new node, or after a write of the log failed, the log is
+//! behind the version in service and the sync's own recording
+//! ([`crate::sync::Syncer::with_changes`]) waits. [`catch_up_step`] computes
+//! the next batch's changes from the ledger (the touched histories in one
+//! read, as the sync does) until the log reaches the index; the sync records
+//! every step after that itself.
+
+use crate::sync::MAX_SYNC_BATCH;
+use claimgate_rules::changes;
+use claimgate_rules::domain::{InstitutionCode, PractitionerCode, Seq, ViolationId};
+use claimgate_rules::event::Event;
+use claimgate_store::changes::{ChangeLog, ChangeLogError};
+use claimgate_store::ledger::{Ledger, LedgerError};
+use std::collections::{BTreeSet, HashMap};
+
+/// A catch-up step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CatchUpError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Log(#[from] ChangeLogError),
+}
+
+/// Records the changes of at most [`MAX_SYNC_BATCH`] events after the log's
+/// mark and up to `limit` (the index's version); returns the new mark, or
+/// `None` when the log is already at `limit` (or another writer moved it).
+pub fn catch_up_step(ledger: &Ledger, log: &ChangeLog, limit: Seq) -> Result<Option<Seq>, CatchUpError> {
+    let mark = log.mark()?;
+    if mark >= limit {
+        return Ok(None);
+    }
+    let mut events = ledger.events_since(mark, MAX_SYNC_BATCH)?;
+    events.retain(|r| r.seq <= limit);
+    let Some(last) = events.last().map(|r| r.seq) else { return Ok(None) };
+    let mut owners: HashMap<ViolationId, PractitionerCode> = HashMap::new();
+    let mut practitioners: BTreeSet<PractitionerCode> = BTreeSet::new();
+    let mut institutions: BTreeSet<InstitutionCode> = BTreeSet::new();
+    for r in &events {
+        match &r.event {
+            Event::ViolationRevoked { violation_id, .. } => {
+                if let Some(owner) = ledger.violation_owner(violation_id)? {
+                    owners.insert(violation_id.clone(), owner);
+                    practitioners.insert(owner);
+                }
+            }
+            other => match (other.practitioner(), other.institution()) {
+                (Some(p), _) => drop(practitioners.insert(p)),
+                (None, Some(i)) => drop(institutions.insert(i)),
+                (None, None) => {}
+            },
+        }
+    }
+    let practitioners: Vec<PractitionerCode> = practitioners.into_iter().collect();
+    let institutions: Vec<InstitutionCode> = institutions.into_iter().collect();
+    let read = ledger.histories_upto(&practitioners, &institutions, last)?;
+    let p_histories: HashMap<_, _> = practitioners.into_iter().zip(read.practitioners).collect();
+    let i_histories: HashMap<_, _> = institutions.into_iter().zip(read.institutions).collect();
+    let found =
+        changes::changes_in_batch(&events, &p_histories, &i_histories, |id| owners.get(id).copied(), ledger.policy());
+    Ok(log.append(mark, last, &found)?.then_some(last))
+}

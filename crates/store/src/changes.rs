@@ -1,0 +1,392 @@
+//! The standing-change log (issue 16): every change
+//! (`claimgate_rules::changes`) of the ledger's accepted events, in `seq`
+//! order, in `DATA/changes.sqlite3`, read by the change feed in pages.
+//!
+//! Derived, not authoritative: written without waiting for the disk (WAL,
+//! `synchronous=NORMAL`), its `mark` (every change of events up to it is
+//! here) moving in the same transaction as its rows, so after a crash it is
+//! whole up to an earlier mark and the gate computes the rest again, the
+//! same changes (they are a function of the ledger). A log of another
+//! ledger (its id differs) is discarded at open. A page never splits one
+//! `seq`'s changes, so `after_seq` resumes exactly.
+
+use claimgate_rules::changes::StandingChange;
+use claimgate_rules::check::Reason;
+use claimgate_rules::domain::{CivilDate, InstitutionCode, PractitionerCode, Seq};
+use claimgate_rules::event::Event;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+/// Most changes one page holds (a page may exceed it by the rest of one
+/// `seq`'s changes, which a page never splits).
+pub const MAX_PAGE_CHANGES: usize = 10_000;
+/// Reader connections; a read beyond them waits for one.
+const READERS: usize = 4;
+
+/// The change log cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeLogError {
+    #[error("the change log {path} failed while {doing}: {source}; it is derived from the ledger: stop the gate and delete the file to have it computed again")]
+    Storage { path: PathBuf, doing: &'static str, source: rusqlite::Error },
+    #[error("the change log {path} holds a row it cannot read ({detail}); stop the gate and delete the file to have it computed again")]
+    Corrupt { path: PathBuf, detail: String },
+}
+
+/// Which changes a page holds: all of them, or those of one institution, one
+/// practitioner, one region (the six digits after an institution code's
+/// letter: the region where the service is), or several of these at once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChangeFilter {
+    pub institution: Option<InstitutionCode>,
+    pub practitioner: Option<PractitionerCode>,
+    pub region: Option<String>,
+}
+
+/// One page of the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// In `seq` order, each `seq`'s changes whole.
+    pub changes: Vec<StandingChange>,
+    /// What to ask for next: the last `seq` of a full page, else the mark
+    /// (nothing else up to it matches the filter).
+    pub next_after_seq: Seq,
+    /// The log's mark when the page was read.
+    pub mark: Seq,
+}
+
+/// The log: one writer (the gate's sync), readers for the feed.
+pub struct ChangeLog {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS changes (
+    id INTEGER PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    practitioner TEXT,
+    institution TEXT NOT NULL,
+    region TEXT NOT NULL,
+    date_from TEXT NOT NULL,
+    date_until TEXT,
+    before TEXT NOT NULL,
+    after TEXT NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS changes_by_seq ON changes(seq);
+CREATE INDEX IF NOT EXISTS changes_by_institution ON changes(institution, seq);
+CREATE INDEX IF NOT EXISTS changes_by_practitioner ON changes(practitioner, seq) WHERE practitioner IS NOT NULL;
+CREATE INDEX IF NOT EXISTS changes_by_region ON changes(region, seq);
+";
+
+/// The region digits of an institution code (R2: a letter, then 11 digits,
+/// the first six the region).
+pub fn institution_region(code: InstitutionCode) -> String {
+    code.to_string().chars().skip(1).take(6).collect()
+}
+
+impl ChangeLog {
+    /// Opens (or creates) the log of the ledger `ledger_id` in `data_dir`;
+    /// a log of another ledger is emptied first.
+    pub fn open(data_dir: &Path, ledger_id: u64) -> Result<ChangeLog, ChangeLogError> {
+        let path = data_dir.join(crate::data_dir::CHANGES_FILE);
+        let fail = |doing: &'static str| {
+            let path = path.clone();
+            move |source| ChangeLogError::Storage { path, doing, source }
+        };
+        let writer = Connection::open(&path).map_err(fail("opening it"))?;
+        writer
+            .execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;")
+            .map_err(fail("setting it up"))?;
+        writer.execute_batch(SCHEMA).map_err(fail("creating its tables"))?;
+        let stored: Option<i64> = writer
+            .query_row("SELECT value FROM meta WHERE key = 'ledger_id'", [], |r| r.get(0))
+            .optional()
+            .map_err(fail("reading its ledger id"))?;
+        if stored != Some(ledger_id as i64) {
+            // Another ledger's changes (or a new log): start from seq 0.
+            writer
+                .execute_batch("BEGIN; DELETE FROM changes; DELETE FROM meta; COMMIT;")
+                .map_err(fail("emptying a log of another ledger"))?;
+            writer
+                .execute(
+                    "INSERT INTO meta (key, value) VALUES ('ledger_id', ?1), ('mark', 0)",
+                    params![ledger_id as i64],
+                )
+                .map_err(fail("recording its ledger id"))?;
+        }
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let conn = Connection::open(&path).map_err(fail("opening a reader"))?;
+            conn.execute_batch("PRAGMA busy_timeout=5000; PRAGMA query_only=ON;")
+                .map_err(fail("setting up a reader"))?;
+            readers.push(Mutex::new(conn));
+        }
+        Ok(ChangeLog { path, writer: Mutex::new(writer), readers })
+    }
+
+    fn storage(&self, doing: &'static str) -> impl FnOnce(rusqlite::Error) -> ChangeLogError + '_ {
+        move |source| ChangeLogError::Storage { path: self.path.clone(), doing, source }
+    }
+
+    /// Every change of events up to the mark is in the log.
+    pub fn mark(&self) -> Result<Seq, ChangeLogError> {
+        let conn = lock(&self.writer);
+        read_mark(&conn).map_err(self.storage("reading its mark"))
+    }
+
+    /// Appends the changes of the events `(after, upto]` and moves the mark
+    /// to `upto`, in one transaction; `Ok(false)`, nothing written, when the
+    /// mark is not `after` (another writer got there first, or the log is
+    /// behind and catching up).
+    pub fn append(&self, after: Seq, upto: Seq, changes: &[StandingChange]) -> Result<bool, ChangeLogError> {
+        assert!(upto >= after, "the mark would go back: {after} -> {upto}");
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction().map_err(self.storage("beginning an append"))?;
+        if read_mark(&tx).map_err(self.storage("reading its mark"))? != after {
+            return Ok(false);
+        }
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO changes (seq, kind, practitioner, institution, region, date_from, date_until,
+                     before, after) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )
+                .map_err(self.storage("preparing an append"))?;
+            for c in changes {
+                assert!(c.seq > after && c.seq <= upto, "a change of seq {} outside ({after}, {upto}]", c.seq);
+                insert
+                    .execute(params![
+                        c.seq as i64,
+                        c.kind,
+                        c.practitioner.map(|p| p.to_string()),
+                        c.institution.to_string(),
+                        institution_region(c.institution),
+                        c.from.to_string(),
+                        c.until.map(|u| u.to_string()),
+                        c.before.as_str(),
+                        c.after.as_str(),
+                    ])
+                    .map_err(self.storage("appending changes"))?;
+            }
+        }
+        tx.execute("UPDATE meta SET value = ?1 WHERE key = 'mark'", params![upto as i64])
+            .map_err(self.storage("moving its mark"))?;
+        tx.commit().map_err(self.storage("committing an append"))?;
+        Ok(true)
+    }
+
+    /// The changes of events after `after_seq` that `filter` selects, at most
+    /// about `limit` (capped at [`MAX_PAGE_CHANGES`]; a `seq` is never split).
+    pub fn page(&self, after_seq: Seq, filter: &ChangeFilter, limit: usize) -> Result<Page, ChangeLogError> {
+        let limit = limit.clamp(1, MAX_PAGE_CHANGES);
+        let mut conn = self.reader();
+        let tx = conn.transaction().map_err(self.storage("beginning a read"))?;
+        let mark = read_mark(&tx).map_err(self.storage("reading its mark"))?;
+        let mut sql = String::from(
+            "SELECT seq, kind, practitioner, institution, date_from, date_until, before, after FROM changes
+             WHERE seq > ?1 AND seq <= ?2",
+        );
+        let mut args: Vec<String> = Vec::new();
+        for (column, value) in [
+            ("institution", filter.institution.map(|i| i.to_string())),
+            ("practitioner", filter.practitioner.map(|p| p.to_string())),
+            ("region", filter.region.clone()),
+        ] {
+            if let Some(value) = value {
+                args.push(value);
+                sql.push_str(&format!(" AND {column} = ?{}", args.len() + 3));
+            }
+        }
+        sql.push_str(" ORDER BY seq, id LIMIT ?3");
+        let mut stmt = tx.prepare_cached(&sql).map_err(self.storage("preparing a read"))?;
+        let mut bound: Vec<&dyn rusqlite::ToSql> = Vec::new();
+        let (after, upto, lim) = (after_seq as i64, mark as i64, limit as i64 + 1);
+        bound.extend([&after as &dyn rusqlite::ToSql, &upto, &lim]);
+        bound.extend(args.iter().map(|a| a as &dyn rusqlite::ToSql));
+        let rows = stmt
+            .query_map(bound.as_slice(), |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                    r.get::<_, String>(6)?,
+                    r.get::<_, String>(7)?,
+                ))
+            })
+            .map_err(self.storage("reading changes"))?;
+        let mut changes = Vec::with_capacity(limit + 1);
+        for row in rows {
+            changes.push(self.decode(row.map_err(self.storage("reading changes"))?)?);
+        }
+        drop(stmt);
+        let full = changes.len() > limit;
+        let next_after_seq = if full {
+            // The last seq may be cut: read it whole, past the limit if it
+            // must be (one event's changes are few).
+            let last = changes[limit].seq;
+            changes.retain(|c| c.seq != last);
+            if changes.is_empty() {
+                let whole = self.page_of_one_seq(&tx, last, filter)?;
+                changes = whole;
+                last
+            } else {
+                changes.last().expect("non-empty").seq
+            }
+        } else {
+            mark
+        };
+        Ok(Page { changes, next_after_seq, mark })
+    }
+
+    /// Every change of `seq` the filter selects.
+    fn page_of_one_seq(
+        &self,
+        conn: &Connection,
+        seq: Seq,
+        filter: &ChangeFilter,
+    ) -> Result<Vec<StandingChange>, ChangeLogError> {
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT seq, kind, practitioner, institution, date_from, date_until, before, after, region
+                 FROM changes WHERE seq = ?1 ORDER BY id",
+            )
+            .map_err(self.storage("reading one seq's changes"))?;
+        let rows = stmt
+            .query_map([seq as i64], |r| {
+                Ok((
+                    (
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, Option<String>>(5)?,
+                        r.get::<_, String>(6)?,
+                        r.get::<_, String>(7)?,
+                    ),
+                    r.get::<_, String>(8)?,
+                ))
+            })
+            .map_err(self.storage("reading one seq's changes"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (row, region) = row.map_err(self.storage("reading one seq's changes"))?;
+            let c = self.decode(row)?;
+            let keep = filter.institution.is_none_or(|i| i == c.institution)
+                && filter.practitioner.is_none_or(|p| Some(p) == c.practitioner)
+                && filter.region.as_ref().is_none_or(|r| *r == region);
+            if keep {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn decode(
+        &self,
+        (seq, kind, practitioner, institution, from, until, before, after): (
+            i64,
+            String,
+            Option<String>,
+            String,
+            String,
+            Option<String>,
+            String,
+            String,
+        ),
+    ) -> Result<StandingChange, ChangeLogError> {
+        let bad = |detail: String| ChangeLogError::Corrupt { path: self.path.clone(), detail };
+        let date = |s: &str| CivilDate::parse(s).map_err(|e| bad(format!("seq {seq}: {e}")));
+        let reason = |s: &str| Reason::parse(s).ok_or_else(|| bad(format!("seq {seq}: reason `{s}`")));
+        Ok(StandingChange {
+            seq: seq as Seq,
+            kind: Event::kind_named(&kind).ok_or_else(|| bad(format!("seq {seq}: kind `{kind}`")))?,
+            practitioner: practitioner
+                .map(|p| PractitionerCode::parse(&p).map_err(|e| bad(format!("seq {seq}: {e}"))))
+                .transpose()?,
+            institution: InstitutionCode::parse(&institution).map_err(|e| bad(format!("seq {seq}: {e}")))?,
+            from: date(&from)?,
+            until: until.as_deref().map(date).transpose()?,
+            before: reason(&before)?,
+            after: reason(&after)?,
+        })
+    }
+
+    /// A free reader, else the first once it is free.
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        self.readers.iter().find_map(|r| r.try_lock().ok()).unwrap_or_else(|| lock(&self.readers[0]))
+    }
+}
+
+fn read_mark(conn: &Connection) -> rusqlite::Result<Seq> {
+    conn.query_row("SELECT value FROM meta WHERE key = 'mark'", [], |r| r.get::<_, i64>(0)).map(|m| m as Seq)
+}
+
+fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(seq: Seq, institution: &str, practitioner: Option<&str>) -> StandingChange {
+        StandingChange {
+            seq,
+            kind: "violation_scored",
+            practitioner: practitioner.map(|p| PractitionerCode::parse(p).unwrap()),
+            institution: InstitutionCode::parse(institution).unwrap(),
+            from: CivilDate::parse("2026-03-10").unwrap(),
+            until: Some(CivilDate::parse("2026-05-10").unwrap()),
+            before: Reason::Ok,
+            after: Reason::PractitionerSuspended,
+        }
+    }
+
+    const H1: &str = "H11010500001";
+    const H2: &str = "H31011500007";
+    const P1: &str = "D110105000001";
+
+    #[test]
+    fn pages_resume_after_their_last_seq_and_never_split_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = ChangeLog::open(dir.path(), 7).unwrap();
+        assert_eq!(log.mark().unwrap(), 0);
+        let batch = [change(1, H1, Some(P1)), change(1, H2, Some(P1)), change(2, H1, None), change(4, H2, None)];
+        assert!(log.append(0, 5, &batch).unwrap());
+        assert!(!log.append(0, 6, &[]).unwrap(), "not after the mark: nothing written");
+        let all = ChangeFilter::default();
+        let first = log.page(0, &all, 1).unwrap();
+        assert_eq!(first.changes, batch[..2], "seq 1's two changes whole, past the limit of 1");
+        assert_eq!(first.next_after_seq, 1);
+        let second = log.page(1, &all, 2).unwrap();
+        assert_eq!((second.changes.as_slice(), second.next_after_seq, second.mark), (&batch[2..], 5, 5));
+        let at_h2 = log.page(0, &ChangeFilter { institution: batch[1].institution.into(), ..all.clone() }, 10).unwrap();
+        assert_eq!(at_h2.changes, [batch[1].clone(), batch[3].clone()]);
+        let region = ChangeFilter { region: Some("310115".into()), ..all.clone() };
+        assert_eq!(log.page(0, &region, 10).unwrap().changes, at_h2.changes);
+        let p1 = ChangeFilter { practitioner: batch[0].practitioner, ..all };
+        assert_eq!(log.page(0, &p1, 10).unwrap().changes, batch[..2]);
+    }
+
+    #[test]
+    fn a_log_of_another_ledger_is_emptied_and_one_of_the_same_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = ChangeLog::open(dir.path(), 7).unwrap();
+        assert!(log.append(0, 3, &[change(2, H1, None)]).unwrap());
+        drop(log);
+        let same = ChangeLog::open(dir.path(), 7).unwrap();
+        assert_eq!((same.mark().unwrap(), same.page(0, &ChangeFilter::default(), 10).unwrap().changes.len()), (3, 1));
+        drop(same);
+        let other = ChangeLog::open(dir.path(), 8).unwrap();
+        assert_eq!((other.mark().unwrap(), other.page(0, &ChangeFilter::default(), 10).unwrap().changes.len()), (0, 0));
+    }
+}
