@@ -86,7 +86,43 @@ impl From<Refusal> for ApiError {
     }
 }
 
-pub type Reply = Response<Full<Bytes>>;
+pub type Reply = Response<ReplyBody>;
+
+/// A response body: whole, or a stream of chunks a task sends as they come
+/// (Server-Sent Events), ending when the task drops its sender.
+pub enum ReplyBody {
+    Whole(Full<Bytes>),
+    Stream(tokio::sync::mpsc::Receiver<Bytes>),
+}
+
+impl hyper::body::Body for ReplyBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            ReplyBody::Whole(full) => std::pin::Pin::new(full).poll_frame(cx),
+            ReplyBody::Stream(rx) => rx.poll_recv(cx).map(|chunk| chunk.map(|b| Ok(hyper::body::Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ReplyBody::Whole(full) => full.is_end_stream(),
+            ReplyBody::Stream(_) => false,
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self {
+            ReplyBody::Whole(full) => full.size_hint(),
+            ReplyBody::Stream(_) => hyper::body::SizeHint::default(),
+        }
+    }
+}
 
 /// A JSON response.
 pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Reply {
@@ -94,7 +130,7 @@ pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Reply {
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(bytes)))
+        .body(ReplyBody::Whole(Full::new(Bytes::from(bytes))))
         .expect("valid response")
 }
 
@@ -103,7 +139,17 @@ pub fn text(status: StatusCode, content_type: &'static str, body: String) -> Rep
     Response::builder()
         .status(status)
         .header("content-type", content_type)
-        .body(Full::new(Bytes::from(body)))
+        .body(ReplyBody::Whole(Full::new(Bytes::from(body))))
+        .expect("valid response")
+}
+
+/// A response streamed from `chunks` (`content_type`, never cached).
+pub fn stream(content_type: &'static str, chunks: tokio::sync::mpsc::Receiver<Bytes>) -> Reply {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", content_type)
+        .header("cache-control", "no-store")
+        .body(ReplyBody::Stream(chunks))
         .expect("valid response")
 }
 

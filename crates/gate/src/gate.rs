@@ -10,12 +10,16 @@ use claimgate_index::snapshot::{Owner, SnapshotError};
 use claimgate_index::{restore, IndexHandle, IndexVersion, Syncer};
 use claimgate_rules::domain::Seq;
 use claimgate_rules::policy::Policy;
+use claimgate_store::changes::ChangeLog;
 use claimgate_store::data_lock::DataDirLock;
 use claimgate_store::ledger::{Ledger, LedgerError};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+/// The change log's catch-up runs below the checks and the index sync.
+const CHANGES_NICENESS: i32 = 10;
 
 /// Why the gate could not start.
 #[derive(Debug, thiserror::Error)]
@@ -191,6 +195,17 @@ pub struct Gate {
     pub appends: super::appends::Appends,
     /// Set while `POST /v1/backup` writes one.
     pub backup_running: AtomicBool,
+    /// The standing-change log the feed reads (`None`: it could not be
+    /// opened; the feed answers `changes_unavailable`, checks go on).
+    pub changes: Option<Arc<ChangeLog>>,
+    /// The change log's mark, for feed readers waiting on new changes.
+    pub changes_watch: tokio::sync::watch::Sender<Seq>,
+    /// Set when the server begins to shut down: open change streams end.
+    pub shutting_down: tokio::sync::watch::Sender<bool>,
+    /// Open change streams (Server-Sent Events), at most [`super::feed::MAX_CHANGE_STREAMS`].
+    pub change_streams: Arc<tokio::sync::Semaphore>,
+    wake_changes: crossbeam_channel::Sender<()>,
+    changes_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// This process's hold on the data directory, for as long as the gate lives.
     _data_lock: DataDirLock,
 }
@@ -260,11 +275,29 @@ impl Gate {
         let connections = [config.max_connections, config.admin_max_connections]
             .map(|cap| Arc::new(tokio::sync::Semaphore::new(cap)));
         let appends = super::appends::Appends::start(ledger.clone());
+        let changes = match ChangeLog::open(&config.data, ledger.id()) {
+            Ok(log) => {
+                tracing::info!(mark = log.mark(), "change log open");
+                Some(Arc::new(log))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open the change log; the change feed is unavailable, checks go on");
+                None
+            }
+        };
+        let (changes_watch, _) = tokio::sync::watch::channel(changes.as_ref().map_or(0, |l| l.mark()));
+        let (wake_changes, wake_changes_rx) = crossbeam_channel::bounded(1);
         let gate = Arc::new(Gate {
             config,
             ledger,
             appends,
             backup_running: AtomicBool::new(false),
+            changes,
+            changes_watch,
+            shutting_down: tokio::sync::watch::channel(false).0,
+            change_streams: Arc::new(tokio::sync::Semaphore::new(super::feed::MAX_CHANGE_STREAMS)),
+            wake_changes,
+            changes_thread: Mutex::new(None),
             index,
             metrics: Metrics::default(),
             audit,
@@ -300,6 +333,14 @@ impl Gate {
                 .expect("spawning the sync thread")
         };
         *gate.sync_thread.lock().expect("not poisoned") = Some(thread);
+        if let Some(log) = gate.changes.clone() {
+            let g = gate.clone();
+            let thread = std::thread::Builder::new()
+                .name("change-log".into())
+                .spawn(move || g.changes_loop(log, wake_changes_rx))
+                .expect("spawning the change-log thread");
+            *gate.changes_thread.lock().expect("not poisoned") = Some(thread);
+        }
         if let (None, Some(check)) = (&pages_checked, gate.ledger.page_check()) {
             start_page_check(check, gate.ledger_pages.clone());
         }
@@ -363,12 +404,55 @@ impl Gate {
         }
     }
 
+    /// Brings the change log up to the index whenever it is behind (after a
+    /// restart from a snapshot, on a new node, after a failed write), one
+    /// bounded step at a time at a low priority; the sync records every
+    /// step itself once the log is at the index.
+    fn changes_loop(self: Arc<Gate>, log: Arc<ChangeLog>, wake: crossbeam_channel::Receiver<()>) {
+        const IDLE: std::time::Duration = std::time::Duration::from_secs(1);
+        claimgate_store::thread_priority::renice(CHANGES_NICENESS, "change log");
+        let started = (Instant::now(), log.mark());
+        let mut reported = false;
+        while !self.stop.load(Ordering::Relaxed) {
+            match claimgate_index::changes::catch_up_step(&self.ledger, &log, self.index.load().seq()) {
+                Ok(Some(mark)) => {
+                    self.changes_watch.send_replace(mark);
+                    reported = false;
+                }
+                Ok(None) => {
+                    if !reported && log.mark() > started.1 {
+                        tracing::info!(
+                            mark = log.mark(),
+                            seconds = started.0.elapsed().as_secs_f64(),
+                            "change log caught up with the index"
+                        );
+                        reported = true;
+                    }
+                    let _ = wake.recv_timeout(IDLE);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "change log catch-up failed; retrying");
+                    let _ = wake.recv_timeout(IDLE);
+                }
+            }
+        }
+    }
+
     /// Tails the ledger: woken by local writes, else polls every `sync_idle`.
     fn sync_loop(self: Arc<Gate>, wake: crossbeam_channel::Receiver<()>) {
-        let syncer = Syncer::new(self.ledger.clone(), self.index.clone());
+        let mut syncer = Syncer::new(self.ledger.clone(), self.index.clone());
+        if let Some(log) = &self.changes {
+            syncer = syncer.with_changes(log.clone());
+        }
         while !self.stop.load(Ordering::Relaxed) {
             let _ = wake.recv_timeout(self.config.sync_idle);
             let applied = syncer.apply_pending(|seq| {
+                if let Some(log) = &self.changes {
+                    self.changes_watch.send_replace(log.mark());
+                    if log.mark() < seq {
+                        let _ = self.wake_changes.try_send(());
+                    }
+                }
                 self.seq_watch.send_replace(seq);
                 self.metrics.swaps.fetch_add(1, Ordering::Relaxed);
                 let mut status = self.sync_status.lock().expect("not poisoned");
@@ -542,8 +626,13 @@ impl Gate {
     /// Stops the sync thread and flushes the audit log.
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
+        self.shutting_down.send_replace(true);
         self.wake_sync();
+        let _ = self.wake_changes.try_send(());
         if let Some(t) = self.sync_thread.lock().expect("not poisoned").take() {
+            let _ = t.join();
+        }
+        if let Some(t) = self.changes_thread.lock().expect("not poisoned").take() {
             let _ = t.join();
         }
         if let Some(t) = self.listen_thread.lock().expect("not poisoned").take() {

@@ -11,6 +11,7 @@ pub mod bodies;
 pub mod clock;
 mod config;
 mod explain;
+mod feed;
 mod gate;
 mod health;
 pub mod limits;
@@ -118,6 +119,8 @@ pub async fn serve(gate: Arc<Gate>, bound: Bound, shutdown: impl std::future::Fu
         });
     }
     tracing::info!("shutting down: no new connections, finishing in-flight requests");
+    // Change streams never finish by themselves: end them now.
+    gate.shutting_down.send_replace(true);
     drop(bound);
     if tokio::time::timeout(gate.config.shutdown_grace, graceful.shutdown()).await.is_err() {
         tracing::warn!("in-flight requests did not finish within the grace period");

@@ -24,11 +24,12 @@ pub enum Route {
     Metrics,
     Snapshot,
     Backup,
+    Changes,
     Other,
 }
 
-const ROUTES: [&str; 10] =
-    ["check", "check_batch", "events", "files", "audit", "health", "metrics", "snapshot", "backup", "other"];
+const ROUTES: [&str; 11] =
+    ["check", "check_batch", "events", "files", "audit", "health", "metrics", "snapshot", "backup", "changes", "other"];
 
 /// Every reason a decision can carry, in metric order.
 const REASONS: [Reason; 9] = Reason::ALL;
@@ -38,7 +39,7 @@ const LATENCY_BOUNDS_US: [u64; 12] = [10, 25, 50, 100, 250, 500, 1_000, 2_500, 5
 
 #[derive(Default)]
 pub struct Metrics {
-    requests: [AtomicU64; 10],
+    requests: [AtomicU64; 11],
     client_errors: AtomicU64,
     server_errors: AtomicU64,
     decisions: [AtomicU64; 9],

@@ -12,6 +12,7 @@ use super::api::{constant_time_eq, json, read_body, text, ApiError, Reply};
 use super::appends::{AppendRefusal, MAX_QUEUED_APPENDS};
 use super::bodies::{parse_batch_body, parse_check_body, parse_events_body, CheckBatch, CheckLine, EventsBody};
 use super::config::MAX_MIN_SEQ_WAIT;
+use super::feed;
 use super::gate::Gate;
 use super::metrics::Route;
 use super::queries::{QueryRefusal, QUERY_READ_WAIT};
@@ -87,6 +88,14 @@ async fn dispatch(gate: &Arc<Gate>, which: Listener, req: Request<Incoming>) -> 
                 },
             )
         }
+        (_, ["v1", "changes"]) => (
+            Route::Changes,
+            match authorize(gate, &req, Access::Read) {
+                Err(e) => Err(e),
+                Ok(()) if method == Method::GET => changes(gate, &req).await,
+                Ok(()) => wrong_method("GET"),
+            },
+        ),
         (Listener::Admin, ["v1", "events"]) => (
             Route::Events,
             match authorize(gate, &req, Access::Write).and_then(|()| no_query(&req)) {
@@ -646,6 +655,23 @@ async fn audit(gate: &Arc<Gate>, query: Option<&str>) -> Result<Reply, ApiError>
             e => ApiError::internal(e.to_string()),
         })?;
     Ok(json(StatusCode::OK, &j!({"records": page.records, "next_cursor": page.next_cursor})))
+}
+
+/// `GET /v1/changes`: a page, or with `Accept: text/event-stream` a stream
+/// resumed after `Last-Event-ID` (see `feed.rs`).
+async fn changes(gate: &Arc<Gate>, req: &Request<Incoming>) -> Result<Reply, ApiError> {
+    let params = strict_query(req.uri().query(), &feed::PARAMETERS)?;
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let streaming = header("accept").is_some_and(|a| a.contains("text/event-stream"));
+    if streaming {
+        let q = feed::parse(params, header("last-event-id"))?;
+        if !q.wait.is_zero() {
+            return Err(ApiError::invalid("wait_ms", "`wait_ms` is for pages; a stream waits by itself"));
+        }
+        feed::events(gate, q)
+    } else {
+        feed::page(gate, feed::parse(params, None)?).await
+    }
 }
 
 async fn ready(gate: &Arc<Gate>) -> Reply {

@@ -6,7 +6,6 @@
 //! read, as the sync does) until the log reaches the index; the sync records
 //! every step after that itself.
 
-use crate::sync::MAX_SYNC_BATCH;
 use claimgate_rules::changes;
 use claimgate_rules::domain::{InstitutionCode, PractitionerCode, Seq, ViolationId};
 use claimgate_rules::event::Event;
@@ -23,15 +22,19 @@ pub enum CatchUpError {
     Log(#[from] ChangeLogError),
 }
 
-/// Records the changes of at most [`MAX_SYNC_BATCH`] events after the log's
+/// Most events one catch-up step takes: a step is the unit the gate's stop
+/// waits for, and a long history's events cost a derive each.
+pub const MAX_CATCH_UP_BATCH: usize = 1_024;
+
+/// Records the changes of at most [`MAX_CATCH_UP_BATCH`] events after the log's
 /// mark and up to `limit` (the index's version); returns the new mark, or
 /// `None` when the log is already at `limit` (or another writer moved it).
 pub fn catch_up_step(ledger: &Ledger, log: &ChangeLog, limit: Seq) -> Result<Option<Seq>, CatchUpError> {
-    let mark = log.mark()?;
+    let mark = log.mark();
     if mark >= limit {
         return Ok(None);
     }
-    let mut events = ledger.events_since(mark, MAX_SYNC_BATCH)?;
+    let mut events = ledger.events_since(mark, MAX_CATCH_UP_BATCH)?;
     events.retain(|r| r.seq <= limit);
     let Some(last) = events.last().map(|r| r.seq) else { return Ok(None) };
     let mut owners: HashMap<ViolationId, PractitionerCode> = HashMap::new();

@@ -22,6 +22,12 @@ use std::sync::Arc;
 pub const MAX_SYNC_BATCH: usize = 4_096;
 // Each event touches at most one entity, so a batch's histories fit one read.
 const _: () = assert!(MAX_SYNC_BATCH <= claimgate_store::ledger::MAX_HISTORY_CODES);
+/// Most events a step derives to record its standing changes itself
+/// (counting each touched history once per event of it in the step, and
+/// once more); a step over it leaves them to the change log's own thread,
+/// so a practitioner with a long history and many events at once never
+/// holds the index back.
+pub const MAX_INLINE_CHANGE_WORK: usize = 1 << 20;
 /// Most events the syncer keeps decoded in [`HistoryCache`] (about 100 MB).
 pub const MAX_CACHED_EVENTS: usize = 262_144;
 /// Overlay size (entities) past which the syncer folds it into a new base.
@@ -224,7 +230,16 @@ impl Syncer {
             cache.institutions.insert(code, history);
         }
         if let Some(log) = &self.changes {
-            record_changes(log, current.seq(), last, events, &cache, &owners, policy);
+            // The work of the batch's changes: each touched history derived
+            // once per event of it, and once more.
+            let work: usize = practitioners
+                .iter()
+                .map(|(c, new)| (new.len() + 1) * cache.practitioners[c].len())
+                .chain(institutions.iter().map(|(c, new)| (new.len() + 1) * cache.institutions[c].len()))
+                .sum();
+            if work <= MAX_INLINE_CHANGE_WORK {
+                record_changes(log, current.seq(), last, events, &cache, &owners, policy);
+            }
         }
         let mut changed_p = Vec::with_capacity(practitioners.len());
         for &code in practitioners.keys() {
@@ -303,10 +318,8 @@ fn record_changes(
     owners: &HashMap<&ViolationId, PractitionerCode>,
     policy: &Policy,
 ) {
-    match log.mark() {
-        Ok(mark) if mark == after => {}
-        Ok(_) => return,
-        Err(e) => return tracing::error!("change log: {e}"),
+    if log.mark() != after {
+        return;
     }
     let changes = changes::changes_in_batch(
         events,

@@ -320,9 +320,13 @@ pub fn changes_in_batch(
     owner: impl Fn(&crate::domain::ViolationId) -> Option<PractitionerCode>,
     policy: &Policy,
 ) -> Vec<StandingChange> {
-    let upto = |history: &[RecordedEvent], seq: Seq| -> Vec<RecordedEvent> {
-        history.iter().filter(|r| r.seq <= seq).cloned().collect()
-    };
+    // Each history is in `seq` order: the events up to a seq are a prefix.
+    fn upto(history: &[RecordedEvent], seq: Seq) -> &[RecordedEvent] {
+        &history[..history.partition_point(|r| r.seq <= seq)]
+    }
+    // Each entity's standing after its last event so far: the next one's before.
+    let mut p_now: HashMap<PractitionerCode, Option<PractitionerStanding>> = HashMap::new();
+    let mut i_now: HashMap<InstitutionCode, Option<InstitutionStanding>> = HashMap::new();
     let mut out = Vec::new();
     for r in events {
         let practitioner = match &r.event {
@@ -331,16 +335,22 @@ pub fn changes_in_batch(
         };
         if let Some(code) = practitioner {
             let history = practitioners.get(&code).map_or(&[][..], Vec::as_slice);
-            let earlier = upto(history, r.seq - 1);
-            let before = (!earlier.is_empty()).then(|| practitioner::derive(code, &earlier, policy));
-            let after = practitioner::derive(code, &upto(history, r.seq), policy);
+            let before = p_now.remove(&code).unwrap_or_else(|| {
+                let earlier = upto(history, r.seq - 1);
+                (!earlier.is_empty()).then(|| practitioner::derive(code, earlier, policy))
+            });
+            let after = practitioner::derive(code, upto(history, r.seq), policy);
             out.extend(practitioner_changes(r.seq, r.event.kind(), code, before.as_ref(), &after));
+            p_now.insert(code, Some(after));
         } else if let Some(code) = r.event.institution() {
             let history = institutions.get(&code).map_or(&[][..], Vec::as_slice);
-            let earlier = upto(history, r.seq - 1);
-            let before = (!earlier.is_empty()).then(|| institution::derive(code, &earlier));
-            let after = institution::derive(code, &upto(history, r.seq));
+            let before = i_now.remove(&code).unwrap_or_else(|| {
+                let earlier = upto(history, r.seq - 1);
+                (!earlier.is_empty()).then(|| institution::derive(code, earlier))
+            });
+            let after = institution::derive(code, upto(history, r.seq));
             out.extend(institution_changes(r.seq, r.event.kind(), code, before.as_ref(), &after));
+            i_now.insert(code, Some(after));
         }
     }
     out

@@ -16,6 +16,7 @@ use claimgate_rules::domain::{CivilDate, InstitutionCode, PractitionerCode, Seq}
 use claimgate_rules::event::Event;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 /// Most changes one page holds (a page may exceed it by the rest of one
@@ -60,6 +61,8 @@ pub struct ChangeLog {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
+    /// The committed mark, for readers that must not touch the file.
+    mark: AtomicU64,
 }
 
 const SCHEMA: &str = "
@@ -125,17 +128,18 @@ impl ChangeLog {
                 .map_err(fail("setting up a reader"))?;
             readers.push(Mutex::new(conn));
         }
-        Ok(ChangeLog { path, writer: Mutex::new(writer), readers })
+        let mark = read_mark(&writer).map_err(fail("reading its mark"))?;
+        Ok(ChangeLog { path, writer: Mutex::new(writer), readers, mark: AtomicU64::new(mark) })
     }
 
     fn storage(&self, doing: &'static str) -> impl FnOnce(rusqlite::Error) -> ChangeLogError + '_ {
         move |source| ChangeLogError::Storage { path: self.path.clone(), doing, source }
     }
 
-    /// Every change of events up to the mark is in the log.
-    pub fn mark(&self) -> Result<Seq, ChangeLogError> {
-        let conn = lock(&self.writer);
-        read_mark(&conn).map_err(self.storage("reading its mark"))
+    /// Every change of events up to the mark is in the log (as committed;
+    /// read without touching the file).
+    pub fn mark(&self) -> Seq {
+        self.mark.load(Ordering::Acquire)
     }
 
     /// Appends the changes of the events `(after, upto]` and moves the mark
@@ -176,6 +180,7 @@ impl ChangeLog {
         tx.execute("UPDATE meta SET value = ?1 WHERE key = 'mark'", params![upto as i64])
             .map_err(self.storage("moving its mark"))?;
         tx.commit().map_err(self.storage("committing an append"))?;
+        self.mark.store(upto, Ordering::Release);
         Ok(true)
     }
 
@@ -359,7 +364,7 @@ mod tests {
     fn pages_resume_after_their_last_seq_and_never_split_one() {
         let dir = tempfile::tempdir().unwrap();
         let log = ChangeLog::open(dir.path(), 7).unwrap();
-        assert_eq!(log.mark().unwrap(), 0);
+        assert_eq!(log.mark(), 0);
         let batch = [change(1, H1, Some(P1)), change(1, H2, Some(P1)), change(2, H1, None), change(4, H2, None)];
         assert!(log.append(0, 5, &batch).unwrap());
         assert!(!log.append(0, 6, &[]).unwrap(), "not after the mark: nothing written");
@@ -384,9 +389,9 @@ mod tests {
         assert!(log.append(0, 3, &[change(2, H1, None)]).unwrap());
         drop(log);
         let same = ChangeLog::open(dir.path(), 7).unwrap();
-        assert_eq!((same.mark().unwrap(), same.page(0, &ChangeFilter::default(), 10).unwrap().changes.len()), (3, 1));
+        assert_eq!((same.mark(), same.page(0, &ChangeFilter::default(), 10).unwrap().changes.len()), (3, 1));
         drop(same);
         let other = ChangeLog::open(dir.path(), 8).unwrap();
-        assert_eq!((other.mark().unwrap(), other.page(0, &ChangeFilter::default(), 10).unwrap().changes.len()), (0, 0));
+        assert_eq!((other.mark(), other.page(0, &ChangeFilter::default(), 10).unwrap().changes.len()), (0, 0));
     }
 }

@@ -1,0 +1,224 @@
+//! Who is affected, over HTTP (issue 16): the change feed `GET /v1/changes`
+//! on the real binary, as pages, long-polls and Server-Sent Events.
+#![cfg(unix)]
+
+mod common;
+use common::server::*;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+const SECOND_INST: &str = "H31011500007";
+
+/// An SSE client on one connection: reads events as they come.
+struct Stream {
+    reader: BufReader<TcpStream>,
+}
+
+impl Stream {
+    fn open(addr: SocketAddr, query: &str, last_event_id: Option<u64>) -> Stream {
+        let mut socket = TcpStream::connect(addr).unwrap();
+        socket.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        socket.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+        let resume = last_event_id.map(|id| format!("Last-Event-ID: {id}\r\n")).unwrap_or_default();
+        write!(
+            socket,
+            "GET /v1/changes{query} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {READ_TOKEN}\r\nAccept: text/event-stream\r\n{resume}\r\n"
+        )
+        .unwrap();
+        let mut reader = BufReader::new(socket);
+        let mut status = String::new();
+        reader.read_line(&mut status).unwrap();
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+        }
+        Stream { reader }
+    }
+
+    /// The next event's `(id, data)`, skipping comments and chunk framing;
+    /// `None` when the server closes the stream.
+    fn next(&mut self) -> Option<(u64, Value)> {
+        let (mut id, mut data) = (None, None);
+        loop {
+            let mut line = String::new();
+            if self.reader.read_line(&mut line).ok()? == 0 {
+                return None;
+            }
+            let line = line.trim_end_matches(['\r', '\n']);
+            if let Some(v) = line.strip_prefix("id: ") {
+                id = Some(v.parse().unwrap());
+            } else if let Some(v) = line.strip_prefix("data: ") {
+                data = Some(serde_json::from_str(v).unwrap());
+            } else if line.is_empty() {
+                if let (Some(id), Some(data)) = (id, data.take()) {
+                    return Some((id, data));
+                }
+            }
+        }
+    }
+}
+
+/// Every change in the feed after `after`, page by page (small pages, so
+/// paging itself is exercised).
+fn all_pages(server: &Server, after: u64) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut after = after;
+    loop {
+        let page = server.read_get(&format!("/v1/changes?after_seq={after}&limit=2")).json();
+        let changes = page["changes"].as_array().unwrap().clone();
+        let next = page["next_after_seq"].as_u64().unwrap();
+        out.extend(changes.iter().cloned());
+        if changes.is_empty() && next == after {
+            return out;
+        }
+        after = next;
+    }
+}
+
+/// Waits until the feed holds every change of events up to `seq`.
+fn wait_through(server: &Server, seq: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let page = server.read_get(&format!("/v1/changes?after_seq={seq}&limit=1")).json();
+        if page["through_seq"].as_u64().unwrap() >= seq {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the feed never reached seq {seq}: {page}");
+        let _ = server.read_get(&format!("/v1/changes?after_seq={seq}&wait_ms=500"));
+    }
+}
+
+#[test]
+fn the_feed_names_each_windows_change_with_its_cause_and_pages_resume_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    server.event(&designated(INST, "2024-01-01"));
+    server.event(&designated(SECOND_INST, "2024-01-01"));
+    server.event(&registered(DOC, INST, "2024-01-01"));
+    server.event(&registered(DOC, SECOND_INST, "2025-01-01"));
+    let seq = server.event(&violation("V1", DOC, "2026-03-10", 9, "serious"));
+    wait_through(&server, seq);
+
+    // R14 and R16: the suspension at both institutions where DOC is filed.
+    let page = server.read_get(&format!("/v1/changes?after_seq={}", seq - 1)).json();
+    let suspension: Vec<(&str, &str, &str, &str)> = page["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            assert_eq!(
+                (&c["seq"], &c["kind"], &c["practitioner"]),
+                (&json!(seq), &json!("violation_scored"), &json!(DOC))
+            );
+            (
+                c["institution"].as_str().unwrap(),
+                c["from"].as_str().unwrap(),
+                c["before"].as_str().unwrap(),
+                c["after"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        suspension,
+        [
+            (INST, "2026-03-10", "ok", "practitioner_suspended"),
+            (SECOND_INST, "2026-03-10", "ok", "practitioner_suspended")
+        ]
+    );
+    assert_eq!(page["changes"][0]["until"], "2026-05-10", "a total of 9: 2 months by the default policy (R14)");
+
+    // Filters: one institution's staff, one region, one practitioner.
+    let at_second = server.read_get(&format!("/v1/changes?institution={SECOND_INST}")).json();
+    assert!(at_second["changes"].as_array().unwrap().iter().all(|c| c["institution"] == SECOND_INST), "{at_second}");
+    let region = server.read_get("/v1/changes?region=310115").json();
+    assert_eq!(region["changes"], at_second["changes"], "H31011500007 is region 310115");
+    let everything = all_pages(&server, 0);
+    let mine = server.read_get(&format!("/v1/changes?practitioner={DOC}")).json();
+    let expected: Vec<&Value> = everything.iter().filter(|c| c["practitioner"] == DOC).collect();
+    assert_eq!(mine["changes"].as_array().unwrap().iter().collect::<Vec<_>>(), expected);
+    // Pages of 2 never split a seq and resume exactly: no gap, no repeat.
+    let seqs: Vec<u64> = everything.iter().map(|c| c["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] <= w[1]), "{seqs:?}");
+    assert_eq!(everything, server.read_get("/v1/changes?limit=10000").json()["changes"].as_array().unwrap().clone());
+
+    // Behind the read token; refused names (R4).
+    let anonymous = request(server.check, "GET", "/v1/changes", &[], b"");
+    assert_error("no token", &anonymous, 401, "unauthorized", Field::Absent);
+    let typo = server.read_get("/v1/changes?after=3");
+    assert_error("a misspelt parameter", &typo, 400, "invalid_request", Field::Is("after"));
+    let twice = server.read_get("/v1/changes?after_seq=1&after_seq=2");
+    assert_error("a parameter twice", &twice, 400, "invalid_request", Field::Is("after_seq"));
+    let region = server.read_get("/v1/changes?region=31011");
+    assert_error("a short region", &region, 400, "invalid_request", Field::Is("region"));
+}
+
+#[test]
+fn a_long_poll_answers_as_soon_as_a_change_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let seq = server.event(&designated(INST, "2024-01-01"));
+    wait_through(&server, seq);
+    let check = server.check;
+    let waiting = std::thread::spawn(move || {
+        let started = Instant::now();
+        let reply = request(
+            check,
+            "GET",
+            &format!("/v1/changes?after_seq={seq}&wait_ms=20000"),
+            &[("Authorization", &bearer(READ_TOKEN))],
+            b"",
+        );
+        (reply.json(), started.elapsed())
+    });
+    // The poll is waiting once the empty answer would be the only one.
+    let next = server.event(&registered(DOC, INST, "2024-01-01"));
+    let (page, took) = waiting.join().unwrap();
+    assert!(took < Duration::from_secs(15), "the poll waited out its 20 s: {took:?}");
+    let changes = page["changes"].as_array().unwrap();
+    assert!(!changes.is_empty() && changes.iter().all(|c| c["seq"] == next), "{page}");
+}
+
+#[test]
+fn an_sse_client_started_before_a_restart_resumes_after_it_without_a_gap_or_a_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &[]);
+    server.event(&designated(INST, "2024-01-01"));
+    let mut stream = Stream::open(server.check, "", None);
+    let mut seen: Vec<(u64, Value)> = Vec::new();
+    let first = server.event(&registered(DOC, INST, "2024-01-01"));
+    while seen.last().is_none_or(|(id, _)| *id < first) {
+        seen.push(stream.next().expect("an event before the restart"));
+    }
+    let status = server.terminate();
+    assert_eq!(status.code(), Some(0), "{status}");
+    assert!(stream.next().is_none(), "the stream ends when the server stops");
+
+    // Written while the client is away, then the client comes back.
+    let mut again = Server::start(dir.path(), &[]);
+    again.event(&designated(SECOND_INST, "2024-01-01"));
+    again.event(&registered(DOC, SECOND_INST, "2025-01-01"));
+    let last = again.event(&violation("V1", DOC, "2026-03-10", 9, "serious"));
+    let resume_after = seen.last().unwrap().0;
+    let mut stream = Stream::open(again.check, "", Some(resume_after));
+    while seen.last().is_none_or(|(id, _)| *id < last) {
+        seen.push(stream.next().expect("an event after the restart"));
+    }
+    let ids: Vec<u64> = seen.iter().map(|(id, _)| *id).collect();
+    let expected: Vec<u64> = (1..=last).collect();
+    assert_eq!(ids, expected, "every seq once, in order, across the restart (every event here changes something)");
+    for (id, data) in &seen {
+        assert_eq!(&data["seq"], &json!(id));
+        assert!(data["changes"].as_array().unwrap().iter().all(|c| c["seq"] == json!(id)));
+    }
+    // The stream's events are the pages' changes, grouped by seq.
+    let streamed: Vec<Value> = seen.iter().flat_map(|(_, d)| d["changes"].as_array().unwrap().clone()).collect();
+    assert_eq!(streamed, all_pages(&again, 0));
+    let status = again.terminate();
+    assert_eq!(status.code(), Some(0), "{status}");
+}
