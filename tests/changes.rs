@@ -222,3 +222,108 @@ fn an_sse_client_started_before_a_restart_resumes_after_it_without_a_gap_or_a_du
     let status = again.terminate();
     assert_eq!(status.code(), Some(0), "{status}");
 }
+
+/// Waits until the decision log's index answers `count` records.
+fn wait_audited(server: &Server, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.admin_get("/v1/audit?limit=1000").json()["records"].as_array().unwrap().len() < count {
+        assert!(Instant::now() < deadline, "the decision log never indexed {count} records");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn an_appeal_upheld_puts_the_lines_rejected_during_the_revoked_suspension_and_only_those_on_the_resettlement_list_r12()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    server.event(&designated(INST, "2024-01-01"));
+    server.event(&registered(DOC, INST, "2024-01-01"));
+    let scored = server.event(&violation("V1", DOC, "2026-03-10", 9, "serious"));
+    let line =
+        |id: &str, date: &str| with(with(claim(DOC, date, false), "claim_id", json!(id)), "min_seq", json!(scored));
+    for (id, date) in [("L-during-1", "2026-03-15"), ("L-during-2", "2026-05-09")] {
+        assert_eq!(server.check(&line(id, date)).json()["reason"], "practitioner_suspended");
+    }
+    assert_eq!(server.check(&line("L-after", "2026-05-10")).json()["reason"], "ok", "the suspension ends (R14)");
+    // Rejected for another reason, on a date the revocation does not touch.
+    let stranger = with(
+        with(claim("D110105000099", "2026-03-15", false), "claim_id", json!("L-stranger")),
+        "min_seq",
+        json!(scored),
+    );
+    assert_eq!(server.check(&stranger).json()["reason"], "unknown_practitioner");
+    wait_audited(&server, 3);
+
+    let revoked = server.event(&json!({"type": "violation_revoked", "violation_id": "V1", "effective": "2026-04-01"}));
+    wait_through(&server, revoked);
+    let list = server.read_get("/v1/readjudication?list=resettlement").json();
+    let lines = list["resettlement"].as_array().unwrap();
+    let ids: Vec<&str> = lines.iter().map(|l| l["claim_id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 2, "{list}");
+    assert!(ids.contains(&"L-during-1") && ids.contains(&"L-during-2"), "{list}");
+    for l in lines {
+        assert_eq!(
+            (&l["original"]["verdict"], &l["original"]["reason"]),
+            (&json!("reject"), &json!("practitioner_suspended"))
+        );
+        assert_eq!(
+            (&l["now"]["verdict"], &l["now"]["reason"], &l["now"]["seq"]),
+            (&json!("settle"), &json!("ok"), &json!(revoked))
+        );
+        assert_eq!((&l["cause"]["seq"], &l["cause"]["kind"]), (&json!(revoked), &json!("violation_revoked")), "{l}");
+    }
+    // Paged from before the revocation: the same lines, under the same cause.
+    let from_revocation =
+        server.read_get(&format!("/v1/readjudication?list=resettlement&after_seq={}", revoked - 1)).json();
+    assert_eq!(from_revocation["resettlement"], list["resettlement"]);
+    let after = server.read_get(&format!("/v1/readjudication?list=resettlement&after_seq={revoked}")).json();
+    assert_eq!(after["resettlement"], json!([]), "nothing changed since");
+    // As CSV for the agency's tools.
+    let csv = server.read_get("/v1/readjudication?list=resettlement&format=csv");
+    assert_eq!(csv.header("content-type"), Some("text/csv; charset=utf-8"));
+    let text = csv.text();
+    assert!(text.starts_with("record,claim_id,practitioner_id,"), "{text}");
+    assert_eq!(text.lines().filter(|l| l.contains("L-during-")).count(), 2, "{text}");
+    let unnamed = server.read_get("/v1/readjudication");
+    assert_error("no list named", &unnamed, 400, "invalid_request", Field::Is("list"));
+}
+
+#[test]
+fn a_back_dated_violation_yields_a_recovery_window_at_each_institution_where_the_practitioner_is_filed_r6_r16() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    server.event(&designated(INST, "2024-01-01"));
+    server.event(&designated(SECOND_INST, "2024-01-01"));
+    server.event(&registered(DOC, INST, "2024-01-01"));
+    server.event(&registered(DOC, SECOND_INST, "2024-06-01"));
+    // Decided on 2025-03-10, recorded now: every day of its suspension is past.
+    let seq = server.event(&violation("V-late", DOC, "2025-03-10", 9, "serious"));
+    wait_through(&server, seq);
+    let list = server.read_get("/v1/readjudication?list=recovery").json();
+    let windows: Vec<(&str, &str, &str, &str, u64)> = list["recovery"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            (
+                w["institution"].as_str().unwrap(),
+                w["from"].as_str().unwrap(),
+                w["until"].as_str().unwrap(),
+                w["reason"].as_str().unwrap(),
+                w["seq"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        windows,
+        [
+            (INST, "2025-03-10", "2025-05-10", "practitioner_suspended", seq),
+            (SECOND_INST, "2025-03-10", "2025-05-10", "practitioner_suspended", seq),
+        ],
+        "{list}"
+    );
+    // Registrations and designations blocked nothing that was settleable.
+    let at_second = server.read_get(&format!("/v1/readjudication?list=recovery&institution={SECOND_INST}")).json();
+    assert_eq!(at_second["recovery"].as_array().unwrap().len(), 1, "{at_second}");
+}

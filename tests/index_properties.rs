@@ -484,7 +484,8 @@ proptest! {
         // sync records nothing until the catch-up brings it to the index.
         let dir = tempfile::tempdir().expect("temp dir");
         let changes = Arc::new(ChangeLog::open(dir.path(), ledger.id()).expect("change log"));
-        let syncer = Syncer::new(ledger.clone(), handle.clone()).with_changes(changes.clone());
+        let today = CivilDate::parse("2026-12-07").unwrap();
+        let syncer = Syncer::new(ledger.clone(), handle.clone()).with_changes(changes.clone(), Arc::new(move || today));
         prop_assert_eq!(handle.load().seq(), ledger.head().expect("head"));
 
         let check = |version: &IndexVersion, log: &[String], what: &str| -> Result<(), TestCaseError> {
@@ -510,7 +511,7 @@ proptest! {
             let stale = handle.load();
             check(&stale, &log, "version in service before the step")?;
             if k % 3 == 1 {
-                while catch_up_step(&ledger, &changes, handle.load().seq()).expect("catch-up").is_some() {}
+                while catch_up_step(&ledger, &changes, handle.load().seq(), today).expect("catch-up").is_some() {}
                 prop_assert_eq!(changes.mark(), handle.load().seq(), "caught up to the index");
             }
             for _ in 0..steps[k % steps.len()] {
@@ -539,7 +540,7 @@ proptest! {
         published.push(handle.load());
         // Whether recorded by the sync's steps or by the catch-up, the log
         // holds exactly the changes of the ledger's events (issue 16).
-        while catch_up_step(&ledger, &changes, last).expect("catch-up").is_some() {}
+        while catch_up_step(&ledger, &changes, last, today).expect("catch-up").is_some() {}
         let mut recorded = Vec::new();
         let mut after = 0;
         loop {

@@ -414,7 +414,8 @@ impl Gate {
         let started = (Instant::now(), log.mark());
         let mut reported = false;
         while !self.stop.load(Ordering::Relaxed) {
-            match claimgate_index::changes::catch_up_step(&self.ledger, &log, self.index.load().seq()) {
+            let today = crate::clock::Clock::today(&crate::clock::SystemClock);
+            match claimgate_index::changes::catch_up_step(&self.ledger, &log, self.index.load().seq(), today) {
                 Ok(Some(mark)) => {
                     self.changes_watch.send_replace(mark);
                     reported = false;
@@ -442,7 +443,8 @@ impl Gate {
     fn sync_loop(self: Arc<Gate>, wake: crossbeam_channel::Receiver<()>) {
         let mut syncer = Syncer::new(self.ledger.clone(), self.index.clone());
         if let Some(log) = &self.changes {
-            syncer = syncer.with_changes(log.clone());
+            syncer =
+                syncer.with_changes(log.clone(), Arc::new(|| crate::clock::Clock::today(&crate::clock::SystemClock)));
         }
         while !self.stop.load(Ordering::Relaxed) {
             let _ = wake.recv_timeout(self.config.sync_idle);

@@ -17,6 +17,7 @@ mod health;
 pub mod limits;
 mod metrics;
 pub mod queries;
+mod readjudication;
 mod routes;
 mod snapshots;
 mod write_deadline;

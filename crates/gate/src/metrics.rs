@@ -25,11 +25,24 @@ pub enum Route {
     Snapshot,
     Backup,
     Changes,
+    Readjudication,
     Other,
 }
 
-const ROUTES: [&str; 11] =
-    ["check", "check_batch", "events", "files", "audit", "health", "metrics", "snapshot", "backup", "changes", "other"];
+const ROUTES: [&str; 12] = [
+    "check",
+    "check_batch",
+    "events",
+    "files",
+    "audit",
+    "health",
+    "metrics",
+    "snapshot",
+    "backup",
+    "changes",
+    "readjudication",
+    "other",
+];
 
 /// Every reason a decision can carry, in metric order.
 const REASONS: [Reason; 9] = Reason::ALL;
@@ -39,7 +52,7 @@ const LATENCY_BOUNDS_US: [u64; 12] = [10, 25, 50, 100, 250, 500, 1_000, 2_500, 5
 
 #[derive(Default)]
 pub struct Metrics {
-    requests: [AtomicU64; 11],
+    requests: [AtomicU64; 12],
     client_errors: AtomicU64,
     server_errors: AtomicU64,
     decisions: [AtomicU64; 9],

@@ -12,12 +12,12 @@ use super::api::{constant_time_eq, json, read_body, text, ApiError, Reply};
 use super::appends::{AppendRefusal, MAX_QUEUED_APPENDS};
 use super::bodies::{parse_batch_body, parse_check_body, parse_events_body, CheckBatch, CheckLine, EventsBody};
 use super::config::MAX_MIN_SEQ_WAIT;
-use super::feed;
 use super::gate::Gate;
 use super::metrics::Route;
 use super::queries::{QueryRefusal, QUERY_READ_WAIT};
 use super::snapshots::SnapshotRefusal;
 use super::Listener;
+use super::{feed, readjudication};
 use crate::clock::{Clock, SystemClock};
 use claimgate_audit::query::{parse_cursor, MAX_PAGE as MAX_AUDIT_PAGE, REASONS as AUDIT_REASONS};
 use claimgate_audit::{AuditQuery, AuditRecord, Unrecorded};
@@ -93,6 +93,19 @@ async fn dispatch(gate: &Arc<Gate>, which: Listener, req: Request<Incoming>) -> 
             match authorize(gate, &req, Access::Read) {
                 Err(e) => Err(e),
                 Ok(()) if method == Method::GET => changes(gate, &req).await,
+                Ok(()) => wrong_method("GET"),
+            },
+        ),
+        (_, ["v1", "readjudication"]) => (
+            Route::Readjudication,
+            match authorize(gate, &req, Access::Read) {
+                Err(e) => Err(e),
+                Ok(()) if method == Method::GET => {
+                    match strict_query(req.uri().query(), &readjudication::PARAMETERS).and_then(readjudication::parse) {
+                        Ok(q) => readjudication::handle(gate, q).await,
+                        Err(e) => Err(e),
+                    }
+                }
                 Ok(()) => wrong_method("GET"),
             },
         ),

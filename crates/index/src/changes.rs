@@ -7,7 +7,7 @@
 //! every step after that itself.
 
 use claimgate_rules::changes;
-use claimgate_rules::domain::{InstitutionCode, PractitionerCode, Seq, ViolationId};
+use claimgate_rules::domain::{CivilDate, InstitutionCode, PractitionerCode, Seq, ViolationId};
 use claimgate_rules::event::Event;
 use claimgate_store::changes::{ChangeLog, ChangeLogError};
 use claimgate_store::ledger::{Ledger, LedgerError};
@@ -29,7 +29,13 @@ pub const MAX_CATCH_UP_BATCH: usize = 1_024;
 /// Records the changes of at most [`MAX_CATCH_UP_BATCH`] events after the log's
 /// mark and up to `limit` (the index's version); returns the new mark, or
 /// `None` when the log is already at `limit` (or another writer moved it).
-pub fn catch_up_step(ledger: &Ledger, log: &ChangeLog, limit: Seq) -> Result<Option<Seq>, CatchUpError> {
+/// `today` is the date the changes are recorded under (the caller's clock).
+pub fn catch_up_step(
+    ledger: &Ledger,
+    log: &ChangeLog,
+    limit: Seq,
+    today: CivilDate,
+) -> Result<Option<Seq>, CatchUpError> {
     let mark = log.mark();
     if mark >= limit {
         return Ok(None);
@@ -62,5 +68,5 @@ pub fn catch_up_step(ledger: &Ledger, log: &ChangeLog, limit: Seq) -> Result<Opt
     let i_histories: HashMap<_, _> = institutions.into_iter().zip(read.institutions).collect();
     let found =
         changes::changes_in_batch(&events, &p_histories, &i_histories, |id| owners.get(id).copied(), ledger.policy());
-    Ok(log.append(mark, last, &found)?.then_some(last))
+    Ok(log.append(mark, last, &found, today)?.then_some(last))
 }

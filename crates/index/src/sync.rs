@@ -9,7 +9,7 @@ use super::compact::{CompactInstitution, CompactPractitioner};
 use super::IndexVersion;
 use arc_swap::ArcSwap;
 use claimgate_rules::changes;
-use claimgate_rules::domain::{InstitutionCode, PractitionerCode, Seq, ViolationId};
+use claimgate_rules::domain::{CivilDate, InstitutionCode, PractitionerCode, Seq, ViolationId};
 use claimgate_rules::event::{Event, RecordedEvent};
 use claimgate_rules::policy::Policy;
 use claimgate_rules::{institution, practitioner};
@@ -74,8 +74,9 @@ pub struct Syncer {
     /// Events the cache holds at most ([`MAX_CACHED_EVENTS`]; tests use small ones).
     cache_limit: usize,
     /// Where each step's standing changes go, when the log is at the
-    /// version the step starts from ([`crate::changes`] brings it there).
-    changes: Option<Arc<ChangeLog>>,
+    /// version the step starts from ([`crate::changes`] brings it there),
+    /// and today's date to record them under (the caller's clock).
+    changes: Option<(Arc<ChangeLog>, Today)>,
 }
 
 /// The histories of entities the last steps touched, decoded, as they stand
@@ -128,8 +129,8 @@ impl Syncer {
     /// Records each step's standing changes in `log` while the log is at the
     /// version the step starts from (from the histories the step holds
     /// anyway; a log behind is brought up by [`crate::changes::catch_up_step`]).
-    pub fn with_changes(mut self, log: Arc<ChangeLog>) -> Syncer {
-        self.changes = Some(log);
+    pub fn with_changes(mut self, log: Arc<ChangeLog>, today: Today) -> Syncer {
+        self.changes = Some((log, today));
         self
     }
 
@@ -229,7 +230,7 @@ impl Syncer {
             cache.events += history.len();
             cache.institutions.insert(code, history);
         }
-        if let Some(log) = &self.changes {
+        if let Some((log, today)) = &self.changes {
             // The work of the batch's changes: each touched history derived
             // once per event of it, and once more.
             let work: usize = practitioners
@@ -238,7 +239,8 @@ impl Syncer {
                 .chain(institutions.iter().map(|(c, new)| (new.len() + 1) * cache.institutions[c].len()))
                 .sum();
             if work <= MAX_INLINE_CHANGE_WORK {
-                record_changes(log, current.seq(), last, events, &cache, &owners, policy);
+                let batch = Batch { after: current.seq(), upto: last, events, owners: &owners, today: today() };
+                record_changes(log, &batch, &cache, policy);
             }
         }
         let mut changed_p = Vec::with_capacity(practitioners.len());
@@ -305,30 +307,34 @@ impl Syncer {
     }
 }
 
+/// Today's date, from the caller's clock (the index reads none).
+pub type Today = Arc<dyn Fn() -> CivilDate + Send + Sync>;
+
+/// One step's events, for [`record_changes`].
+struct Batch<'a> {
+    after: Seq,
+    upto: Seq,
+    events: &'a [RecordedEvent],
+    owners: &'a HashMap<&'a ViolationId, PractitionerCode>,
+    today: CivilDate,
+}
+
 /// Records a step's changes in `log` if the log is at `after` (the version
 /// the step starts from), from the histories the cache holds at `upto`; a
 /// failure is logged and leaves the log behind, for the catch-up to mend:
 /// the index goes on being published whatever becomes of the log.
-fn record_changes(
-    log: &ChangeLog,
-    after: Seq,
-    upto: Seq,
-    events: &[RecordedEvent],
-    cache: &HistoryCache,
-    owners: &HashMap<&ViolationId, PractitionerCode>,
-    policy: &Policy,
-) {
-    if log.mark() != after {
+fn record_changes(log: &ChangeLog, batch: &Batch<'_>, cache: &HistoryCache, policy: &Policy) {
+    if log.mark() != batch.after {
         return;
     }
     let changes = changes::changes_in_batch(
-        events,
+        batch.events,
         &cache.practitioners,
         &cache.institutions,
-        |id| owners.get(id).copied(),
+        |id| batch.owners.get(id).copied(),
         policy,
     );
-    if let Err(e) = log.append(after, upto, &changes) {
+    if let Err(e) = log.append(batch.after, batch.upto, &changes, batch.today) {
         tracing::error!("change log: {e}; the feed is behind until it is caught up");
     }
 }

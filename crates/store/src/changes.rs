@@ -56,6 +56,23 @@ pub struct Page {
     pub mark: Seq,
 }
 
+/// A window of the recovery list: a change that blocked `[change.from,
+/// until)`, `until` clipped to the day it was recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryWindow {
+    pub change: StandingChange,
+    pub until: Option<CivilDate>,
+    pub recorded_on: CivilDate,
+}
+
+/// One page of the recovery list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryPage {
+    pub windows: Vec<RecoveryWindow>,
+    pub next_after_seq: Seq,
+    pub mark: Seq,
+}
+
 /// The log: one writer (the gate's sync), readers for the feed.
 pub struct ChangeLog {
     path: PathBuf,
@@ -77,7 +94,8 @@ CREATE TABLE IF NOT EXISTS changes (
     date_from TEXT NOT NULL,
     date_until TEXT,
     before TEXT NOT NULL,
-    after TEXT NOT NULL
+    after TEXT NOT NULL,
+    recorded_on TEXT NOT NULL
 ) STRICT;
 CREATE INDEX IF NOT EXISTS changes_by_seq ON changes(seq);
 CREATE INDEX IF NOT EXISTS changes_by_institution ON changes(institution, seq);
@@ -142,11 +160,19 @@ impl ChangeLog {
         self.mark.load(Ordering::Acquire)
     }
 
-    /// Appends the changes of the events `(after, upto]` and moves the mark
-    /// to `upto`, in one transaction; `Ok(false)`, nothing written, when the
-    /// mark is not `after` (another writer got there first, or the log is
-    /// behind and catching up).
-    pub fn append(&self, after: Seq, upto: Seq, changes: &[StandingChange]) -> Result<bool, ChangeLogError> {
+    /// Appends the changes of the events `(after, upto]`, recorded on
+    /// `recorded_on` (the gate's date: service dates before it were already
+    /// past, see [`ChangeLog::recovery`]), and moves the mark to `upto`, in
+    /// one transaction; `Ok(false)`, nothing written, when the mark is not
+    /// `after` (another writer got there first, or the log is behind and
+    /// catching up).
+    pub fn append(
+        &self,
+        after: Seq,
+        upto: Seq,
+        changes: &[StandingChange],
+        recorded_on: CivilDate,
+    ) -> Result<bool, ChangeLogError> {
         assert!(upto >= after, "the mark would go back: {after} -> {upto}");
         let mut conn = lock(&self.writer);
         let tx = conn.transaction().map_err(self.storage("beginning an append"))?;
@@ -157,7 +183,7 @@ impl ChangeLog {
             let mut insert = tx
                 .prepare_cached(
                     "INSERT INTO changes (seq, kind, practitioner, institution, region, date_from, date_until,
-                     before, after) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                     before, after, recorded_on) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 )
                 .map_err(self.storage("preparing an append"))?;
             for c in changes {
@@ -173,6 +199,7 @@ impl ChangeLog {
                         c.until.map(|u| u.to_string()),
                         c.before.as_str(),
                         c.after.as_str(),
+                        recorded_on.to_string(),
                     ])
                     .map_err(self.storage("appending changes"))?;
             }
@@ -191,22 +218,11 @@ impl ChangeLog {
         let mut conn = self.reader();
         let tx = conn.transaction().map_err(self.storage("beginning a read"))?;
         let mark = read_mark(&tx).map_err(self.storage("reading its mark"))?;
-        let mut sql = String::from(
+        let (clause, args) = filter_clause(filter, 3);
+        let sql = format!(
             "SELECT seq, kind, practitioner, institution, date_from, date_until, before, after FROM changes
-             WHERE seq > ?1 AND seq <= ?2",
+             WHERE seq > ?1 AND seq <= ?2{clause} ORDER BY seq, id LIMIT ?3"
         );
-        let mut args: Vec<String> = Vec::new();
-        for (column, value) in [
-            ("institution", filter.institution.map(|i| i.to_string())),
-            ("practitioner", filter.practitioner.map(|p| p.to_string())),
-            ("region", filter.region.clone()),
-        ] {
-            if let Some(value) = value {
-                args.push(value);
-                sql.push_str(&format!(" AND {column} = ?{}", args.len() + 3));
-            }
-        }
-        sql.push_str(" ORDER BY seq, id LIMIT ?3");
         let mut stmt = tx.prepare_cached(&sql).map_err(self.storage("preparing a read"))?;
         let mut bound: Vec<&dyn rusqlite::ToSql> = Vec::new();
         let (after, upto, lim) = (after_seq as i64, mark as i64, limit as i64 + 1);
@@ -248,6 +264,88 @@ impl ChangeLog {
             mark
         };
         Ok(Page { changes, next_after_seq, mark })
+    }
+
+    /// The recovery list (issue 16): windows that became blocked (`ok`
+    /// before, a reject reason after) for service dates already past when
+    /// the change was recorded, clipped to those dates: claims settled there
+    /// may have to be recovered. After `after_seq`, at most `limit` windows
+    /// (a seq is not split), filtered as [`ChangeLog::page`].
+    pub fn recovery(
+        &self,
+        after_seq: Seq,
+        filter: &ChangeFilter,
+        limit: usize,
+    ) -> Result<RecoveryPage, ChangeLogError> {
+        let limit = limit.clamp(1, MAX_PAGE_CHANGES);
+        let mut conn = self.reader();
+        let tx = conn.transaction().map_err(self.storage("beginning a read"))?;
+        let mark = read_mark(&tx).map_err(self.storage("reading its mark"))?;
+        let (clause, args) = filter_clause(filter, 3);
+        let sql = format!(
+            "SELECT seq, kind, practitioner, institution, date_from, date_until, before, after, recorded_on
+             FROM changes WHERE seq > ?1 AND seq <= ?2 AND before = 'ok' AND after <> 'ok'
+             AND date_from < recorded_on{clause} ORDER BY seq, id LIMIT ?3"
+        );
+        let mut stmt = tx.prepare_cached(&sql).map_err(self.storage("preparing a read"))?;
+        let (after, upto, lim) = (after_seq as i64, mark as i64, limit as i64 + 1);
+        let mut bound: Vec<&dyn rusqlite::ToSql> = vec![&after, &upto, &lim];
+        bound.extend(args.iter().map(|a| a as &dyn rusqlite::ToSql));
+        let rows = stmt
+            .query_map(bound.as_slice(), |r| {
+                Ok((
+                    (
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, Option<String>>(5)?,
+                        r.get::<_, String>(6)?,
+                        r.get::<_, String>(7)?,
+                    ),
+                    r.get::<_, String>(8)?,
+                ))
+            })
+            .map_err(self.storage("reading the recovery list"))?;
+        let mut windows = Vec::new();
+        for row in rows {
+            let (row, recorded_on) = row.map_err(self.storage("reading the recovery list"))?;
+            let change = self.decode(row)?;
+            let recorded_on = CivilDate::parse(&recorded_on)
+                .map_err(|e| ChangeLogError::Corrupt { path: self.path.clone(), detail: e.0 })?;
+            let until = Some(change.until.map_or(recorded_on, |u| u.min(recorded_on)));
+            windows.push(RecoveryWindow { until, recorded_on, change });
+        }
+        let full = windows.len() > limit;
+        let next_after_seq = if full {
+            let last = windows[limit].change.seq;
+            windows.retain(|w| w.change.seq != last);
+            windows.last().map_or(last, |w| w.change.seq)
+        } else {
+            mark
+        };
+        Ok(RecoveryPage { windows, next_after_seq, mark })
+    }
+
+    /// Whether a change after `seq` covers `day` for the practitioner at the
+    /// institution (either side: theirs, or the institution's own).
+    pub fn covered_later(
+        &self,
+        seq: Seq,
+        practitioner: PractitionerCode,
+        institution: InstitutionCode,
+        day: CivilDate,
+    ) -> Result<bool, ChangeLogError> {
+        let conn = self.reader();
+        let day = day.to_string();
+        conn.prepare_cached(
+            "SELECT 1 FROM changes WHERE institution = ?1 AND seq > ?2
+               AND (practitioner = ?3 OR practitioner IS NULL)
+               AND date_from <= ?4 AND (date_until IS NULL OR date_until > ?4) LIMIT 1",
+        )
+        .and_then(|mut stmt| stmt.exists(params![institution.to_string(), seq as i64, practitioner.to_string(), day]))
+        .map_err(self.storage("looking for a later change"))
     }
 
     /// Every change of `seq` the filter selects.
@@ -331,6 +429,24 @@ impl ChangeLog {
     }
 }
 
+/// The filter's conditions (` AND column = ?n`, numbered after `taken`
+/// parameters) and their values.
+fn filter_clause(filter: &ChangeFilter, taken: usize) -> (String, Vec<String>) {
+    let mut clause = String::new();
+    let mut args = Vec::new();
+    for (column, value) in [
+        ("institution", filter.institution.map(|i| i.to_string())),
+        ("practitioner", filter.practitioner.map(|p| p.to_string())),
+        ("region", filter.region.clone()),
+    ] {
+        if let Some(value) = value {
+            args.push(value);
+            clause.push_str(&format!(" AND {column} = ?{}", args.len() + taken));
+        }
+    }
+    (clause, args)
+}
+
 fn read_mark(conn: &Connection) -> rusqlite::Result<Seq> {
     conn.query_row("SELECT value FROM meta WHERE key = 'mark'", [], |r| r.get::<_, i64>(0)).map(|m| m as Seq)
 }
@@ -356,6 +472,10 @@ mod tests {
         }
     }
 
+    fn day() -> CivilDate {
+        CivilDate::parse("2026-12-07").unwrap()
+    }
+
     const H1: &str = "H11010500001";
     const H2: &str = "H31011500007";
     const P1: &str = "D110105000001";
@@ -366,8 +486,8 @@ mod tests {
         let log = ChangeLog::open(dir.path(), 7).unwrap();
         assert_eq!(log.mark(), 0);
         let batch = [change(1, H1, Some(P1)), change(1, H2, Some(P1)), change(2, H1, None), change(4, H2, None)];
-        assert!(log.append(0, 5, &batch).unwrap());
-        assert!(!log.append(0, 6, &[]).unwrap(), "not after the mark: nothing written");
+        assert!(log.append(0, 5, &batch, day()).unwrap());
+        assert!(!log.append(0, 6, &[], day()).unwrap(), "not after the mark: nothing written");
         let all = ChangeFilter::default();
         let first = log.page(0, &all, 1).unwrap();
         assert_eq!(first.changes, batch[..2], "seq 1's two changes whole, past the limit of 1");
@@ -386,7 +506,7 @@ mod tests {
     fn a_log_of_another_ledger_is_emptied_and_one_of_the_same_is_kept() {
         let dir = tempfile::tempdir().unwrap();
         let log = ChangeLog::open(dir.path(), 7).unwrap();
-        assert!(log.append(0, 3, &[change(2, H1, None)]).unwrap());
+        assert!(log.append(0, 3, &[change(2, H1, None)], day()).unwrap());
         drop(log);
         let same = ChangeLog::open(dir.path(), 7).unwrap();
         assert_eq!((same.mark(), same.page(0, &ChangeFilter::default(), 10).unwrap().changes.len()), (3, 1));
