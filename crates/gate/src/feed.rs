@@ -58,23 +58,7 @@ pub fn parse(params: Vec<(String, String)>, last_event_id: Option<&str>) -> Resu
     for (k, v) in params {
         match k.as_str() {
             "after_seq" => after = Some(number("after_seq", &v)?),
-            "institution" => {
-                q.filter.institution =
-                    Some(InstitutionCode::parse(&v).map_err(|e| ApiError::invalid("institution", e.0))?)
-            }
-            "practitioner" => {
-                q.filter.practitioner =
-                    Some(PractitionerCode::parse(&v).map_err(|e| ApiError::invalid("practitioner", e.0))?)
-            }
-            "region" => {
-                if v.len() != 6 || !v.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(ApiError::invalid(
-                        "region",
-                        format!("`region` is the six region digits of a code (110105 in H11010500001), not `{v}`"),
-                    ));
-                }
-                q.filter.region = Some(v)
-            }
+            "institution" | "practitioner" | "region" => filter_param(&k, v, &mut q.filter)?,
             "limit" => {
                 q.limit = number("limit", &v)
                     .ok()
@@ -116,7 +100,30 @@ pub fn parse(params: Vec<(String, String)>, last_event_id: Option<&str>) -> Resu
     Ok(q)
 }
 
-fn log_of(gate: &Gate) -> Result<Arc<ChangeLog>, ApiError> {
+/// Sets the change filter's parameter `k` (institution, practitioner or
+/// region) from `v`, or names what is wrong with it.
+pub fn filter_param(k: &str, v: String, filter: &mut ChangeFilter) -> Result<(), ApiError> {
+    match k {
+        "institution" => {
+            filter.institution = Some(InstitutionCode::parse(&v).map_err(|e| ApiError::invalid("institution", e.0))?)
+        }
+        "practitioner" => {
+            filter.practitioner = Some(PractitionerCode::parse(&v).map_err(|e| ApiError::invalid("practitioner", e.0))?)
+        }
+        _ => {
+            if v.len() != 6 || !v.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(ApiError::invalid(
+                    "region",
+                    format!("`region` is the six region digits of a code (110105 in H11010500001), not `{v}`"),
+                ));
+            }
+            filter.region = Some(v)
+        }
+    }
+    Ok(())
+}
+
+pub fn log_of(gate: &Gate) -> Result<Arc<ChangeLog>, ApiError> {
     gate.changes.clone().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

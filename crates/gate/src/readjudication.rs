@@ -80,20 +80,7 @@ pub fn parse(params: Vec<(String, String)>) -> Result<Query, ApiError> {
                     ApiError::invalid("after_seq", format!("`after_seq` must be a whole number, not `{v}`"))
                 })?
             }
-            "institution" => {
-                q.filter.institution =
-                    Some(InstitutionCode::parse(&v).map_err(|e| ApiError::invalid("institution", e.0))?)
-            }
-            "practitioner" => {
-                q.filter.practitioner =
-                    Some(PractitionerCode::parse(&v).map_err(|e| ApiError::invalid("practitioner", e.0))?)
-            }
-            "region" => {
-                if v.len() != 6 || !v.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(ApiError::invalid("region", format!("`region` is six digits, not `{v}`")));
-                }
-                q.filter.region = Some(v)
-            }
+            "institution" | "practitioner" | "region" => super::feed::filter_param(&k, v, &mut q.filter)?,
             "limit" => {
                 q.limit = v.parse().ok().filter(|n| (1..=MAX_CHANGES).contains(n)).ok_or_else(|| {
                     ApiError::invalid("limit", format!("`limit` (changes read) must be 1 to {MAX_CHANGES}"))
@@ -138,18 +125,8 @@ pub struct Resettlement {
     pub cause: StandingChange,
 }
 
-fn log_of(gate: &Gate) -> Result<Arc<ChangeLog>, ApiError> {
-    gate.changes.clone().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "changes_unavailable",
-            "the change log could not be opened on this node (its log says why); ask another node",
-        )
-    })
-}
-
 pub async fn handle(gate: &Arc<Gate>, q: Query) -> Result<Reply, ApiError> {
-    let log = log_of(gate)?;
+    let log = super::feed::log_of(gate)?;
     let g = gate.clone();
     tokio::task::spawn_blocking(move || match q.list {
         List::Recovery => recovery(&log, &q),

@@ -228,20 +228,7 @@ impl ChangeLog {
         let (after, upto, lim) = (after_seq as i64, mark as i64, limit as i64 + 1);
         bound.extend([&after as &dyn rusqlite::ToSql, &upto, &lim]);
         bound.extend(args.iter().map(|a| a as &dyn rusqlite::ToSql));
-        let rows = stmt
-            .query_map(bound.as_slice(), |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, Option<String>>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, Option<String>>(5)?,
-                    r.get::<_, String>(6)?,
-                    r.get::<_, String>(7)?,
-                ))
-            })
-            .map_err(self.storage("reading changes"))?;
+        let rows = stmt.query_map(bound.as_slice(), raw_row).map_err(self.storage("reading changes"))?;
         let mut changes = Vec::with_capacity(limit + 1);
         for row in rows {
             changes.push(self.decode(row.map_err(self.storage("reading changes"))?)?);
@@ -292,21 +279,7 @@ impl ChangeLog {
         let mut bound: Vec<&dyn rusqlite::ToSql> = vec![&after, &upto, &lim];
         bound.extend(args.iter().map(|a| a as &dyn rusqlite::ToSql));
         let rows = stmt
-            .query_map(bound.as_slice(), |r| {
-                Ok((
-                    (
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, Option<String>>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, String>(4)?,
-                        r.get::<_, Option<String>>(5)?,
-                        r.get::<_, String>(6)?,
-                        r.get::<_, String>(7)?,
-                    ),
-                    r.get::<_, String>(8)?,
-                ))
-            })
+            .query_map(bound.as_slice(), |r| Ok((raw_row(r)?, r.get::<_, String>(8)?)))
             .map_err(self.storage("reading the recovery list"))?;
         let mut windows = Vec::new();
         for row in rows {
@@ -362,21 +335,7 @@ impl ChangeLog {
             )
             .map_err(self.storage("reading one seq's changes"))?;
         let rows = stmt
-            .query_map([seq as i64], |r| {
-                Ok((
-                    (
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, Option<String>>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, String>(4)?,
-                        r.get::<_, Option<String>>(5)?,
-                        r.get::<_, String>(6)?,
-                        r.get::<_, String>(7)?,
-                    ),
-                    r.get::<_, String>(8)?,
-                ))
-            })
+            .query_map([seq as i64], |r| Ok((raw_row(r)?, r.get::<_, String>(8)?)))
             .map_err(self.storage("reading one seq's changes"))?;
         let mut out = Vec::new();
         for row in rows {
@@ -392,19 +351,9 @@ impl ChangeLog {
         Ok(out)
     }
 
-    #[allow(clippy::type_complexity)]
     fn decode(
         &self,
-        (seq, kind, practitioner, institution, from, until, before, after): (
-            i64,
-            String,
-            Option<String>,
-            String,
-            String,
-            Option<String>,
-            String,
-            String,
-        ),
+        (seq, kind, practitioner, institution, from, until, before, after): RawRow,
     ) -> Result<StandingChange, ChangeLogError> {
         let bad = |detail: String| ChangeLogError::Corrupt { path: self.path.clone(), detail };
         let date = |s: &str| CivilDate::parse(s).map_err(|e| bad(format!("seq {seq}: {e}")));
@@ -427,6 +376,14 @@ impl ChangeLog {
     fn reader(&self) -> MutexGuard<'_, Connection> {
         self.readers.iter().find_map(|r| r.try_lock().ok()).unwrap_or_else(|| lock(&self.readers[0]))
     }
+}
+
+/// A change's columns as stored, in the order every read selects them.
+type RawRow = (i64, String, Option<String>, String, String, Option<String>, String, String);
+
+/// The columns of [`RawRow`] from a row that starts with them.
+fn raw_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
 }
 
 /// The filter's conditions (` AND column = ?n`, numbered after `taken`
