@@ -230,6 +230,11 @@ pub struct ServerArgs {
     /// restart tails only what came after; 0: only on POST /v1/snapshot.
     #[arg(long, default_value_t = server::DEFAULT_SNAPSHOT_EVERY_EVENTS)]
     pub snapshot_every_events: u64,
+    /// Keep no change log on this node: no standing changes are computed, and
+    /// /v1/changes and /v1/readjudication answer 503 changes_unavailable (a
+    /// node that only answers checks; the append-cost baseline of BENCHMARKS.md).
+    #[arg(long)]
+    pub no_change_feed: bool,
     /// Tests only: the sync thread's poll interval when nothing woke it, in
     /// milliseconds (default 50), so a test can tell a notification from polling.
     #[arg(long, hide = true, value_name = "MS")]
@@ -315,6 +320,7 @@ impl ServerArgs {
             config.sync_idle = std::time::Duration::from_millis(ms.max(1));
         }
         config.snapshot_every_events = self.snapshot_every_events;
+        config.change_feed = !self.no_change_feed;
         config.fault_snapshot_pause = self.fault_snapshot_pause;
         config.admin_max_connections = self.admin_max_connections;
         config.header_read_timeout = std::time::Duration::from_millis(self.header_timeout_ms);

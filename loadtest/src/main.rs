@@ -12,6 +12,7 @@ mod append;
 mod baseline;
 mod client;
 mod exchange;
+mod feed;
 mod markdown;
 mod mix;
 mod probe;
@@ -63,6 +64,9 @@ enum Command {
     Run(Box<RunArgs>),
     /// Append rate: closed-loop admin writes (POST /v1/events) for a bounded time.
     Append(Box<AppendArgs>),
+    /// Change-feed read rate: one consumer reading GET /v1/changes pages from
+    /// the start to the feed's end (or --max-changes, or --duration).
+    Feed(Box<FeedArgs>),
     /// Print a Markdown table (and notes) of JSON reports, in the order given.
     Markdown {
         #[arg(required = true)]
@@ -169,6 +173,28 @@ struct AppendArgs {
     label: String,
 }
 
+#[derive(clap::Args)]
+struct FeedArgs {
+    /// A listener of the gate (check or admin; loopback only).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: String,
+    /// A token that may read (the admin or read-only token; else CLAIMGATE_READ_TOKEN, then CLAIMGATE_ADMIN_TOKEN).
+    #[arg(long)]
+    token: Option<String>,
+    /// Changes per page (the gate serves at most 10,000).
+    #[arg(long, default_value_t = 10_000)]
+    limit: usize,
+    /// Stop after this many changes.
+    #[arg(long, default_value_t = 100_000_000)]
+    max_changes: u64,
+    /// Stop after this many seconds.
+    #[arg(long, default_value_t = 60.0)]
+    duration: f64,
+    /// Also write the report as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    json: Option<PathBuf>,
+}
+
 /// A loopback socket address, or why not. `localhost:PORT` means 127.0.0.1:PORT.
 fn loopback(text: &str, flag: &str) -> Result<SocketAddr, String> {
     let addr: SocketAddr = match text.strip_prefix("localhost:") {
@@ -270,6 +296,31 @@ fn report<R: serde::Serialize>(report: &R, summary: String, json: Option<PathBuf
     Ok(())
 }
 
+fn feed_config(a: FeedArgs) -> Result<(feed::FeedConfig, Option<PathBuf>), String> {
+    let token = a
+        .token
+        .or_else(|| std::env::var("CLAIMGATE_READ_TOKEN").ok())
+        .or_else(|| std::env::var("CLAIMGATE_ADMIN_TOKEN").ok())
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .ok_or("loadtest feed needs a token: --token, CLAIMGATE_READ_TOKEN or CLAIMGATE_ADMIN_TOKEN")?;
+    if !(1..=10_000).contains(&a.limit) {
+        return Err("--limit must be 1 to 10,000 (the gate's page)".into());
+    }
+    if !(a.duration > 0.0 && a.duration <= MAX_DURATION_S) {
+        return Err(format!("--duration must be more than 0 and at most {MAX_DURATION_S} seconds"));
+    }
+    let config = feed::FeedConfig {
+        addr: loopback(&a.addr, "--addr")?,
+        token,
+        limit: a.limit,
+        max_changes: a.max_changes.max(1),
+        duration: Duration::from_secs_f64(a.duration),
+        timeout: Duration::from_secs(30),
+    };
+    Ok((config, a.json))
+}
+
 fn config(a: RunArgs) -> Result<(run::RunConfig, Option<PathBuf>), String> {
     let target = loopback_port(&a.target, "--target")?;
     check_common(&a.common, a.timeout_ms)?;
@@ -339,6 +390,10 @@ fn main() -> ExitCode {
         Command::Append(args) => append_config(*args).map_err(|e| (e, 2)).and_then(|(config, json)| {
             let r = append::run(config).map_err(|e| (e, 1))?;
             report(&r, append::summary(&r), json)
+        }),
+        Command::Feed(a) => feed_config(*a).map_err(|e| (e, 2)).and_then(|(config, json)| {
+            let r = feed::run(config).map_err(|e| (e, 1))?;
+            report(&r, feed::summary(&r), json)
         }),
         Command::Markdown { reports } => markdown::table(&reports).map(|t| print!("{t}")).map_err(|e| (e, 1)),
         Command::Get { report, pointer } => {

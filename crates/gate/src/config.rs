@@ -95,6 +95,9 @@ pub struct ServeConfig {
     pub max_connections: usize,
     /// Write an index snapshot every this many events (0: only on request).
     pub snapshot_every_events: u64,
+    /// Whether this node keeps a change log and serves the change feed and
+    /// the readjudication lists (`--no-change-feed` turns it off).
+    pub change_feed: bool,
     /// Crash campaign only: pause snapshot writes at a stage.
     pub fault_snapshot_pause: Option<super::snapshots::FaultPause>,
     /// Most open connections on the admin listener, likewise.
@@ -135,6 +138,7 @@ impl ServeConfig {
             shutdown_grace: Duration::from_secs(10),
             sync_idle: DEFAULT_SYNC_IDLE,
             snapshot_every_events: DEFAULT_SNAPSHOT_EVERY_EVENTS,
+            change_feed: true,
             fault_snapshot_pause: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             admin_max_connections: DEFAULT_ADMIN_MAX_CONNECTIONS,

@@ -128,7 +128,11 @@ pub fn log_of(gate: &Gate) -> Result<Arc<ChangeLog>, ApiError> {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "changes_unavailable",
-            "the change log could not be opened on this node (its log says why); checks go on; ask another node",
+            if gate.config.change_feed {
+                "the change log could not be opened on this node (its log says why); checks go on; ask another node"
+            } else {
+                "this node runs with --no-change-feed; ask a node that keeps the change log"
+            },
         )
     })
 }

@@ -275,12 +275,17 @@ impl Gate {
         let connections = [config.max_connections, config.admin_max_connections]
             .map(|cap| Arc::new(tokio::sync::Semaphore::new(cap)));
         let appends = super::appends::Appends::start(ledger.clone());
-        let changes = match ChangeLog::open(&config.data, ledger.id()) {
-            Ok(log) => {
+        let opened = if config.change_feed { Some(ChangeLog::open(&config.data, ledger.id())) } else { None };
+        let changes = match opened {
+            None => {
+                tracing::info!("no change log on this node (--no-change-feed)");
+                None
+            }
+            Some(Ok(log)) => {
                 tracing::info!(mark = log.mark(), "change log open");
                 Some(Arc::new(log))
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 tracing::error!(error = %e, "cannot open the change log; the change feed is unavailable, checks go on");
                 None
             }
