@@ -3,7 +3,9 @@
 #![cfg(unix)]
 
 mod common;
+use common::postgres_url;
 use common::server::*;
+use common::PgSchema;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -326,4 +328,36 @@ fn a_back_dated_violation_yields_a_recovery_window_at_each_institution_where_the
     // Registrations and designations blocked nothing that was settleable.
     let at_second = server.read_get(&format!("/v1/readjudication?list=recovery&institution={SECOND_INST}")).json();
     assert_eq!(at_second["recovery"].as_array().unwrap().len(), 1, "{at_second}");
+}
+
+/// Several nodes on one PostgreSQL ledger: each serves the same feed (the
+/// changes are a function of the ledger), and each node's re-settlement list
+/// holds the lines decided, and logged, on it; the agency's complete list is
+/// the union of every node's (README, "Who is affected").
+#[test]
+fn on_one_postgresql_ledger_every_node_serves_the_same_feed_and_the_union_of_their_lists_is_complete() {
+    let Some(url) = postgres_url("the two-node change-feed test") else { return };
+    let schema = PgSchema::new(&url, "feed_nodes");
+    let store = schema.url();
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let one = Server::start(d1.path(), &["--store", &store]);
+    let two = Server::start(d2.path(), &["--store", &store]);
+    one.event(&designated(INST, "2024-01-01"));
+    one.event(&registered(DOC, INST, "2024-01-01"));
+    let scored = one.event(&violation("V1", DOC, "2026-03-10", 9, "serious"));
+    let line = |id: &str| with(with(claim(DOC, "2026-03-15", false), "claim_id", json!(id)), "min_seq", json!(scored));
+    assert_eq!(one.check(&line("L-on-one")).json()["reason"], "practitioner_suspended");
+    assert_eq!(two.check(&line("L-on-two")).json()["reason"], "practitioner_suspended");
+    wait_audited(&one, 1);
+    wait_audited(&two, 1);
+    let revoked = two.event(&json!({"type": "violation_revoked", "violation_id": "V1", "effective": "2026-04-01"}));
+    wait_through(&one, revoked);
+    wait_through(&two, revoked);
+    assert_eq!(all_pages(&one, 0), all_pages(&two, 0), "one ledger, one feed, whichever node serves it");
+    let ids = |node: &Server| -> Vec<String> {
+        let list = node.read_get("/v1/readjudication?list=resettlement").json();
+        list["resettlement"].as_array().unwrap().iter().map(|l| l["claim_id"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!((ids(&one), ids(&two)), (vec!["L-on-one".to_owned()], vec!["L-on-two".to_owned()]));
+    drop((one, two));
 }
