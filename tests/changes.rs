@@ -225,6 +225,19 @@ fn an_sse_client_started_before_a_restart_resumes_after_it_without_a_gap_or_a_du
     assert_eq!(status.code(), Some(0), "{status}");
 }
 
+/// INST and SECOND_INST designated, DOC filed at both (multi-site practice).
+fn filed_at_two(server: &Server) {
+    server.event(&designated(INST, "2024-01-01"));
+    server.event(&designated(SECOND_INST, "2024-01-01"));
+    server.event(&registered(DOC, INST, "2024-01-01"));
+    server.event(&registered(DOC, SECOND_INST, "2024-06-01"));
+}
+
+/// The named text fields of each item of `list`.
+fn fields<'a>(list: &'a Value, names: &[&str]) -> Vec<Vec<&'a str>> {
+    list.as_array().unwrap().iter().map(|item| names.iter().map(|n| item[*n].as_str().unwrap()).collect()).collect()
+}
+
 /// Waits until the decision log's index answers `count` records.
 fn wait_audited(server: &Server, count: usize) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -295,33 +308,17 @@ fn an_appeal_upheld_puts_the_lines_rejected_during_the_revoked_suspension_and_on
 fn a_back_dated_violation_yields_a_recovery_window_at_each_institution_where_the_practitioner_is_filed_r6_r16() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);
-    server.event(&designated(INST, "2024-01-01"));
-    server.event(&designated(SECOND_INST, "2024-01-01"));
-    server.event(&registered(DOC, INST, "2024-01-01"));
-    server.event(&registered(DOC, SECOND_INST, "2024-06-01"));
+    filed_at_two(&server);
     // Decided on 2025-03-10, recorded now: every day of its suspension is past.
     let seq = server.event(&violation("V-late", DOC, "2025-03-10", 9, "serious"));
     wait_through(&server, seq);
     let list = server.read_get("/v1/readjudication?list=recovery").json();
-    let windows: Vec<(&str, &str, &str, &str, u64)> = list["recovery"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| {
-            (
-                w["institution"].as_str().unwrap(),
-                w["from"].as_str().unwrap(),
-                w["until"].as_str().unwrap(),
-                w["reason"].as_str().unwrap(),
-                w["seq"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    assert!(list["recovery"].as_array().unwrap().iter().all(|w| w["seq"] == seq), "{list}");
     assert_eq!(
-        windows,
+        fields(&list["recovery"], &["institution", "from", "until", "reason"]),
         [
-            (INST, "2025-03-10", "2025-05-10", "practitioner_suspended", seq),
-            (SECOND_INST, "2025-03-10", "2025-05-10", "practitioner_suspended", seq),
+            [INST, "2025-03-10", "2025-05-10", "practitioner_suspended"],
+            [SECOND_INST, "2025-03-10", "2025-05-10", "practitioner_suspended"],
         ],
         "{list}"
     );
@@ -360,4 +357,51 @@ fn on_one_postgresql_ledger_every_node_serves_the_same_feed_and_the_union_of_the
     };
     assert_eq!((ids(&one), ids(&two)), (vec!["L-on-one".to_owned()], vec!["L-on-two".to_owned()]));
     drop((one, two));
+}
+
+#[test]
+fn the_sanction_list_names_who_is_suspended_on_a_date_at_each_institution_and_statistics_count_by_region_and_month() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    filed_at_two(&server);
+    let seq = server.event(&violation("V1", DOC, "2026-03-10", 9, "serious"));
+    let reject = with(claim(DOC, "2026-03-20", false), "min_seq", json!(seq));
+    assert_eq!(server.check(&reject).json()["reason"], "practitioner_suspended");
+    let exempt = with(claim(DOC, "2026-03-21", true), "min_seq", json!(seq));
+    assert_eq!(server.check(&exempt).json()["reason"], "emergency_exemption");
+    wait_through(&server, seq);
+    wait_audited(&server, 2);
+
+    let on = server.read_get("/v1/sanctions?on=2026-04-01").json();
+    assert_eq!(
+        fields(&on["sanctions"], &["institution", "kind", "from", "cause"]),
+        [[INST, "suspension", "2026-03-10", "V1"], [SECOND_INST, "suspension", "2026-03-10", "V1"]],
+        "{on}"
+    );
+    assert_eq!(server.read_get("/v1/sanctions?on=2026-05-10").json()["sanctions"], json!([]), "ended (R14)");
+    assert_eq!(server.read_get("/v1/sanctions?on=2026-04-01&kind=termination").json()["sanctions"], json!([]));
+    let second = server.read_get("/v1/sanctions?on=2026-04-01&region=310115").json();
+    assert_eq!(second["sanctions"].as_array().unwrap().len(), 1, "{second}");
+    let page = server.read_get("/v1/sanctions?on=2026-04-01&limit=1").json();
+    let next = page["next_cursor"].as_str().unwrap().to_owned();
+    let rest = server.read_get(&format!("/v1/sanctions?on=2026-04-01&limit=1&cursor={next}")).json();
+    assert_eq!(rest["sanctions"][0]["institution"], SECOND_INST, "{rest}");
+    let csv = server.read_get("/v1/sanctions?on=2026-04-01&format=csv").text();
+    assert_eq!(csv.lines().count(), 3, "a header and two rows: {csv}");
+
+    let stats = server.read_get("/v1/statistics").json();
+    let march = stats["statistics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["region"] == "110105" && r["month"] == "2026-03")
+        .cloned()
+        .unwrap_or_else(|| panic!("no row for 110105, 2026-03: {stats}"));
+    assert_eq!(
+        (&march["violations"], &march["suspensions"], &march["terminations"], &march["exemptions"], &march["rejects"]),
+        (&json!(1), &json!(1), &json!(0), &json!(1), &json!(1)),
+        "{march}"
+    );
+    let bad = server.read_get("/v1/sanctions?on=2026-02-30");
+    assert_error("an impossible date", &bad, 400, "invalid_request", Field::Is("on"));
 }

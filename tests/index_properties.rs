@@ -551,7 +551,35 @@ proptest! {
             }
             after = page.next_after_seq;
         }
-        prop_assert_eq!(recorded, rule_changes::changes_of(&ledger.all_events().expect("read back"), &policy));
+        let all = ledger.all_events().expect("read back");
+        prop_assert_eq!(recorded, rule_changes::changes_of(&all, &policy));
+        // The sanctions kept beside the changes are the world's, on every
+        // date a sanction starts or is still in force the day before it ends.
+        let world = World::from_events(&all, &policy);
+        let mut days = BTreeSet::new();
+        for p in world.practitioners() {
+            for s in &p.sanctions {
+                days.insert(s.interval.from);
+                days.extend(s.interval.until.and_then(|u| u.pred()));
+            }
+        }
+        for day in days {
+            let q = claimgate::changes::SanctionQuery { limit: 10_000, ..Default::default() };
+            let (rows, _) = changes.sanctions_on(day, &q).expect("sanctions");
+            let got: BTreeSet<(String, String, String)> =
+                rows.into_iter().map(|r| (r.practitioner, r.institution, r.kind)).collect();
+            let mut expected = BTreeSet::new();
+            for p in world.practitioners() {
+                let filed: BTreeSet<InstitutionCode> = p.registrations.iter().map(|r| r.institution).collect();
+                for s in p.sanctions.iter().filter(|s| s.interval.contains(day)) {
+                    let kind = if s.kind == claimgate::rules::SanctionKind::Suspension { "suspension" } else { "termination" };
+                    for i in &filed {
+                        expected.insert((p.code.to_string(), i.to_string(), kind.to_owned()));
+                    }
+                }
+            }
+            prop_assert_eq!(got, expected, "sanctions on {}", day);
+        }
         for pair in published.windows(2) {
             prop_assert!(pair[0].seq() <= pair[1].seq());
         }

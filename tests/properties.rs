@@ -616,7 +616,7 @@ proptest! {
                     _ => None,
                 })
             };
-            batched.extend(changes::changes_in_batch(batch, &p_histories, &i_histories, owner, &policy));
+            batched.extend(changes::changes_in_batch(batch, &p_histories, &i_histories, owner, &policy).changes);
         }
         prop_assert_eq!(batched, changes::changes_of(&all, &policy), "batch by batch");
 

@@ -160,6 +160,12 @@ impl AuditIndex {
     /// One page of records matching `q`, newest first (blocking: call from
     /// a blocking thread).
     pub fn query(&self, q: &AuditQuery) -> Result<Page, QueryError> {
+        self.with_reader(|conn| run_query(conn, &self.dir, q))
+    }
+
+    /// Runs `op` on a reader connection, as one of at most
+    /// [`MAX_CONCURRENT_QUERIES`] (else `Busy`).
+    fn with_reader<T>(&self, op: impl FnOnce(&Connection) -> Result<T, QueryError>) -> Result<T, QueryError> {
         if self.in_flight.fetch_add(1, Ordering::AcqRel) >= MAX_CONCURRENT_QUERIES as u64 {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
             return Err(QueryError::Busy);
@@ -170,12 +176,45 @@ impl AuditIndex {
                 Some(c) => c,
                 None => open_connection(&self.path)?,
             };
-            let page = run_query(&conn, &self.dir, q);
+            let out = op(&conn);
             self.readers.lock().expect("not poisoned").push(conn);
-            page
+            out
         })();
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
         result
+    }
+}
+
+/// Decisions recorded, by the region of the line's institution (the six
+/// digits after its letter), the month of its service date and its reason
+/// (`emergency_exemption`, or a reject reason).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReasonCount {
+    pub region: String,
+    pub month: String,
+    pub reason: String,
+    pub count: u64,
+}
+
+impl AuditIndex {
+    /// Every [`ReasonCount`] of the records indexed so far (blocking; one
+    /// pass over the index, counted as one of its concurrent queries).
+    pub fn counts(&self) -> Result<Vec<ReasonCount>, QueryError> {
+        self.with_reader(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT substr(institution, 2, 6), substr(service_date, 1, 7), reason, count(*) FROM records
+                 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(ReasonCount {
+                    region: r.get(0)?,
+                    month: r.get(1)?,
+                    reason: r.get(2)?,
+                    count: r.get::<_, i64>(3)? as u64,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
     }
 }
 

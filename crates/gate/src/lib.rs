@@ -15,6 +15,7 @@ mod feed;
 mod gate;
 mod health;
 pub mod limits;
+mod lists;
 mod metrics;
 pub mod queries;
 mod readjudication;

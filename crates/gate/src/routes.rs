@@ -17,7 +17,7 @@ use super::metrics::Route;
 use super::queries::{QueryRefusal, QUERY_READ_WAIT};
 use super::snapshots::SnapshotRefusal;
 use super::Listener;
-use super::{feed, readjudication};
+use super::{feed, lists, readjudication};
 use crate::clock::{Clock, SystemClock};
 use claimgate_audit::query::{parse_cursor, MAX_PAGE as MAX_AUDIT_PAGE, REASONS as AUDIT_REASONS};
 use claimgate_audit::{AuditQuery, AuditRecord, Unrecorded};
@@ -109,6 +109,25 @@ async fn dispatch(gate: &Arc<Gate>, which: Listener, req: Request<Incoming>) -> 
                 Ok(()) => wrong_method("GET"),
             },
         ),
+        (_, ["v1", which @ ("sanctions" | "statistics")]) => {
+            let sanctions = *which == "sanctions";
+            (
+                Route::Readjudication,
+                match authorize(gate, &req, Access::Read) {
+                    Err(e) => Err(e),
+                    Ok(()) if method == Method::GET => {
+                        let known: &[&str] =
+                            if sanctions { &lists::SANCTION_PARAMETERS } else { &lists::STATISTICS_PARAMETERS };
+                        match strict_query(req.uri().query(), known) {
+                            Ok(params) if sanctions => lists::sanctions(gate, params).await,
+                            Ok(params) => lists::statistics(gate, params).await,
+                            Err(e) => Err(e),
+                        }
+                    }
+                    Ok(()) => wrong_method("GET"),
+                },
+            )
+        }
         (Listener::Admin, ["v1", "events"]) => (
             Route::Events,
             match authorize(gate, &req, Access::Write).and_then(|()| no_query(&req)) {

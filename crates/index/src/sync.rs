@@ -327,14 +327,14 @@ fn record_changes(log: &ChangeLog, batch: &Batch<'_>, cache: &HistoryCache, poli
     if log.mark() != batch.after {
         return;
     }
-    let changes = changes::changes_in_batch(
+    let found = changes::changes_in_batch(
         batch.events,
         &cache.practitioners,
         &cache.institutions,
         |id| batch.owners.get(id).copied(),
         policy,
     );
-    if let Err(e) = log.append(batch.after, batch.upto, &changes, batch.today) {
+    if let Err(e) = log.append(batch.after, batch.upto, &found, batch.today) {
         tracing::error!("change log: {e}; the feed is behind until it is caught up");
     }
 }

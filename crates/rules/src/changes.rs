@@ -307,6 +307,15 @@ pub fn changes_of(events: &[RecordedEvent], policy: &Policy) -> Vec<StandingChan
     out
 }
 
+/// What a batch changed: its standing changes, and the standing after it of
+/// each practitioner it touched (for the lists kept beside the changes:
+/// sanctions, violations).
+#[derive(Debug, Clone, Default)]
+pub struct BatchChanges {
+    pub changes: Vec<StandingChange>,
+    pub practitioners: Vec<PractitionerStanding>,
+}
+
 /// The changes of a batch of consecutive events, from each touched entity's
 /// history as it stands after the batch (`practitioners`, `institutions`:
 /// every event of theirs up to the batch's last `seq`, in `seq` order) and
@@ -319,7 +328,7 @@ pub fn changes_in_batch(
     institutions: &HashMap<InstitutionCode, Vec<RecordedEvent>>,
     owner: impl Fn(&crate::domain::ViolationId) -> Option<PractitionerCode>,
     policy: &Policy,
-) -> Vec<StandingChange> {
+) -> BatchChanges {
     // Each history is in `seq` order: the events up to a seq are a prefix.
     fn upto(history: &[RecordedEvent], seq: Seq) -> &[RecordedEvent] {
         &history[..history.partition_point(|r| r.seq <= seq)]
@@ -353,7 +362,9 @@ pub fn changes_in_batch(
             i_now.insert(code, Some(after));
         }
     }
-    out
+    let mut practitioners: Vec<PractitionerStanding> = p_now.into_values().flatten().collect();
+    practitioners.sort_by_key(|p| p.code);
+    BatchChanges { changes: out, practitioners }
 }
 
 #[cfg(test)]
@@ -439,7 +450,7 @@ mod tests {
             before: Reason::Ok,
             after: Reason::PractitionerSuspended,
         };
-        assert_eq!(of(3), [suspension.clone()]);
+        assert_eq!(of(3), std::slice::from_ref(&suspension));
         let revocation = StandingChange {
             seq: 4,
             kind: "violation_revoked",

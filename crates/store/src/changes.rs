@@ -10,10 +10,11 @@
 //! ledger (its id differs) is discarded at open. A page never splits one
 //! `seq`'s changes, so `after_seq` resumes exactly.
 
-use claimgate_rules::changes::StandingChange;
+use claimgate_rules::changes::{BatchChanges, StandingChange};
 use claimgate_rules::check::Reason;
 use claimgate_rules::domain::{CivilDate, InstitutionCode, PractitionerCode, Seq};
 use claimgate_rules::event::Event;
+use claimgate_rules::practitioner::{PractitionerStanding, SanctionKind};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -54,6 +55,43 @@ pub struct Page {
     pub next_after_seq: Seq,
     /// The log's mark when the page was read.
     pub mark: Seq,
+}
+
+/// Which sanctions [`ChangeLog::sanctions_on`] lists.
+#[derive(Debug, Clone, Default)]
+pub struct SanctionQuery {
+    pub institution: Option<InstitutionCode>,
+    pub region: Option<String>,
+    /// `suspension` or `termination`.
+    pub kind: Option<&'static str>,
+    /// The last (practitioner, institution) of the previous page.
+    pub after: Option<(String, String)>,
+    pub limit: usize,
+}
+
+/// A sanctioned practitioner at an institution where they are filed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SanctionRow {
+    pub practitioner: String,
+    pub institution: String,
+    pub kind: String,
+    pub from: String,
+    pub until: Option<String>,
+    /// The violation whose points crossed the threshold, and its seq.
+    pub cause: String,
+    pub cause_seq: Seq,
+    pub year_total: u32,
+}
+
+/// One count of [`ChangeLog::statistics`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MonthCount {
+    pub region: String,
+    /// `YYYY-MM`.
+    pub month: String,
+    /// `violations`, `suspension` or `termination`.
+    pub what: String,
+    pub count: u64,
 }
 
 /// A window of the recovery list: a change that blocked `[change.from,
@@ -101,6 +139,31 @@ CREATE INDEX IF NOT EXISTS changes_by_seq ON changes(seq);
 CREATE INDEX IF NOT EXISTS changes_by_institution ON changes(institution, seq);
 CREATE INDEX IF NOT EXISTS changes_by_practitioner ON changes(practitioner, seq) WHERE practitioner IS NOT NULL;
 CREATE INDEX IF NOT EXISTS changes_by_region ON changes(region, seq);
+-- Beside the changes, each practitioner's sanctions (a row per institution
+-- where they are filed, R16) and standing violations as of the mark,
+-- replaced whole whenever an event touches the practitioner.
+CREATE TABLE IF NOT EXISTS sanctions (
+    practitioner TEXT NOT NULL,
+    institution TEXT NOT NULL,
+    region TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    date_from TEXT NOT NULL,
+    date_until TEXT,
+    cause TEXT NOT NULL,
+    cause_seq INTEGER NOT NULL,
+    cause_region TEXT NOT NULL,
+    year_total INTEGER NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS sanctions_by_practitioner ON sanctions(practitioner, institution);
+CREATE INDEX IF NOT EXISTS sanctions_by_from ON sanctions(date_from);
+CREATE TABLE IF NOT EXISTS violations (
+    practitioner TEXT NOT NULL,
+    violation_id TEXT NOT NULL,
+    region TEXT NOT NULL,
+    effective TEXT NOT NULL,
+    points INTEGER NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS violations_by_practitioner ON violations(practitioner);
 ";
 
 /// The region digits of an institution code (R2: a letter, then 11 digits,
@@ -130,7 +193,9 @@ impl ChangeLog {
         if stored != Some(ledger_id as i64) {
             // Another ledger's changes (or a new log): start from seq 0.
             writer
-                .execute_batch("BEGIN; DELETE FROM changes; DELETE FROM meta; COMMIT;")
+                .execute_batch(
+                    "BEGIN; DELETE FROM changes; DELETE FROM sanctions; DELETE FROM violations; DELETE FROM meta; COMMIT;",
+                )
                 .map_err(fail("emptying a log of another ledger"))?;
             writer
                 .execute(
@@ -170,9 +235,10 @@ impl ChangeLog {
         &self,
         after: Seq,
         upto: Seq,
-        changes: &[StandingChange],
+        batch: &BatchChanges,
         recorded_on: CivilDate,
     ) -> Result<bool, ChangeLogError> {
+        let changes = &batch.changes;
         assert!(upto >= after, "the mark would go back: {after} -> {upto}");
         let mut conn = lock(&self.writer);
         let tx = conn.transaction().map_err(self.storage("beginning an append"))?;
@@ -204,11 +270,162 @@ impl ChangeLog {
                     .map_err(self.storage("appending changes"))?;
             }
         }
+        self.replace_standings(&tx, &batch.practitioners)?;
         tx.execute("UPDATE meta SET value = ?1 WHERE key = 'mark'", params![upto as i64])
             .map_err(self.storage("moving its mark"))?;
         tx.commit().map_err(self.storage("committing an append"))?;
         self.mark.store(upto, Ordering::Release);
         Ok(true)
+    }
+
+    /// Replaces the sanctions and standing violations of each practitioner.
+    fn replace_standings(&self, tx: &Connection, practitioners: &[PractitionerStanding]) -> Result<(), ChangeLogError> {
+        let doing = "recording sanctions and violations";
+        let mut delete_s =
+            tx.prepare_cached("DELETE FROM sanctions WHERE practitioner = ?1").map_err(self.storage(doing))?;
+        let mut delete_v =
+            tx.prepare_cached("DELETE FROM violations WHERE practitioner = ?1").map_err(self.storage(doing))?;
+        let mut insert_s = tx
+            .prepare_cached(
+                "INSERT INTO sanctions (practitioner, institution, region, kind, date_from, date_until, cause,
+                 cause_seq, cause_region, year_total) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )
+            .map_err(self.storage(doing))?;
+        let mut insert_v = tx
+            .prepare_cached(
+                "INSERT INTO violations (practitioner, violation_id, region, effective, points) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .map_err(self.storage(doing))?;
+        for p in practitioners {
+            let code = p.code.to_string();
+            delete_s.execute([&code]).map_err(self.storage(doing))?;
+            delete_v.execute([&code]).map_err(self.storage(doing))?;
+            let filed: std::collections::BTreeSet<InstitutionCode> =
+                p.registrations.iter().map(|r| r.institution).collect();
+            for s in &p.sanctions {
+                let cause_region = p
+                    .violations
+                    .iter()
+                    .find(|v| v.seq == s.cause_seq)
+                    .map_or_else(String::new, |v| institution_region(v.violation.institution));
+                let kind = match s.kind {
+                    SanctionKind::Suspension => "suspension",
+                    SanctionKind::Termination => "termination",
+                };
+                for &institution in &filed {
+                    insert_s
+                        .execute(params![
+                            code,
+                            institution.to_string(),
+                            institution_region(institution),
+                            kind,
+                            s.interval.from.to_string(),
+                            s.interval.until.map(|u| u.to_string()),
+                            s.cause.as_str(),
+                            s.cause_seq as i64,
+                            cause_region,
+                            s.year_total,
+                        ])
+                        .map_err(self.storage(doing))?;
+                }
+            }
+            for v in p.violations.iter().filter(|v| v.revoked.is_none()) {
+                insert_v
+                    .execute(params![
+                        code,
+                        v.violation.violation_id.as_str(),
+                        institution_region(v.violation.institution),
+                        v.violation.effective.to_string(),
+                        v.violation.points,
+                    ])
+                    .map_err(self.storage(doing))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Who is suspended or terminated on `day` (issue 16): a row per
+    /// sanctioned practitioner and institution where they are filed (R16),
+    /// in (practitioner, institution) order after `after` (a cursor), at
+    /// most `limit`, filtered by institution, region and kind.
+    pub fn sanctions_on(&self, day: CivilDate, q: &SanctionQuery) -> Result<(Vec<SanctionRow>, Seq), ChangeLogError> {
+        let limit = q.limit.clamp(1, MAX_PAGE_CHANGES);
+        let mut conn = self.reader();
+        let tx = conn.transaction().map_err(self.storage("beginning a read"))?;
+        let mark = read_mark(&tx).map_err(self.storage("reading its mark"))?;
+        let mut sql = String::from(
+            "SELECT practitioner, institution, kind, date_from, date_until, cause, cause_seq, year_total FROM sanctions
+             WHERE date_from <= ?1 AND (date_until IS NULL OR date_until > ?1)",
+        );
+        let mut args: Vec<String> = vec![day.to_string()];
+        let and = |sql: &mut String, args: &mut Vec<String>, cond: &str, v: String| {
+            args.push(v);
+            sql.push_str(&cond.replace("?", &format!("?{}", args.len())));
+        };
+        if let Some(i) = q.institution {
+            and(&mut sql, &mut args, " AND institution = ?", i.to_string());
+        }
+        if let Some(r) = &q.region {
+            and(&mut sql, &mut args, " AND region = ?", r.clone());
+        }
+        if let Some(k) = q.kind {
+            and(&mut sql, &mut args, " AND kind = ?", k.to_owned());
+        }
+        if let Some((p, i)) = &q.after {
+            args.push(p.clone());
+            args.push(i.clone());
+            sql.push_str(&format!(" AND (practitioner, institution) > (?{}, ?{})", args.len() - 1, args.len()));
+        }
+        sql.push_str(&format!(" ORDER BY practitioner, institution, date_from LIMIT {limit}"));
+        let mut stmt = tx.prepare(&sql).map_err(self.storage("preparing a read"))?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                Ok(SanctionRow {
+                    practitioner: r.get(0)?,
+                    institution: r.get(1)?,
+                    kind: r.get(2)?,
+                    from: r.get(3)?,
+                    until: r.get(4)?,
+                    cause: r.get(5)?,
+                    cause_seq: r.get::<_, i64>(6)? as Seq,
+                    year_total: r.get(7)?,
+                })
+            })
+            .map_err(self.storage("reading sanctions"))?;
+        let rows = rows.collect::<Result<Vec<_>, _>>().map_err(self.storage("reading sanctions"))?;
+        Ok((rows, mark))
+    }
+
+    /// Counts by region and month (issue 16): standing violations by their
+    /// institution's region and effective month; suspensions and
+    /// terminations by their cause's region and start month (a sanction
+    /// once, however many institutions it applies at).
+    pub fn statistics(&self) -> Result<(Vec<MonthCount>, Seq), ChangeLogError> {
+        let mut conn = self.reader();
+        let tx = conn.transaction().map_err(self.storage("beginning a read"))?;
+        let mark = read_mark(&tx).map_err(self.storage("reading its mark"))?;
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT region, substr(effective, 1, 7), 'violations', count(*) FROM violations GROUP BY 1, 2
+                 UNION ALL
+                 SELECT cause_region, substr(date_from, 1, 7), kind, count(*) FROM
+                   (SELECT DISTINCT practitioner, cause_seq, kind, date_from, cause_region FROM sanctions)
+                 GROUP BY 1, 2, 3
+                 ORDER BY 1, 2, 3",
+            )
+            .map_err(self.storage("preparing statistics"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(MonthCount {
+                    region: r.get(0)?,
+                    month: r.get(1)?,
+                    what: r.get(2)?,
+                    count: r.get::<_, i64>(3)? as u64,
+                })
+            })
+            .map_err(self.storage("counting"))?;
+        let rows = rows.collect::<Result<Vec<_>, _>>().map_err(self.storage("counting"))?;
+        Ok((rows, mark))
     }
 
     /// The changes of events after `after_seq` that `filter` selects, at most
@@ -429,6 +646,10 @@ mod tests {
         }
     }
 
+    fn of(changes: &[StandingChange]) -> BatchChanges {
+        BatchChanges { changes: changes.to_vec(), practitioners: Vec::new() }
+    }
+
     fn day() -> CivilDate {
         CivilDate::parse("2026-12-07").unwrap()
     }
@@ -443,8 +664,8 @@ mod tests {
         let log = ChangeLog::open(dir.path(), 7).unwrap();
         assert_eq!(log.mark(), 0);
         let batch = [change(1, H1, Some(P1)), change(1, H2, Some(P1)), change(2, H1, None), change(4, H2, None)];
-        assert!(log.append(0, 5, &batch, day()).unwrap());
-        assert!(!log.append(0, 6, &[], day()).unwrap(), "not after the mark: nothing written");
+        assert!(log.append(0, 5, &of(&batch), day()).unwrap());
+        assert!(!log.append(0, 6, &of(&[]), day()).unwrap(), "not after the mark: nothing written");
         let all = ChangeFilter::default();
         let first = log.page(0, &all, 1).unwrap();
         assert_eq!(first.changes, batch[..2], "seq 1's two changes whole, past the limit of 1");
@@ -463,7 +684,7 @@ mod tests {
     fn a_log_of_another_ledger_is_emptied_and_one_of_the_same_is_kept() {
         let dir = tempfile::tempdir().unwrap();
         let log = ChangeLog::open(dir.path(), 7).unwrap();
-        assert!(log.append(0, 3, &[change(2, H1, None)], day()).unwrap());
+        assert!(log.append(0, 3, &of(&[change(2, H1, None)]), day()).unwrap());
         drop(log);
         let same = ChangeLog::open(dir.path(), 7).unwrap();
         assert_eq!((same.mark(), same.page(0, &ChangeFilter::default(), 10).unwrap().changes.len()), (3, 1));
