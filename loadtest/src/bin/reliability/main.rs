@@ -19,6 +19,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod checkers;
 mod crash;
+mod feed;
 mod gate;
 mod http;
 mod model;

@@ -6,7 +6,9 @@
 //! counted; each must be zero. The writers re-send a share of the events
 //! already acknowledged (`--resend-percent`, R7a): each must be answered
 //! with its original `seq`, and afterwards the ledger must hold every
-//! acknowledged event at its `seq`, nothing else, and no event twice.
+//! acknowledged event at its `seq`, nothing else, and no event twice. A
+//! consumer follows the change feed throughout (`feed.rs`); folded, what it
+//! read must equal the rules engine's windows on the stored ledger.
 
 use crate::gate::Launch;
 use crate::http::Http;
@@ -96,6 +98,11 @@ pub struct Report {
     pub distinct_seqs_answered: usize,
     pub wrong_answers: usize,
     pub verify_seconds: f64,
+    /// Changes the feed follower read, in how many pages, and the pairs and
+    /// institutions whose folded windows were compared.
+    pub feed_changes: usize,
+    pub feed_pages: u64,
+    pub feed_compared: usize,
     pub problems: Vec<String>,
 }
 
@@ -161,6 +168,8 @@ pub fn run(setup: &Setup, settings: &Settings) -> Report {
         stop_on_error: false,
         resend_percent: settings.resend.percent,
     };
+    let head = Arc::new(std::sync::Mutex::new(None));
+    let follower = crate::feed::start(gate.admin, stop.clone(), head.clone());
     let writer_handles = writers::start(gate.admin, &world, "soak", settings.writers, setup.seed, pace, stop.clone());
     let checker_handles: Vec<_> = (0..settings.checkers)
         .map(|c| {
@@ -183,6 +192,13 @@ pub fn run(setup: &Setup, settings: &Settings) -> Report {
         checked.answers.extend(c.answers);
     }
     report.seconds = started.elapsed().as_secs_f64();
+    // The writers are done: the feed must reach the last acknowledged seq.
+    let last = set_up.acked.iter().chain(&outcomes.acked).map(|(seq, _)| *seq).max().unwrap_or(0);
+    *head.lock().expect("not poisoned") = Some(last);
+    let followed = follower.join().expect("feed follower panicked");
+    report.feed_changes = followed.changes.len();
+    report.feed_pages = followed.pages;
+    report.problems.extend(followed.problems.iter().cloned());
     if !gate.stop() {
         report.problems.push("the gate did not stop cleanly on SIGTERM".into());
     }
@@ -242,6 +258,9 @@ pub fn run(setup: &Setup, settings: &Settings) -> Report {
                 }
             }
             report.distinct_seqs_answered = seqs.len();
+            if followed.problems.is_empty() {
+                report.feed_compared = crate::feed::check(&followed, &stored, &mut report.problems);
+            }
         }
         Err(e) => report.problems.push(e),
     }
