@@ -164,6 +164,34 @@ that is not a roster, no ledger at --data without --init)."
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Print a running gate's re-settlement list (the rejected lines whose answer
+    /// now differs, with the change that caused it) or recovery list (windows
+    /// blocked for dates already past), every page from --after-seq, as JSON
+    /// Lines or CSV. With several nodes, run it against each node and take the
+    /// union of the re-settlement lists (each node logs its own decisions).
+    Readjudication {
+        /// The gate's listener, http://HOST:PORT (check or admin).
+        #[arg(long)]
+        gate: String,
+        /// The file holding the read-only (or admin) token.
+        #[arg(long, value_name = "FILE")]
+        token_file: PathBuf,
+        /// resettlement or recovery.
+        #[arg(long, value_parser = ["resettlement", "recovery"])]
+        list: String,
+        /// Only changes after this seq (a previous run's last line says where to resume).
+        #[arg(long, default_value_t = 0)]
+        after_seq: u64,
+        #[arg(long)]
+        institution: Option<String>,
+        #[arg(long)]
+        practitioner: Option<String>,
+        /// The six region digits of an institution code.
+        #[arg(long)]
+        region: Option<String>,
+        #[arg(long, default_value = "json", value_parser = ["json", "csv"])]
+        format: String,
+    },
     /// Write or verify index snapshots.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),

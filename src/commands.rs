@@ -568,3 +568,23 @@ pub fn roster(cx: &mut Cx<'_>, practitioners: u64, seed: u64, out: PathBuf) -> R
     );
     Ok(())
 }
+
+/// `claimgate readjudication`: a running gate's list, every page of it.
+pub fn readjudication(
+    cx: &mut Cx<'_>,
+    gate: String,
+    token_file: PathBuf,
+    list: String,
+    after_seq: u64,
+    filters: Vec<(String, String)>,
+    csv: bool,
+) -> Result<(), Failure> {
+    let token = std::fs::read_to_string(&token_file)
+        .map_err(|e| bad_input(format!("cannot read --token-file {}: {e}", token_file.display())))?;
+    let ask = crate::readjudication::Ask { gate, token, list, after_seq, filters, csv };
+    let (resume, written) = crate::readjudication::run(&ask, &mut cx.out)
+        .map_err(|e| Failure(format!("claimgate readjudication: {e}"), 1))?;
+    cx.out.flush()?;
+    eprintln!("claimgate readjudication: {written} written; through seq {resume} (resume with --after-seq {resume})");
+    Ok(())
+}

@@ -17,6 +17,7 @@ mod commands;
 mod demo;
 mod gate_client;
 mod import;
+mod readjudication;
 mod roster;
 use clap::Parser;
 use cli::{AuditCommand, Cli, Command, SnapshotCommand};
@@ -83,6 +84,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
             commands::import(&mut cx, data, init, rejects, gate, files)?
         }
         Command::Restore { data, file } => commands::restore(&mut cx, data, file)?,
+        Command::Readjudication { gate, token_file, list, after_seq, institution, practitioner, region, format } => {
+            let filters = [("institution", institution), ("practitioner", practitioner), ("region", region)]
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v)))
+                .collect();
+            commands::readjudication(&mut cx, gate, token_file, list, after_seq, filters, format == "csv")?
+        }
         Command::Snapshot(SnapshotCommand::Write { data }) => commands::snapshot_write(&mut cx, data)?,
         Command::Snapshot(SnapshotCommand::Verify { files, data }) => commands::snapshot_verify(&mut cx, files, data)?,
         Command::Audit(AuditCommand::Export(args)) => commands::audit_export(&mut cx, args)?,

@@ -302,6 +302,23 @@ fn an_appeal_upheld_puts_the_lines_rejected_during_the_revoked_suspension_and_on
     assert_eq!(text.lines().filter(|l| l.contains("L-during-")).count(), 2, "{text}");
     let unnamed = server.read_get("/v1/readjudication");
     assert_error("no list named", &unnamed, 400, "invalid_request", Field::Is("list"));
+    // The same list from the command line, every page, as JSON Lines.
+    let token = dir.path().join("read-token");
+    std::fs::write(&token, READ_TOKEN).unwrap();
+    let gate = format!("http://{}", server.admin);
+    let out = claimgate(&[
+        "readjudication",
+        "--gate",
+        &gate,
+        "--token-file",
+        token.to_str().unwrap(),
+        "--list",
+        "resettlement",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed: Vec<Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(Value::Array(printed), list["resettlement"]);
 }
 
 #[test]
