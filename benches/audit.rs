@@ -50,6 +50,7 @@ fn record(i: u64) -> AuditRecord {
         verdict: if exemption { Verdict::Settle } else { Verdict::Reject },
         reason: if exemption { Reason::EmergencyExemption } else { Reason::PractitionerSuspended },
         waived: if exemption { vec![Reason::PractitionerSuspended] } else { vec![] },
+        refs: Default::default(),
     }
 }
 

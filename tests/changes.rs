@@ -257,9 +257,14 @@ fn an_appeal_upheld_puts_the_lines_rejected_during_the_revoked_suspension_and_on
     let scored = server.event(&violation("V1", DOC, "2026-03-10", 9, "serious"));
     let line =
         |id: &str, date: &str| with(with(claim(DOC, date, false), "claim_id", json!(id)), "min_seq", json!(scored));
-    for (id, date) in [("L-during-1", "2026-03-15"), ("L-during-2", "2026-05-09")] {
-        assert_eq!(server.check(&line(id, date)).json()["reason"], "practitioner_suspended");
-    }
+    // The second line carries the platform's references (NHSA-INTERFACES.md).
+    let platform = |v: Value| {
+        with(with(with(v, "mdtrt_id", json!("MD-77")), "setl_id", json!("ST-9")), "feedetl_sn", json!("F-1"))
+    };
+    assert_eq!(server.check(&line("L-during-1", "2026-03-15")).json()["reason"], "practitioner_suspended");
+    assert_eq!(server.check(&platform(line("L-during-2", "2026-05-09"))).json()["reason"], "practitioner_suspended");
+    let too_long = with(line("L-bad", "2026-03-15"), "setl_id", json!("S".repeat(65)));
+    assert_error("a 65-byte setl_id", &server.check(&too_long), 400, "invalid_request", Field::Is("setl_id"));
     assert_eq!(server.check(&line("L-after", "2026-05-10")).json()["reason"], "ok", "the suspension ends (R14)");
     // Rejected for another reason, on a date the revocation does not touch.
     let stranger = with(
@@ -277,6 +282,11 @@ fn an_appeal_upheld_puts_the_lines_rejected_during_the_revoked_suspension_and_on
     let ids: Vec<&str> = lines.iter().map(|l| l["claim_id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), 2, "{list}");
     assert!(ids.contains(&"L-during-1") && ids.contains(&"L-during-2"), "{list}");
+    let second = lines.iter().find(|l| l["claim_id"] == "L-during-2").unwrap();
+    assert_eq!(
+        (&second["mdtrt_id"], &second["setl_id"], &second["feedetl_sn"]),
+        (&json!("MD-77"), &json!("ST-9"), &json!("F-1"))
+    );
     for l in lines {
         assert_eq!(
             (&l["original"]["verdict"], &l["original"]["reason"]),

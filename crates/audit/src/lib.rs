@@ -124,6 +124,7 @@ fn read_legacy(path: &Path) -> rusqlite::Result<Vec<AuditRecord>> {
             verdict: Verdict::parse(&verdict).ok_or_else(|| bad(7, "verdict"))?,
             reason: reason(&reason_text, 8)?,
             waived: waived.split(',').filter(|s| !s.is_empty()).map(|w| reason(w, 9)).collect::<Result<_, _>>()?,
+            refs: Default::default(),
         })
     })?;
     rows.collect()

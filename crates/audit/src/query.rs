@@ -108,6 +108,7 @@ mod tests {
             verdict: claimgate_rules::Verdict::Settle,
             reason: claimgate_rules::Reason::EmergencyExemption,
             waived: vec![claimgate_rules::Reason::PractitionerSuspended],
+            refs: Default::default(),
         }
     }
 

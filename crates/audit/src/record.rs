@@ -2,6 +2,7 @@
 //! the index `seq` it was made at. `claim_id` is kept as the JSON value the
 //! client sent (a number stays a number).
 
+use claimgate_rules::claim::ClaimRefs;
 use claimgate_rules::{Reason, Verdict};
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +28,10 @@ pub struct AuditRecord {
     pub reason: Reason,
     /// The sanctions an exemption waived (R19), in R18 order.
     pub waived: Vec<Reason>,
+    /// The platform's references the line carried (`mdtrt_id`, `setl_id`,
+    /// `feedetl_sn`), for the re-settlement list.
+    #[serde(default, skip_serializing_if = "ClaimRefs::is_empty")]
+    pub refs: ClaimRefs,
 }
 
 impl AuditRecord {

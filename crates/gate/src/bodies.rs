@@ -12,7 +12,7 @@ use super::api::parse_json;
 use super::api::{parse_json_document, ApiError};
 use super::config::MAX_EVENTS_PER_REQUEST;
 use claimgate_index::MAX_CHECK_BATCH;
-use claimgate_rules::claim::{optional_min_seq, parse_line, ClaimLine, Faults};
+use claimgate_rules::claim::{optional_min_seq, parse_line, ClaimLine, ClaimRefs, Faults};
 use claimgate_rules::domain::{CivilDate, InstitutionCode, PractitionerCode, Seq};
 use claimgate_rules::event::Event;
 use claimgate_rules::policy::Policy;
@@ -210,6 +210,12 @@ struct WireLine<'a> {
     emergency: bool,
     #[serde(default)]
     claim_id: Option<Value>,
+    #[serde(default, borrow)]
+    mdtrt_id: Option<&'a str>,
+    #[serde(default, borrow)]
+    setl_id: Option<&'a str>,
+    #[serde(default, borrow)]
+    feedetl_sn: Option<&'a str>,
     #[serde(default)]
     min_seq: Option<u64>,
     #[serde(default)]
@@ -224,7 +230,18 @@ impl WireLine<'_> {
             Some(Value::Number(n)) if n.is_u64() => Some(Value::Number(n)),
             Some(_) => return None,
         };
+        let reference = |r: Option<&str>| match r {
+            None => Some(None),
+            Some(text) if ClaimRefs::valid(text) => Some(Some(text.to_owned())),
+            Some(_) => None,
+        };
+        let refs = ClaimRefs {
+            mdtrt_id: reference(self.mdtrt_id)?,
+            setl_id: reference(self.setl_id)?,
+            feedetl_sn: reference(self.feedetl_sn)?,
+        };
         Some(CheckLine {
+            refs,
             claim: Claim {
                 practitioner: PractitionerCode::parse(self.practitioner_id).ok()?,
                 institution: InstitutionCode::parse(self.institution_id).ok()?,

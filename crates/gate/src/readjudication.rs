@@ -116,6 +116,9 @@ pub struct Resettlement {
     pub record: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub claim_id: Option<serde_json::Value>,
+    /// The platform's references the line carried, if any.
+    #[serde(flatten)]
+    pub refs: claimgate_rules::claim::ClaimRefs,
     pub practitioner_id: String,
     pub institution_id: String,
     pub service_date: String,
@@ -329,6 +332,7 @@ fn reanswered(
     Ok(Some(Resettlement {
         record: r.id,
         claim_id: r.claim_id.clone(),
+        refs: r.refs.clone(),
         practitioner_id: r.practitioner_id.clone(),
         institution_id: r.institution_id.clone(),
         service_date: r.service_date.clone(),

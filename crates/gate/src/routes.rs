@@ -308,6 +308,7 @@ fn audit_record(line: &CheckLine, decision: &Decision, seq: Seq) -> Option<Audit
         verdict: decision.verdict,
         reason: decision.reason,
         waived: decision.waived.iter().collect(),
+        refs: line.refs.clone(),
     })
 }
 

@@ -1,7 +1,10 @@
 //! The JSON form of a claim line, shared by the check API (`server::bodies`)
 //! and scenario checks (`scenario`), so both take exactly the same lines:
 //! `{practitioner_id, institution_id, service_date, emergency, claim_id?,
-//! min_seq?, explain?}`.
+//! mdtrt_id?, setl_id?, feedetl_sn?, min_seq?, explain?}`: the three
+//! platform references (the national platform's visit, settlement and fee
+//! line, NHSA-INTERFACES.md) are kept with a decision record so the
+//! re-settlement list can name the claim the platform knows.
 //!
 //! R4: a line with a key named twice, a field it does not define, or a
 //! missing or malformed field is `invalid_request`, and the refusal names
@@ -13,6 +16,7 @@ use crate::json_fields::Fields;
 use crate::refusal::{Refusal, RefusalCode};
 use crate::strict_json::{quoted_key, Duplicate};
 use crate::Claim;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Longest `claim_id` echoed back, in bytes.
@@ -23,8 +27,47 @@ pub const MAX_CLAIM_ID_BYTES: usize = 128;
 /// `insured_id` (R25) is not here yet: insured persons (R23–R25) are not
 /// built, so a line naming one is refused as naming an unknown field rather
 /// than judged without test 8 of R18. The issue that builds R25 adds it.
-pub const CLAIM_LINE_FIELDS: [&str; 7] =
-    ["practitioner_id", "institution_id", "service_date", "emergency", "claim_id", "min_seq", "explain"];
+pub const CLAIM_LINE_FIELDS: [&str; 10] = [
+    "practitioner_id",
+    "institution_id",
+    "service_date",
+    "emergency",
+    "claim_id",
+    "mdtrt_id",
+    "setl_id",
+    "feedetl_sn",
+    "min_seq",
+    "explain",
+];
+
+/// Longest platform reference (`mdtrt_id`, `setl_id`, `feedetl_sn`), in bytes.
+pub const MAX_PLATFORM_REF_BYTES: usize = 64;
+
+/// The national platform's references a claim line may carry: the visit
+/// (`mdtrt_id`), the settlement (`setl_id`) and the fee line (`feedetl_sn`);
+/// each a non-empty string of at most [`MAX_PLATFORM_REF_BYTES`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimRefs {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mdtrt_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setl_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedetl_sn: Option<String>,
+}
+
+impl ClaimRefs {
+    /// Whether the line carried none.
+    pub fn is_empty(&self) -> bool {
+        self.mdtrt_id.is_none() && self.setl_id.is_none() && self.feedetl_sn.is_none()
+    }
+
+    /// Whether `text` may be a platform reference.
+    pub fn valid(text: &str) -> bool {
+        !text.is_empty() && text.len() <= MAX_PLATFORM_REF_BYTES
+    }
+}
 
 /// Most faults one refusal names (`fields` and the message); a line with
 /// more is told how many were left out.
@@ -36,6 +79,8 @@ pub struct ClaimLine {
     pub claim: Claim,
     /// Echoed back as sent: a string of at most [`MAX_CLAIM_ID_BYTES`] or a whole number.
     pub claim_id: Option<Value>,
+    /// The platform's references, kept with the decision record.
+    pub refs: ClaimRefs,
     /// Answer from an index that reflects at least this `seq` (the check API).
     pub min_seq: Option<Seq>,
     /// Add the facts behind the decision (the check API).
@@ -60,6 +105,14 @@ pub fn parse_line(value: &Value, duplicates: &[Duplicate]) -> Result<ClaimLine, 
     let service_date = faults.take(f.date("service_date"));
     let emergency = faults.take(f.bool("emergency"));
     let claim_id = faults.take(claim_id(value));
+    let mut refs = ClaimRefs::default();
+    for (name, slot) in
+        [("mdtrt_id", &mut refs.mdtrt_id), ("setl_id", &mut refs.setl_id), ("feedetl_sn", &mut refs.feedetl_sn)]
+    {
+        if let Some(Some(text)) = faults.take(platform_ref(value, name)) {
+            *slot = Some(text);
+        }
+    }
     let min_seq = faults.take(optional_min_seq(value));
     let explain = faults.take(match value.get("explain") {
         None | Some(Value::Null) => Ok(false),
@@ -80,6 +133,7 @@ pub fn parse_line(value: &Value, duplicates: &[Duplicate]) -> Result<ClaimLine, 
         ) => Ok(ClaimLine {
             claim: Claim { practitioner, institution, service_date, emergency },
             claim_id,
+            refs,
             min_seq,
             explain,
         }),
@@ -103,6 +157,18 @@ pub fn optional_min_seq(value: &Value) -> Result<Option<Seq>, Refusal> {
     }
 }
 
+/// A platform reference: absent, null, or a string [`ClaimRefs::valid`].
+fn platform_ref(value: &Value, name: &str) -> Result<Option<String>, Refusal> {
+    match value.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if ClaimRefs::valid(s) => Ok(Some(s.clone())),
+        Some(_) => Err(Refusal::invalid(
+            name,
+            format!("`{name}` must be a string of 1 to {MAX_PLATFORM_REF_BYTES} bytes (the platform's reference)"),
+        )),
+    }
+}
+
 fn claim_id(value: &Value) -> Result<Option<Value>, Refusal> {
     match value.get("claim_id") {
         None | Some(Value::Null) => Ok(None),
@@ -119,7 +185,7 @@ fn claim_id(value: &Value) -> Result<Option<Value>, Refusal> {
 /// field it most likely meant.
 fn unknown_field_message(key: &str) -> String {
     let known = "a claim line has practitioner_id, institution_id, service_date, emergency and optionally \
-                 claim_id, min_seq, explain";
+                 claim_id, mdtrt_id, setl_id, feedetl_sn, min_seq, explain";
     if key == "insured_id" {
         return format!(
             "`insured_id` (R25) is not supported yet: insured persons (R23-R25) are not built, so the line is refused \
