@@ -149,6 +149,12 @@ fn the_feed_names_each_windows_change_with_its_cause_and_pages_resume_exactly() 
     assert!(seqs.windows(2).all(|w| w[0] <= w[1]), "{seqs:?}");
     assert_eq!(everything, server.read_get("/v1/changes?limit=10000").json()["changes"].as_array().unwrap().clone());
 
+    // Asked past the log's end, a page stays where it was asked.
+    let beyond = server.read_get("/v1/changes?after_seq=999999").json();
+    assert_eq!((&beyond["changes"], &beyond["next_after_seq"]), (&json!([]), &json!(999999)), "{beyond}");
+    // /readyz says how far the change log is.
+    let ready = request(server.check, "GET", "/readyz", &[], b"").json();
+    assert_eq!((&ready["change_log"]["seq"], &ready["change_log"]["behind"]), (&json!(seq), &json!(0)), "{ready}");
     // Behind the read token; refused names (R4).
     let anonymous = request(server.check, "GET", "/v1/changes", &[], b"");
     assert_error("no token", &anonymous, 401, "unauthorized", Field::Absent);

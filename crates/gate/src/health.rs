@@ -146,6 +146,8 @@ pub struct Health {
     pub append_failure: Option<Ongoing>,
     pub index_restored_from: String,
     pub last_snapshot_seq: u64,
+    /// The change log's mark (`None`: this node keeps none).
+    pub change_log: Option<u64>,
     pub last_snapshot_error: Option<String>,
     pub snapshots_written: u64,
     /// Append transactions and the requests they carried (group commit).
@@ -225,6 +227,7 @@ impl Gate {
                 .as_ref()
                 .map_or_else(|| "ledger".to_owned(), |p| p.display().to_string()),
             last_snapshot_seq: self.snapshots.last_seq.load(Ordering::Relaxed),
+            change_log: self.changes.as_ref().map(|l| l.mark()),
             last_snapshot_error: self.snapshots.last_error.lock().expect("not poisoned").clone(),
             snapshots_written: self.snapshots.written.load(Ordering::Relaxed),
             append_transactions: self.appends.stats.transactions.load(Ordering::Relaxed),
@@ -283,6 +286,7 @@ impl Health {
             "append_failure": self.append_failure.as_ref().map(ongoing),
             "index_restored_from": self.index_restored_from,
             "last_snapshot_seq": self.last_snapshot_seq,
+            "change_log": self.change_log.map(|mark| json!({"seq": mark, "behind": self.inputs.index_seq.saturating_sub(mark)})),
             "last_snapshot_error": self.last_snapshot_error,
             "snapshots_refused_at_start": self.snapshots_refused_at_start.iter().map(|(p, e)| json!({"path": p.display().to_string(), "error": e})).collect::<Vec<_>>(),
             "audit": {
@@ -326,6 +330,7 @@ impl Health {
             snapshots_written: self.snapshots_written,
             snapshot_failures: self.snapshot_failures,
             last_snapshot_seq: self.last_snapshot_seq,
+            change_log_seq: self.change_log.unwrap_or(0),
             open_connections: self.open_connections,
             body_bytes_held: self.body_bytes_held,
             ledger_damaged: self.ledger_damaged,

@@ -108,6 +108,8 @@ pub struct Gauges {
     pub snapshots_written: u64,
     pub snapshot_failures: u64,
     pub last_snapshot_seq: u64,
+    /// The change log's mark (every change of events up to it recorded; 0 without a log).
+    pub change_log_seq: u64,
     /// Open connections on the check and the admin listener.
     pub open_connections: [u64; 2],
     /// Request-body bytes held now against `--max-inflight-body-bytes`.
@@ -269,7 +271,7 @@ impl Metrics {
                 .zip(g.open_connections)
                 .map(|(l, open)| (vec![("listener", l)], Value::gauge(open))),
         ));
-        let gauges: [(&'static str, &'static str, Value); 13] = [
+        let gauges: [(&'static str, &'static str, Value); 14] = [
             (
                 "claimgate_min_seq_waiting",
                 "Checks waiting now for the index to reach their min_seq.",
@@ -294,6 +296,11 @@ impl Metrics {
                 "claimgate_ledger_damaged",
                 "1 if the start-up check of the ledger file found a damaged page (see /readyz), else 0.",
                 Value::Gauge(flag(g.ledger_damaged)),
+            ),
+            (
+                "claimgate_change_log_seq",
+                "Every standing change of events up to this seq is in the change feed (0: no change log).",
+                Value::gauge(g.change_log_seq),
             ),
             (
                 "claimgate_snapshot_last_seq",
@@ -464,6 +471,7 @@ mod tests {
             snapshots_written: 1,
             snapshot_failures: 0,
             last_snapshot_seq: 2,
+            change_log_seq: 2,
             open_connections: [7, 1],
             body_bytes_held: 0,
             ledger_damaged: false,

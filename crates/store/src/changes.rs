@@ -465,7 +465,8 @@ impl ChangeLog {
                 changes.last().expect("non-empty").seq
             }
         } else {
-            mark
+            // Nothing more up to the mark (a page asked past it stays put).
+            mark.max(after_seq)
         };
         Ok(Page { changes, next_after_seq, mark })
     }
@@ -513,7 +514,8 @@ impl ChangeLog {
             windows.retain(|w| w.change.seq != last);
             windows.last().map_or(last, |w| w.change.seq)
         } else {
-            mark
+            // Nothing more up to the mark (a page asked past it stays put).
+            mark.max(after_seq)
         };
         Ok(RecoveryPage { windows, next_after_seq, mark })
     }
