@@ -94,6 +94,15 @@ pub struct MonthCount {
     pub count: u64,
 }
 
+/// Which rows a page of the log reads.
+#[derive(Debug, Clone, Copy)]
+enum Rows {
+    /// Every change (the feed).
+    Changes,
+    /// The changes that blocked dates already past when recorded (recovery).
+    Recovery,
+}
+
 /// A window of the recovery list: a change that blocked `[change.from,
 /// until)`, `until` clipped to the day it was recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -431,93 +440,104 @@ impl ChangeLog {
     /// The changes of events after `after_seq` that `filter` selects, at most
     /// about `limit` (capped at [`MAX_PAGE_CHANGES`]; a `seq` is never split).
     pub fn page(&self, after_seq: Seq, filter: &ChangeFilter, limit: usize) -> Result<Page, ChangeLogError> {
-        let limit = limit.clamp(1, MAX_PAGE_CHANGES);
-        let mut conn = self.reader();
-        let tx = conn.transaction().map_err(self.storage("beginning a read"))?;
-        let mark = read_mark(&tx).map_err(self.storage("reading its mark"))?;
-        let (clause, args) = filter_clause(filter, 3);
-        let sql = format!(
-            "SELECT seq, kind, practitioner, institution, date_from, date_until, before, after FROM changes
-             WHERE seq > ?1 AND seq <= ?2{clause} ORDER BY seq, id LIMIT ?3"
-        );
-        let mut stmt = tx.prepare_cached(&sql).map_err(self.storage("preparing a read"))?;
-        let mut bound: Vec<&dyn rusqlite::ToSql> = Vec::new();
-        let (after, upto, lim) = (after_seq as i64, mark as i64, limit as i64 + 1);
-        bound.extend([&after as &dyn rusqlite::ToSql, &upto, &lim]);
-        bound.extend(args.iter().map(|a| a as &dyn rusqlite::ToSql));
-        let rows = stmt.query_map(bound.as_slice(), raw_row).map_err(self.storage("reading changes"))?;
-        let mut changes = Vec::with_capacity(limit + 1);
-        for row in rows {
-            changes.push(self.decode(row.map_err(self.storage("reading changes"))?)?);
-        }
-        drop(stmt);
-        let full = changes.len() > limit;
-        let next_after_seq = if full {
-            // The last seq may be cut: read it whole, past the limit if it
-            // must be (one event's changes are few).
-            let last = changes[limit].seq;
-            changes.retain(|c| c.seq != last);
-            if changes.is_empty() {
-                let whole = self.page_of_one_seq(&tx, last, filter)?;
-                changes = whole;
-                last
-            } else {
-                changes.last().expect("non-empty").seq
-            }
-        } else {
-            // Nothing more up to the mark (a page asked past it stays put).
-            mark.max(after_seq)
-        };
-        Ok(Page { changes, next_after_seq, mark })
+        let (rows, next_after_seq, mark) = self.read_page(after_seq, filter, limit, Rows::Changes)?;
+        Ok(Page { changes: rows.into_iter().map(|(c, _)| c).collect(), next_after_seq, mark })
     }
 
     /// The recovery list (issue 16): windows that became blocked (`ok`
     /// before, a reject reason after) for service dates already past when
     /// the change was recorded, clipped to those dates: claims settled there
-    /// may have to be recovered. After `after_seq`, at most `limit` windows
-    /// (a seq is not split), filtered as [`ChangeLog::page`].
+    /// may have to be recovered. After `after_seq`, at most about `limit`
+    /// windows (a seq is not split), filtered as [`ChangeLog::page`].
     pub fn recovery(
         &self,
         after_seq: Seq,
         filter: &ChangeFilter,
         limit: usize,
     ) -> Result<RecoveryPage, ChangeLogError> {
+        let (rows, next_after_seq, mark) = self.read_page(after_seq, filter, limit, Rows::Recovery)?;
+        let windows = rows
+            .into_iter()
+            .map(|(change, recorded_on)| {
+                let until = Some(change.until.map_or(recorded_on, |u| u.min(recorded_on)));
+                RecoveryWindow { until, recorded_on, change }
+            })
+            .collect();
+        Ok(RecoveryPage { windows, next_after_seq, mark })
+    }
+
+    /// The rows `rows` names after `after_seq` and up to the mark that
+    /// `filter` selects, with the day each was recorded: at most `limit`
+    /// (capped at [`MAX_PAGE_CHANGES`]), except that a page never splits one
+    /// seq's rows: a page cut inside a seq ends before it, and a seq alone
+    /// past the limit is read whole (one event's changes are few). Returns
+    /// the rows, the `after_seq` to ask next, and the mark.
+    #[allow(clippy::type_complexity)]
+    fn read_page(
+        &self,
+        after_seq: Seq,
+        filter: &ChangeFilter,
+        limit: usize,
+        rows: Rows,
+    ) -> Result<(Vec<(StandingChange, CivilDate)>, Seq, Seq), ChangeLogError> {
         let limit = limit.clamp(1, MAX_PAGE_CHANGES);
         let mut conn = self.reader();
         let tx = conn.transaction().map_err(self.storage("beginning a read"))?;
         let mark = read_mark(&tx).map_err(self.storage("reading its mark"))?;
-        let (clause, args) = filter_clause(filter, 3);
-        let sql = format!(
-            "SELECT seq, kind, practitioner, institution, date_from, date_until, before, after, recorded_on
-             FROM changes WHERE seq > ?1 AND seq <= ?2 AND before = 'ok' AND after <> 'ok'
-             AND date_from < recorded_on{clause} ORDER BY seq, id LIMIT ?3"
-        );
-        let mut stmt = tx.prepare_cached(&sql).map_err(self.storage("preparing a read"))?;
-        let (after, upto, lim) = (after_seq as i64, mark as i64, limit as i64 + 1);
-        let mut bound: Vec<&dyn rusqlite::ToSql> = vec![&after, &upto, &lim];
-        bound.extend(args.iter().map(|a| a as &dyn rusqlite::ToSql));
-        let rows = stmt
-            .query_map(bound.as_slice(), |r| Ok((raw_row(r)?, r.get::<_, String>(8)?)))
-            .map_err(self.storage("reading the recovery list"))?;
-        let mut windows = Vec::new();
-        for row in rows {
-            let (row, recorded_on) = row.map_err(self.storage("reading the recovery list"))?;
-            let change = self.decode(row)?;
-            let recorded_on = CivilDate::parse(&recorded_on)
-                .map_err(|e| ChangeLogError::Corrupt { path: self.path.clone(), detail: e.0 })?;
-            let until = Some(change.until.map_or(recorded_on, |u| u.min(recorded_on)));
-            windows.push(RecoveryWindow { until, recorded_on, change });
-        }
-        let full = windows.len() > limit;
-        let next_after_seq = if full {
-            let last = windows[limit].change.seq;
-            windows.retain(|w| w.change.seq != last);
-            windows.last().map_or(last, |w| w.change.seq)
+        let mut got = self.select(&tx, after_seq, mark, filter, rows, Some(limit + 1))?;
+        let next_after_seq = if got.len() > limit {
+            let last = got[limit].0.seq;
+            got.retain(|(c, _)| c.seq != last);
+            match got.last() {
+                Some((c, _)) => c.seq,
+                None => {
+                    got = self.select(&tx, last - 1, last, filter, rows, None)?;
+                    last
+                }
+            }
         } else {
             // Nothing more up to the mark (a page asked past it stays put).
             mark.max(after_seq)
         };
-        Ok(RecoveryPage { windows, next_after_seq, mark })
+        Ok((got, next_after_seq, mark))
+    }
+
+    /// The rows `rows` names with `after < seq <= upto` that `filter`
+    /// selects, in (seq, id) order, at most `limit`.
+    fn select(
+        &self,
+        conn: &Connection,
+        after: Seq,
+        upto: Seq,
+        filter: &ChangeFilter,
+        rows: Rows,
+        limit: Option<usize>,
+    ) -> Result<Vec<(StandingChange, CivilDate)>, ChangeLogError> {
+        let (clause, args) = filter_clause(filter, 3);
+        let only = match rows {
+            Rows::Changes => "",
+            Rows::Recovery => " AND before = 'ok' AND after <> 'ok' AND date_from < recorded_on",
+        };
+        let sql = format!(
+            "SELECT seq, kind, practitioner, institution, date_from, date_until, before, after, recorded_on
+             FROM changes WHERE seq > ?1 AND seq <= ?2{only}{clause} ORDER BY seq, id LIMIT ?3"
+        );
+        let mut stmt = conn.prepare_cached(&sql).map_err(self.storage("preparing a read"))?;
+        // SQLite reads a negative LIMIT as none.
+        let (after, upto, lim) = (after as i64, upto as i64, limit.map_or(-1, |l| l as i64));
+        let mut bound: Vec<&dyn rusqlite::ToSql> = vec![&after, &upto, &lim];
+        bound.extend(args.iter().map(|a| a as &dyn rusqlite::ToSql));
+        let found = stmt
+            .query_map(bound.as_slice(), |r| Ok((raw_row(r)?, r.get::<_, String>(8)?)))
+            .map_err(self.storage("reading changes"))?;
+        let mut out = Vec::new();
+        for row in found {
+            let (row, recorded_on) = row.map_err(self.storage("reading changes"))?;
+            let recorded_on = CivilDate::parse(&recorded_on)
+                .map_err(|e| ChangeLogError::Corrupt { path: self.path.clone(), detail: e.0 })?;
+            out.push((self.decode(row)?, recorded_on));
+        }
+        Ok(out)
     }
 
     /// Whether a change after `seq` covers `day` for the practitioner at the
@@ -538,36 +558,6 @@ impl ChangeLog {
         )
         .and_then(|mut stmt| stmt.exists(params![institution.to_string(), seq as i64, practitioner.to_string(), day]))
         .map_err(self.storage("looking for a later change"))
-    }
-
-    /// Every change of `seq` the filter selects.
-    fn page_of_one_seq(
-        &self,
-        conn: &Connection,
-        seq: Seq,
-        filter: &ChangeFilter,
-    ) -> Result<Vec<StandingChange>, ChangeLogError> {
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT seq, kind, practitioner, institution, date_from, date_until, before, after, region
-                 FROM changes WHERE seq = ?1 ORDER BY id",
-            )
-            .map_err(self.storage("reading one seq's changes"))?;
-        let rows = stmt
-            .query_map([seq as i64], |r| Ok((raw_row(r)?, r.get::<_, String>(8)?)))
-            .map_err(self.storage("reading one seq's changes"))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (row, region) = row.map_err(self.storage("reading one seq's changes"))?;
-            let c = self.decode(row)?;
-            let keep = filter.institution.is_none_or(|i| i == c.institution)
-                && filter.practitioner.is_none_or(|p| Some(p) == c.practitioner)
-                && filter.region.as_ref().is_none_or(|r| *r == region);
-            if keep {
-                out.push(c);
-            }
-        }
-        Ok(out)
     }
 
     fn decode(
@@ -680,6 +670,31 @@ mod tests {
         assert_eq!(log.page(0, &region, 10).unwrap().changes, at_h2.changes);
         let p1 = ChangeFilter { practitioner: batch[0].practitioner, ..all };
         assert_eq!(log.page(0, &p1, 10).unwrap().changes, batch[..2]);
+    }
+
+    #[test]
+    fn a_recovery_page_never_drops_a_seq_whose_windows_pass_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = ChangeLog::open(dir.path(), 7).unwrap();
+        // One back-dated violation blocking past days at two institutions, then another at one.
+        let blocked = |seq, institution| StandingChange {
+            from: CivilDate::parse("2025-03-10").unwrap(),
+            ..change(seq, institution, Some(P1))
+        };
+        let batch = [blocked(2, H1), blocked(2, H2), blocked(3, H1)];
+        assert!(log.append(0, 3, &of(&batch), day()).unwrap());
+        let mut seen = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = log.recovery(after, &ChangeFilter::default(), 1).unwrap();
+            if page.windows.is_empty() && page.next_after_seq == after {
+                break;
+            }
+            seen.extend(page.windows.into_iter().map(|w| (w.change.seq, w.change.institution)));
+            after = page.next_after_seq;
+        }
+        let expected: Vec<_> = batch.iter().map(|c| (c.seq, c.institution)).collect();
+        assert_eq!(seen, expected, "seq 2's two windows whole, past the limit of 1; then seq 3");
     }
 
     #[test]
