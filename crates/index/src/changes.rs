@@ -6,12 +6,12 @@
 //! read, as the sync does) until the log reaches the index; the sync records
 //! every step after that itself.
 
+use crate::sync::Touched;
 use claimgate_rules::changes;
-use claimgate_rules::domain::{CivilDate, InstitutionCode, PractitionerCode, Seq, ViolationId};
-use claimgate_rules::event::Event;
+use claimgate_rules::domain::{CivilDate, InstitutionCode, PractitionerCode, Seq};
 use claimgate_store::changes::{ChangeLog, ChangeLogError};
 use claimgate_store::ledger::{Ledger, LedgerError};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 /// A catch-up step failed.
 #[derive(Debug, thiserror::Error)]
@@ -43,29 +43,13 @@ pub fn catch_up_step(
     let mut events = ledger.events_since(mark, MAX_CATCH_UP_BATCH)?;
     events.retain(|r| r.seq <= limit);
     let Some(last) = events.last().map(|r| r.seq) else { return Ok(None) };
-    let mut owners: HashMap<ViolationId, PractitionerCode> = HashMap::new();
-    let mut practitioners: BTreeSet<PractitionerCode> = BTreeSet::new();
-    let mut institutions: BTreeSet<InstitutionCode> = BTreeSet::new();
-    for r in &events {
-        match &r.event {
-            Event::ViolationRevoked { violation_id, .. } => {
-                if let Some(owner) = ledger.violation_owner(violation_id)? {
-                    owners.insert(violation_id.clone(), owner);
-                    practitioners.insert(owner);
-                }
-            }
-            other => match (other.practitioner(), other.institution()) {
-                (Some(p), _) => drop(practitioners.insert(p)),
-                (None, Some(i)) => drop(institutions.insert(i)),
-                (None, None) => {}
-            },
-        }
-    }
-    let practitioners: Vec<PractitionerCode> = practitioners.into_iter().collect();
-    let institutions: Vec<InstitutionCode> = institutions.into_iter().collect();
+    let touched = Touched::by(ledger, &events)?;
+    let practitioners: Vec<PractitionerCode> = touched.practitioners.into_keys().collect();
+    let institutions: Vec<InstitutionCode> = touched.institutions.into_keys().collect();
     let read = ledger.histories_upto(&practitioners, &institutions, last)?;
     let p_histories: HashMap<_, _> = practitioners.into_iter().zip(read.practitioners).collect();
     let i_histories: HashMap<_, _> = institutions.into_iter().zip(read.institutions).collect();
+    let owners = touched.owners;
     let found =
         changes::changes_in_batch(&events, &p_histories, &i_histories, |id| owners.get(id).copied(), ledger.policy());
     Ok(log.append(mark, last, &found, today)?.then_some(last))

@@ -12,7 +12,7 @@ use claimgate_rules::changes;
 use claimgate_rules::domain::{CivilDate, InstitutionCode, PractitionerCode, Seq, ViolationId};
 use claimgate_rules::event::{Event, RecordedEvent};
 use claimgate_rules::policy::Policy;
-use claimgate_rules::{institution, practitioner};
+use claimgate_rules::{filed_under, institution, practitioner, Filed};
 use claimgate_store::changes::ChangeLog;
 use claimgate_store::ledger::{Ledger, LedgerError};
 use std::collections::{BTreeMap, HashMap};
@@ -169,33 +169,8 @@ impl Syncer {
         events: &[RecordedEvent],
         last: Seq,
     ) -> Result<IndexVersion, LedgerError> {
-        // Each event's entity, as the ledger files it (a revocation under
-        // its violation's owner; institution histories hold only their own
-        // events), so a cached history plus these is the ledger's history.
-        let mut practitioners: BTreeMap<PractitionerCode, Vec<&RecordedEvent>> = BTreeMap::new();
-        let mut institutions: BTreeMap<InstitutionCode, Vec<&RecordedEvent>> = BTreeMap::new();
-        let mut owners: HashMap<&ViolationId, PractitionerCode> = HashMap::new();
-        for r in events {
-            match &r.event {
-                Event::ViolationRevoked { violation_id, .. } => {
-                    if let Some(owner) = self.ledger.violation_owner(violation_id)? {
-                        practitioners.entry(owner).or_default().push(r);
-                        owners.insert(violation_id, owner);
-                    }
-                }
-                Event::InstitutionDesignated { institution, .. }
-                | Event::InstitutionSuspended { institution, .. }
-                | Event::InstitutionTerminated { institution, .. }
-                | Event::InstitutionRated { institution, .. } => {
-                    institutions.entry(*institution).or_default().push(r);
-                }
-                other => {
-                    if let Some(p) = other.practitioner() {
-                        practitioners.entry(p).or_default().push(r);
-                    }
-                }
-            }
-        }
+        // A cached history plus these events is the ledger's history.
+        let Touched { practitioners, institutions, owners } = Touched::by(&self.ledger, events)?;
         let policy = self.ledger.policy();
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.at != current.seq() {
@@ -304,6 +279,35 @@ impl Syncer {
             on_swap(seq);
         }
         Ok(())
+    }
+}
+
+/// A batch's events by the history each is filed in (`rules::filed_under`:
+/// a revocation under its violation's owner, read from the ledger), and
+/// those owners.
+pub(crate) struct Touched<'a> {
+    pub practitioners: BTreeMap<PractitionerCode, Vec<&'a RecordedEvent>>,
+    pub institutions: BTreeMap<InstitutionCode, Vec<&'a RecordedEvent>>,
+    pub owners: HashMap<&'a ViolationId, PractitionerCode>,
+}
+
+impl<'a> Touched<'a> {
+    pub fn by(ledger: &Ledger, events: &'a [RecordedEvent]) -> Result<Touched<'a>, LedgerError> {
+        let mut touched =
+            Touched { practitioners: BTreeMap::new(), institutions: BTreeMap::new(), owners: HashMap::new() };
+        for r in events {
+            if let Event::ViolationRevoked { violation_id, .. } = &r.event {
+                if let Some(owner) = ledger.violation_owner(violation_id)? {
+                    touched.owners.insert(violation_id, owner);
+                }
+            }
+            match filed_under(&r.event, |id| touched.owners.get(id).copied()) {
+                Some(Filed::Practitioner(p)) => touched.practitioners.entry(p).or_default().push(r),
+                Some(Filed::Institution(i)) => touched.institutions.entry(i).or_default().push(r),
+                None => {}
+            }
+        }
+        Ok(touched)
     }
 }
 

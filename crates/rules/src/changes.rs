@@ -25,6 +25,7 @@ use crate::event::{Event, RecordedEvent};
 use crate::institution::{self, InstitutionStanding};
 use crate::policy::Policy;
 use crate::practitioner::{self, PractitionerStanding, SanctionKind};
+use crate::world::{filed_under, Filed};
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
 
@@ -286,22 +287,22 @@ pub fn changes_of(events: &[RecordedEvent], policy: &Policy) -> Vec<StandingChan
         if let Event::ViolationScored(v) = &r.event {
             owner.entry(v.violation_id.clone()).or_insert(v.practitioner);
         }
-        let practitioner = match &r.event {
-            Event::ViolationRevoked { violation_id, .. } => owner.get(violation_id).copied(),
-            other => other.practitioner(),
-        };
-        if let Some(code) = practitioner {
-            let history = p_history.entry(code).or_default();
-            history.push(r.clone());
-            let after = practitioner::derive(code, history, policy);
-            out.extend(practitioner_changes(r.seq, r.event.kind(), code, p_now.get(&code), &after));
-            p_now.insert(code, after);
-        } else if let Some(code) = r.event.institution() {
-            let history = i_history.entry(code).or_default();
-            history.push(r.clone());
-            let after = institution::derive(code, history);
-            out.extend(institution_changes(r.seq, r.event.kind(), code, i_now.get(&code), &after));
-            i_now.insert(code, after);
+        match filed_under(&r.event, |id| owner.get(id).copied()) {
+            Some(Filed::Practitioner(code)) => {
+                let history = p_history.entry(code).or_default();
+                history.push(r.clone());
+                let after = practitioner::derive(code, history, policy);
+                out.extend(practitioner_changes(r.seq, r.event.kind(), code, p_now.get(&code), &after));
+                p_now.insert(code, after);
+            }
+            Some(Filed::Institution(code)) => {
+                let history = i_history.entry(code).or_default();
+                history.push(r.clone());
+                let after = institution::derive(code, history);
+                out.extend(institution_changes(r.seq, r.event.kind(), code, i_now.get(&code), &after));
+                i_now.insert(code, after);
+            }
+            None => {}
         }
     }
     out
@@ -338,28 +339,28 @@ pub fn changes_in_batch(
     let mut i_now: HashMap<InstitutionCode, Option<InstitutionStanding>> = HashMap::new();
     let mut out = Vec::new();
     for r in events {
-        let practitioner = match &r.event {
-            Event::ViolationRevoked { violation_id, .. } => owner(violation_id),
-            other => other.practitioner(),
-        };
-        if let Some(code) = practitioner {
-            let history = practitioners.get(&code).map_or(&[][..], Vec::as_slice);
-            let before = p_now.remove(&code).unwrap_or_else(|| {
-                let earlier = upto(history, r.seq - 1);
-                (!earlier.is_empty()).then(|| practitioner::derive(code, earlier, policy))
-            });
-            let after = practitioner::derive(code, upto(history, r.seq), policy);
-            out.extend(practitioner_changes(r.seq, r.event.kind(), code, before.as_ref(), &after));
-            p_now.insert(code, Some(after));
-        } else if let Some(code) = r.event.institution() {
-            let history = institutions.get(&code).map_or(&[][..], Vec::as_slice);
-            let before = i_now.remove(&code).unwrap_or_else(|| {
-                let earlier = upto(history, r.seq - 1);
-                (!earlier.is_empty()).then(|| institution::derive(code, earlier))
-            });
-            let after = institution::derive(code, upto(history, r.seq));
-            out.extend(institution_changes(r.seq, r.event.kind(), code, before.as_ref(), &after));
-            i_now.insert(code, Some(after));
+        match filed_under(&r.event, &owner) {
+            Some(Filed::Practitioner(code)) => {
+                let history = practitioners.get(&code).map_or(&[][..], Vec::as_slice);
+                let before = p_now.remove(&code).unwrap_or_else(|| {
+                    let earlier = upto(history, r.seq - 1);
+                    (!earlier.is_empty()).then(|| practitioner::derive(code, earlier, policy))
+                });
+                let after = practitioner::derive(code, upto(history, r.seq), policy);
+                out.extend(practitioner_changes(r.seq, r.event.kind(), code, before.as_ref(), &after));
+                p_now.insert(code, Some(after));
+            }
+            Some(Filed::Institution(code)) => {
+                let history = institutions.get(&code).map_or(&[][..], Vec::as_slice);
+                let before = i_now.remove(&code).unwrap_or_else(|| {
+                    let earlier = upto(history, r.seq - 1);
+                    (!earlier.is_empty()).then(|| institution::derive(code, earlier))
+                });
+                let after = institution::derive(code, upto(history, r.seq));
+                out.extend(institution_changes(r.seq, r.event.kind(), code, before.as_ref(), &after));
+                i_now.insert(code, Some(after));
+            }
+            None => {}
         }
     }
     let mut practitioners: Vec<PractitionerStanding> = p_now.into_values().flatten().collect();

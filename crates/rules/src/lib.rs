@@ -33,4 +33,4 @@ mod world;
 pub use check::{decide, Claim, Decision, InstitutionOnDate, PractitionerOnDate, Reason, Verdict, Waivers};
 pub use institution::InstitutionStanding;
 pub use practitioner::{PractitionerStanding, Sanction, SanctionKind};
-pub use world::{histories, Histories, World};
+pub use world::{filed_under, histories, Filed, Histories, World};

@@ -20,6 +20,29 @@ pub struct World {
 /// Events by the entity they belong to.
 pub type Histories<K> = HashMap<K, Vec<RecordedEvent>>;
 
+/// Whose history an event is filed in: a practitioner's (their
+/// registrations, violations, repairs, and revocations of their violations)
+/// or an institution's own (designations, suspensions, terminations,
+/// ratings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filed {
+    Practitioner(PractitionerCode),
+    Institution(InstitutionCode),
+}
+
+/// The history `event` is filed in; a revocation under its violation's
+/// `owner` (none for a violation never scored).
+pub fn filed_under(event: &Event, owner: impl FnOnce(&ViolationId) -> Option<PractitionerCode>) -> Option<Filed> {
+    match event {
+        Event::ViolationRevoked { violation_id, .. } => owner(violation_id).map(Filed::Practitioner),
+        other => match (other.practitioner(), other.institution()) {
+            (Some(p), _) => Some(Filed::Practitioner(p)),
+            (None, Some(i)) => Some(Filed::Institution(i)),
+            (None, None) => None,
+        },
+    }
+}
+
 /// Each entity's history, as its standing is derived from it: a
 /// practitioner's events (revocations of their violations included, by the
 /// violation's owner) and an institution's own events, each in the order
@@ -34,18 +57,10 @@ pub fn histories(events: &[RecordedEvent]) -> (Histories<PractitionerCode>, Hist
     let mut by_practitioner: Histories<PractitionerCode> = HashMap::new();
     let mut by_institution: Histories<InstitutionCode> = HashMap::new();
     for r in events {
-        let practitioner = match &r.event {
-            Event::ViolationRevoked { violation_id, .. } => owner.get(violation_id).copied(),
-            Event::ViolationScored(_) => r.event.practitioner(),
-            other => {
-                if let (None, Some(i)) = (other.practitioner(), other.institution()) {
-                    by_institution.entry(i).or_default().push(r.clone());
-                }
-                other.practitioner()
-            }
-        };
-        if let Some(p) = practitioner {
-            by_practitioner.entry(p).or_default().push(r.clone());
+        match filed_under(&r.event, |id| owner.get(id).copied()) {
+            Some(Filed::Practitioner(p)) => by_practitioner.entry(p).or_default().push(r.clone()),
+            Some(Filed::Institution(i)) => by_institution.entry(i).or_default().push(r.clone()),
+            None => {}
         }
     }
     (by_practitioner, by_institution)
