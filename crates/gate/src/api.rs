@@ -143,6 +143,35 @@ pub fn text(status: StatusCode, content_type: &'static str, body: String) -> Rep
         .expect("valid response")
 }
 
+/// 500 `internal` with `e`'s message.
+pub fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(e.to_string())
+}
+
+/// A decision-log query that failed: 503 `busy` when all its queries are
+/// running already, else 500.
+pub fn audit_query_failed(e: claimgate_audit::QueryError) -> ApiError {
+    match e {
+        claimgate_audit::QueryError::Busy => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string()),
+        e => internal(e),
+    }
+}
+
+/// A list route's `format`: `csv` (true) or `json`.
+pub fn csv_format(v: &str) -> Result<bool, ApiError> {
+    match v {
+        "csv" => Ok(true),
+        "json" => Ok(false),
+        _ => Err(ApiError::invalid("format", format!("`format` is json or csv, not `{v}`"))),
+    }
+}
+
+/// A CSV answer from a filled writer (quoting by the `csv` crate).
+pub fn csv_reply(w: csv::Writer<Vec<u8>>) -> Result<Reply, ApiError> {
+    let body = String::from_utf8(w.into_inner().map_err(internal)?).map_err(internal)?;
+    Ok(text(StatusCode::OK, "text/csv; charset=utf-8", body))
+}
+
 /// A response streamed from `chunks` (`content_type`, never cached).
 pub fn stream(content_type: &'static str, chunks: tokio::sync::mpsc::Receiver<Bytes>) -> Reply {
     Response::builder()

@@ -12,7 +12,7 @@
 //! channel of [`STREAM_CHUNKS`] (a client that stops reading is cut off by
 //! the write-stall timeout, not buffered for).
 
-use super::api::{json, stream, ApiError, Reply};
+use super::api::{internal, json, stream, ApiError, Reply};
 use super::gate::Gate;
 use bytes::Bytes;
 use claimgate_rules::changes::StandingChange;
@@ -139,10 +139,7 @@ pub fn log_of(gate: &Gate) -> Result<Arc<ChangeLog>, ApiError> {
 
 async fn read_page(log: Arc<ChangeLog>, q: &FeedQuery, after: Seq, limit: usize) -> Result<Page, ApiError> {
     let filter = q.filter.clone();
-    tokio::task::spawn_blocking(move || log.page(after, &filter, limit))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| ApiError::internal(e.to_string()))
+    tokio::task::spawn_blocking(move || log.page(after, &filter, limit)).await.map_err(internal)?.map_err(internal)
 }
 
 /// A JSON page, after waiting (up to `q.wait`) for a change when the first

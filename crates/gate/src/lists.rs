@@ -5,7 +5,7 @@
 //! standings) and of exemptions and rejects (this node's decision log).
 //! JSON or CSV (`format=csv`), behind the read token.
 
-use super::api::{json, text, ApiError, Reply};
+use super::api::{audit_query_failed, csv_format, csv_reply, internal, json, ApiError, Reply};
 use super::gate::Gate;
 use crate::clock::{Clock, SystemClock};
 use claimgate_rules::domain::{CivilDate, Seq};
@@ -20,23 +20,6 @@ pub const SANCTION_PARAMETERS: [&str; 7] = ["on", "institution", "region", "kind
 pub const STATISTICS_PARAMETERS: [&str; 1] = ["format"];
 /// Rows per sanctions page unless `limit` says otherwise.
 pub const DEFAULT_SANCTIONS_PAGE: usize = 1_000;
-
-fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError::internal(e.to_string())
-}
-
-fn format_csv(v: &str) -> Result<bool, ApiError> {
-    match v {
-        "csv" => Ok(true),
-        "json" => Ok(false),
-        _ => Err(ApiError::invalid("format", format!("`format` is json or csv, not `{v}`"))),
-    }
-}
-
-fn csv_reply(w: csv::Writer<Vec<u8>>) -> Result<Reply, ApiError> {
-    let body = String::from_utf8(w.into_inner().map_err(internal)?).map_err(internal)?;
-    Ok(text(StatusCode::OK, "text/csv; charset=utf-8", body))
-}
 
 /// `GET /v1/sanctions`: `on` (default today, China Standard Time), filters,
 /// a page in (practitioner, institution) order resumed by `cursor`.
@@ -78,7 +61,7 @@ pub async fn sanctions(gate: &Arc<Gate>, params: Vec<(String, String)>) -> Resul
                     .filter(|n| (1..=MAX_PAGE_CHANGES).contains(n))
                     .ok_or_else(|| ApiError::invalid("limit", format!("`limit` must be 1 to {MAX_PAGE_CHANGES}")))?
             }
-            "format" => csv = format_csv(&v)?,
+            "format" => csv = csv_format(&v)?,
             other => unreachable!("the caller's strict query refused `{other}`"),
         }
     }
@@ -132,17 +115,14 @@ pub async fn statistics(gate: &Arc<Gate>, params: Vec<(String, String)>) -> Resu
     let mut csv = false;
     for (k, v) in params {
         match k.as_str() {
-            "format" => csv = format_csv(&v)?,
+            "format" => csv = csv_format(&v)?,
             other => unreachable!("the caller's strict query refused `{other}`"),
         }
     }
     let g = gate.clone();
     let (standing, decided, mark): (Vec<_>, Vec<_>, Seq) = tokio::task::spawn_blocking(move || {
         let (standing, mark) = log.statistics().map_err(internal)?;
-        let decided = g.audit.index.counts().map_err(|e| match e {
-            claimgate_audit::QueryError::Busy => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string()),
-            e => internal(e),
-        })?;
+        let decided = g.audit.index.counts().map_err(audit_query_failed)?;
         Ok::<_, ApiError>((standing, decided, mark))
     })
     .await

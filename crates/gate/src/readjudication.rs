@@ -19,7 +19,7 @@
 //! read and [`MAX_LINES`] lines listed per page (a page ends early, at a
 //! change boundary, rather than pass them).
 
-use super::api::{json, text, ApiError, Reply};
+use super::api::{audit_query_failed, csv_format, csv_reply, internal, json, ApiError, Reply};
 use super::gate::Gate;
 use claimgate_audit::{AuditQuery, AuditRecord};
 use claimgate_rules::changes::StandingChange;
@@ -86,13 +86,7 @@ pub fn parse(params: Vec<(String, String)>) -> Result<Query, ApiError> {
                     ApiError::invalid("limit", format!("`limit` (changes read) must be 1 to {MAX_CHANGES}"))
                 })?
             }
-            "format" => {
-                q.csv = match v.as_str() {
-                    "csv" => true,
-                    "json" => false,
-                    _ => return Err(ApiError::invalid("format", format!("`format` is json or csv, not `{v}`"))),
-                }
-            }
+            "format" => q.csv = csv_format(&v)?,
             other => unreachable!("the caller's strict query refused `{other}`"),
         }
     }
@@ -136,11 +130,7 @@ pub async fn handle(gate: &Arc<Gate>, q: Query) -> Result<Reply, ApiError> {
         List::Resettlement => resettlement(&g, &log, &q),
     })
     .await
-    .map_err(|e| ApiError::internal(e.to_string()))?
-}
-
-fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError::internal(e.to_string())
+    .map_err(internal)?
 }
 
 fn recovery(log: &ChangeLog, q: &Query) -> Result<Reply, ApiError> {
@@ -162,7 +152,7 @@ fn recovery(log: &ChangeLog, q: &Query) -> Result<Reply, ApiError> {
             ])
             .map_err(internal)?;
         }
-        return csv_reply(w, page.next_after_seq);
+        return csv_page(w, page.next_after_seq);
     }
     #[derive(Serialize)]
     struct Window<'a> {
@@ -273,7 +263,7 @@ fn resettlement(gate: &Gate, log: &ChangeLog, q: &Query) -> Result<Reply, ApiErr
             ])
             .map_err(internal)?;
         }
-        return csv_reply(w, next_after_seq);
+        return csv_page(w, next_after_seq);
     }
     Ok(json(
         StatusCode::OK,
@@ -294,10 +284,7 @@ fn rejected_during(gate: &Gate, change: &StandingChange) -> Result<Vec<AuditReco
         ..AuditQuery::default()
     };
     loop {
-        let page = gate.audit.index.query(&query).map_err(|e| match e {
-            claimgate_audit::QueryError::Busy => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string()),
-            e => internal(e),
-        })?;
+        let page = gate.audit.index.query(&query).map_err(audit_query_failed)?;
         out.extend(page.records.into_iter().filter(|r| r.verdict == Verdict::Reject && r.seq < change.seq));
         if out.len() > MAX_LINES {
             return Ok(out);
@@ -343,9 +330,9 @@ fn reanswered(
     }))
 }
 
-fn csv_reply(w: csv::Writer<Vec<u8>>, next_after_seq: Seq) -> Result<Reply, ApiError> {
-    let body = String::from_utf8(w.into_inner().map_err(internal)?).map_err(internal)?;
-    let mut reply = text(StatusCode::OK, "text/csv; charset=utf-8", body);
+/// A CSV page, with where to resume in `x-next-after-seq`.
+fn csv_page(w: csv::Writer<Vec<u8>>, next_after_seq: Seq) -> Result<Reply, ApiError> {
+    let mut reply = csv_reply(w)?;
     reply.headers_mut().insert("x-next-after-seq", next_after_seq.into());
     Ok(reply)
 }

@@ -683,10 +683,7 @@ async fn audit(gate: &Arc<Gate>, query: Option<&str>) -> Result<Reply, ApiError>
     let page = tokio::task::spawn_blocking(move || g.audit.index.query(&q))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| match e {
-            claimgate_audit::QueryError::Busy => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string()),
-            e => ApiError::internal(e.to_string()),
-        })?;
+        .map_err(super::api::audit_query_failed)?;
     Ok(json(StatusCode::OK, &j!({"records": page.records, "next_cursor": page.next_cursor})))
 }
 
