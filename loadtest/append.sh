@@ -62,16 +62,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-field() { sed -n "s/.*\"$2\":\"\\([^\"]*\\)\".*/\\1/p" "$1" | head -1; }
 export CLAIMGATE_ADMIN_TOKEN=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
-start_gate() {
-    local name=$1
-    shift
-    "$GATE" "$@" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 >"$logs/$name.out" 2>"$logs/$name.err" &
-    pid=$!
-    pids+=("$pid")
-    wait_listening "$logs/$name.out" "$pid" 600
-}
 start_gate postgres demo --store "$pg${sep}schema=$schema" --data "$work/p" --practitioners "$practitioners" --seed "$seed"
 p_pid=$pid p_admin=$(field "$logs/postgres.out" admin)
 start_gate embedded demo --data "$work/e" --practitioners "$practitioners" --seed "$seed"

@@ -56,16 +56,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-field() { sed -n "s/.*\"$2\":\"\\([^\"]*\\)\".*/\\1/p" "$1" | head -1; }
 export CLAIMGATE_ADMIN_TOKEN=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
-start_gate() {
-    local name=$1
-    shift
-    "$GATE" "$@" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 >"$logs/$name.out" 2>"$logs/$name.err" &
-    pid=$!
-    pids+=("$pid")
-    wait_listening "$logs/$name.out" "$pid" 600
-}
 start_gate with demo --store "$pg${sep}schema=${schema}_with" --data "$work/w" --practitioners "$practitioners" --seed "$seed"
 w_pid=$pid w_admin=$(field "$logs/with.out" admin) w_check=$(field "$logs/with.out" check)
 start_gate without demo --store "$pg${sep}schema=${schema}_without" --data "$work/n" --practitioners "$practitioners" --seed "$seed" --no-change-feed

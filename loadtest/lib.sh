@@ -1,5 +1,6 @@
 # Shell functions shared by the loadtest scripts (sourced, not run): the processes
-# a script started, stopping them, waiting for a server to listen or go quiet.
+# a script started, stopping them, starting a gate, reading a field of its listening
+# line, waiting for a server to listen or go quiet.
 # Messages name the script: set `me` before sourcing.
 
 # Process ids of everything the script started, stopped by stop_started.
@@ -19,6 +20,20 @@ stop_started() {
         kill -KILL "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
+}
+
+# The text value of JSON field $2 in file $1 (the first), e.g. a gate's "admin" address.
+field() { sed -n "s/.*\"$2\":\"\\([^\"]*\\)\".*/\\1/p" "$1" | head -1; }
+
+# Starts a gate on free loopback ports: a name (its logs are $logs/NAME.out and
+# .err), then claimgate's arguments; runs $GATE, sets $pid, waits until it listens.
+start_gate() {
+    local name=$1
+    shift
+    "$GATE" "$@" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 >"$logs/$name.out" 2>"$logs/$name.err" &
+    pid=$!
+    pids+=("$pid")
+    wait_listening "$logs/$name.out" "$pid" 600
 }
 
 # Waits for a {"listening":...} line on a process's stdout (file $1, pid $2, up to $3 s);

@@ -89,21 +89,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# A string field of a gate's listening line: file $1, field name $2.
-field() { sed -n "s/.*\"$2\":\"\\([^\"]*\\)\".*/\\1/p" "$1" | head -1; }
-
 token=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 export CLAIMGATE_ADMIN_TOKEN=$token
-
-# Starts a gate: name, then claimgate arguments; sets $pid.
-start_gate() {
-    local name=$1
-    shift
-    "$GATE" "$@" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 >"$logs/$name.out" 2>"$logs/$name.err" &
-    pid=$!
-    pids+=("$pid")
-    wait_listening "$logs/$name.out" "$pid" 600
-}
 
 echo "== node A: claimgate demo --store ...?schema=$schema --practitioners $practitioners"
 schema_made=1 # node A creates it; the cleanup drops it
