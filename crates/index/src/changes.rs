@@ -10,7 +10,7 @@ use crate::sync::Touched;
 use claimgate_rules::changes;
 use claimgate_rules::domain::{CivilDate, InstitutionCode, PractitionerCode, Seq};
 use claimgate_store::changes::{ChangeLog, ChangeLogError};
-use claimgate_store::ledger::{Ledger, LedgerError};
+use claimgate_store::ledger::{Lane, Ledger, LedgerError};
 use std::collections::HashMap;
 
 /// A catch-up step failed.
@@ -40,13 +40,17 @@ pub fn catch_up_step(
     if mark >= limit {
         return Ok(None);
     }
-    let mut events = ledger.events_since(mark, MAX_CATCH_UP_BATCH)?;
+    // On the background lane: this thread runs at a low priority, and
+    // holding the sync's connection here would make the sync (and every
+    // `min_seq` check) wait on it.
+    let reads = ledger.on(Lane::Background);
+    let mut events = reads.events_since(mark, MAX_CATCH_UP_BATCH)?;
     events.retain(|r| r.seq <= limit);
     let Some(last) = events.last().map(|r| r.seq) else { return Ok(None) };
-    let touched = Touched::by(ledger, &events)?;
+    let touched = Touched::by(reads, &events)?;
     let practitioners: Vec<PractitionerCode> = touched.practitioners.into_keys().collect();
     let institutions: Vec<InstitutionCode> = touched.institutions.into_keys().collect();
-    let read = ledger.histories_upto(&practitioners, &institutions, last)?;
+    let read = reads.histories_upto(&practitioners, &institutions, last)?;
     let p_histories: HashMap<_, _> = practitioners.into_iter().zip(read.practitioners).collect();
     let i_histories: HashMap<_, _> = institutions.into_iter().zip(read.institutions).collect();
     let owners = touched.owners;

@@ -14,7 +14,7 @@ use claimgate_rules::event::{Event, RecordedEvent};
 use claimgate_rules::policy::Policy;
 use claimgate_rules::{filed_under, institution, practitioner, Filed};
 use claimgate_store::changes::ChangeLog;
-use claimgate_store::ledger::{Ledger, LedgerError};
+use claimgate_store::ledger::{Lane, LaneReads, Ledger, LedgerError};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -170,7 +170,7 @@ impl Syncer {
         last: Seq,
     ) -> Result<IndexVersion, LedgerError> {
         // A cached history plus these events is the ledger's history.
-        let Touched { practitioners, institutions, owners } = Touched::by(&self.ledger, events)?;
+        let Touched { practitioners, institutions, owners } = Touched::by(self.ledger.on(Lane::Sync), events)?;
         let policy = self.ledger.policy();
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.at != current.seq() {
@@ -185,7 +185,7 @@ impl Syncer {
             practitioners.keys().filter(|c| !cache.practitioners.contains_key(*c)).copied().collect();
         let missing_i: Vec<InstitutionCode> =
             institutions.keys().filter(|c| !cache.institutions.contains_key(*c)).copied().collect();
-        let read = self.ledger.histories_upto(&missing_p, &missing_i, last)?;
+        let read = self.ledger.on(Lane::Sync).histories_upto(&missing_p, &missing_i, last)?;
         for (&code, new) in &practitioners {
             if let Some(history) = cache.practitioners.get_mut(&code) {
                 history.extend(new.iter().map(|r| (*r).clone()));
@@ -292,12 +292,13 @@ pub(crate) struct Touched<'a> {
 }
 
 impl<'a> Touched<'a> {
-    pub fn by(ledger: &Ledger, events: &'a [RecordedEvent]) -> Result<Touched<'a>, LedgerError> {
+    /// Groups `events`, reading revoked violations' owners on `reads`' lane.
+    pub fn by(reads: LaneReads<'_>, events: &'a [RecordedEvent]) -> Result<Touched<'a>, LedgerError> {
         let mut touched =
             Touched { practitioners: BTreeMap::new(), institutions: BTreeMap::new(), owners: HashMap::new() };
         for r in events {
             if let Event::ViolationRevoked { violation_id, .. } = &r.event {
-                if let Some(owner) = ledger.violation_owner(violation_id)? {
+                if let Some(owner) = reads.violation_owner(violation_id)? {
                     touched.owners.insert(violation_id, owner);
                 }
             }

@@ -16,7 +16,7 @@ pub(super) use bulk::SqliteSink;
 pub use bulk::BULK_ASIDE;
 
 use super::error::NotDurable;
-use super::{sql, Appended, Histories, HistoryOf, LedgerError};
+use super::{sql, Appended, Histories, HistoryOf, Lane, LedgerError};
 use claimgate_rules::domain::{InstitutionCode, PractitionerCode, Seq, ViolationId};
 use claimgate_rules::event::{Event, RecordedEvent};
 use claimgate_rules::policy::Policy;
@@ -88,6 +88,10 @@ pub struct EmbeddedLedger {
     /// first needed: a slow one never holds the index sync's `reader`. Empty
     /// for an in-memory ledger.
     queries: Vec<Mutex<Option<Connection>>>,
+    /// The read-only connection of [`Lane::Background`] (the change log's
+    /// catch-up), opened when first needed: a low-priority thread holding it
+    /// never holds the sync's `reader`.
+    background: Mutex<Option<Connection>>,
     conn: Mutex<Connection>,
     policy: Policy,
     path: PathBuf,
@@ -187,7 +191,15 @@ impl EmbeddedLedger {
         let reader = if in_memory { None } else { Some(Mutex::new(open_reader(&path)?)) };
         let queries =
             if in_memory { Vec::new() } else { (0..super::QUERY_CONNECTIONS).map(|_| Mutex::new(None)).collect() };
-        Ok(EmbeddedLedger { conn: Mutex::new(conn), reader, queries, policy: policy.clone(), path, id })
+        Ok(EmbeddedLedger {
+            conn: Mutex::new(conn),
+            reader,
+            queries,
+            background: Mutex::new(None),
+            policy: policy.clone(),
+            path,
+            id,
+        })
     }
 
     /// A number chosen when the ledger was created, so that index snapshots
@@ -211,6 +223,28 @@ impl EmbeddedLedger {
         match &self.reader {
             Some(r) => r.lock().unwrap_or_else(|poisoned| poisoned.into_inner()),
             None => self.lock(),
+        }
+    }
+
+    /// Runs `op` on `lane`'s connection: the sync's `reader`, or the
+    /// background one (opened on first use). An in-memory ledger has only
+    /// the writer's.
+    fn with_lane<T>(
+        &self,
+        lane: Lane,
+        op: impl FnOnce(&Connection) -> Result<T, LedgerError>,
+    ) -> Result<T, LedgerError> {
+        match lane {
+            Lane::Sync => op(&self.read()),
+            Lane::Background if self.reader.is_none() => op(&self.lock()),
+            Lane::Background => {
+                let mut guard = self.background.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let conn = match &mut *guard {
+                    Some(conn) => conn,
+                    empty => empty.insert(open_reader(&self.path)?),
+                };
+                op(conn)
+            }
         }
     }
 
@@ -314,14 +348,16 @@ impl EmbeddedLedger {
     }
 
     /// Accepted events with `seq > after`, ascending, at most `limit`
-    /// (capped at [`MAX_TAIL_BATCH`]).
-    pub fn events_since(&self, after: Seq, limit: usize) -> Result<Vec<RecordedEvent>, LedgerError> {
-        let conn = self.read();
-        let mut stmt = conn.prepare_cached(sql::EVENTS_SINCE).map_err(storage("reading events"))?;
-        let rows = stmt
-            .query_map(params![after as i64, limit.min(MAX_TAIL_BATCH) as i64], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(storage("reading events"))?;
-        decode_rows(rows, &self.policy)
+    /// (capped at [`MAX_TAIL_BATCH`]),
+    /// on `lane`'s connection.
+    pub fn events_since(&self, lane: Lane, after: Seq, limit: usize) -> Result<Vec<RecordedEvent>, LedgerError> {
+        self.with_lane(lane, |conn| {
+            let mut stmt = conn.prepare_cached(sql::EVENTS_SINCE).map_err(storage("reading events"))?;
+            let rows = stmt
+                .query_map(params![after as i64, limit.min(MAX_TAIL_BATCH) as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(storage("reading events"))?;
+            decode_rows(rows, &self.policy)
+        })
     }
 
     /// Every accepted event about a practitioner, revocations of their
@@ -336,28 +372,30 @@ impl EmbeddedLedger {
         history(&self.read(), HistoryOf::Institution(code), &self.policy)
     }
 
-    /// Many histories as they stood at `upto`, on one read connection (a
+    /// Many histories as they stood at `upto`, on `lane`'s connection (a
     /// statement each: SQLite is no round trip away).
     pub fn histories_upto(
         &self,
+        lane: Lane,
         practitioners: &[PractitionerCode],
         institutions: &[InstitutionCode],
         upto: Seq,
     ) -> Result<Histories, LedgerError> {
-        let conn = self.read();
         let upto = |mut h: Vec<RecordedEvent>| {
             h.retain(|r| r.seq <= upto);
             h
         };
-        Ok(Histories {
-            practitioners: practitioners
-                .iter()
-                .map(|&code| history(&conn, HistoryOf::Practitioner(code), &self.policy).map(upto))
-                .collect::<Result<_, _>>()?,
-            institutions: institutions
-                .iter()
-                .map(|&code| history(&conn, HistoryOf::Institution(code), &self.policy).map(upto))
-                .collect::<Result<_, _>>()?,
+        self.with_lane(lane, |conn| {
+            Ok(Histories {
+                practitioners: practitioners
+                    .iter()
+                    .map(|&code| history(conn, HistoryOf::Practitioner(code), &self.policy).map(upto))
+                    .collect::<Result<_, _>>()?,
+                institutions: institutions
+                    .iter()
+                    .map(|&code| history(conn, HistoryOf::Institution(code), &self.policy).map(upto))
+                    .collect::<Result<_, _>>()?,
+            })
         })
     }
 
@@ -371,9 +409,10 @@ impl EmbeddedLedger {
         self.with_query(|conn| history(conn, HistoryOf::Institution(code), &self.policy))
     }
 
-    /// The practitioner a violation belongs to, if it was ever scored.
-    pub fn violation_owner(&self, id: &ViolationId) -> Result<Option<PractitionerCode>, LedgerError> {
-        Ok(sql::find_violation(&mut SqliteTx(&self.read()), id)?.map(|(_, v)| v.practitioner))
+    /// The practitioner a violation belongs to, if it was ever scored (read
+    /// on `lane`'s connection).
+    pub fn violation_owner(&self, lane: Lane, id: &ViolationId) -> Result<Option<PractitionerCode>, LedgerError> {
+        self.with_lane(lane, |conn| Ok(sql::find_violation(&mut SqliteTx(conn), id)?.map(|(_, v)| v.practitioner)))
     }
 
     /// Streams every entity's history at one consistent `seq` (returned): each
@@ -674,5 +713,29 @@ mod tests {
         let message = err.to_string();
         assert!(message.contains("PRAGMA journal_mode is `delete`"), "{message}");
         assert!(message.contains("PRAGMA journal_mode=WAL"), "{message}");
+    }
+
+    /// The change log's catch-up reads on [`Lane::Background`] at a low
+    /// priority; while it holds that connection the sync's is free, so the
+    /// sync (and `min_seq`) never waits behind it (the hostile test's
+    /// `stale_index` under 32 heavy readers came from one shared connection).
+    #[test]
+    fn a_read_in_progress_on_the_background_lane_leaves_the_sync_lane_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = EmbeddedLedger::open(dir.path(), &Policy::default()).unwrap();
+        ledger
+            .with_lane(Lane::Background, |_| {
+                let sync = ledger.reader.as_ref().expect("a file ledger has a sync reader");
+                assert!(sync.try_lock().is_ok(), "the background read holds the sync lane");
+                assert_eq!(ledger.events_since(Lane::Sync, 0, 10)?, []);
+                Ok(())
+            })
+            .unwrap();
+        ledger
+            .with_lane(Lane::Sync, |_| {
+                assert!(ledger.background.try_lock().is_ok(), "the sync read holds the background lane");
+                Ok(())
+            })
+            .unwrap();
     }
 }

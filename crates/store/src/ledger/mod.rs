@@ -92,11 +92,11 @@ impl HistoryOf {
 }
 
 /// Most codes (practitioners and institutions together) one
-/// [`Ledger::histories_upto`] read takes: the index's sync batch touches at
+/// [`LaneReads::histories_upto`] read takes: the index's sync batch touches at
 /// most one entity per event, and is held within this.
 pub const MAX_HISTORY_CODES: usize = 10_000;
 
-/// The histories [`Ledger::histories_upto`] read: one per code asked for,
+/// The histories [`LaneReads::histories_upto`] read: one per code asked for,
 /// in the order asked, each ascending by `seq`.
 #[derive(Debug, Default)]
 pub struct Histories {
@@ -227,6 +227,68 @@ macro_rules! each {
             Backend::Postgres($l) => $e,
         }
     };
+}
+
+/// Which of the ledger's read connections a tail or history read runs on.
+/// The index sync has one of its own that nothing slower ever holds; the
+/// change log's catch-up, on a low-priority thread, reads on another, so the
+/// sync (and so `min_seq`) never waits behind it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// The index sync's connection.
+    Sync,
+    /// The background work's connection (opened on first use).
+    Background,
+}
+
+/// The reads the index sync and the change log's catch-up make, on one
+/// [`Lane`]'s connection ([`Ledger::on`]).
+#[derive(Clone, Copy)]
+pub struct LaneReads<'a> {
+    ledger: &'a Ledger,
+    lane: Lane,
+}
+
+impl LaneReads<'_> {
+    /// The ledger these reads are of.
+    pub fn ledger(&self) -> &Ledger {
+        self.ledger
+    }
+
+    /// Accepted events with `seq > after`, ascending, at most `limit`
+    /// (capped at [`MAX_TAIL_BATCH`]).
+    pub fn events_since(&self, after: Seq, limit: usize) -> Result<Vec<RecordedEvent>, LedgerError> {
+        let (lane, limit) = (self.lane, limit.min(MAX_TAIL_BATCH));
+        let ledger = self.ledger;
+        each!(ledger, l => l.events_since(lane, after, limit))
+    }
+
+    /// The histories of many practitioners and institutions as they stood at
+    /// `upto` (events with `seq <= upto`), in one read where the backend is a
+    /// round trip away: what the index's sync re-derives after a batch of
+    /// appends. At most [`MAX_HISTORY_CODES`] codes in all (asserted).
+    pub fn histories_upto(
+        &self,
+        practitioners: &[PractitionerCode],
+        institutions: &[InstitutionCode],
+        upto: Seq,
+    ) -> Result<Histories, LedgerError> {
+        assert!(
+            practitioners.len() + institutions.len() <= MAX_HISTORY_CODES,
+            "{} histories asked for in one read, past MAX_HISTORY_CODES",
+            practitioners.len() + institutions.len()
+        );
+        let lane = self.lane;
+        let ledger = self.ledger;
+        each!(ledger, l => l.histories_upto(lane, practitioners, institutions, upto))
+    }
+
+    /// The practitioner a violation belongs to, if it was ever scored.
+    pub fn violation_owner(&self, id: &ViolationId) -> Result<Option<PractitionerCode>, LedgerError> {
+        let lane = self.lane;
+        let ledger = self.ledger;
+        each!(ledger, l => l.violation_owner(lane, id))
+    }
 }
 
 impl Ledger {
@@ -382,9 +444,15 @@ impl Ledger {
     }
 
     /// Accepted events with `seq > after`, ascending, at most `limit`
-    /// (capped at [`MAX_TAIL_BATCH`]).
+    /// (capped at [`MAX_TAIL_BATCH`]), on the sync's connection
+    /// (`self.on(Lane::Sync).events_since`).
     pub fn events_since(&self, after: Seq, limit: usize) -> Result<Vec<RecordedEvent>, LedgerError> {
-        each!(self, l => l.events_since(after, limit.min(MAX_TAIL_BATCH)))
+        self.on(Lane::Sync).events_since(after, limit)
+    }
+
+    /// The tail and history reads on `lane`'s connection.
+    pub fn on(&self, lane: Lane) -> LaneReads<'_> {
+        LaneReads { ledger: self, lane }
     }
 
     /// Every accepted event, ascending (for rebuilding derived state).
@@ -411,24 +479,6 @@ impl Ledger {
         each!(self, l => l.institution_history(code))
     }
 
-    /// The histories of many practitioners and institutions as they stood at
-    /// `upto` (events with `seq <= upto`), in one read where the backend is a
-    /// round trip away: what the index's sync re-derives after a batch of
-    /// appends. At most [`MAX_HISTORY_CODES`] codes in all (asserted).
-    pub fn histories_upto(
-        &self,
-        practitioners: &[PractitionerCode],
-        institutions: &[InstitutionCode],
-        upto: Seq,
-    ) -> Result<Histories, LedgerError> {
-        assert!(
-            practitioners.len() + institutions.len() <= MAX_HISTORY_CODES,
-            "{} histories asked for in one read, past MAX_HISTORY_CODES",
-            practitioners.len() + institutions.len()
-        );
-        each!(self, l => l.histories_upto(practitioners, institutions, upto))
-    }
-
     /// [`Self::practitioner_history`] on one of the [`QUERY_CONNECTIONS`]
     /// (a read a client asked for, such as `explain`).
     pub fn query_practitioner_history(&self, code: PractitionerCode) -> Result<Vec<RecordedEvent>, LedgerError> {
@@ -440,9 +490,10 @@ impl Ledger {
         each!(self, l => l.query_institution_history(code))
     }
 
-    /// The practitioner a violation belongs to, if it was ever scored.
+    /// The practitioner a violation belongs to, if it was ever scored (on
+    /// the sync's connection).
     pub fn violation_owner(&self, id: &ViolationId) -> Result<Option<PractitionerCode>, LedgerError> {
-        each!(self, l => l.violation_owner(id))
+        self.on(Lane::Sync).violation_owner(id)
     }
 
     /// Streams every entity's history at one consistent `seq` (returned).

@@ -21,7 +21,7 @@ mod schema;
 mod target;
 
 use super::postgres_tls::TlsSettings;
-use super::{sql, Appended, Histories, HistoryOf, LedgerError, MAX_APPEND_BATCH, MAX_TAIL_BATCH};
+use super::{sql, Appended, Histories, HistoryOf, Lane, LedgerError, MAX_APPEND_BATCH, MAX_TAIL_BATCH};
 use ::postgres::fallible_iterator::FallibleIterator;
 use ::postgres::types::ToSql;
 use ::postgres::{Client, Config, GenericClient, IsolationLevel, NoTls, Row, Statement, Transaction};
@@ -82,6 +82,10 @@ pub struct PostgresLedger {
     /// [`super::QUERY_CONNECTIONS`] of them, each opened when first needed:
     /// a slow one never holds the index sync's `reader`.
     queries: Vec<Mutex<Option<Conn>>>,
+    /// The session of [`Lane::Background`] (the change log's catch-up),
+    /// opened when first needed: a low-priority thread holding it never
+    /// holds the sync's `reader`.
+    background: Mutex<Option<Conn>>,
     policy: Policy,
     id: u64,
 }
@@ -137,6 +141,7 @@ impl PostgresLedger {
             writer: Mutex::new(Some(writer)),
             reader: Mutex::new(Some(reader)),
             queries: (0..super::QUERY_CONNECTIONS).map(|_| Mutex::new(None)).collect(),
+            background: Mutex::new(None),
             policy: policy.clone(),
             id,
         })
@@ -220,10 +225,10 @@ impl PostgresLedger {
     }
 
     /// Accepted events with `seq > after`, ascending, at most `limit`
-    /// (capped at [`MAX_TAIL_BATCH`]).
-    pub fn events_since(&self, after: Seq, limit: usize) -> Result<Vec<RecordedEvent>, LedgerError> {
+    /// (capped at [`MAX_TAIL_BATCH`]), on `lane`'s session.
+    pub fn events_since(&self, lane: Lane, after: Seq, limit: usize) -> Result<Vec<RecordedEvent>, LedgerError> {
         let limit = limit.min(MAX_TAIL_BATCH) as i64;
-        self.read(|client, statements| {
+        self.read_on(lane, |client, statements| {
             let rows =
                 statements.query(client, sql::EVENTS_SINCE, &[&to_db(after), &limit]).map_err(pg("reading events"))?;
             decode_rows(&rows, &self.policy, "reading events")
@@ -243,9 +248,10 @@ impl PostgresLedger {
     }
 
     /// Many histories as they stood at `upto`, in one round trip
-    /// ([`sql::HISTORIES`]); each row goes to its code's slot.
+    /// ([`sql::HISTORIES`]) on `lane`'s session; each row goes to its code's slot.
     pub fn histories_upto(
         &self,
+        lane: Lane,
         practitioners: &[PractitionerCode],
         institutions: &[InstitutionCode],
         upto: Seq,
@@ -255,7 +261,7 @@ impl PostgresLedger {
         let i_keys: Vec<String> = institutions.iter().map(|c| c.to_string()).collect();
         let slot_p: HashMap<&str, usize> = p_keys.iter().enumerate().map(|(n, k)| (k.as_str(), n)).collect();
         let slot_i: HashMap<&str, usize> = i_keys.iter().enumerate().map(|(n, k)| (k.as_str(), n)).collect();
-        self.read(|client, statements| {
+        self.read_on(lane, |client, statements| {
             let rows = statements.query(client, sql::HISTORIES, &[&p_keys, &i_keys]).map_err(pg(DOING))?;
             let mut out = Histories::empty(practitioners.len(), institutions.len());
             for row in &rows {
@@ -290,10 +296,11 @@ impl PostgresLedger {
         self.query(|client, statements| history(client, statements, HistoryOf::Institution(code), &self.policy))
     }
 
-    /// The practitioner a violation belongs to, if it was ever scored.
-    pub fn violation_owner(&self, id: &ViolationId) -> Result<Option<PractitionerCode>, LedgerError> {
+    /// The practitioner a violation belongs to, if it was ever scored (read
+    /// on `lane`'s session).
+    pub fn violation_owner(&self, lane: Lane, id: &ViolationId) -> Result<Option<PractitionerCode>, LedgerError> {
         let policy = &self.policy;
-        self.read(|client, statements| {
+        self.read_on(lane, |client, statements| {
             Ok(sql::find_violation(&mut PgTx { tx: client, statements, policy, pending: HeldRows::default() }, id)?
                 .map(|(_, v)| v.practitioner))
         })
@@ -340,6 +347,7 @@ impl PostgresLedger {
         let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", quote_ident(&self.target.schema));
         // Close the read session first: it holds nothing, but need not linger.
         drop(lock(&self.reader).take());
+        drop(lock(&self.background).take());
         self.with(&self.writer, &self.target.writer_session, |conn| {
             conn.client.batch_execute(&sql).map_err(pg("dropping the ledger schema"))
         })
@@ -350,14 +358,24 @@ impl PostgresLedger {
     /// more on a fresh one before an error is returned.
     fn read<T>(
         &self,
+        op: impl FnMut(&mut Client, &mut Statements) -> Result<T, LedgerError>,
+    ) -> Result<T, LedgerError> {
+        self.read_on(Lane::Sync, op)
+    }
+
+    /// [`Self::read`] on `lane`'s session: the sync's, or the background one.
+    fn read_on<T>(
+        &self,
+        lane: Lane,
         mut op: impl FnMut(&mut Client, &mut Statements) -> Result<T, LedgerError>,
     ) -> Result<T, LedgerError> {
-        let first =
-            self.with(&self.reader, &self.target.reader_session, |conn| op(&mut conn.client, &mut conn.statements));
-        match first {
-            Err(e) if session_lost(&e) => {
-                self.with(&self.reader, &self.target.reader_session, |conn| op(&mut conn.client, &mut conn.statements))
-            }
+        let slot = match lane {
+            Lane::Sync => &self.reader,
+            Lane::Background => &self.background,
+        };
+        let session = &self.target.reader_session;
+        match self.with(slot, session, |conn| op(&mut conn.client, &mut conn.statements)) {
+            Err(e) if session_lost(&e) => self.with(slot, session, |conn| op(&mut conn.client, &mut conn.statements)),
             other => other,
         }
     }

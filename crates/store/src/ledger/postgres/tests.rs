@@ -103,7 +103,7 @@ fn code(outcome: &Result<Appended, Refusal>) -> Option<RefusalCode> {
 fn all_events(ledger: &PostgresLedger) -> Vec<RecordedEvent> {
     let mut all: Vec<RecordedEvent> = Vec::new();
     loop {
-        let batch = ledger.events_since(all.last().map_or(0, |r| r.seq), MAX_TAIL_BATCH).unwrap();
+        let batch = ledger.events_since(Lane::Sync, all.last().map_or(0, |r| r.seq), MAX_TAIL_BATCH).unwrap();
         if batch.is_empty() {
             return all;
         }
@@ -196,13 +196,13 @@ fn every_case_gives_the_embedded_ledgers_outcomes_and_verdicts() {
                 assert_eq!(pg.institution_history(i).unwrap(), embedded.institution_history(i).unwrap());
             }
             if let Event::ViolationScored(v) = &r.event {
-                let owner = pg.violation_owner(&v.violation_id).unwrap();
+                let owner = pg.violation_owner(Lane::Sync, &v.violation_id).unwrap();
                 assert_eq!(owner, embedded.violation_owner(&v.violation_id).unwrap());
                 assert_eq!(owner, Some(v.practitioner));
             }
         }
         let unknown = ViolationId::parse("never-scored").unwrap();
-        assert_eq!(pg.violation_owner(&unknown).unwrap(), None);
+        assert_eq!(pg.violation_owner(Lane::Sync, &unknown).unwrap(), None);
         assert_eq!(scan_postgres(&pg), scan_embedded(&embedded), "{name}");
         let (pg_world, embedded_world) =
             (World::from_events(&pg_events, &policy), World::from_events(&embedded_events, &policy));
@@ -291,16 +291,16 @@ fn reopening_finds_every_acknowledged_event_and_no_refused_one() {
         .unwrap()
         .get(0);
     assert_eq!(rows, 7, "refused events leave no trace");
-    assert_eq!(ledger.events_since(3, 2).unwrap(), acked[3..5]);
-    assert_eq!(ledger.events_since(7, 10).unwrap(), []);
-    assert_eq!(ledger.events_since(0, 0).unwrap(), []);
+    assert_eq!(ledger.events_since(Lane::Sync, 3, 2).unwrap(), acked[3..5]);
+    assert_eq!(ledger.events_since(Lane::Sync, 7, 10).unwrap(), []);
+    assert_eq!(ledger.events_since(Lane::Sync, 0, 0).unwrap(), []);
     let seqs = |events: Vec<RecordedEvent>| events.iter().map(|r| r.seq).collect::<Vec<_>>();
     let d1 = PractitionerCode::parse(D1).unwrap();
     let d2 = PractitionerCode::parse(D2).unwrap();
     assert_eq!(seqs(ledger.practitioner_history(d1).unwrap()), [2, 3, 4, 5], "the revocation is filed under D1");
     assert_eq!(seqs(ledger.practitioner_history(d2).unwrap()), [6, 7]);
     assert_eq!(seqs(ledger.institution_history(InstitutionCode::parse(H).unwrap()).unwrap()), [1]);
-    assert_eq!(ledger.violation_owner(&ViolationId::parse("V1").unwrap()).unwrap(), Some(d1));
+    assert_eq!(ledger.violation_owner(Lane::Sync, &ViolationId::parse("V1").unwrap()).unwrap(), Some(d1));
     let (head, practitioners, institutions) = scan_postgres(&ledger);
     assert_eq!((head, practitioners.len(), institutions.len()), (7, 2, 1));
     // Appends go on where they stopped.
@@ -339,8 +339,8 @@ fn many_histories_in_one_read_are_each_history_up_to_the_seq_asked() {
     let practitioners = [p(D2), p("D110105000099"), p(D1)];
     let institutions = [i(h2), i(H)];
     for upto in [0, 5, 6, 8] {
-        let got = ledger.histories_upto(&practitioners, &institutions, upto).unwrap();
-        let on_embedded = embedded.histories_upto(&practitioners, &institutions, upto).unwrap();
+        let got = ledger.histories_upto(Lane::Background, &practitioners, &institutions, upto).unwrap();
+        let on_embedded = embedded.on(Lane::Background).histories_upto(&practitioners, &institutions, upto).unwrap();
         let alone = |h: Vec<RecordedEvent>| h.into_iter().filter(|r| r.seq <= upto).collect::<Vec<_>>();
         for (n, &code) in practitioners.iter().enumerate() {
             assert_eq!(got.practitioners[n], alone(ledger.practitioner_history(code).unwrap()), "{code} at {upto}");
@@ -351,7 +351,7 @@ fn many_histories_in_one_read_are_each_history_up_to_the_seq_asked() {
             assert_eq!(got.institutions[n], on_embedded.institutions[n]);
         }
     }
-    let d1 = ledger.histories_upto(&[p(D1)], &[], 8).unwrap();
+    let d1 = ledger.histories_upto(Lane::Sync, &[p(D1)], &[], 8).unwrap();
     let kinds: Vec<&str> = d1.practitioners[0].iter().map(|r| r.event.kind()).collect();
     assert_eq!(kinds, ["practitioner_registered", "violation_scored", "violation_revoked"]);
 }
@@ -406,7 +406,7 @@ fn concurrent_appenders_leave_no_gap_for_a_tailer() {
             let (mut seen, mut polls) = (Vec::<RecordedEvent>::new(), 0u64);
             loop {
                 let finished = done.load(Ordering::Acquire);
-                let batch = ledger.events_since(seen.last().map_or(0, |r| r.seq), 100).unwrap();
+                let batch = ledger.events_since(Lane::Sync, seen.last().map_or(0, |r| r.seq), 100).unwrap();
                 polls += 1;
                 if batch.is_empty() && finished {
                     return (seen, polls);
@@ -606,7 +606,7 @@ fn a_lost_connection_fails_one_call_and_is_reopened() {
         }
     };
     assert_eq!(outcome, Ok(Appended { seq: 2, already_recorded: false }));
-    assert_eq!(ledger.events_since(0, 10).unwrap().len(), 2);
+    assert_eq!(ledger.events_since(Lane::Sync, 0, 10).unwrap().len(), 2);
     ledger.drop_schema().unwrap();
 }
 
@@ -870,4 +870,28 @@ fn every_case_in_one_batch_gives_the_embedded_ledgers_outcomes() {
             pg.drop_schema().unwrap();
         }
     }
+}
+
+/// The change log's catch-up reads on [`Lane::Background`]: its own session,
+/// so while it holds it the sync's session is free (a low-priority thread
+/// never makes the sync, or `min_seq`, wait).
+#[test]
+fn a_read_in_progress_on_the_background_lane_leaves_the_sync_session_free() {
+    let Some(server) = server() else { return };
+    let schema = TestSchema::new(&server, "lanes");
+    let ledger = schema.open();
+    ledger.append_batch(&[designate(H)]).unwrap();
+    ledger
+        .read_on(Lane::Background, |_, _| {
+            assert!(ledger.reader.try_lock().is_ok(), "the background read holds the sync session");
+            assert_eq!(ledger.events_since(Lane::Sync, 0, 10)?.len(), 1);
+            Ok(())
+        })
+        .unwrap();
+    ledger
+        .read_on(Lane::Sync, |_, _| {
+            assert!(ledger.background.try_lock().is_ok(), "the sync read holds the background session");
+            Ok(())
+        })
+        .unwrap();
 }
