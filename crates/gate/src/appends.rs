@@ -3,10 +3,11 @@
 //! a commit (one fsync on SQLite, one head-row lock, round trip and WAL
 //! flush on PostgreSQL) instead of queueing for one each.
 //!
-//! One thread, the ledger's only appender in this process, takes the first
-//! request waiting and every other already queued behind it, up to
-//! [`MAX_APPEND_BATCH`] events in all, appends their events in queue order
-//! in one `append_batch`, and answers each request with its own outcomes.
+//! One thread takes the first request waiting and every other already
+//! queued behind it, up to [`MAX_APPEND_BATCH`] events in all, and reads
+//! their facts ahead; another, the ledger's only appender in this process,
+//! appends their events in queue order in one transaction meanwhile, and
+//! answers each request with its own outcomes.
 //! Each event is judged against everything before it (R8), exactly as if the
 //! requests had been appended one after another in that order: per-event
 //! verdicts never depend on the grouping. Nothing is answered before the
@@ -16,7 +17,7 @@
 
 use claimgate_rules::event::Event;
 use claimgate_rules::refusal::Refusal;
-use claimgate_store::ledger::{Appended, Ledger, LedgerError, MAX_APPEND_BATCH};
+use claimgate_store::ledger::{Appended, Ledger, LedgerError, Prepared, MAX_APPEND_BATCH};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
@@ -94,8 +95,43 @@ impl Drop for Appends {
     }
 }
 
-/// Appends the queue's requests in groups until it closes.
+/// Appends the queue's requests in groups until it closes: this thread
+/// forms each group and reads its facts ahead ([`Ledger::prepare`]) while a
+/// second one commits the group before, so on PostgreSQL the head's lock is
+/// held for the inserts and the commit, not the reads. The hand-over is a
+/// rendezvous: at most one group is prepared ahead, so its facts are at
+/// most one group behind when its turn comes. Should the committing thread
+/// die (a bug), the next hand-over fails, this thread returns and the queue
+/// closes: requests are refused as stopped, never left waiting.
 fn run(ledger: &Ledger, jobs: &crossbeam_channel::Receiver<Job>, stats: &AppendStats) {
+    let (ready, groups) = crossbeam_channel::bounded::<Group>(0);
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("ledger-commits".into())
+            .spawn_scoped(scope, move || {
+                for group in groups {
+                    commit(ledger, group, stats);
+                }
+            })
+            .expect("spawning the append committing thread");
+        form_groups(ledger, jobs, &ready);
+        drop(ready);
+    });
+}
+
+/// A group of requests, their events in queue order, and the facts read
+/// ahead for them.
+struct Group {
+    jobs: Vec<Job>,
+    events: Vec<Event>,
+    prepared: Prepared,
+}
+
+/// Forms groups from the queue (the first request waiting and every other
+/// already queued behind it, up to [`MAX_APPEND_BATCH`] events), reads each
+/// one's facts ahead and hands it over; returns when the queue closes or
+/// the committing side is gone.
+fn form_groups(ledger: &Ledger, jobs: &crossbeam_channel::Receiver<Job>, ready: &crossbeam_channel::Sender<Group>) {
     let mut held: Option<Job> = None;
     loop {
         let first = match held.take() {
@@ -120,23 +156,37 @@ fn run(ledger: &Ledger, jobs: &crossbeam_channel::Receiver<Job>, stats: &AppendS
         } else {
             group.iter().flat_map(|j| j.events.iter().cloned()).collect()
         };
-        let lengths: Vec<usize> =
-            if group.len() == 1 { vec![events.len()] } else { group.iter().map(|j| j.events.len()).collect() };
-        stats.transactions.fetch_add(1, Ordering::Relaxed);
-        stats.requests.fetch_add(lengths.len() as u64, Ordering::Relaxed);
-        match ledger.append_batch(&events) {
-            Ok(outcomes) => {
-                let mut outcomes = outcomes.into_iter();
-                for (job, n) in group.into_iter().zip(lengths) {
-                    // A request whose client left is simply not answered.
-                    let _ = job.reply.send(Ok(outcomes.by_ref().take(n).collect()));
-                }
+        let prepared = ledger.prepare(&events).unwrap_or_else(|e| {
+            // The append reads the facts itself, and reports what fails then.
+            tracing::warn!(error = %e, "reading a batch's facts ahead failed; the append reads them");
+            Prepared::nothing(&events)
+        });
+        if ready.send(Group { jobs: group, events, prepared }).is_err() {
+            return;
+        }
+    }
+}
+
+/// Appends one group in one transaction and answers each request with its
+/// own outcomes, or every request with the group's storage failure.
+fn commit(ledger: &Ledger, group: Group, stats: &AppendStats) {
+    let Group { jobs, events, prepared } = group;
+    let lengths: Vec<usize> =
+        if jobs.len() == 1 { vec![events.len()] } else { jobs.iter().map(|j| j.events.len()).collect() };
+    stats.transactions.fetch_add(1, Ordering::Relaxed);
+    stats.requests.fetch_add(lengths.len() as u64, Ordering::Relaxed);
+    match ledger.append_prepared(&events, prepared) {
+        Ok(outcomes) => {
+            let mut outcomes = outcomes.into_iter();
+            for (job, n) in jobs.into_iter().zip(lengths) {
+                // A request whose client left is simply not answered.
+                let _ = job.reply.send(Ok(outcomes.by_ref().take(n).collect()));
             }
-            Err(e) => {
-                let e = Arc::new(e);
-                for job in group {
-                    let _ = job.reply.send(Err(e.clone()));
-                }
+        }
+        Err(e) => {
+            let e = Arc::new(e);
+            for job in jobs {
+                let _ = job.reply.send(Err(e.clone()));
             }
         }
     }

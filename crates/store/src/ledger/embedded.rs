@@ -300,7 +300,7 @@ impl EmbeddedLedger {
         let tx =
             conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(storage("starting an append"))?;
         let start = head_of(&tx)?;
-        let (outcomes, head) = sql::append_all(&mut SqliteTx(&tx), start, events, &self.policy)?;
+        let (outcomes, head) = sql::append_all(&mut SqliteTx(&tx), start, events, &self.policy, None)?;
         if head == start {
             // Nothing stored: end without a commit to sync (as on PostgreSQL).
             tx.rollback().map_err(storage("ending an append"))?;

@@ -229,6 +229,23 @@ macro_rules! each {
     };
 }
 
+/// A batch's facts read ahead by [`Ledger::prepare`], for
+/// [`Ledger::append_prepared`] of the same events.
+pub struct Prepared {
+    /// `None`: nothing read ahead (the append reads what it needs).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    facts: Option<sql::Prefetched>,
+    /// How many events they were read for.
+    events: usize,
+}
+
+impl Prepared {
+    /// Nothing read ahead for `events`.
+    pub fn nothing(events: &[Event]) -> Prepared {
+        Prepared { facts: None, events: events.len() }
+    }
+}
+
 /// Which of the ledger's read connections a tail or history read runs on.
 /// The index sync has one of its own that nothing slower ever holds; the
 /// change log's catch-up, on a low-priority thread, reads on another, so the
@@ -414,6 +431,40 @@ impl Ledger {
             return Err(LedgerError::BatchTooLarge { len: events.len(), max: MAX_APPEND_BATCH });
         }
         each!(self, l => l.append_batch(events))
+    }
+
+    /// Reads ahead, outside the append's lock, the facts validating
+    /// `events` will ask for: on PostgreSQL one statement on a session of its
+    /// own, at the head it saw; nothing on the embedded ledger (its reads
+    /// are no round trip away). Give it to [`Self::append_prepared`] with the
+    /// same events: an appender prepares the next batch while one commits.
+    pub fn prepare(&self, events: &[Event]) -> Result<Prepared, LedgerError> {
+        match &self.backend {
+            Backend::Embedded(_) => Ok(Prepared::nothing(events)),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(l) => l.prepare(events),
+        }
+    }
+
+    /// [`Self::append_batch`] with the facts [`Self::prepare`] read for
+    /// `events` (the same events, asserted by count): the outcomes are the
+    /// same as without them, whatever was appended between.
+    pub fn append_prepared(
+        &self,
+        events: &[Event],
+        prepared: Prepared,
+    ) -> Result<Vec<Result<Appended, Refusal>>, LedgerError> {
+        if events.len() > MAX_APPEND_BATCH {
+            return Err(LedgerError::BatchTooLarge { len: events.len(), max: MAX_APPEND_BATCH });
+        }
+        match &self.backend {
+            Backend::Embedded(l) => {
+                assert_eq!(prepared.events, events.len(), "facts prepared for another batch");
+                l.append_batch(events)
+            }
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(l) => l.append_prepared(events, prepared),
+        }
     }
 
     /// A bulk load ([`BulkLoad`]) into this ledger if it is empty; the

@@ -21,7 +21,7 @@ mod schema;
 mod target;
 
 use super::postgres_tls::TlsSettings;
-use super::{sql, Appended, Histories, HistoryOf, Lane, LedgerError, MAX_APPEND_BATCH, MAX_TAIL_BATCH};
+use super::{sql, Appended, Histories, HistoryOf, Lane, LedgerError, Prepared, MAX_APPEND_BATCH, MAX_TAIL_BATCH};
 use ::postgres::fallible_iterator::FallibleIterator;
 use ::postgres::types::ToSql;
 use ::postgres::{Client, Config, GenericClient, IsolationLevel, NoTls, Row, Statement, Transaction};
@@ -86,6 +86,9 @@ pub struct PostgresLedger {
     /// opened when first needed: a low-priority thread holding it never
     /// holds the sync's `reader`.
     background: Mutex<Option<Conn>>,
+    /// The session [`Self::prepare`] reads a batch's facts ahead on, outside
+    /// the head's lock (opened when first needed).
+    ahead: Mutex<Option<Conn>>,
     policy: Policy,
     id: u64,
 }
@@ -142,6 +145,7 @@ impl PostgresLedger {
             reader: Mutex::new(Some(reader)),
             queries: (0..super::QUERY_CONNECTIONS).map(|_| Mutex::new(None)).collect(),
             background: Mutex::new(None),
+            ahead: Mutex::new(None),
             policy: policy.clone(),
             id,
         })
@@ -189,6 +193,42 @@ impl PostgresLedger {
     /// the batch included, by whichever node appended it. Returns one outcome
     /// per event.
     pub fn append_batch(&self, events: &[Event]) -> Result<Vec<Result<Appended, Refusal>>, LedgerError> {
+        self.append_prepared(events, Prepared::nothing(events))
+    }
+
+    /// The facts validating `events` will ask for, read now in one statement
+    /// on a session of its own, outside the head's lock, with the head they
+    /// are at; `None` for a batch too small to pay for it. An appender reads
+    /// the next batch's facts while the one before commits.
+    pub fn prepare(&self, events: &[Event]) -> Result<Prepared, LedgerError> {
+        if events.len() < 2 || events.len() > MAX_APPEND_BATCH {
+            return Ok(Prepared::nothing(events));
+        }
+        let keys = sql::BatchKeys::of(events);
+        let policy = &self.policy;
+        let read = self.with(&self.ahead, &self.target.reader_session, |conn| {
+            let (tx, statements) = (&mut conn.client, &mut conn.statements);
+            sql::Tx::prefetch(&mut PgTx { tx, statements, policy, pending: HeldRows::default() }, keys)
+        });
+        match read {
+            Ok(facts) => Ok(Prepared { facts, events: events.len() }),
+            // A lost session: the append reads them under its lock instead.
+            Err(e) if session_lost(&e) => Ok(Prepared::nothing(events)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`Self::append_batch`] with the facts [`Self::prepare`] read ahead for
+    /// these `events`: under the head's lock only the events appended since
+    /// they were read are (at most [`MAX_PREPARED_GAP`]; past that the facts
+    /// are read afresh), so the lock is held for the inserts and the commit.
+    pub fn append_prepared(
+        &self,
+        events: &[Event],
+        prepared: Prepared,
+    ) -> Result<Vec<Result<Appended, Refusal>>, LedgerError> {
+        assert_eq!(prepared.events, events.len(), "facts prepared for another batch");
+        let mut prepared = prepared.facts;
         if events.len() > MAX_APPEND_BATCH {
             return Err(LedgerError::BatchTooLarge { len: events.len(), max: MAX_APPEND_BATCH });
         }
@@ -197,18 +237,23 @@ impl PostgresLedger {
         }
         // A session lost before the transaction began wrote nothing: retry
         // once on a fresh one. A loss later (at commit, say) is returned.
-        match self.append_once(events) {
+        match self.append_once(events, prepared.take()) {
             Err(e @ LedgerError::Postgres { doing: STARTING_AN_APPEND, .. }) if session_lost(&e) => {
-                self.append_once(events)
+                self.append_once(events, None)
             }
             other => other,
         }
     }
 
-    fn append_once(&self, events: &[Event]) -> Result<Vec<Result<Appended, Refusal>>, LedgerError> {
+    fn append_once(
+        &self,
+        events: &[Event],
+        prepared: Option<sql::Prefetched>,
+    ) -> Result<Vec<Result<Appended, Refusal>>, LedgerError> {
         self.with(&self.writer, &self.target.writer_session, |conn| {
             let start = begin_and_lock_head(&mut conn.client)?;
-            let result = append_locked(conn, start, events, &self.policy);
+            let result = catch_up(conn, start, prepared, &self.policy)
+                .and_then(|ready| append_locked(conn, start, events, ready, &self.policy));
             if result.is_err() && !conn.client.is_closed() {
                 // The transaction is still open: end it, storing nothing.
                 let _ = conn.client.batch_execute("ROLLBACK");
@@ -348,6 +393,7 @@ impl PostgresLedger {
         // Close the read session first: it holds nothing, but need not linger.
         drop(lock(&self.reader).take());
         drop(lock(&self.background).take());
+        drop(lock(&self.ahead).take());
         self.with(&self.writer, &self.target.writer_session, |conn| {
             conn.client.batch_execute(&sql).map_err(pg("dropping the ledger schema"))
         })
@@ -448,12 +494,13 @@ fn append_locked(
     conn: &mut Conn,
     start: Seq,
     events: &[Event],
+    ready: Option<sql::Prefetched>,
     policy: &Policy,
 ) -> Result<Vec<Result<Appended, Refusal>>, LedgerError> {
     let tx = &mut conn.client;
     let statements = &mut conn.statements;
-    let (outcomes, head) =
-        sql::append_all(&mut PgTx { tx, statements, policy, pending: HeldRows::default() }, start, events, policy)?;
+    let mut tx = PgTx { tx, statements, policy, pending: HeldRows::default() };
+    let (outcomes, head) = sql::append_all(&mut tx, start, events, policy, ready)?;
     if head == start {
         // Nothing stored: release the head without a commit to flush.
         conn.client.batch_execute("ROLLBACK").map_err(pg("ending an append"))?;
@@ -467,6 +514,39 @@ fn append_locked(
         ))
         .map_err(pg("committing an append"))?;
     Ok(outcomes)
+}
+
+/// Most events appended between a batch's facts read ahead and its head's
+/// lock that are read and applied to them; past it they are read afresh
+/// (one statement either way, and this one reads less).
+pub const MAX_PREPARED_GAP: usize = 2_048;
+
+/// Facts read ahead at some head, brought up to `start` (the head now
+/// locked) with the events appended since, read in the transaction; `None`
+/// (read them afresh) when there were none read or the gap is past
+/// [`MAX_PREPARED_GAP`].
+fn catch_up(
+    conn: &mut Conn,
+    start: Seq,
+    prepared: Option<sql::Prefetched>,
+    policy: &Policy,
+) -> Result<Option<sql::Prefetched>, LedgerError> {
+    const DOING: &str = "reading the events appended since a batch's facts";
+    let Some(mut known) = prepared else { return Ok(None) };
+    assert!(known.head <= start, "facts read ahead at {} are past the locked head {start}", known.head);
+    let gap = start - known.head;
+    if gap == 0 {
+        return Ok(Some(known));
+    }
+    if gap > MAX_PREPARED_GAP as Seq {
+        return Ok(None);
+    }
+    let rows = conn
+        .statements
+        .query(&mut conn.client, sql::EVENTS_SINCE, &[&to_db(known.head), &(gap as i64)])
+        .map_err(pg(DOING))?;
+    known.caught_up(&decode_rows(&rows, policy, DOING)?);
+    Ok(Some(known))
 }
 
 /// What an append was doing when its transaction could not even begin.
@@ -649,6 +729,7 @@ impl<C: GenericClient> sql::Tx for PgTx<'_, C> {
                 super::decode_stored(seq()?, &text(2)?.unwrap_or_default(), self.policy)
             };
             match part {
+                0 => known.head = seq()? as Seq,
                 1 => {
                     let r = stored()?;
                     if let Some(id) = r.event.event_id() {
@@ -678,6 +759,7 @@ impl<C: GenericClient> sql::Tx for PgTx<'_, C> {
         }
         violations.sort_by_key(|r| r.seq);
         known.add_violation_rows(violations);
+        known.index_steps();
         Ok(Some(known))
     }
 

@@ -57,9 +57,13 @@ pub(super) const EVENT_WITH_ID: &str = "SELECT seq, body FROM events WHERE event
 /// cost that grows with the ledger; so it did a `NOT EXISTS` for the revoked
 /// steps, which the reader now drops itself, from part 6. Parts 5 and 6 read
 /// many rows per key, which a bitmap scan of `= ANY` does best.
+#[cfg(feature = "postgres")]
 pub(super) const BATCH_FACTS: &str = "
-SELECT 1 AS part, e.seq, e.body, NULL::text AS key, NULL::text AS kind, NULL::text AS effective,
+SELECT 0 AS part, seq, NULL::text AS body, NULL::text AS key, NULL::text AS kind, NULL::text AS effective,
        NULL::bigint AS points, NULL::text AS violation_id
+  FROM claimgate_head WHERE id = 1
+UNION ALL
+SELECT 1, e.seq, e.body, NULL, NULL, NULL, NULL, NULL
   FROM unnest($1::text[]) k(id)
   CROSS JOIN LATERAL (SELECT seq, body FROM events WHERE event_id = k.id OFFSET 0) e
 UNION ALL
@@ -150,7 +154,7 @@ pub(super) struct BatchKeys {
 }
 
 impl BatchKeys {
-    fn of(events: &[Event]) -> BatchKeys {
+    pub(super) fn of(events: &[Event]) -> BatchKeys {
         let mut keys = BatchKeys::default();
         for e in events {
             if let Some(id) = e.event_id() {
@@ -191,9 +195,16 @@ pub(super) struct Prefetched {
     pub violations: std::collections::HashMap<String, KnownViolation>,
     /// Each covered practitioner's standing steps, with the violation_id of a scored one.
     pub steps: std::collections::HashMap<String, Vec<(ScoringStep, Option<String>)>>,
+    /// The practitioner of each violation among `steps` (so a revocation
+    /// finds the steps it takes out without its violation being a key).
+    step_owners: std::collections::HashMap<String, String>,
+    /// The ledger's head the facts were read at.
+    pub head: Seq,
     keys: BatchKeys,
 }
 
+/// How a backend that reads facts ahead fills them (PostgreSQL's).
+#[cfg(feature = "postgres")]
 impl Prefetched {
     pub(super) fn new(keys: BatchKeys) -> Prefetched {
         Prefetched { keys, ..Prefetched::default() }
@@ -224,8 +235,32 @@ impl Prefetched {
         }
     }
 
-    /// Notes an event this batch appended, so later ones see it.
+    /// Indexes `steps` by violation, once they are all read.
+    pub(super) fn index_steps(&mut self) {
+        for (practitioner, steps) in &self.steps {
+            for id in steps.iter().filter_map(|(_, id)| id.as_ref()) {
+                self.step_owners.insert(id.clone(), practitioner.clone());
+            }
+        }
+    }
+
+    /// Brings facts read at `self.head` up to date with the events appended
+    /// since (`gap`, ascending from `head + 1`): afterwards they are the facts
+    /// at the gap's last `seq`, as if read then. Events about keys it does
+    /// not cover add entries no lookup consults.
+    pub(super) fn caught_up(&mut self, gap: &[RecordedEvent]) {
+        for r in gap {
+            assert_eq!(r.seq, self.head + 1, "a gap read ahead is every seq after the facts' head, in order");
+            self.appended(r.seq, &r.event);
+        }
+    }
+}
+
+impl Prefetched {
+    /// Notes an event appended after the facts were read (by this batch or,
+    /// through [`Self::caught_up`], before it), so later ones see it.
     fn appended(&mut self, seq: Seq, event: &Event) {
+        self.head = seq;
         if let Some(id) = event.event_id() {
             self.events_by_id.insert(id.as_str().to_owned(), RecordedEvent { seq, event: event.clone() });
         }
@@ -240,6 +275,7 @@ impl Prefetched {
                 let id = v.violation_id.as_str().to_owned();
                 self.violations.insert(id.clone(), KnownViolation { seq, violation: v.clone(), revocation: None });
                 let step = ScoringStep { effective: v.effective, seq, change: Change::Scored(v.points) };
+                self.step_owners.insert(id.clone(), v.practitioner.to_string());
                 self.steps.entry(v.practitioner.to_string()).or_default().push((step, Some(id)));
             }
             Event::PointsRepaired { practitioner, points, effective, .. } => {
@@ -249,10 +285,11 @@ impl Prefetched {
             Event::ViolationRevoked { violation_id, .. } => {
                 if let Some(k) = self.violations.get_mut(violation_id.as_str()) {
                     k.revocation = Some(RecordedEvent { seq, event: event.clone() });
-                    // R12: a revoked violation no longer counts.
-                    if let Some(steps) = self.steps.get_mut(&k.violation.practitioner.to_string()) {
-                        steps.retain(|(_, id)| id.as_deref() != Some(violation_id.as_str()));
-                    }
+                }
+                // R12: a revoked violation no longer counts (its violation
+                // need not be a key: a revocation read in a gap).
+                if let Some(steps) = self.step_owners.get(violation_id.as_str()).and_then(|p| self.steps.get_mut(p)) {
+                    steps.retain(|(_, id)| id.as_deref() != Some(violation_id.as_str()));
                 }
             }
             _ => {}
@@ -284,14 +321,29 @@ pub(super) fn find_violation(tx: &mut impl Tx, id: &ViolationId) -> Result<Optio
 /// after `head`. Returns each event's outcome and the new head: the caller
 /// commits when the head moved and rolls back when it did not (nothing was
 /// stored), on both backends alike.
+///
+/// `ready`: the batch's facts read ahead and caught up to `head` (see
+/// [`Prefetched::caught_up`]); `None` reads them here when they pay.
 pub(super) fn append_all(
     tx: &mut impl Tx,
     mut head: Seq,
     events: &[Event],
     policy: &Policy,
+    ready: Option<Prefetched>,
 ) -> Result<(Vec<Result<Appended, Refusal>>, Seq), LedgerError> {
     let mut outcomes = Vec::with_capacity(events.len());
-    let mut known = if events.len() > 1 { tx.prefetch(BatchKeys::of(events))? } else { None };
+    let mut known = match ready {
+        Some(known) => {
+            assert_eq!(known.head, head, "facts read ahead are caught up to the head before the batch is judged");
+            Some(known)
+        }
+        None if events.len() > 1 => {
+            let known = tx.prefetch(BatchKeys::of(events))?;
+            assert!(known.as_ref().is_none_or(|k| k.head == head), "facts read under the head's lock are at it");
+            known
+        }
+        None => None,
+    };
     for event in events {
         let outcome =
             match validate::validate(event, policy, &mut Facts { tx: &mut *tx, policy, known: known.as_ref() })? {

@@ -844,8 +844,11 @@ fn a_role_set_to_synchronous_commit_off_is_refused_with_the_alter_role_fix() {
 /// batch appends: event_ids, designations, registrations, violations and
 /// their revocations, scoring steps) and writes its rows in one statement,
 /// SQLite one read and one row at a time; the outcomes must not differ.
+/// The facts are read under the head's lock (`append_batch`), or, as the
+/// gate's appender does, read ahead (`prepare`) one or two batches before
+/// their turn and caught up at the lock from the events appended since.
 #[test]
-fn every_case_in_one_batch_gives_the_embedded_ledgers_outcomes() {
+fn every_case_in_batches_gives_the_embedded_ledgers_outcomes_facts_read_at_the_lock_or_ahead() {
     let Some(server) = server() else { return };
     let policy = Policy::default();
     for file in case_files() {
@@ -855,18 +858,33 @@ fn every_case_in_one_batch_gives_the_embedded_ledgers_outcomes() {
             case.events.iter().filter_map(|raw| Event::parse(&without_annotations(raw), &policy).ok()).collect();
         // Twice over: the second half are re-sends of the first (R7a) within the batch.
         let doubled: Vec<Event> = events.iter().chain(events.iter()).cloned().collect();
-        // One batch, and batches of 2 and 3: facts prefetched, kept current,
-        // and rows held back to be written together, across batch edges too.
-        for size in [doubled.len().max(1), 3, 2] {
+        // One batch, and batches of 2, 3 and 5: facts prefetched, kept current,
+        // and rows held back to be written together, across batch edges too;
+        // `ahead`: how many batches before its turn a batch's facts are read.
+        for (size, ahead) in
+            [(doubled.len().max(1), None), (3, None), (2, None), (3, Some(1)), (2, Some(2)), (5, Some(1))]
+        {
+            let what = format!("{name}, batches of {size}, facts read {ahead:?} ahead");
             let schema = TestSchema::new(&server, "batch");
             let pg = schema.open();
             let embedded = Ledger::open_in_memory(&policy).unwrap();
-            for chunk in doubled.chunks(size) {
-                let got = pg.append_batch(chunk).unwrap();
+            let chunks: Vec<&[Event]> = doubled.chunks(size).collect();
+            let ahead = ahead.unwrap_or(0);
+            let mut prepared: std::collections::VecDeque<Prepared> =
+                chunks.iter().take(ahead).map(|c| pg.prepare(c).unwrap()).collect();
+            for (n, chunk) in chunks.iter().enumerate() {
+                let got = if ahead == 0 {
+                    pg.append_batch(chunk).unwrap()
+                } else {
+                    if let Some(next) = chunks.get(n + ahead) {
+                        prepared.push_back(pg.prepare(next).unwrap());
+                    }
+                    pg.append_prepared(chunk, prepared.pop_front().unwrap()).unwrap()
+                };
                 let want = embedded.append_batch(chunk).unwrap();
-                assert_eq!(got, want, "{name}, batches of {size}");
+                assert_eq!(got, want, "{what}");
             }
-            assert_eq!(all_events(&pg), embedded.all_events().unwrap(), "{name}, batches of {size}");
+            assert_eq!(all_events(&pg), embedded.all_events().unwrap(), "{what}");
             pg.drop_schema().unwrap();
         }
     }
@@ -894,4 +912,51 @@ fn a_read_in_progress_on_the_background_lane_leaves_the_sync_session_free() {
             Ok(())
         })
         .unwrap();
+}
+
+/// R12 and R15 across a gap: facts read ahead for a re-registration of a
+/// practitioner terminated by four violations; before its turn another node
+/// revokes one of them (a violation the batch never names). The batch must
+/// see the revocation: the ban is gone and the registration accepted, as in
+/// turn. And past [`MAX_PREPARED_GAP`] the facts are read afresh, same outcome.
+#[test]
+fn a_revocation_appended_after_facts_were_read_ahead_lifts_the_ban_they_held() {
+    let Some(server) = server() else { return };
+    let policy = Policy::default();
+    let h2 = "H31011500007";
+    // Four minor violations of 3 points (R9): 12 in the year, a termination (R15).
+    let mut base = vec![designate(H), designate(h2), register(D1, H, "2024-01-01")];
+    base.extend((1..=4).map(|n| violation(&format!("V{n}"), D1, 3)));
+    let batch = [register(D1, h2, "2026-06-01"), register(D2, h2, "2026-06-01")];
+    for filler in [0, MAX_PREPARED_GAP + 1] {
+        let schema = TestSchema::new(&server, "gap");
+        let pg = schema.open();
+        let other_node = schema.open();
+        assert!(pg.append_batch(&base).unwrap().iter().all(Result::is_ok));
+        let prepared = pg.prepare(&batch).unwrap();
+        let mut gap = vec![revoke("V1")];
+        gap.extend((0..filler).map(|n| designate(&format!("H4403050{n:04}"))));
+        for chunk in gap.chunks(MAX_APPEND_BATCH) {
+            other_node.append_batch(chunk).unwrap();
+        }
+        let got = pg.append_prepared(&batch, prepared).unwrap();
+
+        let in_turn = Ledger::open_in_memory(&policy).unwrap();
+        in_turn.append_batch(&base).unwrap();
+        let without_revocation = Ledger::open_in_memory(&policy).unwrap();
+        without_revocation.append_batch(&base).unwrap();
+        for chunk in gap.chunks(MAX_APPEND_BATCH) {
+            in_turn.append_batch(chunk).unwrap();
+        }
+        let want = in_turn.append_batch(&batch).unwrap();
+        assert!(want[0].is_ok(), "the revocation lifts the ban (R12): {want:?}");
+        assert_ne!(
+            code(&without_revocation.append_batch(&batch).unwrap()[0]),
+            None,
+            "without it the registration is refused (R15), so the test tells them apart"
+        );
+        assert_eq!(got, want, "a gap of {} events", gap.len());
+        assert_eq!(all_events(&pg), in_turn.all_events().unwrap());
+        pg.drop_schema().unwrap();
+    }
 }
