@@ -14,6 +14,19 @@ pub fn case_files() -> Vec<PathBuf> {
     let dir = std::env::var_os("CLAIMGATE_SPEC_CASES")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/spec/cases"));
+    cases_in(dir)
+}
+
+/// Every `*.json` case in the insured-persons cases (R23–R25):
+/// `cases-insured` beside the cases directory.
+#[allow(dead_code)]
+pub fn insured_case_files() -> Vec<PathBuf> {
+    let cases = case_files();
+    cases_in(cases[0].parent().expect("a cases directory").with_file_name("cases-insured"))
+}
+
+/// Every `*.json` case in `dir`, sorted; a missing or empty one fails loudly.
+fn cases_in(dir: PathBuf) -> Vec<PathBuf> {
     let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| {
         panic!(
             "the conformance cases are missing: cannot read {} ({e}). Clone the project with ../shared beside it, \

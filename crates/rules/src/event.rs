@@ -6,7 +6,8 @@
 //! sent here and enforced by [`crate::validate`].
 
 use crate::domain::{
-    CivilDate, EventId, InstitutionCode, PractitionerCode, Responsibility, Severity, ViolationId, MAX_YEAR, MIN_YEAR,
+    CivilDate, EventId, InstitutionCode, InsuredCause, InsuredId, PractitionerCode, Responsibility, Severity,
+    SuspensionId, ViolationId, MAX_YEAR, MIN_YEAR,
 };
 use crate::json_fields::Fields;
 use crate::policy::Policy;
@@ -101,6 +102,37 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         event_id: Option<EventId>,
     },
+    /// An insured person's direct settlement suspended for services dated
+    /// in `[effective, until)` (R24); no `until`: until lifted.
+    InsuredSettlementSuspended(InsuredSuspension),
+    InsuredSettlementLifted {
+        suspension_id: SuspensionId,
+        effective: CivilDate,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        event_id: Option<EventId>,
+    },
+}
+
+/// One suspension of an insured person's direct settlement (R7
+/// `insured_settlement_suspended`, R24).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InsuredSuspension {
+    pub suspension_id: SuspensionId,
+    pub insured: InsuredId,
+    pub cause: InsuredCause,
+    pub effective: CivilDate,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<CivilDate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<EventId>,
+}
+
+/// R4: an interval's `until` must be after its `effective`.
+fn after_effective(until: CivilDate, effective: CivilDate) -> Result<(), Refusal> {
+    if until <= effective {
+        return Err(Refusal::invalid("until", format!("`until` ({until}) must be after `effective` ({effective})")));
+    }
+    Ok(())
 }
 
 fn whole_or_fraction<S: Serializer>(value: &f64, s: S) -> Result<S::Ok, S::Error> {
@@ -135,6 +167,8 @@ const KINDS: &[(&str, &[&str])] = &[
     ),
     ("violation_revoked", &["violation_id", "effective"]),
     ("points_repaired", &["practitioner", "points", "effective"]),
+    ("insured_settlement_suspended", &["suspension_id", "insured", "cause", "effective", "until"]),
+    ("insured_settlement_lifted", &["suspension_id", "effective"]),
 ];
 
 /// Where an event being parsed comes from.
@@ -196,12 +230,7 @@ impl Event {
                 let institution = f.institution("institution")?;
                 let effective = f.date("effective")?;
                 let until = f.date("until")?;
-                if until <= effective {
-                    return Err(Refusal::invalid(
-                        "until",
-                        format!("`until` ({until}) must be after `effective` ({effective})"),
-                    ));
-                }
+                after_effective(until, effective)?;
                 Event::InstitutionSuspended { institution, effective, until, event_id }
             }
             "institution_terminated" => Event::InstitutionTerminated {
@@ -293,6 +322,41 @@ impl Event {
                 }
                 Event::PointsRepaired { practitioner, points, effective: f.date("effective")?, event_id }
             }
+            "insured_settlement_suspended" => {
+                let suspension_id = f.parsed("suspension_id", SuspensionId::parse)?;
+                let insured = f.parsed("insured", InsuredId::parse)?;
+                let cause = InsuredCause::parse(f.str("cause")?).ok_or_else(|| {
+                    Refusal::invalid("cause", "`cause` must be benefit_misuse or investigation (R24)")
+                })?;
+                let effective = f.date("effective")?;
+                let until = match (f.has("until"), cause) {
+                    (true, _) => Some(f.date("until")?),
+                    (false, InsuredCause::Investigation) => None,
+                    (false, InsuredCause::BenefitMisuse) => {
+                        return Err(Refusal::invalid(
+                            "until",
+                            "a benefit_misuse suspension must carry `until` (R24: 3 to 12 months); only an \
+                             investigation may run until lifted",
+                        ))
+                    }
+                };
+                if let Some(until) = until {
+                    after_effective(until, effective)?;
+                }
+                Event::InsuredSettlementSuspended(InsuredSuspension {
+                    suspension_id,
+                    insured,
+                    cause,
+                    effective,
+                    until,
+                    event_id,
+                })
+            }
+            "insured_settlement_lifted" => Event::InsuredSettlementLifted {
+                suspension_id: f.parsed("suspension_id", SuspensionId::parse)?,
+                effective: f.date("effective")?,
+                event_id,
+            },
             _ => unreachable!("every kind in KINDS is parsed above"),
         })
     }
@@ -308,7 +372,9 @@ impl Event {
             | Event::PractitionerDeregistered { event_id, .. }
             | Event::ViolationScored(Violation { event_id, .. })
             | Event::ViolationRevoked { event_id, .. }
-            | Event::PointsRepaired { event_id, .. } => event_id.as_ref(),
+            | Event::PointsRepaired { event_id, .. }
+            | Event::InsuredSettlementSuspended(InsuredSuspension { event_id, .. })
+            | Event::InsuredSettlementLifted { event_id, .. } => event_id.as_ref(),
         }
     }
 
@@ -329,6 +395,8 @@ impl Event {
             Event::ViolationScored(_) => "violation_scored",
             Event::ViolationRevoked { .. } => "violation_revoked",
             Event::PointsRepaired { .. } => "points_repaired",
+            Event::InsuredSettlementSuspended(_) => "insured_settlement_suspended",
+            Event::InsuredSettlementLifted { .. } => "insured_settlement_lifted",
         }
     }
 
@@ -342,7 +410,10 @@ impl Event {
             | Event::PractitionerRegistered { institution, .. }
             | Event::PractitionerDeregistered { institution, .. } => Some(*institution),
             Event::ViolationScored(v) => Some(v.institution),
-            Event::ViolationRevoked { .. } | Event::PointsRepaired { .. } => None,
+            Event::ViolationRevoked { .. }
+            | Event::PointsRepaired { .. }
+            | Event::InsuredSettlementSuspended(_)
+            | Event::InsuredSettlementLifted { .. } => None,
         }
     }
 
@@ -358,6 +429,15 @@ impl Event {
         }
     }
 
+    /// The insured person the event names directly, if any (a lifting
+    /// names its suspension; the ledger resolves the person from it).
+    pub fn insured(&self) -> Option<&InsuredId> {
+        match self {
+            Event::InsuredSettlementSuspended(s) => Some(&s.insured),
+            _ => None,
+        }
+    }
+
     /// The date the event takes effect (R6 ordering). A rating has none; it
     /// orders at 1 January of its year.
     pub fn effective(&self) -> CivilDate {
@@ -368,8 +448,10 @@ impl Event {
             | Event::PractitionerRegistered { effective, .. }
             | Event::PractitionerDeregistered { effective, .. }
             | Event::ViolationRevoked { effective, .. }
-            | Event::PointsRepaired { effective, .. } => *effective,
+            | Event::PointsRepaired { effective, .. }
+            | Event::InsuredSettlementLifted { effective, .. } => *effective,
             Event::ViolationScored(v) => v.effective,
+            Event::InsuredSettlementSuspended(s) => s.effective,
             Event::InstitutionRated { year, .. } => {
                 CivilDate::first_of_year(*year).expect("rating year validated on parse")
             }
@@ -410,6 +492,11 @@ mod tests {
             json!({"type": "points_repaired", "event_id": "R-1", "practitioner": "D110105000001", "points": 4, "effective": "2026-03-01"}),
             json!({"type": "violation_revoked", "violation_id": "V2", "effective": "2026-04-01", "event_id": "京医保罚〔2025〕12号"}),
             json!({"type": "institution_designated", "institution": "H11010500001", "effective": "2024-01-01", "event_id": "D-1"}),
+            json!({"type": "insured_settlement_suspended", "suspension_id": "S1", "insured": "44000012345678901234",
+                   "cause": "benefit_misuse", "effective": "2026-03-01", "until": "2026-09-01"}),
+            json!({"type": "insured_settlement_suspended", "suspension_id": "S4", "insured": "31A0000000000007",
+                   "cause": "investigation", "effective": "2026-04-01", "event_id": "沪医保暂停〔2026〕4号"}),
+            json!({"type": "insured_settlement_lifted", "suspension_id": "S4", "effective": "2026-06-15"}),
         ];
         for value in events {
             let event = parse(value.clone()).unwrap();

@@ -22,12 +22,21 @@ pub enum RefusalCode {
     PointsOutOfBand,
     /// `suspension_months` not 1-6 (R14).
     InvalidSuspensionMonths,
+    /// An insured person's suspension whose `until` is outside what its
+    /// cause allows (R24).
+    InvalidSuspensionPeriod,
     /// A revocation of a violation id never scored.
     UnknownViolation,
     /// A second revocation of one violation.
     AlreadyRevoked,
+    /// A lifting of a suspension id never suspended (R24).
+    UnknownSuspension,
+    /// A second lifting of one suspension (R24).
+    AlreadyLifted,
     /// A violation id already used for different content.
     DuplicateViolation,
+    /// A suspension id already used for different content (R7a).
+    DuplicateSuspension,
     /// A registration dated inside a termination ban (R15).
     RegistrationBanned,
     /// A credit score outside 0-100 (R20).
@@ -38,16 +47,20 @@ pub enum RefusalCode {
 
 impl RefusalCode {
     /// Every code, in R8's order.
-    pub const ALL: [RefusalCode; 12] = [
+    pub const ALL: [RefusalCode; 16] = [
         RefusalCode::InvalidRequest,
         RefusalCode::DuplicateEvent,
         RefusalCode::UnknownInstitution,
         RefusalCode::UnknownPractitioner,
         RefusalCode::PointsOutOfBand,
         RefusalCode::InvalidSuspensionMonths,
+        RefusalCode::InvalidSuspensionPeriod,
         RefusalCode::UnknownViolation,
         RefusalCode::AlreadyRevoked,
+        RefusalCode::UnknownSuspension,
+        RefusalCode::AlreadyLifted,
         RefusalCode::DuplicateViolation,
+        RefusalCode::DuplicateSuspension,
         RefusalCode::RegistrationBanned,
         RefusalCode::InvalidScore,
         RefusalCode::RepairLimitExceeded,
@@ -67,9 +80,13 @@ impl RefusalCode {
             RefusalCode::UnknownPractitioner => "unknown_practitioner",
             RefusalCode::PointsOutOfBand => "points_out_of_band",
             RefusalCode::InvalidSuspensionMonths => "invalid_suspension_months",
+            RefusalCode::InvalidSuspensionPeriod => "invalid_suspension_period",
             RefusalCode::UnknownViolation => "unknown_violation",
             RefusalCode::AlreadyRevoked => "already_revoked",
+            RefusalCode::UnknownSuspension => "unknown_suspension",
+            RefusalCode::AlreadyLifted => "already_lifted",
             RefusalCode::DuplicateViolation => "duplicate_violation",
+            RefusalCode::DuplicateSuspension => "duplicate_suspension",
             RefusalCode::RegistrationBanned => "registration_banned",
             RefusalCode::InvalidScore => "invalid_score",
             RefusalCode::RepairLimitExceeded => "repair_limit_exceeded",

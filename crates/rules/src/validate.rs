@@ -4,8 +4,8 @@
 
 use super::practitioner::{self, Change, ScoringStep};
 use super::SanctionKind;
-use crate::domain::{EventId, InstitutionCode, PractitionerCode, Score, Seq, ViolationId};
-use crate::event::{Event, RecordedEvent, Violation};
+use crate::domain::{EventId, InstitutionCode, PractitionerCode, Score, Seq, SuspensionId, ViolationId};
+use crate::event::{Event, InsuredSuspension, RecordedEvent, Violation};
 use crate::policy::{Policy, MAX_SUSPENSION_MONTHS, SINGLE_INCIDENT_BAN_YEARS};
 use crate::refusal::{Refusal, RefusalCode};
 use std::ops::RangeInclusive;
@@ -17,6 +17,15 @@ pub struct KnownViolation {
     pub violation: Violation,
     /// Its accepted revocation, if an appeal was upheld (R12).
     pub revocation: Option<RecordedEvent>,
+}
+
+/// An insured person's suspension the ledger already holds (R24).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KnownSuspension {
+    pub seq: Seq,
+    pub suspension: InsuredSuspension,
+    /// Its accepted lifting, if it was lifted.
+    pub lifting: Option<RecordedEvent>,
 }
 
 /// What validation needs to know about accepted events. Every method is
@@ -34,6 +43,8 @@ pub trait LedgerFacts {
     fn event_with_id(&mut self, id: &EventId) -> Result<Option<RecordedEvent>, Self::Error>;
     /// The violation scored under `id`, if any, with its revocation.
     fn violation(&mut self, id: &ViolationId) -> Result<Option<KnownViolation>, Self::Error>;
+    /// The insured person's suspension under `id`, if any, with its lifting.
+    fn suspension(&mut self, id: &SuspensionId) -> Result<Option<KnownSuspension>, Self::Error>;
     /// The practitioner's scoring steps dated in `years`: standing
     /// (non-revoked) violations and repairs, sorted by (`effective`, `seq`).
     fn scoring_steps(
@@ -124,6 +135,27 @@ pub fn validate<F: LedgerFacts>(
             )));
         }
     }
+    if let Event::InsuredSettlementSuspended(s) = event {
+        if let (Some(months), Some(until)) = (s.cause.months(), s.until) {
+            let shortest = s.effective.add_months(*months.start());
+            let longest = s.effective.add_months(*months.end());
+            if shortest.is_some_and(|d| until < d) || longest.is_some_and(|d| until > d) {
+                return Ok(Err(Refusal::at(
+                    C::InvalidSuspensionPeriod,
+                    "until",
+                    format!(
+                        "a {} suspension lasts {} to {} months (R24): from {} `until` must be {} to {}; it is {until}",
+                        "benefit_misuse",
+                        months.start(),
+                        months.end(),
+                        s.effective,
+                        shortest.map_or("?".to_owned(), |d| d.to_string()),
+                        longest.map_or("the calendar's end".to_owned(), |d| d.to_string()),
+                    ),
+                )));
+            }
+        }
+    }
     if let Event::ViolationRevoked { violation_id, .. } = event {
         match facts.violation(violation_id)? {
             None => {
@@ -147,6 +179,32 @@ pub fn validate<F: LedgerFacts>(
             Some(_) => {}
         }
     }
+    if let Event::InsuredSettlementLifted { suspension_id, .. } = event {
+        match facts.suspension(suspension_id)? {
+            None => {
+                return Ok(Err(Refusal::at(
+                    C::UnknownSuspension,
+                    "suspension_id",
+                    format!("no suspension `{suspension_id}` of an insured person was ever recorded (R24)"),
+                )))
+            }
+            Some(KnownSuspension { lifting: Some(lifting), .. }) => {
+                if &lifting.event == event {
+                    // R7a: an identical re-send answers the original seq.
+                    return Ok(Ok(Admission::AlreadyRecorded(lifting.seq)));
+                }
+                return Ok(Err(Refusal::at(
+                    C::AlreadyLifted,
+                    "suspension_id",
+                    format!(
+                        "suspension `{suspension_id}` is already lifted (seq {}); it can be lifted once (R24)",
+                        lifting.seq
+                    ),
+                )));
+            }
+            Some(_) => {}
+        }
+    }
     if let Event::ViolationScored(v) = event {
         if let Some(known) = facts.violation(&v.violation_id)? {
             if &known.violation == v {
@@ -158,6 +216,21 @@ pub fn validate<F: LedgerFacts>(
                 format!(
                     "violation `{}` was already scored (seq {}) with different content; use a new violation_id",
                     v.violation_id, known.seq
+                ),
+            )));
+        }
+    }
+    if let Event::InsuredSettlementSuspended(s) = event {
+        if let Some(known) = facts.suspension(&s.suspension_id)? {
+            if &known.suspension == s {
+                return Ok(Ok(Admission::AlreadyRecorded(known.seq)));
+            }
+            return Ok(Err(Refusal::at(
+                C::DuplicateSuspension,
+                "suspension_id",
+                format!(
+                    "suspension `{}` was already recorded (seq {}) with different content (R7a); use a new suspension_id",
+                    s.suspension_id, known.seq
                 ),
             )));
         }

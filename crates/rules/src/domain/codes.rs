@@ -221,9 +221,65 @@ source_reference!(
     "an event id"
 );
 
+source_reference!(
+    /// The agency's identifier of one insured person's settlement
+    /// suspension (R7, R7a, R24).
+    SuspensionId,
+    "a suspension id"
+);
+
+/// Most characters of an insured person's number (R23).
+pub const MAX_INSURED_CHARS: usize = 30;
+
+/// An insured person's national medical-insurance person number (`psn_no`,
+/// R23): 1 to [`MAX_INSURED_CHARS`] ASCII digits and uppercase letters.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct InsuredId(String);
+
+impl InsuredId {
+    /// Validates a person number (R23).
+    pub fn parse(text: &str) -> Result<InsuredId, FieldError> {
+        let len = text.len();
+        if len == 0 || len > MAX_INSURED_CHARS {
+            return Err(FieldError(format!(
+                "an insured person's number must be 1 to {MAX_INSURED_CHARS} characters long (R23); it has {}",
+                text.chars().count()
+            )));
+        }
+        if !text.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase()) {
+            return Err(FieldError(
+                "an insured person's number is ASCII digits and uppercase letters only (R23)".to_owned(),
+            ));
+        }
+        Ok(InsuredId(text.to_owned()))
+    }
+
+    /// The number's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for InsuredId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn insured_numbers_are_1_to_30_digits_and_uppercase_letters_r23() {
+        for ok in ["44000012345678901234", "31A0000000000007", "1", &"9".repeat(30)] {
+            assert_eq!(InsuredId::parse(ok).unwrap().as_str(), ok);
+        }
+        for bad in ["", "44000012345678901234x", "31a0000000000007", &"9".repeat(31), "12 34", "１２"] {
+            assert!(InsuredId::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 
     #[test]
     fn practitioner_codes_follow_r1_and_round_trip() {

@@ -10,11 +10,14 @@ mod date;
 mod echo;
 mod scoring;
 
-pub use codes::{EventId, InstitutionCode, PractitionerCode, ViolationId, MAX_REFERENCE_CHARS};
+pub use codes::{
+    EventId, InstitutionCode, InsuredId, PractitionerCode, SuspensionId, ViolationId, MAX_INSURED_CHARS,
+    MAX_REFERENCE_CHARS,
+};
 pub use credit::{CreditNotice, Grade, Inspection, Score};
 pub use date::{CivilDate, DateInterval, MAX_YEAR, MIN_YEAR};
 pub use echo::{echo, MAX_ECHO_CHARS};
-pub use scoring::{Responsibility, Severity};
+pub use scoring::{InsuredCause, Responsibility, Severity};
 
 /// Why a single value failed to parse. The caller knows the field name.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -57,3 +57,35 @@ impl Responsibility {
         })
     }
 }
+
+/// Why an insured person's direct settlement is suspended (R24).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InsuredCause {
+    /// Lending one's credential, claiming twice, reselling drugs, taking
+    /// cash or goods back: 3 to 12 months.
+    BenefitMisuse,
+    /// Suspected fraud and a refusal to cooperate with the investigation:
+    /// no fixed length, until lifted if `until` is absent.
+    Investigation,
+}
+
+impl InsuredCause {
+    /// Parses the wire name.
+    pub fn parse(text: &str) -> Option<InsuredCause> {
+        Some(match text {
+            "benefit_misuse" => InsuredCause::BenefitMisuse,
+            "investigation" => InsuredCause::Investigation,
+            _ => return None,
+        })
+    }
+
+    /// The months a suspension for this cause must last, if it has a
+    /// fixed range (R24: benefit misuse 3 to 12).
+    pub fn months(self) -> Option<RangeInclusive<u32>> {
+        match self {
+            InsuredCause::BenefitMisuse => Some(3..=12),
+            InsuredCause::Investigation => None,
+        }
+    }
+}

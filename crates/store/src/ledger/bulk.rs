@@ -21,12 +21,12 @@
 //! before nodes serve.
 
 use super::{decode_stored, sql, Appended, Ledger, LedgerError, MAX_APPEND_BATCH};
-use claimgate_rules::domain::{EventId, InstitutionCode, PractitionerCode, Seq, ViolationId};
+use claimgate_rules::domain::{EventId, InstitutionCode, PractitionerCode, Seq, SuspensionId, ViolationId};
 use claimgate_rules::event::{Event, RecordedEvent};
 use claimgate_rules::policy::Policy;
 use claimgate_rules::practitioner::{Change, ScoringStep};
 use claimgate_rules::refusal::Refusal;
-use claimgate_rules::validate::{self, Admission, KnownViolation, LedgerFacts};
+use claimgate_rules::validate::{self, Admission, KnownSuspension, KnownViolation, LedgerFacts};
 use std::collections::{HashMap, HashSet};
 use std::ops::RangeInclusive;
 
@@ -123,6 +123,8 @@ struct Memory {
     designated: HashSet<InstitutionCode>,
     registered: HashSet<PractitionerCode>,
     violations: HashMap<ViolationId, KnownViolation>,
+    /// Insured persons' suspensions and their liftings (R24).
+    suspensions: HashMap<SuspensionId, KnownSuspension>,
     /// Each practitioner's violations and repairs, in `seq` order.
     steps: HashMap<PractitionerCode, Vec<ScoringStep>>,
     /// The `seq`s of revoked violations (R12), which no longer count.
@@ -164,6 +166,15 @@ impl Memory {
                 if let Some(known) = self.violations.get_mut(violation_id) {
                     known.revocation = Some(RecordedEvent { seq, event: event.clone() });
                     self.revoked.insert(known.seq);
+                }
+            }
+            Event::InsuredSettlementSuspended(s) => {
+                self.suspensions
+                    .insert(s.suspension_id.clone(), KnownSuspension { seq, suspension: s.clone(), lifting: None });
+            }
+            Event::InsuredSettlementLifted { suspension_id, .. } => {
+                if let Some(known) = self.suspensions.get_mut(suspension_id) {
+                    known.lifting = Some(RecordedEvent { seq, event: event.clone() });
                 }
             }
             _ => {}
@@ -228,6 +239,10 @@ impl LedgerFacts for Lookup<'_> {
 
     fn violation(&mut self, id: &ViolationId) -> Result<Option<KnownViolation>, LedgerError> {
         Ok(self.memory.violations.get(id).cloned())
+    }
+
+    fn suspension(&mut self, id: &SuspensionId) -> Result<Option<KnownSuspension>, LedgerError> {
+        Ok(self.memory.suspensions.get(id).cloned())
     }
 
     fn scoring_steps(

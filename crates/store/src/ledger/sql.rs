@@ -8,12 +8,12 @@
 //! differ (the scoring steps' date collation).
 
 use super::{decode_stored, indexed_points, scoring_step, stored_day_bounds, Appended, LedgerError};
-use claimgate_rules::domain::{EventId, InstitutionCode, PractitionerCode, Seq, ViolationId};
+use claimgate_rules::domain::{EventId, InstitutionCode, PractitionerCode, Seq, SuspensionId, ViolationId};
 use claimgate_rules::event::{Event, RecordedEvent, Violation};
 use claimgate_rules::policy::Policy;
 use claimgate_rules::practitioner::{Change, ScoringStep};
 use claimgate_rules::refusal::Refusal;
-use claimgate_rules::validate::{self, Admission, KnownViolation, LedgerFacts};
+use claimgate_rules::validate::{self, Admission, KnownSuspension, KnownViolation, LedgerFacts};
 use std::ops::RangeInclusive;
 
 pub(super) const INSERT: &str =
@@ -41,6 +41,12 @@ pub(super) const PRACTITIONER_REGISTERED: &str =
     "SELECT 1 FROM events WHERE practitioner = $1 AND kind = 'practitioner_registered' LIMIT 1";
 pub(super) const REVOCATION_OF: &str =
     "SELECT seq, body FROM events WHERE violation_id = $1 AND kind = 'violation_revoked' ORDER BY seq LIMIT 1";
+/// An insured person's suspension by its id, which is stored in the
+/// `violation_id` column (an id column of its own kind, R7a), and its lifting.
+pub(super) const FIND_SUSPENSION: &str =
+    "SELECT seq, body FROM events WHERE violation_id = $1 AND kind = 'insured_settlement_suspended'";
+pub(super) const LIFTING_OF: &str = "SELECT seq, body FROM events WHERE violation_id = $1 \
+     AND kind = 'insured_settlement_lifted' ORDER BY seq LIMIT 1";
 pub(super) const EVENT_WITH_ID: &str = "SELECT seq, body FROM events WHERE event_id = $1";
 /// [`Tx::prefetch`]'s read, for a backend with arrays (PostgreSQL), in one
 /// round trip: each row's `part` says which fact it is: 1 the event with an
@@ -383,8 +389,11 @@ fn insert(tx: &mut impl Tx, seq: Seq, event: &Event, known: Option<&Prefetched>)
 /// under them), ignored for any other event.
 pub(super) fn columns(seq: Seq, event: &Event, revoked_owner: Option<PractitionerCode>) -> Columns<'_> {
     let (practitioner, violation_id) = match event {
-        Event::ViolationScored(v) => (Some(v.practitioner), Some(&v.violation_id)),
-        Event::ViolationRevoked { violation_id, .. } => (revoked_owner, Some(violation_id)),
+        Event::ViolationScored(v) => (Some(v.practitioner), Some(v.violation_id.as_str())),
+        Event::ViolationRevoked { violation_id, .. } => (revoked_owner, Some(violation_id.as_str())),
+        // A suspension's id goes in the id column, under its own kinds.
+        Event::InsuredSettlementSuspended(s) => (None, Some(s.suspension_id.as_str())),
+        Event::InsuredSettlementLifted { suspension_id, .. } => (None, Some(suspension_id.as_str())),
         other => (other.practitioner(), None),
     };
     Columns {
@@ -393,7 +402,7 @@ pub(super) fn columns(seq: Seq, event: &Event, revoked_owner: Option<Practitione
         effective: event.effective().to_string(),
         practitioner: practitioner.map(|p| p.to_string()),
         institution: event.institution().map(|i| i.to_string()),
-        violation_id: violation_id.map(ViolationId::as_str),
+        violation_id,
         body: event.to_json(),
         event_id: event.event_id().map(EventId::as_str),
         points: indexed_points(event),
@@ -451,6 +460,18 @@ impl<T: Tx> LedgerFacts for Facts<'_, T> {
         let Some((seq, violation)) = find_violation(self.tx, id)? else { return Ok(None) };
         let revocation = self.one(REVOCATION_OF, id.as_str())?;
         Ok(Some(KnownViolation { seq, violation, revocation }))
+    }
+
+    fn suspension(&mut self, id: &SuspensionId) -> Result<Option<KnownSuspension>, LedgerError> {
+        let Some(found) = self.one(FIND_SUSPENSION, id.as_str())? else { return Ok(None) };
+        let Event::InsuredSettlementSuspended(suspension) = found.event else {
+            return Err(LedgerError::Corrupt {
+                seq: found.seq,
+                message: "indexed as a suspension but is not one".into(),
+            });
+        };
+        let lifting = self.one(LIFTING_OF, id.as_str())?;
+        Ok(Some(KnownSuspension { seq: found.seq, suspension, lifting }))
     }
 
     fn scoring_steps(
