@@ -165,18 +165,14 @@ pub fn validate<F: LedgerFacts>(
                     format!("no violation `{violation_id}` was ever scored"),
                 )))
             }
-            Some(KnownViolation { revocation: Some(revocation), .. }) => {
-                if &revocation.event == event {
-                    // R7a: an identical re-send answers the original seq.
-                    return Ok(Ok(Admission::AlreadyRecorded(revocation.seq)));
+            Some(known) => {
+                let again = ended_before(event, known.revocation.as_ref(), C::AlreadyRevoked, "violation_id", |seq| {
+                    format!("violation `{violation_id}` is already revoked (seq {seq})")
+                });
+                if let Some(answer) = again {
+                    return Ok(answer);
                 }
-                return Ok(Err(Refusal::at(
-                    C::AlreadyRevoked,
-                    "violation_id",
-                    format!("violation `{violation_id}` is already revoked (seq {})", revocation.seq),
-                )));
             }
-            Some(_) => {}
         }
     }
     if let Event::InsuredSettlementLifted { suspension_id, .. } = event {
@@ -188,21 +184,14 @@ pub fn validate<F: LedgerFacts>(
                     format!("no suspension `{suspension_id}` of an insured person was ever recorded (R24)"),
                 )))
             }
-            Some(KnownSuspension { lifting: Some(lifting), .. }) => {
-                if &lifting.event == event {
-                    // R7a: an identical re-send answers the original seq.
-                    return Ok(Ok(Admission::AlreadyRecorded(lifting.seq)));
+            Some(known) => {
+                let again = ended_before(event, known.lifting.as_ref(), C::AlreadyLifted, "suspension_id", |seq| {
+                    format!("suspension `{suspension_id}` is already lifted (seq {seq}); it can be lifted once (R24)")
+                });
+                if let Some(answer) = again {
+                    return Ok(answer);
                 }
-                return Ok(Err(Refusal::at(
-                    C::AlreadyLifted,
-                    "suspension_id",
-                    format!(
-                        "suspension `{suspension_id}` is already lifted (seq {}); it can be lifted once (R24)",
-                        lifting.seq
-                    ),
-                )));
             }
-            Some(_) => {}
         }
     }
     if let Event::ViolationScored(v) = event {
@@ -280,6 +269,24 @@ pub fn validate<F: LedgerFacts>(
         }
     }
     Ok(Ok(Admission::Append))
+}
+
+/// `event` ends something (a revocation, a lifting) that `earlier` already
+/// ended, if it is `Some`: an identical re-send answers the original seq
+/// (R7a), anything else is `code` at `field` (`message` given that seq).
+fn ended_before(
+    event: &Event,
+    earlier: Option<&RecordedEvent>,
+    code: RefusalCode,
+    field: &str,
+    message: impl FnOnce(Seq) -> String,
+) -> Option<Result<Admission, Refusal>> {
+    let earlier = earlier?;
+    Some(if &earlier.event == event {
+        Ok(Admission::AlreadyRecorded(earlier.seq))
+    } else {
+        Err(Refusal::at(code, field, message(earlier.seq)))
+    })
 }
 
 /// The registration bans (R15) that the terminations among `steps` start:

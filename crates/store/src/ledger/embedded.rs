@@ -237,15 +237,23 @@ impl EmbeddedLedger {
         match lane {
             Lane::Sync => op(&self.read()),
             Lane::Background if self.reader.is_none() => op(&self.lock()),
-            Lane::Background => {
-                let mut guard = self.background.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                let conn = match &mut *guard {
-                    Some(conn) => conn,
-                    empty => empty.insert(open_reader(&self.path)?),
-                };
-                op(conn)
-            }
+            Lane::Background => self.in_slot(&self.background, op),
         }
+    }
+
+    /// Runs `op` on the read-only connection in `slot`, opening it first if
+    /// there is none yet.
+    fn in_slot<T>(
+        &self,
+        slot: &Mutex<Option<Connection>>,
+        op: impl FnOnce(&Connection) -> Result<T, LedgerError>,
+    ) -> Result<T, LedgerError> {
+        let mut guard = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let conn = match &mut *guard {
+            Some(conn) => conn,
+            empty => empty.insert(open_reader(&self.path)?),
+        };
+        op(conn)
     }
 
     /// The page check of this ledger's file, to run on a thread of its own
@@ -271,12 +279,7 @@ impl EmbeddedLedger {
             return op(&self.lock());
         }
         let free = self.queries.iter().position(|slot| slot.try_lock().is_ok() || slot.is_poisoned()).unwrap_or(0);
-        let mut guard = self.queries[free].lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let conn = match &mut *guard {
-            Some(conn) => conn,
-            empty => empty.insert(open_reader(&self.path)?),
-        };
-        op(conn)
+        self.in_slot(&self.queries[free], op)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -348,8 +351,7 @@ impl EmbeddedLedger {
     }
 
     /// Accepted events with `seq > after`, ascending, at most `limit`
-    /// (capped at [`MAX_TAIL_BATCH`]),
-    /// on `lane`'s connection.
+    /// (capped at [`MAX_TAIL_BATCH`]), on `lane`'s connection.
     pub fn events_since(&self, lane: Lane, after: Seq, limit: usize) -> Result<Vec<RecordedEvent>, LedgerError> {
         self.with_lane(lane, |conn| {
             let mut stmt = conn.prepare_cached(sql::EVENTS_SINCE).map_err(storage("reading events"))?;

@@ -267,11 +267,6 @@ pub struct LaneReads<'a> {
 }
 
 impl LaneReads<'_> {
-    /// The ledger these reads are of.
-    pub fn ledger(&self) -> &Ledger {
-        self.ledger
-    }
-
     /// Accepted events with `seq > after`, ascending, at most `limit`
     /// (capped at [`MAX_TAIL_BATCH`]).
     pub fn events_since(&self, after: Seq, limit: usize) -> Result<Vec<RecordedEvent>, LedgerError> {
@@ -427,10 +422,7 @@ impl Ledger {
     /// each is judged against everything accepted before it, earlier events of
     /// the batch included. Returns one outcome per event.
     pub fn append_batch(&self, events: &[Event]) -> Result<Vec<Result<Appended, Refusal>>, LedgerError> {
-        if events.len() > MAX_APPEND_BATCH {
-            return Err(LedgerError::BatchTooLarge { len: events.len(), max: MAX_APPEND_BATCH });
-        }
-        each!(self, l => l.append_batch(events))
+        self.append_prepared(events, Prepared::nothing(events))
     }
 
     /// Reads ahead, outside the append's lock, the facts validating

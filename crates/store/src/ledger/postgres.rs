@@ -413,13 +413,23 @@ impl PostgresLedger {
     fn read_on<T>(
         &self,
         lane: Lane,
-        mut op: impl FnMut(&mut Client, &mut Statements) -> Result<T, LedgerError>,
+        op: impl FnMut(&mut Client, &mut Statements) -> Result<T, LedgerError>,
     ) -> Result<T, LedgerError> {
         let slot = match lane {
             Lane::Sync => &self.reader,
             Lane::Background => &self.background,
         };
-        let session = &self.target.reader_session;
+        self.retried(slot, &self.target.reader_session, op)
+    }
+
+    /// Runs the read `op` on the session in `slot`; reads change nothing, so
+    /// one that finds its session lost is run once more on a fresh one.
+    fn retried<T>(
+        &self,
+        slot: &Mutex<Option<Conn>>,
+        session: &str,
+        mut op: impl FnMut(&mut Client, &mut Statements) -> Result<T, LedgerError>,
+    ) -> Result<T, LedgerError> {
         match self.with(slot, session, |conn| op(&mut conn.client, &mut conn.statements)) {
             Err(e) if session_lost(&e) => self.with(slot, session, |conn| op(&mut conn.client, &mut conn.statements)),
             other => other,
@@ -432,14 +442,10 @@ impl PostgresLedger {
     /// is replaced and the read run once more.
     fn query<T>(
         &self,
-        mut op: impl FnMut(&mut Client, &mut Statements) -> Result<T, LedgerError>,
+        op: impl FnMut(&mut Client, &mut Statements) -> Result<T, LedgerError>,
     ) -> Result<T, LedgerError> {
         let free = self.queries.iter().position(|slot| slot.try_lock().is_ok() || slot.is_poisoned()).unwrap_or(0);
-        let (slot, session) = (&self.queries[free], &self.target.query_session);
-        match self.with(slot, session, |conn| op(&mut conn.client, &mut conn.statements)) {
-            Err(e) if session_lost(&e) => self.with(slot, session, |conn| op(&mut conn.client, &mut conn.statements)),
-            other => other,
-        }
+        self.retried(&self.queries[free], &self.target.query_session, op)
     }
 
     /// Runs `op` on the session in `slot`, opening it first if there is none
